@@ -1,0 +1,169 @@
+"""Run profiles, runtime description and seeding.
+
+``DECONVLAB_PROFILE`` picks one of three profiles (taught in the setup notebook, ``00_setup``):
+
+* ``quick``: CPU and CI; every training cell takes about a minute on 2 cores.
+* ``workshop``: a Colab GPU; every training cell takes at most 5 minutes.
+* ``paper``: one H100, at most 10 minutes a model; it produced the shipped weights.
+
+The default is ``workshop`` when a GPU is visible and ``quick`` otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import random
+
+import numpy as np
+
+from .errors import ArgumentError
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets of one run profile."""
+
+    name: str
+    patch_size: int  # training patch side, pixels
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int
+    train_images: int | None  # None: the whole training set
+    test_images: int | None  # None: the whole test set
+    width: int  # feature channels of the book's models
+    depth: int  # conv layers in the encoder (the decoder mirrors it)
+    mixed_precision: bool
+    learning_rate: float
+    description: str
+
+    @property
+    def train_steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
+        train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
+        learning_rate=2e-3, description="CPU / CI: about a minute per training cell on 2 cores",
+    ),
+    "workshop": Profile(
+        name="workshop", patch_size=48, batch_size=64, epochs=10, steps_per_epoch=300,
+        train_images=None, test_images=None, width=64, depth=10, mixed_precision=True,
+        learning_rate=1e-3, description="a Colab GPU: at most 5 minutes per training cell",
+    ),
+    "paper": Profile(
+        name="paper", patch_size=50, batch_size=128, epochs=30, steps_per_epoch=1000,
+        train_images=None, test_images=None, width=64, depth=15, mixed_precision=True,
+        learning_rate=1e-3, description="one H100: at most 10 minutes per model (shipped weights)",
+    ),
+}
+
+
+def gpu_available() -> bool:
+    """True when the active Keras backend sees a GPU (checked without allocating one)."""
+    backend = keras_backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    except Exception:  # a backend that fails to import has no GPU for us
+        return False
+
+
+def keras_backend() -> str:
+    """Name of the Keras backend in use (or the one Keras will pick on import)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile named, else ``$DECONVLAB_PROFILE``, else ``workshop`` on a GPU and ``quick`` on CPU."""
+    name = name or os.environ.get("DECONVLAB_PROFILE") or ("workshop" if gpu_available() else "quick")
+    try:
+        return PROFILES[name.strip().lower()]
+    except KeyError:
+        raise ArgumentError(
+            f"unknown profile {name!r}: set DECONVLAB_PROFILE to one of {', '.join(PROFILES)}"
+        ) from None
+
+
+def device_name() -> str:
+    """A short human name of the device Keras computes on, e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (2 cores)'."""
+    backend = keras_backend()
+    try:
+        if backend == "jax":
+            import jax
+
+            dev = jax.devices()[0]
+            if dev.platform == "gpu":
+                return f"{dev.device_kind} x{len(jax.devices())}"
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+        else:
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+                return f"{name} x{len(gpus)}"
+    except Exception:
+        pass
+    return f"CPU ({os.cpu_count()} cores, {platform.machine()})"
+
+
+def runtime_info(profile: str | Profile | None = None) -> dict[str, str]:
+    """Backend, device, profile and library versions, as a dict (what ``describe_runtime`` prints)."""
+    import keras
+    import skimage
+
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    info = {
+        "profile": prof.name,
+        "backend": keras_backend(),
+        "device": device_name(),
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "scikit-image": skimage.__version__,
+    }
+    backend = info["backend"]
+    mod = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
+    if mod:
+        info[mod] = __import__(mod).__version__
+    from . import __version__
+
+    info["deconvlab"] = __version__
+    return info
+
+
+def describe_runtime(profile: str | Profile | None = None) -> dict[str, str]:
+    """Print backend, device, profile and versions on one line each; return them as a dict."""
+    info = runtime_info(profile)
+    width = max(map(len, info))
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return info
+
+
+def set_seed(seed: int = 0) -> None:
+    """Seed Python, NumPy and the Keras backend so a run repeats (up to GPU non-determinism)."""
+    import keras
+
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)
