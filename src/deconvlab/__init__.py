@@ -10,3 +10,21 @@ from .config import describe_runtime, get_profile, set_seed  # noqa: E402
 from .errors import DeconvlabError  # noqa: E402
 
 __all__ = ["DeconvlabError", "__version__", "describe_runtime", "get_profile", "set_seed"]
+
+# Submodules load on first use (``dl.models``), so ``import deconvlab`` stays cheap and Keras starts only when needed.
+_SUBMODULES = frozenset({
+    "classical", "cli", "config", "data", "degrade", "distribute", "errors", "evaluate", "grads", "infer", "io",
+    "layers", "metrics", "models", "paths", "plots", "train", "weights",
+})
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'deconvlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SUBMODULES)

@@ -165,5 +165,5 @@ def set_seed(seed: int = 0) -> None:
     import keras
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- legacy global RNG still seeds third-party code
     keras.utils.set_random_seed(seed)

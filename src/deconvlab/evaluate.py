@@ -1,0 +1,496 @@
+"""Evaluate a model or a classical method on a test set with the protocol of the papers, image by image.
+
+``evaluate(model_or_fn, dataset, task)`` degrades every clean test image, restores it, and measures PSNR and
+SSIM of the result and of the degraded input. The protocols (taught in chapter 1, used in chapter 4):
+
+* ``"denoise"`` (DnCNN): ``noisy = clean + N(0, (sigma/255)^2)`` with the noise of image ``i`` (0-based
+  position in the set) drawn by ``add_gaussian_noise(clean, sigma, seed=seed + i)``, i.e. from
+  ``np.random.default_rng(seed + i)``: every method sees exactly the same noise, and one image's noise does not
+  depend on which other images are evaluated before it. The noisy input is not clipped. The output is clipped
+  to [0, 1] (``clip=True``) but not rounded to 8 bits; PSNR/SSIM on the full image with ``data_range=1``
+  (the 255-scale PSNR). Clipping alone lifts the identity from 20.2 to about 20.6 dB at sigma 25, so the
+  input columns (unclipped) are the honest "noisy" baseline. Colour images are denoised as colour by a 3-channel model, channel by channel by a
+  1-channel model.
+* ``"sr"`` (SRCNN/VDSR): ``hr = modcrop(image, scale)``, Y of MATLAB ``rgb2ycbcr`` for colour images (gray as
+  is), ``lr = downscale(hr_y, scale)`` (MATLAB bicubic, float). A "pre" model gets ``upscale(lr, scale)``,
+  a "post" model ``lr``; which one is found from the model's scale (or ``upsample=``). Metrics by
+  :func:`deconvlab.metrics.sr_metrics` (Y, ``scale`` pixels shaved); the input columns are the bicubic baseline.
+* ``"deblur"``: ``blur(clean, gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE), mode="symmetric")`` plus AWGN
+  of ``DEBLUR_NOISE_SIGMA`` (or ``sigma``) from ``default_rng(seed + i)``; metrics on the full image.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError, OutputError
+
+__all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
+
+TASKS = ("denoise", "sr", "deblur")
+UPSAMPLES = ("pre", "post")
+COLUMNS = ("name", "psnr", "ssim", "input_psnr", "input_ssim", "seconds")
+_INPUT_LABEL = {"denoise": "noisy", "sr": "bicubic", "deblur": "degraded"}
+_DEFAULT_BATCH = 8  # images per forward pass for batch=True
+_DEFAULT_OVERLAP = 32
+
+
+# ------------------------------------------------------------------------------------------------ result
+
+
+def _mean(values: Sequence[float]) -> float:
+    values = [float(v) for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """Per-image rows (name, psnr, ssim, input_psnr, input_ssim, seconds), their means and the protocol. Taught in chapter 4."""
+
+    rows: list[dict[str, Any]]
+    protocol: dict[str, Any]
+
+    @property
+    def mean_psnr(self) -> float:
+        return _mean([r["psnr"] for r in self.rows])
+
+    @property
+    def mean_ssim(self) -> float:
+        return _mean([r["ssim"] for r in self.rows])
+
+    @property
+    def mean_input_psnr(self) -> float:
+        return _mean([r["input_psnr"] for r in self.rows])
+
+    @property
+    def mean_input_ssim(self) -> float:
+        return _mean([r["input_ssim"] for r in self.rows])
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Means over the images: psnr, ssim, input_psnr, input_ssim, seconds (per image)."""
+        return {key: _mean([r[key] for r in self.rows]) for key in COLUMNS[1:]}
+
+    @property
+    def gain(self) -> float:
+        """Mean PSNR gain over the degraded input (dB)."""
+        return self.mean_psnr - self.mean_input_psnr
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def summary(self, digits: int = 2) -> str:
+        """The means as one line, e.g. 'red_net on bsd68 (denoise, sigma=25): PSNR 28.61 dB, SSIM 0.8123 (noisy 20.17 dB, 0.3012), 68 images'."""
+        p = self.protocol
+        setting = ", ".join(f"{k}={p[k]:g}" for k in ("sigma", "scale") if p.get(k) is not None)
+        task = p.get("task", "?") + (f", {setting}" if setting else "")
+        label = _INPUT_LABEL.get(p.get("task"), "input")
+        return (
+            f"{p.get('method', 'method')} on {p.get('dataset', 'images')} ({task}): "
+            f"PSNR {self.mean_psnr:.{digits}f} dB, SSIM {self.mean_ssim:.{digits + 2}f} "
+            f"({label} {self.mean_input_psnr:.{digits}f} dB, {self.mean_input_ssim:.{digits + 2}f}), "
+            f"{len(self.rows)} image{'s' if len(self.rows) != 1 else ''}"
+        )
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_markdown(self, digits: int = 2) -> str:
+        """A Markdown table, one row per image and a bold mean row; SSIM gets two more digits than PSNR."""
+        label = _INPUT_LABEL.get(self.protocol.get("task"), "input")
+        lines = [
+            f"| image | PSNR (dB) | SSIM | {label} PSNR (dB) | {label} SSIM | seconds |",
+            "|:--|--:|--:|--:|--:|--:|",
+        ]
+
+        def cells(values: dict[str, Any], bold: bool = False) -> str:
+            fmt = [f"{values['psnr']:.{digits}f}", f"{values['ssim']:.{digits + 2}f}",
+                   f"{values['input_psnr']:.{digits}f}", f"{values['input_ssim']:.{digits + 2}f}",
+                   f"{values['seconds']:.3f}"]
+            if bold:
+                fmt = [f"**{v}**" for v in fmt]
+            return " | ".join(fmt)
+
+        for row in self.rows:
+            lines.append(f"| {row['name']} | {cells(row)} |")
+        lines.append(f"| **mean** | {cells(self.mean, bold=True)} |")
+        return "\n".join(lines) + "\n"
+
+    def _repr_markdown_(self) -> str:  # a bare EvalResult at the end of a notebook cell shows the table
+        return self.summary() + "\n\n" + self.to_markdown()
+
+    def to_dict(self) -> dict[str, Any]:
+        """{"rows": [...], "mean": {...}, "protocol": {...}} (JSON-ready)."""
+        return {"rows": [dict(r) for r in self.rows], "mean": self.mean, "protocol": dict(self.protocol)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
+        """Rebuild a result from :meth:`to_dict` (the mean is recomputed from the rows)."""
+        try:
+            rows = [{k: (r[k] if k == "name" else float(r[k])) for k in COLUMNS} for r in data["rows"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArgumentError(f"not an EvalResult dict ({exc!r} missing or bad): pass what to_dict() returned") from None
+        return cls(rows=rows, protocol=dict(data.get("protocol") or {}))
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write the rows as CSV; the first line is ``# protocol: {json}`` (pandas: ``read_csv(path, comment="#")``)."""
+        path = Path(path)
+        buffer = io.StringIO()
+        buffer.write("# protocol: " + json.dumps(self.protocol, sort_keys=True, default=str) + "\n")
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: (row[k] if k == "name" else repr(float(row[k]))) for k in COLUMNS})
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(buffer.getvalue(), encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path} ({exc.strerror or exc}): pick a writable file path") from None
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike) -> EvalResult:
+        """Read a file written by :meth:`to_csv` (rows and protocol)."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ArgumentError(f"cannot read {path} ({exc.strerror or exc}): pass a CSV written by EvalResult.to_csv") from None
+        lines = text.splitlines()
+        protocol: dict[str, Any] = {}
+        if lines and lines[0].startswith("# protocol: "):
+            protocol = json.loads(lines.pop(0)[len("# protocol: "):])
+        reader = csv.DictReader(lines)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ArgumentError(f"{path} has columns {reader.fieldnames}, not {list(COLUMNS)}: pass a CSV written by to_csv")
+        return cls.from_dict({"rows": list(reader), "protocol": protocol})
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def protocol_psf() -> np.ndarray:
+    """The deblurring protocol's PSF: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` (for Wiener and co). Taught in chapter 4."""
+    from .degrade import DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE, gaussian_psf
+
+    return gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)
+
+
+def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
+    from .data import Dataset
+    from .io import check_image
+
+    if isinstance(dataset, Dataset):
+        name, names, images, fallback = dataset.name, list(dataset.names), list(dataset.images), dataset.is_fallback
+    elif (isinstance(dataset, (tuple, list)) and len(dataset) == 2 and not isinstance(dataset[0], np.ndarray)
+          and all(isinstance(n, str) for n in dataset[0])):
+        name, names, images, fallback = "images", list(dataset[0]), list(dataset[1]), False
+    else:
+        raise ArgumentError(
+            f"dataset of type {type(dataset).__name__}: pass deconvlab.data.load_dataset(...) or a (names, images) pair"
+        )
+    if len(names) != len(images):
+        raise ArgumentError(f"{len(names)} names but {len(images)} images: pass one name per image")
+    if not images:
+        raise ArgumentError("the dataset has no images: check the limit= or the folder you loaded")
+    images = [check_image(img, f"{name}[{n}]") for n, img in zip(names, images, strict=True)]
+    return name, names, images, fallback
+
+
+def _number(name: str, value: Any, minimum: float = 0.0) -> float:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
+    if not ok or not math.isfinite(float(value)) or float(value) < minimum:
+        raise ArgumentError(f"{name}={value!r}: pass a finite number >= {minimum:g}")
+    return float(value)
+
+
+def _int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ArgumentError(f"{name}={value!r}: pass an integer >= {minimum}")
+    return int(value)
+
+
+def _model_channels(model) -> int | None:
+    try:
+        channels = model.inputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return None if channels is None else int(channels)
+
+
+def _to_model_batch(image: np.ndarray, channels: int | None) -> tuple[np.ndarray, str]:
+    """NHWC input for the model and how to turn its output back: "gray", "colour" or "per-channel"."""
+    if image.ndim == 2:
+        if channels == 3:
+            raise ArgumentError("a 3-channel (colour) model got a gray image: load the set with mode='rgb'")
+        return image[None, :, :, None], "gray"
+    if channels == 1:
+        # a gray model on colour: each channel is an image of its own
+        return np.moveaxis(image, -1, 0)[..., None], "per-channel"
+    return image[None], "colour"
+
+
+def _from_model_batch(out: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "gray":
+        return out[0, ..., 0]
+    if layout == "per-channel":
+        return np.moveaxis(out[..., 0], 0, -1)
+    return out[0]
+
+
+def _forward(model, batch: np.ndarray, tile: int | None, overlap: int, together: bool = False) -> np.ndarray:
+    import keras
+
+    from .infer import predict_image, tile_predict
+
+    if tile is None:
+        if together:  # batch=...: the caller asked for one pass over several images of one size
+            return np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)), dtype=np.float32)
+        return predict_image(model, batch)  # one image at a time: large images stay within memory
+    return tile_predict(model, batch, tile=tile, overlap=_tile_overlap(tile, overlap), scale=None)
+
+
+def _tile_overlap(tile: int, overlap: int) -> int:
+    # the default overlap (32) may not fit a small tile: then overlap half of it
+    return overlap if overlap < tile else tile // 2
+
+
+def _clip(image: np.ndarray, clip: bool) -> np.ndarray:
+    return np.clip(image, 0.0, 1.0) if clip else image
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+
+
+def evaluate(
+    model_or_fn: Any,
+    dataset: Any,
+    task: str = "denoise",
+    *,
+    sigma: float | None = None,
+    scale: int | None = None,
+    seed: int = 0,
+    clip: bool = True,
+    tile: int | None = None,
+    batch: bool | int = False,
+    progress: bool = False,
+    upsample: str | None = None,
+    overlap: int = _DEFAULT_OVERLAP,
+) -> EvalResult:
+    """PSNR/SSIM of a Keras model or an image -> image function on a test set, per image and mean. Taught in chapter 4.
+
+    ``dataset``: a :class:`deconvlab.data.Dataset` or a ``(names, images)`` pair. ``sigma``: the noise level
+    (255 scale; required for "denoise", overrides ``DEBLUR_NOISE_SIGMA`` for "deblur"); ``scale``: the SR
+    factor (required for "sr"). Image ``i`` gets noise from ``seed + i``. ``tile`` runs models with
+    :func:`deconvlab.infer.tile_predict` (``overlap`` pixels); ``batch`` (True: 8, or a number) runs that many
+    images of equal size per forward pass; ``seconds`` is the model/function time per image (degradation
+    and metrics excluded; a small warm-up call first). ``upsample`` ("pre"/"post") says what an SR method
+    takes; None measures a model's scale and assumes "pre" for functions. Returns an :class:`EvalResult`.
+    """
+    import keras
+
+    from . import degrade as dg
+    from . import metrics as mt
+
+    if task not in TASKS:
+        raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    seed = _int("seed", seed, 0)
+    is_model = isinstance(model_or_fn, keras.Model)
+    if not is_model and not callable(model_or_fn):
+        raise ArgumentError(
+            f"model_or_fn of type {type(model_or_fn).__name__}: pass a keras.Model or a function image -> image"
+        )
+    if task == "denoise":
+        if sigma is None:
+            raise ArgumentError("task='denoise' needs sigma (255 scale), e.g. evaluate(model, data, 'denoise', sigma=25)")
+        sigma = _number("sigma", sigma)
+    elif task == "deblur":
+        sigma = dg.DEBLUR_NOISE_SIGMA if sigma is None else _number("sigma", sigma)
+    elif sigma is not None:
+        raise ArgumentError("sigma applies to 'denoise' and 'deblur'; the SR protocol adds no noise: drop sigma")
+    if task == "sr":
+        if scale is None:
+            raise ArgumentError("task='sr' needs scale, e.g. evaluate(model, data, 'sr', scale=2)")
+        scale = _int("scale", scale, 2)
+    elif scale is not None:
+        raise ArgumentError(f"scale applies to task='sr' only (task={task!r}): drop scale")
+    if tile is not None:
+        if not is_model:
+            raise ArgumentError("tile applies to Keras models; a plain function gets the whole image: drop tile")
+        tile = _int("tile", tile, 2)
+    overlap = _int("overlap", overlap, 0)
+    if isinstance(batch, bool):
+        per_pass = _DEFAULT_BATCH if batch else 1
+    else:
+        per_pass = _int("batch", batch, 1)
+    if upsample is not None and upsample not in UPSAMPLES:
+        raise ArgumentError(f"upsample={upsample!r}: use 'pre' (bicubic-upsampled input), 'post' (LR input) or None")
+    if upsample is not None and task != "sr":
+        raise ArgumentError(f"upsample applies to task='sr' only (task={task!r}): drop upsample")
+
+    set_name, names, images, fallback = _images_of(dataset)
+    channels = _model_channels(model_or_fn) if is_model else None
+
+    # ---- degrade every image; remember what the method gets and what the metrics compare
+    psf = protocol_psf() if task == "deblur" else None
+    inputs, references, baselines, lows = [], [], [], []
+    for i, clean in enumerate(images):
+        if task == "sr":
+            hr = mt.rgb_to_y(mt.modcrop(clean, scale))  # gray passes through rgb_to_y unchanged
+            lows.append(dg.downscale(hr, scale))
+            references.append(hr)
+            baselines.append(dg.upscale(lows[-1], scale))
+            continue
+        degraded = clean if task == "denoise" else dg.blur(clean, psf, mode="symmetric")
+        degraded = dg.add_gaussian_noise(degraded, sigma, seed=seed + i)
+        references.append(clean)
+        baselines.append(degraded)
+        inputs.append(degraded)
+
+    if task == "sr" and is_model:
+        if channels not in (None, 1):
+            raise ArgumentError(f"the SR protocol works on the Y channel, the model takes {channels}: build it with channels=1")
+        if upsample is None:
+            from .infer import model_scale
+
+            found = model_scale(model_or_fn, 1)
+            if found not in (1, scale):
+                raise ArgumentError(f"the model upsamples by {found}, not scale={scale}: evaluate it with scale={found}")
+            upsample = "pre" if found == 1 else "post"
+    if task == "sr":
+        upsample = upsample or "pre"
+        inputs = lows if upsample == "post" else baselines
+
+    # ---- run the method
+    layouts: list[str] = []
+    outputs: list[np.ndarray | None] = [None] * len(images)
+    seconds = [0.0] * len(images)
+    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
+    if is_model:
+        batches = []
+        for x in inputs:
+            b, layout = _to_model_batch(x, channels)
+            batches.append(b)
+            layouts.append(layout)
+        warm = batches[0][:1, :32, :32]
+        _forward(model_or_fn, warm, None, overlap)  # first-call costs (graph building, allocations) are not speed
+        order = sorted(range(len(batches)), key=lambda k: batches[k].shape[1:])  # equal sizes side by side
+        groups: list[list[int]] = []
+        for k in order:
+            if groups and len(groups[-1]) < per_pass and batches[groups[-1][0]].shape[1:] == batches[k].shape[1:]:
+                groups[-1].append(k)
+            else:
+                groups.append([k])
+        for group in groups:
+            stacked = np.concatenate([batches[k] for k in group])
+            start = time.perf_counter()
+            out = np.asarray(_forward(model_or_fn, stacked, tile, overlap, together=per_pass > 1), dtype=np.float32)
+            elapsed = time.perf_counter() - start
+            offset = 0
+            for k in group:
+                n = batches[k].shape[0]
+                outputs[k] = _from_model_batch(out[offset : offset + n], layouts[k])
+                offset += n
+                seconds[k] = elapsed / len(group)
+            if bar is not None:
+                bar.add(len(group))
+    else:
+        for k, x in enumerate(inputs):
+            start = time.perf_counter()
+            out = model_or_fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
+            seconds[k] = time.perf_counter() - start
+            outputs[k] = np.asarray(keras.ops.convert_to_numpy(out) if not isinstance(out, np.ndarray) else out,
+                                    dtype=np.float32)
+            if bar is not None:
+                bar.add(1)
+
+    # ---- measure
+    rows = []
+    for k, name in enumerate(names):
+        out, ref, base = outputs[k], references[k], baselines[k]
+        expected = ref.shape
+        if out.shape != expected:
+            hint = "pass upsample='post' if it takes the low-resolution image" if task == "sr" else "return the input's shape"
+            raise ArgumentError(
+                f"{'model' if is_model else 'function'} returned shape {out.shape} for {name}, expected {expected}: {hint}"
+            )
+        out = _clip(out, clip)
+        if task == "sr":
+            p, s = mt.sr_metrics(ref, out, scale)
+            ip, iss = mt.sr_metrics(ref, _clip(base, clip), scale)
+        else:
+            p, s = mt.psnr(ref, out), mt.ssim(ref, out)
+            ip, iss = mt.psnr(ref, base), mt.ssim(ref, base)
+        rows.append({"name": name, "psnr": p, "ssim": s, "input_psnr": ip, "input_ssim": iss, "seconds": seconds[k]})
+
+    return EvalResult(rows=rows, protocol=_protocol(
+        task=task, method=model_or_fn, is_model=is_model, dataset=set_name, n=len(images), fallback=fallback,
+        sigma=sigma, scale=scale, seed=seed, clip=clip, tile=tile, overlap=overlap, upsample=upsample,
+        layouts=layouts, images=images, per_pass=per_pass,
+    ))
+
+
+def _method_name(method: Any, is_model: bool) -> str:
+    if is_model:
+        return method.name
+    inner = getattr(method, "func", method)  # functools.partial
+    return getattr(inner, "__name__", type(inner).__name__)
+
+
+def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, fallback: bool, sigma, scale,
+              seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images, per_pass: int) -> dict:
+    from . import config
+    from . import degrade as dg
+
+    p: dict[str, Any] = {
+        "task": task,
+        "dataset": dataset,
+        "images": n,
+        "fallback": fallback,
+        "method": _method_name(method, is_model),
+        "method_kind": "keras model" if is_model else "function",
+        "sigma": sigma,
+        "scale": scale,
+        "seed": seed,
+        "clip": clip,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if task in ("denoise", "deblur"):
+        p["noise"] = (f"AWGN std {sigma:g}/255 added to image i with add_gaussian_noise(..., seed={seed} + i), "
+                      "i.e. np.random.default_rng(seed + i); not clipped")
+        p["metrics"] = "PSNR and SSIM (Gaussian window, sigma 1.5) on the full image, data_range=1"
+    if task == "deblur":
+        p["psf"] = {"kind": "gaussian", "sigma": dg.DEBLUR_PSF_SIGMA, "size": dg.DEBLUR_PSF_SIZE,
+                    "boundary": "symmetric"}
+    if task == "sr":
+        p["upsample"] = upsample
+        p["degradation"] = (f"Y of rgb2ycbcr (gray as is) of modcrop(hr, {scale}), MATLAB bicubic downscale x1/{scale} "
+                            f"in float; input: {'bicubic upscale x' + str(scale) if upsample == 'pre' else 'the LR image'}")
+        p["metrics"] = f"sr_metrics: PSNR and SSIM on Y, {scale} pixels shaved; input columns: bicubic baseline"
+    p["output"] = "clipped to [0, 1], not rounded" if clip else "not clipped, not rounded"
+    colour = any(img.ndim == 3 for img in images)
+    if task == "sr":
+        p["channels"] = "Y"
+    elif is_model:
+        p["channels"] = "per-channel" if "per-channel" in layouts else ("colour" if colour else "gray")
+    else:
+        p["channels"] = "colour" if colour else "gray"
+    if is_model:
+        p["tile"] = tile
+        p["overlap"] = _tile_overlap(tile, overlap) if tile else None
+        p["batch"] = per_pass
+        p["backend"] = config.keras_backend()
+        p["device"] = config.device_name()
+    return p

@@ -1,0 +1,214 @@
+"""Custom Keras layers the book's models need, written with ``keras.ops`` only.
+
+They run unchanged on TensorFlow, JAX and PyTorch, work with unknown (``None``) spatial sizes, and are
+registered with ``package="deconvlab"`` so ``keras.saving.load_model(path, safe_mode=True)`` rebuilds them.
+
+* :class:`PadToMultiple` and :class:`CropToReference` let a strided encoder/decoder take any image size:
+  pad the input up to a multiple of the total stride, crop the output back (chapter 2, shapes).
+* :class:`DepthToSpace` is the sub-pixel (pixel-shuffle) upsampler (chapter 5, upsampling variants).
+* :class:`BilinearUpsample` is an integer-factor bilinear resize that also works on unknown sizes (Keras'
+  ``UpSampling2D(interpolation="bilinear")`` needs static sizes on TensorFlow) (chapter 4, super-resolution).
+* :class:`Blend` is the output of a learned gate, ``g * a + (1 - g) * b`` (chapter 2, fusion).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from .errors import ArgumentError
+
+PAD_MODES = ("reflect", "symmetric", "edge", "constant")
+
+
+def _padded_indices(n, n_out, mode: str):
+    """Source row indices 0..n_out-1 for an axis of length n, extended past n by `mode`.
+
+    Gathering rows by index (instead of ``ops.pad``) works for any pad width, even wider than the axis
+    itself: reflect and symmetric repeat periodically, so a 1-pixel axis degrades gracefully to edge.
+    """
+    i = ops.arange(n_out, dtype="int32")
+    n = ops.cast(n, "int32")
+    if mode == "reflect":
+        # period 2n-2 mirrors about the last sample without repeating it; n == 1 has no mirror, so period 1
+        period = ops.maximum(2 * n - 2, 1)
+        i = ops.mod(i, period)
+        return ops.where(ops.greater_equal(i, n), period - i, i)
+    if mode == "symmetric":
+        period = 2 * n
+        i = ops.mod(i, period)
+        return ops.where(ops.greater_equal(i, n), period - 1 - i, i)
+    # edge and constant both read the last sample; constant masks it to zero afterwards
+    return ops.minimum(i, n - 1)
+
+
+def _round_up(n, multiple: int):
+    return ((n + multiple - 1) // multiple) * multiple
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class PadToMultiple(keras.layers.Layer):
+    """Pad height and width (bottom and right) up to a multiple of `multiple`. Taught in chapter 2.
+
+    ``mode="reflect"`` mirrors the image like ``numpy.pad(mode="reflect")`` and keeps mirroring
+    periodically when the pad is wider than the image (a 1x1 input is repeated, i.e. "edge");
+    ``"symmetric"``, ``"edge"`` and ``"constant"`` (zeros) follow NumPy's names. Only the bottom and
+    right sides are padded, so :class:`CropToReference` crops the top-left corner back out.
+    """
+
+    def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
+        super().__init__(**kwargs)
+        if int(multiple) < 1:
+            raise ArgumentError(f"PadToMultiple needs multiple >= 1, got {multiple}: pass the total stride")
+        if mode not in PAD_MODES:
+            raise ArgumentError(f"unknown pad mode {mode!r}: use one of {', '.join(PAD_MODES)}")
+        self.multiple = int(multiple)
+        self.mode = mode
+
+    def call(self, x):
+        if self.multiple == 1:
+            return x
+        shape = ops.shape(x)
+        for axis in (1, 2):
+            n = shape[axis]
+            n_out = _round_up(n, self.multiple)
+            idx = _padded_indices(n, n_out, self.mode)
+            padded = ops.take(x, idx, axis=axis)
+            if self.mode == "constant":
+                keep = ops.cast(ops.less(ops.arange(n_out, dtype="int32"), n), x.dtype)
+                keep = ops.reshape(keep, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+                padded = padded * keep
+            x = padded
+        return x
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        h = None if h is None else _round_up(h, self.multiple)
+        w = None if w is None else _round_up(w, self.multiple)
+        return (b, h, w, c)
+
+    def get_config(self):
+        return {**super().get_config(), "multiple": self.multiple, "mode": self.mode}
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class CropToReference(keras.layers.Layer):
+    """Crop ``x`` to ``scale`` times the height and width of ``reference`` (top-left). Taught in chapter 2.
+
+    Called as ``CropToReference(scale)([x, reference])``; undoes :class:`PadToMultiple`, and for
+    post-upsampling super-resolution (``scale > 1``) crops the output to ``scale`` x the LR input.
+    """
+
+    def __init__(self, scale: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if int(scale) < 1:
+            raise ArgumentError(f"CropToReference needs scale >= 1, got {scale}")
+        self.scale = int(scale)
+
+    def call(self, inputs):
+        x, reference = inputs
+        ref_shape = ops.shape(reference)
+        h = ref_shape[1] * self.scale
+        w = ref_shape[2] * self.scale
+        return x[:, :h, :w, :]
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, ref_shape = input_shapes
+        h = None if ref_shape[1] is None else ref_shape[1] * self.scale
+        w = None if ref_shape[2] is None else ref_shape[2] * self.scale
+        return (x_shape[0], h, w, x_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class DepthToSpace(keras.layers.Layer):
+    """Sub-pixel shuffle: (N, H, W, r*r*C) -> (N, r*H, r*W, C), same order as TF's depth_to_space. Taught in chapter 5."""
+
+    def __init__(self, block_size: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(block_size) < 1:
+            raise ArgumentError(f"DepthToSpace needs block_size >= 1, got {block_size}")
+        self.block_size = int(block_size)
+
+    def call(self, x):
+        r = self.block_size
+        b, h, w, c = ops.shape(x)
+        c_out = c // (r * r)
+        # channel index (i*r + j)*C + c goes to output pixel (h*r + i, w*r + j), channel c
+        x = ops.reshape(x, (b, h, w, r, r, c_out))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (b, h * r, w * r, c_out))
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels % (self.block_size**2):
+            raise ArgumentError(
+                f"DepthToSpace({self.block_size}) needs channels divisible by {self.block_size**2}, got {channels}"
+            )
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        r = self.block_size
+        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class Blend(keras.layers.Layer):
+    """Gated fusion output ``g * a + (1 - g) * b`` for inputs ``[g, a, b]``. Taught in chapter 2."""
+
+    def call(self, inputs):
+        g, a, b = inputs
+        return g * a + (1.0 - g) * b
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[1]
+
+
+def _bilinear_axis(x, factor: int, axis: int):
+    """Upsample one axis by an integer factor with half-pixel centres and clamped edges (as tf.image.resize)."""
+    n = ops.shape(x)[axis]
+    o = ops.arange(n * factor, dtype="float32")
+    src = (o + 0.5) / factor - 0.5
+    lo = ops.floor(src)
+    frac = src - lo
+    n_last = ops.cast(n, "float32") - 1.0
+    i0 = ops.cast(ops.clip(lo, 0.0, n_last), "int32")
+    i1 = ops.cast(ops.clip(lo + 1.0, 0.0, n_last), "int32")
+    frac = ops.reshape(ops.cast(frac, x.dtype), (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+    a = ops.take(x, i0, axis=axis)
+    b = ops.take(x, i1, axis=axis)
+    return a + frac * (b - a)
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class BilinearUpsample(keras.layers.Layer):
+    """Bilinear upsampling by an integer factor that works on unknown image sizes. Taught in chapter 4.
+
+    Equals ``keras.ops.image.resize(x, (f*H, f*W), "bilinear")`` (half-pixel centres, no antialias, which
+    only matters when shrinking) but is built from gathers, so TensorFlow accepts ``None`` spatial sizes.
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(factor) < 1:
+            raise ArgumentError(f"BilinearUpsample needs factor >= 1, got {factor}")
+        self.factor = int(factor)
+
+    def call(self, x):
+        if self.factor == 1:
+            return x
+        return _bilinear_axis(_bilinear_axis(x, self.factor, 1), self.factor, 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        f = self.factor
+        return (b, None if h is None else h * f, None if w is None else w * f, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}

@@ -1,0 +1,191 @@
+"""Image-quality metrics: PSNR, SSIM and the super-resolution evaluation protocol.
+
+Images are float arrays in [0, 1], so ``data_range=1.0`` gives the usual PSNR "on the 255 scale" (the value is
+the same as for 0-255 images with ``data_range=255``). SSIM uses the settings of Wang et al. (2004): an 11x11
+Gaussian window with sigma 1.5 and population covariances, as the MATLAB ``ssim`` reference code does.
+
+Super-resolution papers (SRCNN, VDSR, FSRCNN) measure on the luma Y of MATLAB ``rgb2ycbcr``, after cropping the
+high-resolution image to a multiple of the scale (``modcrop``) and shaving ``scale`` pixels off every border,
+because bicubic upsampling is unreliable there. :func:`sr_metrics` bundles that protocol. Taught in chapter 1
+(``notebooks/01_background``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .errors import ArgumentError, ImageValueError
+
+__all__ = [
+    "YCBCR_Y_OFFSET", "YCBCR_Y_WEIGHTS", "crop_border", "modcrop", "psnr", "rgb_to_y", "sr_metrics", "ssim",
+]
+
+#: MATLAB ``rgb2ycbcr``: Y = 16 + (65.481 R + 128.553 G + 24.966 B) for R, G, B in [0, 1], on the 255 scale.
+YCBCR_Y_WEIGHTS = (65.481, 128.553, 24.966)
+YCBCR_Y_OFFSET = 16.0
+
+_SSIM_SIGMA = 1.5
+_SSIM_WIN = 11  # skimage's window side for a Gaussian of sigma 1.5 (truncated at 3.5 sigma)
+
+
+def _as_array(image: object, name: str) -> np.ndarray:
+    """A finite, non-empty float64 array; integer images keep their values (as in skimage)."""
+    try:
+        arr = np.asarray(image)
+    except Exception as exc:  # e.g. a tensor on a GPU
+        raise ImageValueError(
+            f"{name} cannot be turned into a NumPy array ({exc}): pass keras.ops.convert_to_numpy(x)"
+        ) from None
+    if arr.dtype.kind not in "biuf":
+        raise ImageValueError(f"{name} has dtype {arr.dtype}: pass a float image in [0, 1]")
+    arr = arr.astype(np.float64)
+    if arr.size == 0:
+        raise ImageValueError(f"{name} is empty (shape {arr.shape}): check the crop or slice that produced it")
+    if not np.isfinite(arr).all():
+        raise ImageValueError(f"{name} has NaN/inf values: fix the step that produced them or use np.nan_to_num")
+    return arr
+
+
+def _pair(reference: object, test: object, data_range: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validated (reference, test, data_range); a trailing channel of 1 is dropped when only one has it."""
+    ref, out = _as_array(reference, "reference"), _as_array(test, "test")
+    if ref.shape != out.shape:
+        if ref.ndim == out.ndim + 1 and ref.shape[-1] == 1:
+            ref = ref[..., 0]
+        elif out.ndim == ref.ndim + 1 and out.shape[-1] == 1:
+            out = out[..., 0]
+    if ref.shape != out.shape:
+        raise ArgumentError(
+            f"reference has shape {ref.shape} but test has {out.shape}: compare images of the same size "
+            "(for super-resolution use sr_metrics, which applies modcrop)"
+        )
+    if isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.integer, np.floating)):
+        raise ArgumentError(f"data_range={data_range!r}: pass a number, 1.0 for [0, 1] images, 255 for 0-255")
+    data_range = float(data_range)
+    if not (math.isfinite(data_range) and data_range > 0):
+        raise ArgumentError(f"data_range={data_range!r}: pass a positive number, 1.0 for [0, 1] images")
+    span = float(ref.max() - ref.min())
+    if span > 2 * data_range:
+        # The classic mistake: 0-255 images with the default data_range of 1 give a PSNR that is ~48 dB too low.
+        raise ArgumentError(
+            f"reference values span {span:g} but data_range={data_range:g}: pass data_range=255 for 0-255 images "
+            "or divide them by 255"
+        )
+    return ref, out, data_range
+
+
+def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE); inf for identical images. Taught in chapter 1.
+
+    Any shape works (gray, colour, NHWC batch): the MSE runs over all values, as in skimage.
+    """
+    ref, out, data_range = _pair(reference, test, data_range)
+    if np.array_equal(ref, out):
+        return float("inf")  # skimage would divide by zero and warn
+    return float(peak_signal_noise_ratio(ref, out, data_range=data_range))
+
+
+def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
+    """Structural similarity (Wang et al. 2004: Gaussian window, sigma 1.5); colour averages channels. Taught in chapter 1.
+
+    Takes (H, W), (H, W, C) or an NHWC batch (the mean over its images); both sides must be at least 11 pixels.
+    """
+    ref, out, data_range = _pair(reference, test, data_range)
+    if ref.ndim == 4:
+        return float(np.mean([ssim(r, t, data_range) for r, t in zip(ref, out, strict=True)]))
+    if ref.ndim == 3 and ref.shape[-1] == 1:
+        ref, out = ref[..., 0], out[..., 0]
+    if ref.ndim not in (2, 3):
+        raise ImageValueError(f"image has shape {ref.shape}: SSIM needs (H, W), (H, W, C) or (N, H, W, C)")
+    if min(ref.shape[:2]) < _SSIM_WIN:
+        raise ImageValueError(
+            f"image is {ref.shape[0]}x{ref.shape[1]}, smaller than the {_SSIM_WIN}x{_SSIM_WIN} SSIM window: "
+            "compare larger crops, or use psnr"
+        )
+    return float(
+        structural_similarity(
+            ref, out, data_range=data_range, gaussian_weights=True, sigma=_SSIM_SIGMA,
+            use_sample_covariance=False, channel_axis=-1 if ref.ndim == 3 else None,
+        )
+    )
+
+
+def rgb_to_y(image: np.ndarray) -> np.ndarray:
+    """Luma Y of MATLAB ``rgb2ycbcr`` in [16/255, 235/255] as (H, W) float32; gray passes through. Taught in chapter 1.
+
+    Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255 for R, G, B in [0, 1]; (H, W, 1) becomes (H, W).
+    """
+    arr = _as_array(image, "image")
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        return arr.astype(np.float32)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ImageValueError(f"image has shape {arr.shape}: rgb_to_y takes (H, W) gray or (H, W, 3) RGB")
+    weights = np.asarray(YCBCR_Y_WEIGHTS) / 255.0
+    return (YCBCR_Y_OFFSET / 255.0 + arr @ weights).astype(np.float32)
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ArgumentError(f"{name}={value!r}: pass an integer >= {minimum}")
+    return int(value)
+
+
+def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
+    """Crop height and width down to multiples of ``scale``, keeping the top-left corner (MATLAB modcrop). Taught in chapter 1."""
+    scale = _check_int("scale", scale, 1)
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise ImageValueError(f"image has shape {arr.shape}: modcrop takes (H, W) or (H, W, C)")
+    h, w = arr.shape[0] - arr.shape[0] % scale, arr.shape[1] - arr.shape[1] % scale
+    if h == 0 or w == 0:
+        raise ImageValueError(
+            f"image {arr.shape[0]}x{arr.shape[1]} is smaller than scale={scale}: use a larger image or a smaller scale"
+        )
+    return arr[:h, :w]
+
+
+def crop_border(image: np.ndarray, n: int) -> np.ndarray:
+    """Remove ``n`` pixels from every border of an (H, W) or (H, W, C) image ("shave"). Taught in chapter 1."""
+    n = _check_int("n", n, 0)
+    arr = np.asarray(image)
+    if arr.ndim not in (2, 3):
+        raise ImageValueError(f"image has shape {arr.shape}: crop_border takes (H, W) or (H, W, C)")
+    if n == 0:
+        return arr
+    if 2 * n >= min(arr.shape[:2]):
+        raise ImageValueError(
+            f"cannot shave {n} pixels from a {arr.shape[0]}x{arr.shape[1]} image: use a larger image or a smaller n"
+        )
+    return arr[n:-n, n:-n]
+
+
+def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float]:
+    """(PSNR, SSIM) of a super-resolved image on Y after modcrop and a ``scale``-pixel shave. Taught in chapter 1.
+
+    Colour images are compared on the Y of :func:`rgb_to_y`, gray ones as they are. ``sr`` may have the size of
+    the cropped or of the original ``hr``.
+    """
+    scale = _check_int("scale", scale, 1)
+    hr = _as_array(hr, "hr")
+    sr = _as_array(sr, "sr")
+    if hr.ndim not in (2, 3) or sr.ndim not in (2, 3):
+        raise ImageValueError(f"hr {hr.shape} and sr {sr.shape}: pass single images (H, W) or (H, W, 3)")
+    hr = modcrop(hr, scale)
+    if sr.shape[:2] != hr.shape[:2]:
+        if sr.shape[0] - sr.shape[0] % scale == hr.shape[0] and sr.shape[1] - sr.shape[1] % scale == hr.shape[1]:
+            sr = modcrop(sr, scale)
+        else:
+            raise ArgumentError(
+                f"sr is {sr.shape[0]}x{sr.shape[1]} but modcrop(hr, {scale}) is {hr.shape[0]}x{hr.shape[1]}: "
+                "upscale the low-resolution image of downscale(hr, scale) by the same scale"
+            )
+    y_hr, y_sr = rgb_to_y(hr), rgb_to_y(sr)
+    if y_hr.shape != y_sr.shape:
+        raise ArgumentError(f"hr and sr differ in channels ({hr.shape} vs {sr.shape}): compare gray with gray")
+    y_hr, y_sr = crop_border(y_hr, scale), crop_border(y_sr, scale)
+    return psnr(y_hr, y_sr), ssim(y_hr, y_sr)

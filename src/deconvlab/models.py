@@ -1,0 +1,392 @@
+"""The book's restoration networks, built with the Keras functional API and ``keras.ops`` only.
+
+Every model takes ``keras.Input(shape=(None, None, channels))`` NHWC batches of any height and width
+(odd sizes, 1x1, sizes not divisible by the stride): strided models pad inside the graph with
+:class:`~deconvlab.layers.PadToMultiple` and crop back with :class:`~deconvlab.layers.CropToReference`.
+
+Design choices, stated once:
+
+* 'same' padding everywhere. RED-Net (Mao et al. 2016) uses 'valid' convolutions mirrored by 'full'
+  transposed convolutions, which also returns the input size; 'same' gives the same shapes layer by
+  layer, so skips fuse without cropping, and differs only in how the borders are extrapolated.
+* With ``down="strided"`` the first encoder conv has stride 2 and the last decoder layer upsamples by 2;
+  the transposed-conv upsampler uses a 4x4 kernel (a multiple of the stride) so every output pixel gets
+  the same number of kernel taps, avoiding the checkerboard of uneven overlap (Odena et al. 2016).
+* ``model_spec(model)`` returns the builder name and arguments a model was made with (kept in a
+  module dictionary, so weights cards can record them; a model loaded from disk has none).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import keras
+
+from .errors import ArgumentError
+from .layers import BilinearUpsample, Blend, CropToReference, DepthToSpace, PadToMultiple
+
+FUSIONS = ("add", "concat", "gate")
+DOWNS = ("none", "strided")
+UPS = ("transposed", "resize", "subpixel")
+SR_UPSAMPLES = ("pre", "post")
+
+# builder name and arguments of every model built in this session (see `model_spec`)
+_SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _records_spec(builder: Callable[..., keras.Model] | None = None, *,
+                  inherits: Callable[..., keras.Model] | None = None):
+    """Remember the builder's full argument list (defaults included) for each model it returns.
+
+    `inherits` names the builder that receives ``**kwargs``: its defaults are recorded too, so a card
+    stays complete even if a default changes later.
+    """
+    if builder is None:
+        return functools.partial(_records_spec, inherits=inherits)
+    signature = inspect.signature(builder)
+
+    @functools.wraps(builder)
+    def wrapper(*args, **kwargs):
+        model = builder(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        extra = arguments.pop("kwargs", {})
+        if inherits is not None:
+            for key, param in inspect.signature(inherits).parameters.items():
+                arguments.setdefault(key, param.default)
+        arguments.update(extra)
+        _SPECS[model] = {"builder": builder.__name__, "kwargs": arguments}
+        return model
+
+    return wrapper
+
+
+def model_spec(model: keras.Model) -> dict[str, Any] | None:
+    """``{"builder": name, "kwargs": {...}}`` a model was built with, or None if unknown. Taught in chapter 4."""
+    spec = _SPECS.get(model)
+    return None if spec is None else {"builder": spec["builder"], "kwargs": dict(spec["kwargs"])}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ArgumentError(f"{name} must be a Python int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ArgumentError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+def _conv_args(kernel_size: int) -> dict[str, Any]:
+    # He initialisation suits the ReLU stacks; 'same' keeps every feature map at the input size
+    return {"kernel_size": kernel_size, "padding": "same", "kernel_initializer": "he_normal"}
+
+
+def _image_input(channels: int, name: str = "image") -> keras.KerasTensor:
+    return keras.Input(shape=(None, None, channels), name=name)
+
+
+def _float32_output(x):
+    """Under a mixed-precision policy, hand the output back in float32 (Keras' advice for the last layer).
+
+    Residual models already end in a float32 Add/Subtract, which also keeps the input's full precision.
+    """
+    if keras.backend.standardize_dtype(x.dtype) == "float32":
+        return x
+    return keras.layers.Activation("linear", dtype="float32", name="output")(x)
+
+
+def _upsample(x, filters: int, factor: int, up: str, kernel_size: int, activation, name: str):
+    """Upsample feature maps by an integer `factor` with a transposed conv, resize+conv or sub-pixel conv."""
+    if up == "transposed":
+        # kernel a multiple of the stride: even overlap, no checkerboard from the layer itself
+        return keras.layers.Conv2DTranspose(
+            filters, kernel_size=2 * factor, strides=factor, padding="same",
+            kernel_initializer="he_normal", activation=activation, name=name,
+        )(x)
+    if up == "resize":
+        x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=f"{name}_resize")(x)
+        return keras.layers.Conv2D(filters, activation=activation, name=name, **_conv_args(kernel_size))(x)
+    x = keras.layers.Conv2D(
+        filters * factor * factor, activation=activation, name=name, **_conv_args(kernel_size)
+    )(x)
+    return DepthToSpace(factor, name=f"{name}_shuffle")(x)
+
+
+def _fuse(encoder, decoder, fusion: str, width: int, level: int):
+    """Fuse an encoder feature into its mirrored decoder feature (add, concat + 1x1 conv, or a learned gate)."""
+    if fusion == "add":
+        # RED-Net: sum first, rectify after (the decoder layer before this is linear)
+        x = keras.layers.Add(name=f"fuse{level}")([encoder, decoder])
+        return keras.layers.ReLU(name=f"fuse{level}_relu")(x)
+    both = keras.layers.Concatenate(name=f"fuse{level}_concat")([encoder, decoder])
+    if fusion == "concat":
+        return keras.layers.Conv2D(
+            width, kernel_size=1, activation="relu", kernel_initializer="he_normal", name=f"fuse{level}"
+        )(both)
+    gate = keras.layers.Conv2D(width, kernel_size=1, activation="sigmoid", name=f"gate{level}")(both)
+    return Blend(name=f"fuse{level}")([gate, encoder, decoder])
+
+
+def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: int, kernel_size: int,
+                     skip_every: int, fusion: str, down: str, up: str):
+    """RED-Net body: `depth` convs, `depth` mirrored transposed convs, symmetric skips every `skip_every`."""
+    features = {}
+    for i in range(1, depth + 1):
+        strides = 2 if down == "strided" and i == 1 else 1
+        x = keras.layers.Conv2D(
+            width, strides=strides, activation="relu", name=f"conv{i}", **_conv_args(kernel_size)
+        )(x)
+        features[i] = x
+    for j in range(1, depth + 1):
+        level = depth - j  # decoder layer j restores the shape of encoder feature `level`
+        if level == 0:
+            if down == "strided":
+                return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{j}")
+            return keras.layers.Conv2DTranspose(
+                out_filters, activation=out_activation, name=f"deconv{j}", **_conv_args(kernel_size)
+            )(x)
+        fused = skip_every > 0 and level % skip_every == 0
+        activation = None if fused and fusion == "add" else "relu"
+        x = keras.layers.Conv2DTranspose(
+            width, activation=activation, name=f"deconv{j}", **_conv_args(kernel_size)
+        )(x)
+        if fused:
+            x = _fuse(features[level], x, fusion, width, level)
+    raise AssertionError("unreachable: the loop returns at level 0")
+
+
+def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up) -> None:
+    _check_int("channels", channels, 1)
+    _check_int("depth", depth, 1)
+    _check_int("width", width, 1)
+    _check_int("kernel_size", kernel_size, 1)
+    _check_int("skip_every", skip_every, 0)
+    _check_choice("fusion", fusion, FUSIONS)
+    _check_choice("down", down, DOWNS)
+    _check_choice("up", up, UPS)
+
+
+@_records_spec
+def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: int = 3, skip_every: int = 2,
+            fusion: str = "add", down: str = "none", up: str = "transposed", global_residual: bool = True,
+            name: str = "red_net") -> keras.Model:
+    """RED-Net: conv encoder, mirrored transposed-conv decoder, symmetric skip fusion. Taught in chapter 3.
+
+    `depth` Conv2D+ReLU layers, then `depth` Conv2DTranspose layers (the last one linear, to `channels`).
+    Every `skip_every` layers (0: no skips) the encoder feature is fused into the mirrored decoder feature
+    by `fusion`: "add" (RED-Net: sum, then ReLU), "concat" (concatenate, 1x1 conv + ReLU) or "gate"
+    (g = sigmoid(1x1 conv([enc, dec])), out = g*enc + (1-g)*dec). With `global_residual` the output is
+    input + decoder output. `down="strided"` runs the middle at half resolution; `up` picks the final
+    x2 upsampler: "transposed" (4x4, stride 2), "resize" (nearest + conv) or "subpixel" (conv + shuffle).
+    """
+    _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up)
+    inputs = _image_input(channels)
+    x = PadToMultiple(2, name="pad")(inputs) if down == "strided" else inputs
+    x = _encoder_decoder(
+        x, out_filters=channels, out_activation=None, depth=depth, width=width, kernel_size=kernel_size,
+        skip_every=skip_every, fusion=fusion, down=down, up=up,
+    )
+    if down == "strided":
+        x = CropToReference(name="crop")([x, inputs])
+    if global_residual:
+        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
+    return keras.Model(inputs, _float32_output(x), name=name)
+
+
+@_records_spec
+def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: int = 3,
+              residual: bool = False, name: str = "plain_cnn") -> keras.Model:
+    """Plain deep CNN (no transposed convs, no skips), the control for RED-Net comparisons. Taught in chapter 3.
+
+    `depth` conv layers: `depth - 1` Conv2D+ReLU of `width` channels, then a linear conv to `channels`.
+    ``plain_cnn(depth=2 * d, width=w)`` has exactly the parameters of ``red_net(depth=d, width=w,
+    fusion="add")`` (a 3x3 transposed conv has as many weights as a 3x3 conv), so comparisons are matched
+    in both depth and size; use :func:`width_for_params` to match other configurations.
+    """
+    _check_int("channels", channels, 1)
+    _check_int("depth", depth, 1)
+    _check_int("width", width, 1)
+    _check_int("kernel_size", kernel_size, 1)
+    inputs = _image_input(channels)
+    x = inputs
+    for i in range(1, depth):
+        x = keras.layers.Conv2D(width, activation="relu", name=f"conv{i}", **_conv_args(kernel_size))(x)
+    x = keras.layers.Conv2D(channels, name=f"conv{depth}", **_conv_args(kernel_size))(x)
+    if residual:
+        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
+    return keras.Model(inputs, _float32_output(x), name=name)
+
+
+@_records_spec
+def dncnn(channels: int = 1, depth: int = 17, width: int = 64, name: str = "dncnn") -> keras.Model:
+    """DnCNN (Zhang et al. 2017): conv+ReLU, (conv+BN+ReLU) x (depth-2), conv; output = input - noise. Taught in chapter 3.
+
+    Layer for layer as the authors' Keras code: orthogonal initialisation, biases only in the first conv,
+    BatchNormalization(epsilon=1e-4). For gray 17x64 that is 556,096 trainable parameters (0.556 M) plus
+    1,920 BN moving statistics. BN momentum is 0.9 rather than Keras' 0.99 so the moving statistics
+    keep up with the book's short trainings.
+    """
+    _check_int("channels", channels, 1)
+    _check_int("depth", depth, 2)
+    _check_int("width", width, 1)
+    conv_args = {"kernel_size": 3, "padding": "same", "kernel_initializer": "orthogonal"}
+    inputs = _image_input(channels)
+    x = keras.layers.Conv2D(width, activation="relu", name="conv1", **conv_args)(inputs)
+    for i in range(2, depth):
+        x = keras.layers.Conv2D(width, use_bias=False, name=f"conv{i}", **conv_args)(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-4, name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+    noise = keras.layers.Conv2D(channels, use_bias=False, name=f"conv{depth}", **conv_args)(x)
+    outputs = keras.layers.Subtract(dtype="float32", name="residual")([inputs, noise])
+    return keras.Model(inputs, _float32_output(outputs), name=name)
+
+
+@_records_spec
+def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
+           name: str = "fsrcnn") -> keras.Model:
+    """FSRCNN (Dong et al. 2016): LR input, conv layers, then Conv2DTranspose(9x9, stride=scale). Taught in chapter 4.
+
+    feature extraction 5x5 (d) -> shrinking 1x1 (s) -> m mapping 3x3 (s) -> expanding 1x1 (d), each with
+    PReLU (alpha 0.25, shared over space so any image size works), then the deconvolution to `channels`
+    (Gaussian init, std 0.001, as in the paper). FSRCNN(56, 12, 4) has 12,464 weights (paper count, no biases).
+    """
+    _check_int("scale", scale, 1)
+    _check_int("channels", channels, 1)
+    _check_int("d", d, 1)
+    _check_int("s", s, 1)
+    _check_int("m", m, 0)
+
+    def conv_prelu(x, filters, kernel_size, layer_name):
+        x = keras.layers.Conv2D(filters, name=layer_name, **_conv_args(kernel_size))(x)
+        return keras.layers.PReLU(
+            alpha_initializer=keras.initializers.Constant(0.25), shared_axes=[1, 2], name=f"{layer_name}_prelu"
+        )(x)
+
+    inputs = _image_input(channels, name="lr")
+    x = conv_prelu(inputs, d, 5, "feature")
+    x = conv_prelu(x, s, 1, "shrink")
+    for i in range(1, m + 1):
+        x = conv_prelu(x, s, 3, f"map{i}")
+    x = conv_prelu(x, d, 1, "expand")
+    outputs = keras.layers.Conv2DTranspose(
+        channels, kernel_size=9, strides=scale, padding="same",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="deconv",
+    )(x)
+    return keras.Model(inputs, _float32_output(outputs), name=name)
+
+
+@_records_spec(inherits=red_net)
+def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre", name: str = "red_net_sr",
+               **kwargs: Any) -> keras.Model:
+    """RED-Net for super-resolution, pre- or post-upsampling. Taught in chapter 4.
+
+    "pre": the input is the bicubic-upsampled image (as VDSR and RED-Net do), the model is :func:`red_net`
+    and `scale` is only recorded. "post": the input is the LR image; the RED-Net body runs at low
+    resolution, ends with `width` features, an upsampler by `scale` (selected by `up`, default a
+    transposed conv with kernel 2*scale) maps them to `channels`, and the global fusion adds the
+    bilinearly upsampled input. Other keyword arguments go to :func:`red_net`.
+    """
+    _check_choice("upsample", upsample, SR_UPSAMPLES)
+    red_net_params = inspect.signature(red_net).parameters
+    unknown = sorted(set(kwargs) - set(red_net_params))
+    if unknown:
+        raise ArgumentError(f"red_net_sr got unknown arguments {unknown}: use red_net's keyword arguments")
+    if upsample == "pre":
+        if scale is not None:
+            _check_int("scale", scale, 1)
+        return red_net(channels=channels, name=name, **kwargs)
+    if scale is None:
+        raise ArgumentError("red_net_sr(upsample='post') needs scale: pass scale=2, 3 or 4")
+    _check_int("scale", scale, 1)
+    args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
+    _check_red_net_args(channels, args["depth"], args["width"], args["kernel_size"], args["skip_every"],
+                        args["fusion"], args["down"], args["up"])
+    inputs = _image_input(channels, name="lr")
+    x = PadToMultiple(2, name="pad")(inputs) if args["down"] == "strided" else inputs
+    x = _encoder_decoder(
+        x, out_filters=args["width"], out_activation="relu", depth=args["depth"], width=args["width"],
+        kernel_size=args["kernel_size"], skip_every=args["skip_every"], fusion=args["fusion"],
+        down=args["down"], up=args["up"],
+    )
+    x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample")
+    if args["down"] == "strided":
+        x = CropToReference(scale, name="crop")([x, inputs])
+    if args["global_residual"]:
+        base = BilinearUpsample(scale, dtype="float32", name="input_upsample")(inputs)
+        x = keras.layers.Add(dtype="float32", name="residual")([base, x])
+    return keras.Model(inputs, _float32_output(x), name=name)
+
+
+BUILDERS: dict[str, Callable[..., keras.Model]] = {
+    "red_net": red_net,
+    "plain_cnn": plain_cnn,
+    "dncnn": dncnn,
+    "fsrcnn": fsrcnn,
+    "red_net_sr": red_net_sr,
+}
+
+
+def build_model(name: str, /, **kwargs: Any) -> keras.Model:
+    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr"). Taught in chapter 4."""
+    try:
+        builder = BUILDERS[name]
+    except (KeyError, TypeError):
+        raise ArgumentError(f"unknown model {name!r}: use one of {', '.join(BUILDERS)}") from None
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown and not takes_any:
+        raise ArgumentError(f"{name} does not take {', '.join(unknown)}: use {', '.join(params)}")
+    try:
+        return builder(**kwargs)
+    except TypeError as err:  # a missing required argument such as fsrcnn's scale
+        raise ArgumentError(f"cannot build {name}: {err}; pass the missing argument") from None
+
+
+def count_params(model: keras.Model, trainable_only: bool = True) -> int:
+    """Number of parameters (trainable only by default, as papers report them). Taught in chapter 3."""
+    variables = model.trainable_variables if trainable_only else model.variables
+    total = 0
+    for v in variables:
+        size = 1
+        for dim in v.shape:
+            size *= int(dim)
+        total += size
+    return total
+
+
+def width_for_params(builder: str | Callable[..., keras.Model], target_params: int, *,
+                     max_width: int = 1024, **kwargs: Any) -> int:
+    """Width whose model has the trainable-parameter count closest to `target_params`. Taught in chapter 3.
+
+    Parameter counts grow monotonically with width, so a binary search builds about log2(max_width)
+    models; e.g. ``width_for_params("plain_cnn", count_params(red_net(fusion="concat")), depth=30)``.
+    """
+    build = BUILDERS.get(builder) if isinstance(builder, str) else builder
+    if build is None:
+        raise ArgumentError(f"unknown model {builder!r}: use one of {', '.join(BUILDERS)}")
+    _check_int("target_params", target_params, 1)
+    _check_int("max_width", max_width, 1)
+
+    @functools.cache
+    def params_at(width: int) -> int:
+        return count_params(build(width=width, **kwargs))
+
+    lo, hi = 1, max_width
+    while lo < hi:  # smallest width with at least target_params parameters
+        mid = (lo + hi) // 2
+        if params_at(mid) < target_params:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo > 1 and target_params - params_at(lo - 1) <= params_at(lo) - target_params:
+        return lo - 1
+    return lo

@@ -1,0 +1,560 @@
+"""Shipped weights and their model cards (``data/weights/<id>.json`` + ``<id>.weights.npz``).
+
+Taught in chapter 4 (notebooks/04_code_example).
+
+Format decision: weights only, as a ``.npz`` of float16 arrays in ``model.get_weights()`` order, with the
+architecture rebuilt from code by ``deconvlab.models.build_model(builder, **kwargs)`` named in the card.
+
+* Small: no optimizer state and half the bytes of float32; a full ``.keras`` file would carry the Adam
+  moments (3x the weights) unless stripped, and its float16 variant would change the model's dtype policy.
+* Safe: ``np.load(allow_pickle=False)`` runs no code, and the architecture comes from the package, so the
+  file cannot smuggle in layers; a ``.keras`` file with safe_mode=True is safe too, but ties the shipped file
+  to the Keras version's serialisation format.
+* Faithful enough: float16 keeps 11 significant bits (relative rounding <= 2**-11 ~ 4.9e-4). An array that
+  float16 cannot hold within 1e-3 of its largest magnitude (overflow past 65504, or a tail of tiny values)
+  is stored in float32 instead, and the card says ``"weights_dtype": "float16+float32"``. The card's metrics
+  are measured after reloading the stored weights, so they describe exactly what ships.
+
+Every load verifies the file's sha256 against the card before reading a byte of it as weights.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError, DeconvlabError, WeightsError
+from .paths import repo_root, weights_dir
+
+TASKS = ("denoise", "sr", "deblur")
+REQUIRED_FIELDS = ("id", "task", "architecture", "weights_file", "weights_sha256")
+FP16_TOLERANCE = 1e-3  # max |w16 - w| / max|w| for an array to be stored in float16
+_PATHS_KEY = "__paths__"
+HISTORY_SUFFIX = ".history.json"  # training histories kept next to their cards (not cards themselves)
+
+# Published numbers the book compares its own models against (PSNR in dB on the named test set).
+ANCHORS: list[dict[str, Any]] = [
+    *[
+        {"method": method, "task": "denoise", "sigma": sigma, "dataset": "bsd68", "psnr": psnr,
+         "citation": "Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table II"}
+        for method, values in (
+            ("BM3D", (31.07, 28.57, 25.62)),
+            ("DnCNN-S", (31.73, 29.23, 26.23)),
+            ("DnCNN-B", (31.61, 29.16, 26.23)),
+        )
+        for sigma, psnr in zip((15, 25, 50), values, strict=True)
+    ],
+    *[
+        {"method": method, "task": "denoise", "sigma": sigma, "dataset": "set12", "psnr": psnr,
+         "citation": "Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table III"}
+        for method, values in (("BM3D", (32.37, 29.97, 26.72)), ("DnCNN-S", (32.86, 30.44, 27.18)))
+        for sigma, psnr in zip((15, 25, 50), values, strict=True)
+    ],
+    *[
+        {"method": method, "task": "sr", "scale": scale, "dataset": dataset, "psnr": psnr, "citation": cite}
+        for method, dataset, values, cite in (
+            ("VDSR", "set5", (37.53, 33.66, 31.35), "Kim et al., VDSR, CVPR 2016, Table 3"),
+            ("VDSR", "set14", (33.03, 29.77, 28.01), "Kim et al., VDSR, CVPR 2016, Table 3"),
+            ("FSRCNN", "set5", (37.00, 33.16, 30.71), "Dong et al., FSRCNN, ECCV 2016, Table 3"),
+            ("FSRCNN", "set14", (32.63, 29.43, 27.59), "Dong et al., FSRCNN, ECCV 2016, Table 3"),
+        )
+        for scale, psnr in zip((2, 3, 4), values, strict=True)
+    ],
+]
+
+
+def _directory(directory: str | os.PathLike | None) -> Path:
+    return Path(directory) if directory is not None else weights_dir()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _validate_card(card: Any, source: str) -> dict[str, Any]:
+    if not isinstance(card, dict):
+        raise WeightsError(f"model card {source} is not a JSON object; git checkout data/weights")
+    missing = [f for f in REQUIRED_FIELDS if f not in card]
+    arch = card.get("architecture")
+    if not isinstance(arch, dict) or "builder" not in arch:
+        missing.append("architecture.builder")
+    if missing:
+        raise WeightsError(
+            f"model card {source} lacks {', '.join(missing)}; git checkout data/weights or re-run training"
+        )
+    if card["task"] not in TASKS:
+        raise WeightsError(f"model card {source} has unknown task {card['task']!r}; expected one of {TASKS}")
+    return card
+
+
+def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A model card by id (``<directory>/<id>.json``) or by the path of its JSON file.
+
+    The returned dict has ``_path`` (the card's file) added, which :func:`write_card` leaves out.
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    text = str(card_id)
+    path = Path(text)
+    if not (text.endswith(".json") or path.is_file()):
+        path = _directory(directory) / f"{text}.json"
+    if not path.is_file():
+        raise ArgumentError(f"no model card {text!r} (looked for {path}); {_available_text(directory)}")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"model card {path} is not valid JSON ({exc}); git checkout data/weights") from None
+    card = _validate_card(card, str(path))
+    card["_path"] = str(path)
+    return card
+
+
+def _json_ready(value: Any) -> Any:
+    """NumPy scalars/arrays and paths as plain JSON values (NaN is refused rather than written as NaN)."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return str(value)
+    return value
+
+
+def write_card(card: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write a model card as indented JSON, atomically (keys starting with ``_`` are not written).
+
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    path = Path(path)
+    try:
+        text = json.dumps(_json_ready(card), indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"model card is not JSON-serialisable ({exc}); pass numbers, strings, lists") from None
+    _atomic_write(path, (text + "\n").encode("utf-8"))
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    if not path.parent.is_dir():
+        raise WeightsError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Every model card (``*.json`` but not ``*.history.json``) in the weights folder, sorted by id.
+
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    folder = _directory(directory)
+    if not folder.is_dir():
+        return []
+    paths = [p for p in folder.glob("*.json") if not p.name.endswith(HISTORY_SUFFIX)]
+    return sorted((read_card(p) for p in paths), key=lambda c: str(c["id"]))
+
+
+def list_weights(directory: str | os.PathLike | None = None) -> list[str]:
+    """Ids of the shipped model cards. Taught in chapter 4 (notebooks/04_code_example)."""
+    return [str(card["id"]) for card in list_cards(directory)]
+
+
+def card_setting(card: Mapping[str, Any]) -> str:
+    """The card's task parameter as text: 'sigma=25', 'sigma in [0, 55]', 'x2', 'x2,3,4' or ''."""
+    if card.get("sigma") is not None:
+        return f"sigma={card['sigma']:g}"
+    if card.get("sigma_range") is not None:
+        lo, hi = card["sigma_range"]
+        return f"sigma in [{lo:g}, {hi:g}]"
+    scales = card_scales(card)
+    if scales:
+        return "x" + ",".join(str(s) for s in scales)
+    return ""
+
+
+def card_scales(card: Mapping[str, Any]) -> list[int]:
+    """The scale factors a card serves (``scale`` or ``scales``)."""
+    if card.get("scales") is not None:
+        return [int(s) for s in card["scales"]]
+    if card.get("scale") is not None:
+        return [int(card["scale"])]
+    return []
+
+
+def card_channels(card: Mapping[str, Any]) -> int:
+    """Image channels the card's model takes (1: gray or the Y channel, 3: RGB)."""
+    if card.get("channels") is not None:
+        return int(card["channels"])
+    return int(card["architecture"].get("kwargs", {}).get("channels", 1))
+
+
+def _available_text(directory: str | os.PathLike | None) -> str:
+    try:
+        cards = list_cards(directory)
+    except DeconvlabError:
+        cards = []
+    if not cards:
+        return (f"no model cards in {_directory(directory)}: git checkout data/weights, "
+                "or train one with `python -m deconvlab train`")
+    items = [f"{c['id']} ({c['task']} {card_setting(c)}, {card_channels(c)} ch)".replace(" ,", ",")
+             for c in cards]
+    return "available: " + "; ".join(items)
+
+
+def find_card(
+    task: str,
+    sigma: float | None = None,
+    scale: int | None = None,
+    channels: int | None = None,
+    directory: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The card for a task and its exact sigma or scale (a blind card's ``sigma_range`` also matches).
+
+    Exact sigma beats a range; with ``channels`` given, a card with that many channels beats a gray one.
+    No match raises :class:`ArgumentError` listing the cards that exist.
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    if task not in TASKS:
+        raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    candidates: list[tuple[tuple[int, int, str], dict[str, Any]]] = []
+    for card in list_cards(directory):
+        if card["task"] != task:
+            continue
+        if task == "denoise":
+            rank = _sigma_rank(card, sigma)
+        elif task == "sr":
+            rank = 0 if scale is not None and int(scale) in card_scales(card) else None
+        else:
+            rank = 0
+        if rank is None:
+            continue
+        # With no channel preference, the gray (per-channel) model is the default.
+        want = 1 if channels is None else int(channels)
+        candidates.append(((rank, 0 if card_channels(card) == want else 1, str(card["id"])), card))
+    if not candidates:
+        asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
+                 "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
+        raise ArgumentError(f"no shipped weights for {task}{asked}; {_available_text(directory)}")
+    return min(candidates, key=lambda item: item[0])[1]
+
+
+def _sigma_rank(card: Mapping[str, Any], sigma: float | None) -> int | None:
+    """0: exact sigma, 1: inside a blind card's range, 2: blind card for an unspecified sigma, None: no."""
+    if sigma is None:
+        return 2 if card.get("sigma_range") is not None else None
+    if card.get("sigma") is not None and math.isclose(float(card["sigma"]), float(sigma), abs_tol=1e-6):
+        return 0
+    if card.get("sigma_range") is not None:
+        lo, hi = (float(v) for v in card["sigma_range"])
+        if lo <= float(sigma) <= hi:
+            return 1
+    return None
+
+
+def _card_dir(card: Mapping[str, Any], directory: str | os.PathLike | None) -> Path:
+    if card.get("_path"):
+        return Path(card["_path"]).parent
+    return _directory(directory)
+
+
+def weights_path(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
+    """The weights file a card names (relative to the card's folder)."""
+    return _card_dir(card, directory) / str(card["weights_file"])
+
+
+def verify_weights(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
+    """The card's weights file after checking it exists and its sha256 matches; else :class:`WeightsError`."""
+    path = weights_path(card, directory)
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file {path} for card {card['id']} is missing; git checkout data/weights "
+            "(or git lfs pull) to restore it"
+        )
+    actual = sha256_file(path)
+    if actual != card["weights_sha256"]:
+        raise WeightsError(
+            f"weights file {path} has sha256 {actual[:16]}..., the card expects "
+            f"{str(card['weights_sha256'])[:16]}...; re-download / git checkout data/weights"
+        )
+    return path
+
+
+def save_weights_fp16(model: Any, path: str | os.PathLike) -> str:
+    """Save ``model.get_weights()`` as float16 arrays in a ``.npz`` (float32 where float16 is not faithful).
+
+    Returns the dtype summary for the card: ``"float16"``, or ``"float16+float32"`` if some array stayed
+    float32. Taught in chapter 4 (notebooks/04_code_example).
+    """
+    arrays = {}
+    dtypes = set()
+    for i, w in enumerate(model.get_weights()):
+        w = np.asarray(w)
+        stored = _to_fp16_if_faithful(w)
+        dtypes.add(str(stored.dtype))
+        arrays[f"w{i:04d}"] = stored
+    # The variable paths are for humans reading the file; loading matches by order and shape.
+    arrays[_PATHS_KEY] = np.array([str(v.path) for v in model.weights], dtype=np.str_)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return "+".join(sorted(dtypes, key=lambda d: d != "float16")) if dtypes else "float16"
+
+
+def _to_fp16_if_faithful(w: np.ndarray) -> np.ndarray:
+    if not np.issubdtype(w.dtype, np.floating):
+        return w  # integer state (e.g. a seed generator) is stored as is
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    if peak == 0.0:
+        return w.astype(np.float16)
+    with np.errstate(over="ignore"):
+        w16 = w.astype(np.float16)
+    err = float(np.max(np.abs(w16.astype(np.float64) - w.astype(np.float64)))) / peak
+    return w16 if np.all(np.isfinite(w16)) and err <= FP16_TOLERANCE else w.astype(np.float32)
+
+
+def load_weights_fp16(model: Any, path: str | os.PathLike) -> Any:
+    """Load a ``.npz`` written by :func:`save_weights_fp16` into ``model`` (cast to its variables' dtypes).
+
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = sorted(k for k in data.files if k != _PATHS_KEY)
+            stored = [data[k] for k in keys]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise WeightsError(
+            f"weights file {path} is corrupt ({type(exc).__name__}: {exc}); re-download / git checkout data/weights"
+        ) from None
+    variables = model.weights
+    if len(stored) != len(variables):
+        raise WeightsError(
+            f"weights file {path} holds {len(stored)} arrays but the model has {len(variables)} variables; "
+            "the card's architecture does not match its weights: re-run training or git checkout data/weights"
+        )
+    values = []
+    for var, arr in zip(variables, stored, strict=True):
+        if tuple(arr.shape) != tuple(var.shape):
+            raise WeightsError(
+                f"weights file {path}: array of shape {arr.shape} for variable {var.path} of shape "
+                f"{tuple(var.shape)}; the card's architecture does not match its weights"
+            )
+        values.append(arr.astype(np.dtype(var.dtype)))
+    model.set_weights(values)
+    return model
+
+
+def build_from_card(card: Mapping[str, Any]) -> Any:
+    """The card's architecture, untrained: ``deconvlab.models.build_model(builder, **kwargs)``."""
+    from . import models
+
+    arch = card["architecture"]
+    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
+    try:
+        return models.build_model(arch["builder"], **kwargs)
+    except (TypeError, ArgumentError) as exc:
+        raise WeightsError(
+            f"model card {card['id']} does not match this version of deconvlab ({exc}); "
+            "git checkout data/weights or re-run training"
+        ) from None
+
+
+def load_pretrained(
+    task: str | None = None,
+    sigma: float | None = None,
+    scale: int | None = None,
+    card: Mapping[str, Any] | str | os.PathLike | None = None,
+    directory: str | os.PathLike | None = None,
+    channels: int | None = None,
+) -> Any:
+    """A ready keras.Model for a task (sigma / scale) or a given card, its weights verified by sha256.
+
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    if card is None:
+        if task is None:
+            raise ArgumentError("load_pretrained needs a task ('denoise', 'sr', 'deblur') or a card")
+        card = find_card(task, sigma=sigma, scale=scale, channels=channels, directory=directory)
+    elif not isinstance(card, Mapping):
+        card = read_card(card, directory)
+    card = _validate_card(dict(card), str(card.get("id", "?")))
+    path = verify_weights(card, directory)
+    model = build_from_card(card)
+    return load_weights_fp16(model, path)
+
+
+def git_commit(root: str | os.PathLike | None = None) -> str:
+    """The repository's HEAD commit (with ``-dirty`` if tracked files changed), or 'unknown' without git.
+
+    ``$DECONVLAB_COMMIT`` wins: a copy of the tree without ``.git`` (the GPU host gets one) still records its commit.
+    """
+    if os.environ.get("DECONVLAB_COMMIT"):
+        return os.environ["DECONVLAB_COMMIT"]
+    cwd = str(root or repo_root())
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        # --no-optional-locks: reading the status must not rewrite the index of a repo someone else is using.
+        status = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if status.strip() else "")
+
+
+def default_card_id(task: str, sigma: float | None = None, scale: int | None = None,
+                    sigma_range: Iterable[float] | None = None, channels: int = 1) -> str:
+    """'denoise-sigma25', 'denoise-blind0-55', 'sr-x2', 'deblur' (plus '-rgb' for colour models)."""
+    if task == "denoise" and sigma is not None:
+        base = f"denoise-sigma{sigma:g}"
+    elif task == "denoise" and sigma_range is not None:
+        lo, hi = sigma_range
+        base = f"denoise-blind{lo:g}-{hi:g}"
+    elif task == "sr" and scale is not None:
+        base = f"sr-x{int(scale)}"
+    else:
+        base = task
+    return base + ("-rgb" if channels == 3 else "")
+
+
+def save_pretrained(
+    model: Any,
+    card_fields: Mapping[str, Any],
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Write ``<id>.weights.npz`` and ``<id>.json`` into ``out_dir``; return the card.
+
+    ``card_fields`` must give ``task``; ``architecture`` ({builder, kwargs}) defaults to
+    ``deconvlab.models.model_spec(model)`` and ``id`` to :func:`default_card_id`. The card gains
+    weights_file, weights_sha256, weights_dtype, params (trainable), channels, backend, keras version,
+    hardware, precision, commit and created (UTC). Taught in chapter 4 (notebooks/04_code_example).
+    """
+    import keras
+
+    from . import models
+    from .config import device_name, keras_backend
+
+    fields = dict(card_fields)
+    if fields.get("task") not in TASKS:
+        raise ArgumentError(f"card_fields needs task in {TASKS}, got {fields.get('task')!r}")
+    arch = fields.get("architecture") or models.model_spec(model)
+    if not isinstance(arch, Mapping) or "builder" not in arch:
+        raise ArgumentError(
+            "the model was not built by deconvlab.models and card_fields has no "
+            "architecture={'builder': name, 'kwargs': {...}}: pass it so the card can rebuild the model"
+        )
+    # The Keras model name is cosmetic, and build_model(name, **kwargs) would take it for the builder's name.
+    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
+    arch = {"builder": arch["builder"], "kwargs": kwargs}
+    try:  # refuse before writing anything rather than leave weights without a card
+        json.dumps(_json_ready(arch), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"the architecture kwargs are not JSON-serialisable ({exc})") from None
+    channels = int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 1
+    card_id = str(fields.get("id") or default_card_id(
+        fields["task"], fields.get("sigma"), fields.get("scale"), fields.get("sigma_range"), channels))
+    folder = _directory(out_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WeightsError(f"cannot create the weights folder {folder} ({exc}); pass a writable out_dir") from None
+    weights_file = f"{card_id}.weights.npz"
+    dtype = save_weights_fp16(model, folder / weights_file)
+    card: dict[str, Any] = {
+        "id": card_id,
+        "task": fields["task"],
+        "channels": channels,
+        "architecture": arch,
+        "params": int(models.count_params(model)),
+        "weights_file": weights_file,
+        "weights_sha256": sha256_file(folder / weights_file),
+        "weights_dtype": dtype,
+        "backend": keras_backend(),
+        "keras": keras.__version__,
+        "hardware": device_name(),
+        "precision": keras.config.dtype_policy().name,
+        "commit": git_commit(),
+        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+    }
+    # Caller's fields win except for the ones computed from the file itself.
+    computed = {"weights_file", "weights_sha256", "weights_dtype", "params", "id", "architecture"}
+    for key, value in fields.items():
+        if key not in computed:
+            card[key] = value
+    write_card(card, folder / f"{card_id}.json")
+    card["_path"] = str(folder / f"{card_id}.json")
+    return card
+
+
+def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
+                datasets: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Published PSNRs (method, dataset, psnr, citation) for a task setting, from :data:`ANCHORS`."""
+    wanted = None if datasets is None else {d.lower() for d in datasets}
+    out = []
+    for a in ANCHORS:
+        if a["task"] != task or (wanted is not None and a["dataset"] not in wanted):
+            continue
+        if task == "denoise" and (sigma is None or a["sigma"] != sigma):
+            continue
+        if task == "sr" and (scale is None or a["scale"] != scale):
+            continue
+        out.append({k: a[k] for k in ("method", "dataset", "psnr", "citation")})
+    return out
+
+
+def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
+    """A Markdown table of model cards (setting, architecture, size, test PSNR/SSIM, anchors, cost) for the book.
+
+    Taught in chapter 4 (notebooks/04_code_example).
+    """
+    header = ("| id | task | setting | architecture | params | test PSNR / SSIM | published | trained on | time |\n"
+              "|---|---|---|---|---:|---|---|---|---:|")
+    rows = [header]
+    for card in cards:
+        arch = card.get("architecture", {})
+        kwargs = arch.get("kwargs") or {}
+        arch_text = arch.get("builder", "?") + (
+            "(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else "")
+        metrics = "<br>".join(
+            f"{m['dataset']}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
+            else f"{m['dataset']}: {m['psnr']:.2f} dB"
+            for m in card.get("metrics") or [])
+        anchors = "<br>".join(f"{a['method']} {a['dataset']}: {a['psnr']:.2f}" for a in card.get("anchors") or [])
+        wall = card.get("wall_time_s")
+        time_text = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
+        params = card.get("params")
+        params_text = f"{params:,}" if isinstance(params, int) else ""
+        cells = [str(card.get("id", "")), str(card.get("task", "")), card_setting(card), f"`{arch_text}`",
+                 params_text, metrics or "n/a", anchors or "", str(card.get("hardware", "")), time_text]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows)

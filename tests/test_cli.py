@@ -1,0 +1,576 @@
+"""Tests of ``python -m deconvlab``: bad inputs fail with one line and exit 2, odd-but-valid images work.
+
+The weights are tiny untrained models saved with ``save_pretrained`` into a temporary folder, so the tests
+do not depend on the shipped weights; ``--weights-dir`` points the CLI at them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from deconvlab import cli, io, models, plots, weights
+
+
+@pytest.fixture(scope="module")
+def wdir(tmp_path_factory) -> Path:
+    """A weights folder with a gray and a colour denoiser (sigma 25) and a post-upsampling x2 SR model."""
+    folder = tmp_path_factory.mktemp("weights")
+    keras.utils.set_random_seed(1)
+    weights.save_pretrained(models.red_net(channels=1, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
+    weights.save_pretrained(models.red_net(channels=3, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
+    weights.save_pretrained(models.red_net_sr(scale=2, channels=1, depth=2, width=4, upsample="post"),
+                            {"task": "sr", "scale": 2, "upsample": "post"}, folder)
+    weights.save_pretrained(models.red_net_sr(scale=3, channels=1, depth=2, width=4, upsample="pre"),
+                            {"task": "sr", "scale": 3, "upsample": "pre"}, folder)
+    return folder
+
+
+@pytest.fixture
+def gray_png(tmp_path) -> Path:
+    path = tmp_path / "gray.png"
+    Image.fromarray((np.random.default_rng(0).random((37, 53)) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, output: Path | None = None, match: str = "") -> str:
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("deconvlab: error: ")
+    assert "Traceback" not in err
+    assert match.lower() in lines[0].lower(), lines[0]
+    if output is not None:
+        assert not output.exists()
+    return lines[0]
+
+
+def denoise_args(src, dst, wdir, *extra):
+    return ("enhance", src, dst, "--task", "denoise", "--sigma", "25", "--weights-dir", wdir, *extra)
+
+
+# ------------------------------------------------------------------------------------- bad inputs
+
+
+def test_missing_input(capsys, tmp_path, wdir):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(tmp_path / "nope.png", out, wdir))
+    assert_one_line_error(code, err, out, "no file at")
+
+
+def test_directory_as_input(capsys, tmp_path, wdir):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(tmp_path, out, wdir))
+    assert_one_line_error(code, err, out, "is a directory")
+
+
+def test_text_file_as_input(capsys, tmp_path, wdir):
+    src, out = tmp_path / "notes.png", tmp_path / "out.png"
+    src.write_text("this is not an image\n" * 10)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir))
+    assert_one_line_error(code, err, out, "not an image")
+
+
+def test_truncated_png(capsys, gray_png, tmp_path, wdir):
+    data = gray_png.read_bytes()
+    gray_png.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "truncated or corrupt")
+
+
+def test_zero_size_file(capsys, tmp_path, wdir):
+    src, out = tmp_path / "empty.png", tmp_path / "out.png"
+    src.touch()
+    code, _, err = run(capsys, *denoise_args(src, out, wdir))
+    assert_one_line_error(code, err, out, "empty")
+
+
+def test_nan_in_float_tiff(capsys, tmp_path, wdir):
+    tifffile = pytest.importorskip("tifffile")
+    src, out = tmp_path / "nan.tif", tmp_path / "out.png"
+    arr = np.full((8, 8), 0.5, dtype=np.float32)
+    arr[3, 4] = np.nan
+    tifffile.imwrite(src, arr)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir))
+    assert_one_line_error(code, err, out, "NaN")
+
+
+def test_more_pixels_than_the_limit(capsys, gray_png, tmp_path, wdir, monkeypatch):
+    monkeypatch.setenv("DECONVLAB_MAX_PIXELS", "1000")
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "more than the limit")
+
+
+def test_sr_output_larger_than_the_limit(capsys, gray_png, tmp_path, wdir, monkeypatch):
+    monkeypatch.setenv("DECONVLAB_MAX_PIXELS", str(37 * 53 * 2))  # the input fits, its x2 result does not
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "sr", "--scale", "2", "--weights-dir", wdir)
+    assert_one_line_error(code, err, out, "x2 result would have")
+
+
+def test_unknown_task(capsys, gray_png, tmp_path):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "inpaint")
+    assert_one_line_error(code, err, out, "invalid choice: 'inpaint'")
+
+
+@pytest.mark.parametrize("sigma", ["0", "-5", "150", "nan"])
+def test_sigma_out_of_range(capsys, gray_png, tmp_path, sigma):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "denoise", "--sigma", sigma)
+    assert_one_line_error(code, err, out, "is outside (0, 100]")
+
+
+def test_unsupported_scale(capsys, gray_png, tmp_path):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "sr", "--scale", "5")
+    assert_one_line_error(code, err, out, "--scale 5 is not supported: use one of 2, 3, 4")
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (("--task", "sr"), "--task sr needs --scale"),
+    (("--task", "sr", "--scale", "2", "--sigma", "25"), "--sigma applies to --task denoise only"),
+    (("--task", "denoise", "--sigma", "25", "--scale", "2"), "--scale applies to --task sr only"),
+    (("--task", "sr", "--scale", "2.5"), "invalid int value"),
+    (("--task", "denoise", "--sigma", "25", "--bogus"), "unrecognized arguments: --bogus"),
+    (("--task", "denoise", "--sigma", "25", "--tile", "40", "--overlap", "32"), "--tile 40 must be larger"),
+    (("--task", "denoise", "--sigma", "25", "--tile", "-8"), "pass sizes >= 0"),
+])
+def test_bad_option_combinations(capsys, gray_png, tmp_path, argv, match):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, *argv)
+    assert_one_line_error(code, err, out, match)
+
+
+def test_output_under_a_regular_file(capsys, gray_png, tmp_path, wdir):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    out = blocker / "sub" / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "is a file, not a folder")
+
+
+def test_output_folder_missing(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "no" / "such" / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "does not exist")
+
+
+def test_output_is_a_directory_or_not_png(capsys, gray_png, tmp_path, wdir):
+    code, _, err = run(capsys, *denoise_args(gray_png, tmp_path, wdir))
+    assert_one_line_error(code, err, None, "is a directory")
+    out = tmp_path / "out.jpg"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "does not end in .png")
+
+
+def test_existing_output_without_overwrite(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, None, "exists: pass --overwrite")
+    assert out.read_bytes() == b"precious"
+
+
+def _copy_weights(wdir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "weights"
+    shutil.copytree(wdir, copy)
+    return copy
+
+
+def test_weights_with_a_wrong_hash(capsys, gray_png, tmp_path, wdir):
+    bad = _copy_weights(wdir, tmp_path)
+    path = bad / "denoise-sigma25.weights.npz"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, bad))
+    assert_one_line_error(code, err, out, "the card expects")
+
+
+def test_corrupted_weights_file(capsys, gray_png, tmp_path, wdir):
+    bad = _copy_weights(wdir, tmp_path)
+    path = bad / "denoise-sigma25.weights.npz"
+    path.write_bytes(path.read_bytes()[:200])  # cut off, and the card updated to match: only decoding can tell
+    card = weights.read_card("denoise-sigma25", bad)
+    card["weights_sha256"] = weights.sha256_file(path)
+    weights.write_card(card, bad / "denoise-sigma25.json")
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, bad))
+    assert_one_line_error(code, err, out, "is corrupt")
+
+
+def test_missing_weights_file(capsys, gray_png, tmp_path, wdir):
+    bad = _copy_weights(wdir, tmp_path)
+    (bad / "denoise-sigma25.weights.npz").unlink()
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, bad))
+    assert_one_line_error(code, err, out, "is missing")
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (("--task", "denoise", "--sigma", "30"), "no shipped weights for denoise sigma=30; available: denoise-sigma25"),
+    (("--task", "denoise", "--sigma", "25", "--weights", "nonexistent-card"), "no model card 'nonexistent-card'"),
+    (("--task", "denoise", "--sigma", "25", "--weights", "sr-x2"), "is for --task sr, not denoise"),
+    (("--task", "deblur"), "no shipped weights for deblur"),
+    (("--task", "sr", "--scale", "4"), "no shipped weights for sr scale=4"),
+])
+def test_weights_that_do_not_fit(capsys, gray_png, tmp_path, wdir, argv, match):
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, *argv, "--weights-dir", wdir)
+    assert_one_line_error(code, err, out, match)
+
+
+def test_bad_keras_file(capsys, gray_png, tmp_path):
+    fake = tmp_path / "model.keras"
+    fake.write_bytes(b"not a zip")
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "denoise", "--sigma", "25", "--weights", fake)
+    assert_one_line_error(code, err, out, "could not be loaded as a Keras model")
+
+
+def test_no_command_and_help(capsys):
+    code, _, err = run(capsys)
+    assert_one_line_error(code, err, None, "choose a command")
+    for command in ("enhance", "evaluate", "train", "benchmark"):
+        code, out, err = run(capsys, command, "--help")
+        assert code == 0 and out.startswith(f"usage: deconvlab {command}") and err == ""
+
+
+def test_subprocess_exit_code_and_no_traceback(tmp_path):
+    out = tmp_path / "out.png"
+    proc = subprocess.run([sys.executable, "-m", "deconvlab", "enhance", str(tmp_path / "missing.png"), str(out),
+                           "--task", "denoise", "--sigma", "25"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and proc.stderr.startswith("deconvlab: error: no file")
+    assert not out.exists()
+
+
+def test_subprocess_weights_error_after_keras_start_is_one_line(gray_png, tmp_path, wdir):
+    """Keras (TensorFlow) is imported on this path; its C++ start-up logging must not reach stderr."""
+    bad = _copy_weights(wdir, tmp_path)
+    (bad / "denoise-sigma25.weights.npz").write_bytes(b"garbage")
+    out = tmp_path / "out.png"
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "deconvlab", *map(str, denoise_args(gray_png, out, bad))],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "the card expects" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------- good inputs
+
+
+def _expected_gray(wdir: Path, plane: np.ndarray) -> np.ndarray:
+    model = weights.load_pretrained("denoise", sigma=25, directory=wdir)
+    pred = keras.ops.convert_to_numpy(model(plane[None, :, :, None].astype(np.float32)))[0, :, :, 0]
+    return np.rint(np.clip(pred, 0, 1) * 255)
+
+
+def test_odd_size_gray_matches_the_model(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "out.png"
+    code, stdout, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert code == 0, err
+    assert "wrote" in stdout and "denoise-sigma25" in stdout
+    result = np.asarray(Image.open(out))
+    assert result.shape == (37, 53) and result.dtype == np.uint8
+    expected = _expected_gray(wdir, io.read_image(gray_png))
+    assert np.abs(result.astype(float) - expected).max() <= 1  # float16 weights vs. rounding at the 8-bit step
+
+
+def test_one_pixel_image(capsys, tmp_path, wdir):
+    src, out = tmp_path / "px.png", tmp_path / "out.png"
+    Image.fromarray(np.array([[128]], dtype=np.uint8)).save(src)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir))
+    assert code == 0, err
+    assert np.asarray(Image.open(out)).shape == (1, 1)
+
+
+def test_rgb_uses_the_colour_card_and_rgba_warns(capsys, tmp_path, wdir):
+    rgba = (np.random.default_rng(2).random((9, 14, 4)) * 255).astype(np.uint8)
+    src, out = tmp_path / "rgba.png", tmp_path / "out.png"
+    Image.fromarray(rgba, mode="RGBA").save(src)
+    code, stdout, err = run(capsys, *denoise_args(src, out, wdir))
+    assert code == 0, err
+    assert "denoise-sigma25-rgb" in stdout
+    assert err.startswith("deconvlab: warning:") and "alpha" in err and len(err.strip().splitlines()) == 1
+    assert np.asarray(Image.open(out)).shape == (9, 14, 3)
+
+
+def test_gray_model_runs_per_channel_on_rgb(capsys, tmp_path, wdir):
+    rgb = (np.random.default_rng(3).random((11, 13, 3)) * 255).astype(np.uint8)
+    src, out = tmp_path / "rgb.png", tmp_path / "out.png"
+    Image.fromarray(rgb).save(src)
+    code, stdout, err = run(capsys, *denoise_args(src, out, wdir, "--weights", "denoise-sigma25"))
+    assert code == 0, err
+    result = np.asarray(Image.open(out)).astype(float)
+    for c in range(3):
+        assert np.abs(result[..., c] - _expected_gray(wdir, rgb[..., c] / 255.0)).max() <= 1
+
+
+def test_gray_stored_as_rgb_stays_rgb_with_equal_channels(capsys, tmp_path, wdir):
+    plane = (np.random.default_rng(4).random((10, 12)) * 255).astype(np.uint8)
+    src, out = tmp_path / "grayrgb.png", tmp_path / "out.png"
+    Image.fromarray(np.repeat(plane[..., None], 3, axis=-1)).save(src)
+    code, stdout, err = run(capsys, *denoise_args(src, out, wdir))
+    assert code == 0, err
+    assert "with denoise-sigma25 " in stdout  # the gray model, run once: no colour in the image
+    result = np.asarray(Image.open(out))
+    assert result.shape == (10, 12, 3)
+    assert np.array_equal(result[..., 0], result[..., 1]) and np.array_equal(result[..., 0], result[..., 2])
+    assert np.abs(result[..., 0].astype(float) - _expected_gray(wdir, plane / 255.0)).max() <= 1
+
+
+def test_palette_image(capsys, tmp_path, wdir):
+    src, out = tmp_path / "pal.png", tmp_path / "out.png"
+    rgb = (np.random.default_rng(5).random((8, 8, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(src)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir))
+    assert code == 0, err
+    assert np.asarray(Image.open(out)).shape == (8, 8, 3)
+
+
+def test_sixteen_bit_input_keeps_sixteen_bits(capsys, tmp_path, wdir):
+    src, out, out8 = tmp_path / "deep.png", tmp_path / "out.png", tmp_path / "out8.png"
+    deep = (np.random.default_rng(6).random((12, 9)) * 65535).astype(np.uint16)
+    Image.fromarray(deep).save(src)
+    assert cli.source_bit_depth(src) == 16
+    code, stdout, err = run(capsys, *denoise_args(src, out, wdir))
+    assert code == 0, err
+    assert "16-bit" in stdout
+    written = np.asarray(Image.open(out))
+    assert written.dtype.itemsize == 2 or Image.open(out).mode.startswith("I")
+    expected = _expected_gray(wdir, deep / 65535.0) / 255.0 * 65535
+    assert np.abs(written.astype(float) - expected).max() <= 65535 / 255  # same prediction, finer steps
+    code, _, err = run(capsys, *denoise_args(src, out8, wdir, "--bit-depth", "8"))
+    assert code == 0, err
+    assert np.asarray(Image.open(out8)).dtype == np.uint8
+
+
+def test_overwrite_replaces_output(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"old")
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir, "--overwrite"))
+    assert code == 0, err
+    assert np.asarray(Image.open(out)).shape == (37, 53)
+
+
+def test_tiles_match_the_whole_image(capsys, tmp_path, wdir):
+    src = tmp_path / "big.png"
+    Image.fromarray((np.random.default_rng(7).random((50, 61)) * 255).astype(np.uint8)).save(src)
+    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    assert run(capsys, *denoise_args(src, whole, wdir, "--tile", "0"))[0] == 0
+    # four 3x3 convolutions see 4 pixels each way; overlap // 4 = 4 makes the blend exact
+    assert run(capsys, *denoise_args(src, tiled, wdir, "--tile", "36", "--overlap", "16"))[0] == 0
+    a = np.asarray(Image.open(whole)).astype(int)
+    b = np.asarray(Image.open(tiled)).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_sr_post_upsampling_gray_and_colour(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "sr.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "sr", "--scale", "2", "--weights-dir", wdir)
+    assert code == 0, err
+    assert np.asarray(Image.open(out)).shape == (74, 106)
+    rgb = np.random.default_rng(8).random((7, 9, 3)).astype(np.float32)
+    model = weights.load_pretrained("sr", scale=2, directory=wdir)
+    result = cli.enhance_image(model, rgb, "sr", scale=2, tile=None, clip=False)
+    assert result.shape == (14, 18, 3)
+    # The Y channel comes from the model, exactly as for a gray image of that Y.
+    ycc = cli.rgb_to_ycbcr(rgb)
+    y_model = keras.ops.convert_to_numpy(model(ycc[None, :, :, :1]))[0, :, :, 0]
+    assert np.allclose(cli.rgb_to_ycbcr(result)[..., 0], y_model, atol=1e-4)
+
+
+def test_sr_pre_upsampling_gets_the_bicubic_image(capsys, gray_png, tmp_path, wdir):
+    from deconvlab import degrade
+
+    out = tmp_path / "sr3.png"
+    code, _, err = run(capsys, "enhance", gray_png, out, "--task", "sr", "--scale", "3", "--weights-dir", wdir)
+    assert code == 0, err
+    result = np.asarray(Image.open(out)).astype(float)
+    assert result.shape == (111, 159)
+    model = weights.load_pretrained("sr", scale=3, directory=wdir)
+    up = degrade.upscale(io.read_image(gray_png), 3)
+    expected = np.rint(np.clip(keras.ops.convert_to_numpy(model(up[None, :, :, None]))[0, :, :, 0], 0, 1) * 255)
+    assert np.abs(result - expected).max() <= 1
+
+
+def test_ycbcr_round_trip_and_matlab_values():
+    rgb = np.random.default_rng(9).random((5, 6, 3)).astype(np.float32)
+    assert np.allclose(cli.ycbcr_to_rgb(cli.rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
+    white = cli.rgb_to_ycbcr(np.ones((1, 1, 3)))[0, 0] * 255
+    assert np.allclose(white, [235, 128, 128], atol=1e-3)  # MATLAB rgb2ycbcr of white
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' own model.save() on NumPy 2
+def test_weights_as_card_json_and_keras_file(capsys, gray_png, tmp_path, wdir):
+    out = tmp_path / "a.png"
+    code, stdout, err = run(capsys, *denoise_args(gray_png, out, wdir, "--weights", wdir / "denoise-sigma25.json"))
+    assert code == 0, err
+    model = weights.load_pretrained("denoise", sigma=25, directory=wdir)
+    model.save(tmp_path / "model.keras")
+    out2 = tmp_path / "b.png"
+    code, stdout, err = run(capsys, "enhance", gray_png, out2, "--task", "denoise", "--sigma", "25",
+                            "--weights", tmp_path / "model.keras")
+    assert code == 0, err
+    assert "model.keras" in stdout
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(out2)))
+
+
+def test_check_output_path_unit(tmp_path):
+    assert cli.check_output_path(tmp_path / "x.png") == tmp_path / "x.png"
+    (tmp_path / "x.png").write_bytes(b"")
+    assert cli.check_output_path(tmp_path / "x.png", overwrite=True) == tmp_path / "x.png"
+    assert cli.check_sigma(25) == 25.0 and cli.check_sigma(None) is None
+    assert cli.check_scale(4) == 4
+
+
+# ------------------------------------------------------------------------------------- benchmark
+
+
+def test_benchmark_prints_a_table(capsys, wdir):
+    code, out, err = run(capsys, "benchmark", "--sizes", "16,24", "--repeat", "1", "--tile", "0",
+                         "--weights-dir", wdir)
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith("| 16x16") or line.startswith("| 24x24")]
+    assert len(rows) == 2
+    mpx = float(rows[1].split("|")[2])
+    assert mpx == pytest.approx(24 * 24 / 1e6, abs=1e-3)
+    code, _, err = run(capsys, "benchmark", "--sizes", "16,abc")
+    assert_one_line_error(code, err, None, "--sizes")
+
+
+def test_benchmark_untrained_arch(capsys):
+    code, out, err = run(capsys, "benchmark", "--sizes", "16", "--repeat", "1", "--arch", "dncnn",
+                         "--profile", "quick")
+    assert code == 0, err
+    assert "dncnn (untrained" in out and "| 16x16 |" in out
+
+
+# ------------------------------------------------------------------------------------- evaluate and train
+
+
+def test_evaluate_argument_errors(capsys, tmp_path, wdir):
+    code, _, err = run(capsys, "evaluate")
+    assert_one_line_error(code, err, None, "pass --card ID")
+    code, _, err = run(capsys, "evaluate", "--card", "absent", "--weights-dir", wdir)
+    assert_one_line_error(code, err, None, "no model card 'absent'")
+    code, _, err = run(capsys, "evaluate", "--task", "denoise", "--sigma", "25", "--limit", "0")
+    assert_one_line_error(code, err, None, "--limit 0")
+
+
+def test_train_argument_errors(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    cases = [
+        (("--task", "denoise", "--out", tmp_path), "needs --sigma"),
+        (("--task", "denoise", "--sigma-range", "30", "10", "--out", tmp_path), "--sigma-range 30 10"),
+        (("--task", "denoise", "--sigma", "25", "--arch-kwargs", "{bad", "--out", tmp_path), "not JSON"),
+        (("--task", "denoise", "--sigma", "25", "--out", blocker), "is a file"),
+        (("--task", "sr", "--scale", "2"), "the following arguments are required: --out"),
+    ]
+    for argv, match in cases:
+        code, _, err = run(capsys, "train", *argv)
+        assert_one_line_error(code, err, None, match)
+
+
+def _evaluate_module_ready() -> bool:
+    try:
+        from deconvlab import degrade, evaluate, train  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_training_stack = pytest.mark.skipif(not _evaluate_module_ready(),
+                                          reason="deconvlab.train/evaluate/degrade not written yet")
+
+
+@needs_training_stack
+@pytest.mark.slow
+def test_train_then_evaluate_against_the_card(capsys, tmp_path):
+    out_dir = tmp_path / "trained"
+    argv = ["train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out_dir,
+            "--epochs", "1", "--steps", "2", "--patch-size", "24", "--train-dataset", "fallback-train",
+            "--train-limit", "2", "--val-dataset", "fallback-test", "--eval-limit", "1", "--quiet",
+            "--arch-kwargs", '{"depth": 2, "width": 4}']
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    card = json.loads((out_dir / "denoise-sigma25.json").read_text())
+    assert card["command"].startswith("python -m deconvlab train --task denoise --sigma 25")
+    assert card["architecture"]["kwargs"]["depth"] == 2
+    assert len(card["history"]["loss"]) == 1
+    assert card["metrics"][0]["dataset"] == "fallback-test" and card["metrics"][0]["limit"] == 1
+    history_file = out_dir / "denoise-sigma25.history.json"
+    fig = plots.plot_history(history_file)  # the JSON train() wrote plots as is
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "psnr"]
+    assert [c["id"] for c in weights.list_cards(out_dir)] == ["denoise-sigma25"]  # the history is no card
+
+    check = ["evaluate", "--card", "denoise-sigma25", "--weights-dir", out_dir, "--dataset", "fallback-test",
+             "--limit", "1"]
+    code, out, err = run(capsys, *check)
+    assert code == 0, err
+    assert "matches the card" in out
+    code, out, err = run(capsys, *check, "--seed", "7")  # other noise: the card has no number to compare
+    assert code == 0 and "nothing to compare" in out
+    code, _, err = run(capsys, *check, "--scale", "2")
+    assert_one_line_error(code, err, None, "drop --sigma / --scale")
+    card["metrics"][0]["psnr"] += 1.0
+    weights.write_card(card, out_dir / "denoise-sigma25.json")
+    code, out, err = run(capsys, *check)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and "differs from the card" in err
+
+
+# ------------------------------------------------------------------------------------- interrupts and OS errors
+
+
+def test_keyboard_interrupt_is_one_line(capsys, gray_png, tmp_path, wdir, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "read_image", interrupted)
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert code == 130  # 128 + SIGINT, what shells expect from an interrupted program
+    assert err.strip() == "deconvlab: error: interrupted; nothing was written" and not out.exists()
+
+
+def test_disk_full_is_one_line(capsys, gray_png, tmp_path, wdir, monkeypatch):
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(io, "write_image", disk_full)
+    out = tmp_path / "out.png"
+    code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
+    assert_one_line_error(code, err, out, "No space left on device")
+
+
+def test_debug_shows_the_traceback(gray_png, tmp_path, monkeypatch):
+    from deconvlab.errors import ImageFileError
+
+    monkeypatch.setenv("DECONVLAB_DEBUG", "1")
+    with pytest.raises(ImageFileError):
+        cli.main(["enhance", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--task", "denoise",
+                  "--sigma", "25"])

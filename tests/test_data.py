@@ -1,0 +1,478 @@
+"""Tests of deconvlab.data: the registry, local copies, real HTTP downloads, the offline fallback, patches."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import http.server
+import socket
+import threading
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deconvlab import data, paths
+from deconvlab.errors import (
+    ArgumentError,
+    DataError,
+    DownloadError,
+    HashMismatchError,
+    UnknownDatasetError,
+)
+
+SHARED = Path("/work/shared/datasets")
+needs_shared = pytest.mark.skipif(not (SHARED / "set12" / "MANIFEST.tsv").is_file(), reason="no local copy of the sets")
+COUNTS = {"train400": 400, "bsd68": 68, "set12": 12, "cbsd68": 68, "set5": 5, "set14": 14}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test gets its own download cache, no local copy and no pause between download attempts."""
+    monkeypatch.setenv("DECONVLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DECONVLAB_DATA", raising=False)
+    monkeypatch.delenv("DECONVLAB_ROOT", raising=False)
+    monkeypatch.setattr(data, "_BACKOFF_S", 0.01)
+
+
+def one_line(excinfo: pytest.ExceptionInfo) -> str:
+    msg = str(excinfo.value)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_all_six_sets_in_order():
+    reg = data.registry()
+    assert tuple(reg) == data.DATASET_NAMES
+    assert {name: len(info.files) for name, info in reg.items()} == COUNTS
+    assert {name: info.color for name, info in reg.items()} == {
+        "train400": "gray", "bsd68": "gray", "set12": "gray", "cbsd68": "rgb", "set5": "rgb", "set14": "rgb",
+    }  # fmt: skip
+    for info in reg.values():
+        assert info.citation and info.terms
+        for f in info.files:
+            assert f.url.startswith("https://raw.githubusercontent.com/cszn/") and f.url.endswith("/" + f.file)
+            assert len(f.sha256) == 64 and f.bytes > 0 and f.width > 0 and f.height > 0
+    assert reg["set14"].file("bridge").mode == "L" and reg["set14"].file("man.bmp").mode == "RGB"
+    assert reg["bsd68"].source == "cszn/DnCNN@e93b278:testsets/BSD68"
+
+
+@needs_shared
+def test_registry_equals_the_manifests():
+    reg = data.registry()
+    for name, count in COUNTS.items():
+        header, rows = {}, []
+        lines = (SHARED / name / "MANIFEST.tsv").read_text().splitlines()
+        for line in lines:
+            if line.startswith("#"):
+                key, _, value = line[1:].partition(":")
+                header.setdefault(key.strip(), value.strip())
+        rows = list(csv.DictReader([ln for ln in lines if ln and not ln.startswith("#")], delimiter="\t"))
+        assert len(rows) == count
+        registered = reg[name].files
+        assert [f.file for f in registered] == [r["file"] for r in rows]
+        for f, r in zip(registered, rows, strict=True):
+            assert (f.sha256, f.bytes, f.width, f.height, f.mode) == (
+                r["sha256"], int(r["bytes"]), int(r["width"]), int(r["height"]), r["mode"],
+            )  # fmt: skip
+            assert f.url == header["raw_url_pattern"].replace("<file>", f.file)
+            assert header["snapshot_commit"] in f.url
+
+
+def test_datasets_md_documents_every_set_and_the_fallback():
+    text = (paths.data_dir() / "DATASETS.md").read_text()
+    for name, info in data.registry().items():
+        commit = info.files[0].url.split("/")[5]
+        assert f"`{name}`" in text and commit in text, name
+    for photo in (*data.FALLBACK_TRAIN, *data.FALLBACK_TEST):
+        assert f"`{photo}`" in text, photo
+    assert "not redistributed" in text
+
+
+def test_fallback_split_is_disjoint_and_fixed():
+    assert not set(data.FALLBACK_TRAIN) & set(data.FALLBACK_TEST)
+    assert len(data.FALLBACK_TRAIN) == 11 and len(data.FALLBACK_TEST) == 6
+    assert "cat" not in data.FALLBACK_TRAIN + data.FALLBACK_TEST  # same pixels as chelsea
+
+
+def test_unknown_names_and_bad_arguments():
+    with pytest.raises(UnknownDatasetError) as err:
+        data.load_dataset("set15")
+    assert "set14" in one_line(err)
+    with pytest.raises(UnknownDatasetError):
+        data.fetch_file("set5", "lena.bmp")
+    with pytest.raises(UnknownDatasetError):
+        data.fetch_dataset("fallback-test")
+    with pytest.raises(ArgumentError):
+        data.load_dataset("set5", mode="ycbcr")
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ArgumentError):
+            data.load_dataset("set5", limit=bad)
+
+
+def test_cache_dir_follows_env(tmp_path, monkeypatch):
+    assert data.cache_dir() == tmp_path / "cache"
+    monkeypatch.delenv("DECONVLAB_CACHE")
+    assert data.cache_dir().name == "deconvlab"
+
+
+# ------------------------------------------------------------------------------------------- local copy
+
+
+@needs_shared
+def test_local_copy_loads_float32_images(monkeypatch):
+    monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+    train = data.load_dataset("train400", limit=3)
+    assert train.names == ["test_001", "test_002", "test_003"] and not train.is_fallback
+    assert all(im.shape == (180, 180) and im.dtype == np.float32 for im in train.images)
+    assert all(0.0 <= im.min() and im.max() <= 1.0 for im in train.images)
+    assert train.color == "gray" and "cszn/DnCNN@e93b278" in train.note
+    set14 = data.load_dataset("set14")
+    shapes = dict(zip(set14.names, (im.shape for im in set14.images), strict=True))
+    assert shapes["bridge"] == (512, 512) and shapes["baboon"] == (480, 500, 3) and len(shapes) == 14
+    assert data.load_dataset("set5", mode="gray", limit=2).images[0].ndim == 2
+    assert data.load_dataset("set12", mode="rgb", limit=1).images[0].shape == (256, 256, 3)
+    assert data.fetch_file("set12", "01.png") == SHARED / "set12" / "01.png"
+
+
+@needs_shared
+def test_corrupted_local_copy_is_refused(tmp_path, monkeypatch):
+    local = tmp_path / "local"
+    (local / "set12").mkdir(parents=True)
+    good = (SHARED / "set12" / "01.png").read_bytes()
+    (local / "set12" / "01.png").write_bytes(good[:100] + bytes([good[100] ^ 0xFF]) + good[101:])
+    monkeypatch.setenv("DECONVLAB_DATA", str(local))
+    with pytest.raises(HashMismatchError) as err:
+        data.fetch_file("set12", "01.png")
+    assert str(local / "set12" / "01.png") in one_line(err)
+    with pytest.raises(DataError) as err:  # present folder, missing file
+        data.fetch_file("set12", "02.png")
+    assert "02.png" in one_line(err) and "unset DECONVLAB_DATA" in str(err.value)
+    with pytest.raises(DataError) as err:  # missing folder
+        data.load_dataset("bsd68")
+    assert "no folder bsd68/" in one_line(err)
+
+
+# ------------------------------------------------------------------------------------------- a real HTTP server
+
+
+def png_bytes(seed: int, shape=(24, 32)) -> bytes:
+    import io as _io
+
+    buf = _io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; ``server.plan[path]`` lists misbehaviours for the next requests of that path."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.server.hits[self.path] += 1
+        plan = self.server.plan.get(self.path)
+        action = plan.pop(0) if plan else "ok"
+        if action == "500":
+            self.send_error(500)
+        elif action == "truncate":
+            body = (Path(self.directory) / self.path.lstrip("/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])  # then the connection closes: a cut-off transfer
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+    httpd.plan, httpd.hits = {}, defaultdict(int)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    httpd.root, httpd.url = root, f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def write_registry(tmp_path: Path, monkeypatch, rows: list[tuple[str, str, str, bytes]]) -> None:
+    """A registry of (dataset, file, url, content) rows in a scratch repository root."""
+    out = tmp_path / "repo" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "registry.tsv", "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        writer.writerow(["dataset", "file", "url", "sha256", "bytes", "width", "height", "mode"])
+        for dataset, name, url, content in rows:
+            mode = "RGB" if dataset in ("cbsd68", "set5", "set14") else "L"  # the colour of a set follows its modes
+            writer.writerow([dataset, name, url, hashlib.sha256(content).hexdigest(), len(content), 32, 24, mode])
+    monkeypatch.setenv("DECONVLAB_ROOT", str(tmp_path / "repo"))
+
+
+def serve(server, tmp_path, monkeypatch, n: int = 2, dataset: str = "set12") -> list[bytes]:
+    contents = [png_bytes(i) for i in range(n)]
+    for i, content in enumerate(contents):
+        (server.root / f"{i:02d}.png").write_bytes(content)
+    rows = [(dataset, f"{i:02d}.png", f"{server.url}/{i:02d}.png", c) for i, c in enumerate(contents)]
+    write_registry(tmp_path, monkeypatch, rows)
+    return contents
+
+
+def test_download_is_verified_cached_and_not_repeated(server, tmp_path, monkeypatch):
+    contents = serve(server, tmp_path, monkeypatch)
+    path = data.fetch_file("set12", "00.png")
+    assert path == tmp_path / "cache" / "set12" / "00.png" and path.read_bytes() == contents[0]
+    assert data.fetch_file("set12", "00") == path and server.hits["/00.png"] == 1
+    ds = data.load_dataset("set12")
+    assert ds.names == ["00", "01"] and ds.images[1].shape == (24, 32) and not ds.is_fallback
+    assert server.hits["/00.png"] == 1 and server.hits["/01.png"] == 1
+
+
+def test_parallel_download_of_a_set(server, tmp_path, monkeypatch):
+    contents = serve(server, tmp_path, monkeypatch, n=6)
+    got = data.fetch_dataset("set12")
+    assert [p.read_bytes() for p in got] == contents
+    assert data.fetch_dataset("set12", limit=2) == got[:2]
+
+
+def test_http_404_is_a_download_error(server, tmp_path, monkeypatch):
+    serve(server, tmp_path, monkeypatch, n=3)
+    (server.root / "01.png").unlink()
+    with pytest.raises(DownloadError) as err:
+        data.fetch_dataset("set12")
+    assert "HTTP 404" in one_line(err) and "DECONVLAB_DATA" in str(err.value)
+    assert not isinstance(err.value, data.NoNetworkError)
+    assert server.hits["/01.png"] == 1  # a 404 is not retried
+    assert files_under(tmp_path / "cache" / "set12") == ["00.png", "02.png"]
+
+
+def test_truncated_transfer_is_retried_then_fails_and_keeps_nothing(server, tmp_path, monkeypatch):
+    serve(server, tmp_path, monkeypatch)
+    server.plan["/00.png"] = ["truncate"] * 3
+    with pytest.raises(DownloadError) as err:
+        data.fetch_file("set12", "00.png")
+    assert "cut off 3 times" in one_line(err)
+    assert server.hits["/00.png"] == 3
+    assert files_under(tmp_path / "cache") == []  # no partial file, no pooch temporary
+
+
+def test_wrong_hash_download_is_deleted(server, tmp_path, monkeypatch):
+    serve(server, tmp_path, monkeypatch)
+    (server.root / "00.png").write_bytes(png_bytes(99))  # the server now has another file under that name
+    with pytest.raises(HashMismatchError) as err:
+        data.fetch_file("set12", "00.png")
+    assert "nothing was kept" in one_line(err)
+    assert server.hits["/00.png"] == 1 and files_under(tmp_path / "cache") == []
+
+
+def test_server_error_then_success(server, tmp_path, monkeypatch):
+    contents = serve(server, tmp_path, monkeypatch)
+    server.plan["/01.png"] = ["500"]
+    assert data.fetch_file("set12", "01.png").read_bytes() == contents[1]
+    assert server.hits["/01.png"] == 2
+
+
+def test_corrupted_cache_file_is_downloaded_again(server, tmp_path, monkeypatch):
+    contents = serve(server, tmp_path, monkeypatch)
+    cached = tmp_path / "cache" / "set12" / "00.png"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"garbage from an interrupted earlier run")
+    assert data.fetch_file("set12", "00.png").read_bytes() == contents[0]
+    assert server.hits["/00.png"] == 1
+
+
+def test_local_copy_is_hashed_once_per_process(tmp_path, monkeypatch):
+    contents = [png_bytes(i) for i in range(3)]
+    local = tmp_path / "local" / "set12"
+    local.mkdir(parents=True)
+    for i, content in enumerate(contents):
+        (local / f"{i:02d}.png").write_bytes(content)
+    write_registry(tmp_path, monkeypatch, [("set12", f"{i:02d}.png", "http://unused/", c) for i, c in enumerate(contents)])
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path / "local"))
+    calls = []
+    real = data._sha256
+    monkeypatch.setattr(data, "_sha256", lambda p: calls.append(p) or real(p))
+    assert len(data.load_dataset("set12")) == 3 and len(data.load_dataset("set12")) == 3
+    assert len(calls) == 3  # the second load hashed nothing
+    (local / "01.png").write_bytes(png_bytes(42))  # a changed file is hashed again and refused
+    with pytest.raises(HashMismatchError) as err:
+        data.load_dataset("set12")
+    assert "01.png" in one_line(err)
+
+
+# ------------------------------------------------------------------------------------------- offline fallback
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """Registry URLs that point at a closed port on this machine: the request fails at once, like no network."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    rows = [
+        (name, f"{i:02d}.png", f"http://127.0.0.1:{port}/{name}/{i:02d}.png", png_bytes(i))
+        for name in ("train400", "bsd68", "cbsd68")
+        for i in range(2)
+    ]
+    write_registry(tmp_path, monkeypatch, rows)
+
+
+def test_offline_fallback_warns_once_and_says_so(offline):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        test = data.load_dataset("bsd68")
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message and message.startswith("no network and no DECONVLAB_DATA")
+    assert "instead of bsd68" in message and "not comparable with published numbers" in message
+    assert test.is_fallback and test.name == "fallback-test" and "bsd68" in test.note
+    assert test.names == list(data.FALLBACK_TEST) and test.color == "gray"
+    assert all(im.ndim == 2 and im.dtype == np.float32 for im in test.images)  # gray set: gray stand-in
+
+
+def test_offline_fallback_colour_training_limit_and_opt_out(offline, monkeypatch):
+    with pytest.warns(UserWarning, match="instead of cbsd68"):
+        colour = data.load_dataset("cbsd68", limit=2)
+    assert colour.names == list(data.FALLBACK_TEST[:2]) and all(im.shape[-1] == 3 for im in colour.images)
+    with pytest.warns(UserWarning, match="instead of train400"):
+        train = data.load_dataset("train400", mode="rgb")
+    assert train.names == list(data.FALLBACK_TRAIN) and train.color == "rgb"
+    with pytest.raises(data.NoNetworkError) as err:
+        data.load_dataset("bsd68", fallback=False)
+    assert "cannot reach 127.0.0.1" in one_line(err)
+    monkeypatch.setenv("DECONVLAB_DATA", "/nonexistent")  # a local copy was promised: no silent stand-in
+    with pytest.raises(DataError):
+        data.load_dataset("bsd68")
+
+
+def test_fallback_images_ship_offline(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for split, photos in (("fallback-train", data.FALLBACK_TRAIN), ("fallback-test", data.FALLBACK_TEST)):
+        ds = data.load_dataset(split)
+        assert ds.names == list(photos) and ds.is_fallback and len(ds) == len(photos)
+        for im in ds.images:
+            assert im.dtype == np.float32 and min(im.shape[:2]) >= 172 and 0 <= im.min() and im.max() <= 1
+    assert data.load_dataset("fallback-test").images[1].shape == (512, 512)  # camera, native gray
+
+
+# ------------------------------------------------------------------------------------------- PatchDataset
+
+
+def add_noise(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return batch + rng.normal(0.0, 0.1, batch.shape).astype(np.float32)
+
+
+IMAGES = [np.random.default_rng(7).random((40, 50), dtype=np.float32), np.random.default_rng(8).random((30, 30, 3))]
+
+
+def test_patches_shapes_and_channels():
+    ds = data.PatchDataset(IMAGES, add_noise, patch_size=16, batch_size=5, steps_per_epoch=3, channels=1)
+    x, y = ds[0]
+    assert len(ds) == 3 and x.shape == y.shape == (5, 16, 16, 1) and x.dtype == y.dtype == np.float32
+    assert np.abs(x - y).std() > 0.05  # the noise is there, the target is clean
+    colour = data.PatchDataset(IMAGES, None, patch_size=16, batch_size=4, steps_per_epoch=1, channels=3)
+    x, y = colour[0]
+    assert y.shape == (4, 16, 16, 3) and np.array_equal(x, y)
+    with pytest.raises(IndexError):
+        ds[3]
+
+
+def test_patches_are_reproducible_and_fresh():
+    make = functools.partial(data.PatchDataset, IMAGES, add_noise, 12, 6, 4)
+    a, b, other_seed = make(seed=3), make(seed=3), make(seed=4)
+    for i in range(2):
+        np.testing.assert_array_equal(a[i][0], b[i][0])
+        np.testing.assert_array_equal(a[i][1], b[i][1])
+    assert not np.array_equal(a[0][1], a[1][1])  # another batch: other patches
+    assert not np.array_equal(a[0][1], other_seed[0][1])
+    noise0 = a[0][0] - a[0][1]
+    np.testing.assert_array_equal(noise0, a[0][0] - a[0][1])  # the same batch twice: the same noise
+    assert not np.allclose(noise0, a[1][0] - a[1][1])
+    first = a[0][1]
+    a.on_epoch_end()
+    assert a.epoch == 1 and not np.array_equal(first, a[0][1])  # a new epoch draws anew
+
+
+def test_augmentation_covers_the_eight_symmetries():
+    img = np.arange(64, dtype=np.float32).reshape(8, 8) / 64  # the patch is the whole image: only flips vary
+    variants = [data._dihedral(img[..., None], k) for k in range(8)]
+    assert len({v.tobytes() for v in variants}) == 8
+    ds = data.PatchDataset([img], None, patch_size=8, batch_size=64, steps_per_epoch=1)
+    seen = set()
+    for patch in ds[0][1]:
+        match = [k for k, v in enumerate(variants) if np.array_equal(patch, v)]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert seen == set(range(8))
+    plain = data.PatchDataset([img], None, patch_size=8, batch_size=8, steps_per_epoch=1, augment=False)
+    assert all(np.array_equal(p, variants[0]) for p in plain[0][1])
+
+
+def test_super_resolution_patches_are_multiples_of_scale():
+    def downscale(batch, rng):
+        n, h, w, c = batch.shape
+        return batch.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+    ds = data.PatchDataset(IMAGES, downscale, patch_size=17, batch_size=3, steps_per_epoch=1, scale=2)
+    x, y = ds[0]
+    assert ds.patch_size == 16 and y.shape == (3, 16, 16, 1) and x.shape == (3, 8, 8, 1)
+
+
+def test_patch_dataset_rejects_bad_input():
+    with pytest.raises(ArgumentError):
+        data.PatchDataset(IMAGES, add_noise, patch_size=0, batch_size=2, steps_per_epoch=1)
+    with pytest.raises(ArgumentError):
+        data.PatchDataset(IMAGES, add_noise, patch_size=8, batch_size=2, steps_per_epoch=1, channels=2)
+    with pytest.raises(ArgumentError) as err:
+        data.PatchDataset(IMAGES, add_noise, patch_size=64, batch_size=2, steps_per_epoch=1)
+    assert "at least 64x64" in one_line(err)
+    with pytest.warns(UserWarning, match="1 image"):
+        data.PatchDataset(IMAGES, add_noise, patch_size=35, batch_size=2, steps_per_epoch=1)
+    cropped = data.PatchDataset(IMAGES, lambda b, rng: b[:, 1:], patch_size=8, batch_size=2, steps_per_epoch=1)
+    with pytest.raises(ArgumentError) as err:
+        cropped[0]
+    assert "degrade returned shape (2, 7, 8, 1)" in one_line(err)
+
+
+def test_patch_dataset_trains_a_keras_model():
+    import keras
+
+    ds = data.PatchDataset(IMAGES, add_noise, patch_size=8, batch_size=4, steps_per_epoch=2, workers=1)
+    assert ds.workers == 1 and ds.num_batches == 2
+    inputs = keras.Input(shape=(None, None, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(ds, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"]).all()
+    # Keras calls on_epoch_end after each epoch (the TensorFlow trainer once more before the first one).
+    assert ds.epoch >= 2
+
+
+def test_patch_dataset_passes_worker_options():
+    ds = data.PatchDataset(IMAGES, add_noise, 8, 2, 1, workers=2, use_multiprocessing=False, max_queue_size=3)
+    assert (ds.workers, ds.use_multiprocessing, ds.max_queue_size) == (2, False, 3)
+
+
+def test_copy_of_shared_sets_is_not_in_the_repo():
+    repo_data = paths.data_dir()
+    assert not [p for p in repo_data.rglob("*") if p.suffix.lower() in {".png", ".bmp"}]

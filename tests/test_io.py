@@ -1,0 +1,438 @@
+"""Tests of deconvlab.io: odd-but-valid files read right, bad ones raise one-line errors that say what to do."""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageFile
+
+from deconvlab import io
+from deconvlab.errors import (
+    ArgumentError,
+    ImageFileError,
+    ImageTooLargeError,
+    ImageValueError,
+    OutputError,
+)
+
+RNG = np.random.default_rng(1234)
+GRAY8 = RNG.integers(0, 256, (9, 13), dtype=np.uint8)
+RGB8 = RNG.integers(0, 256, (9, 13, 3), dtype=np.uint8)
+GRAY16 = RNG.integers(0, 65536, (9, 13), dtype=np.uint16)
+RGB16 = RNG.integers(0, 65536, (9, 13, 3), dtype=np.uint16)
+
+
+def one_line(excinfo: pytest.ExceptionInfo) -> str:
+    msg = str(excinfo.value)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+def read_quietly(path, **kwargs) -> np.ndarray:
+    """read_image that fails the test on any warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return io.read_image(path, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- valid files
+
+
+@pytest.mark.parametrize("fmt, suffix", [("PNG", ".png"), ("BMP", ".bmp"), ("TIFF", ".tif")])
+def test_lossless_8bit_gray_and_rgb(tmp_path, fmt, suffix):
+    for name, pixels in (("g", GRAY8), ("c", RGB8)):
+        path = tmp_path / f"{name}{suffix}"
+        Image.fromarray(pixels).save(path, format=fmt)
+        img = read_quietly(path)
+        assert img.dtype == np.float32 and img.shape == pixels.shape
+        np.testing.assert_array_equal(img, pixels.astype(np.float32) / 255)
+
+
+def test_jpeg_gray_and_rgb(tmp_path):
+    smooth = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (24, 1))
+    Image.fromarray(smooth).save(tmp_path / "g.jpg", quality=95)
+    Image.fromarray(np.dstack([smooth, smooth[::-1], 255 - smooth])).save(tmp_path / "c.jpg", quality=95)
+    gray, rgb = read_quietly(tmp_path / "g.jpg"), read_quietly(tmp_path / "c.jpg")
+    assert gray.shape == (24, 32) and rgb.shape == (24, 32, 3)
+    assert np.abs(gray - smooth / 255).max() < 0.03  # lossy, but close on a smooth ramp
+
+
+def test_jpeg_exif_orientation_is_applied(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the camera stored the photo on its side
+    Image.fromarray(np.zeros((8, 16), np.uint8)).save(tmp_path / "r.jpg", exif=exif)
+    assert read_quietly(tmp_path / "r.jpg").shape == (16, 8)
+
+
+def test_16bit_gray_png_and_tiff(tmp_path):
+    Image.fromarray(GRAY16).save(tmp_path / "g16.png")
+    tifffile.imwrite(tmp_path / "g16.tif", GRAY16)
+    for name in ("g16.png", "g16.tif"):
+        img = read_quietly(tmp_path / name)
+        np.testing.assert_array_equal(img, GRAY16.astype(np.float32) / 65535)
+
+
+def test_16bit_rgb_tiff_is_lossless(tmp_path):
+    tifffile.imwrite(tmp_path / "c16.tif", RGB16, photometric="rgb")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "c16.tif"), RGB16.astype(np.float32) / 65535)
+
+
+def test_planar_rgb_tiff(tmp_path):
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(RGB8, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "planar.tif"), RGB8 / np.float32(255))
+
+
+# A 16-bit colour PNG written the way other tools write them: every row filter type, optionally Adam7
+# interlaced, so the lossless decoder is checked against the PNG specification rather than against our writer.
+def _paeth(a: int, b: int, c: int) -> int:
+    pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+
+def _filter_rows(sub: np.ndarray, bpp: int) -> bytes:
+    out, prev = bytearray(), [0] * (sub.shape[1] * bpp)
+    for y, row in enumerate(sub):
+        raw = list(row.astype(">u2").tobytes())
+        ftype = y % 5
+        filtered = []
+        for i, x in enumerate(raw):
+            a = raw[i - bpp] if i >= bpp else 0
+            b, c = prev[i], (prev[i - bpp] if i >= bpp else 0)
+            pred = [0, a, b, (a + b) // 2, _paeth(a, b, c)][ftype]
+            filtered.append((x - pred) & 255)
+        out += bytes([ftype, *filtered])
+        prev = raw
+    return bytes(out)
+
+
+def _png16(pixels: np.ndarray, interlace: bool = False) -> bytes:
+    h, w, c = pixels.shape
+    bpp = 2 * c
+    passes = io._ADAM7 if interlace else ((0, 0, 1, 1),)
+    data = b"".join(
+        _filter_rows(pixels[y0::dy, x0::dx], bpp)
+        for x0, y0, dx, dy in passes
+        if pixels[y0::dy, x0::dx].size
+    )
+
+    def chunk(ctype: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + ctype + body + zlib.crc32(ctype + body).to_bytes(4, "big")
+
+    ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([16, {3: 2, 4: 6, 2: 4}[c], 0, 0, int(interlace)])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_16bit_rgb_png_every_filter_lossless(tmp_path, interlace):
+    path = tmp_path / "c16.png"
+    path.write_bytes(_png16(RGB16, interlace))
+    np.testing.assert_array_equal(read_quietly(path), RGB16.astype(np.float32) / 65535)
+
+
+def test_16bit_rgba_png_drops_alpha_losslessly(tmp_path):
+    rgba = np.concatenate([RGB16, np.full((9, 13, 1), 1000, np.uint16)], axis=-1)
+    (tmp_path / "c16a.png").write_bytes(_png16(rgba))
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        img = io.read_image(tmp_path / "c16a.png")
+    np.testing.assert_array_equal(img, RGB16.astype(np.float32) / 65535)
+
+
+def test_rgba_drops_alpha_with_one_warning(tmp_path):
+    rgba = np.dstack([RGB8, np.full((9, 13), 7, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = io.read_image(tmp_path / "a.png")
+    assert len(caught) == 1 and "alpha channel dropped" in str(caught[0].message)
+    assert "\n" not in str(caught[0].message)
+    assert caught[0].filename == __file__  # points at the caller's line, not inside deconvlab
+    np.testing.assert_array_equal(img, RGB8 / np.float32(255))
+
+
+def test_la_mode_becomes_gray_with_warning(tmp_path):
+    Image.fromarray(np.dstack([GRAY8, GRAY8 // 2]), mode="LA").save(tmp_path / "la.png")
+    with pytest.warns(UserWarning, match="alpha"):
+        img = io.read_image(tmp_path / "la.png")
+    np.testing.assert_array_equal(img, GRAY8 / np.float32(255))
+
+
+def _palette_image(colours: list[tuple[int, int, int]]) -> tuple[Image.Image, np.ndarray]:
+    index = RNG.integers(0, len(colours), (9, 13), dtype=np.uint8)
+    im = Image.fromarray(index, mode="P")
+    im.putpalette([v for rgb in colours for v in rgb])
+    return im, np.asarray(colours, np.float32)[index] / 255
+
+
+def test_palette_colour_gray_and_transparent(tmp_path):
+    im, expected = _palette_image([(255, 0, 0), (0, 128, 255), (10, 20, 30)])
+    im.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "p.png"), expected)
+
+    gray_im, gray_expected = _palette_image([(0, 0, 0), (77, 77, 77), (255, 255, 255)])
+    gray_im.save(tmp_path / "pg.bmp")
+    img = read_quietly(tmp_path / "pg.bmp")
+    assert img.ndim == 2  # an all-gray palette is a gray image
+    np.testing.assert_array_equal(img, gray_expected[..., 0])
+
+    im.save(tmp_path / "pt.png", transparency=1)
+    with pytest.warns(UserWarning, match="alpha"):
+        img = io.read_image(tmp_path / "pt.png")
+    np.testing.assert_array_equal(img, expected)  # the transparent entry keeps its palette colour
+
+
+def test_gray_stored_as_rgb_stays_rgb_unless_asked(tmp_path):
+    Image.fromarray(np.dstack([GRAY8] * 3)).save(tmp_path / "man.bmp")
+    img = read_quietly(tmp_path / "man.bmp")
+    assert img.shape == (9, 13, 3)
+    gray = read_quietly(tmp_path / "man.bmp", mode="gray")
+    np.testing.assert_allclose(gray, GRAY8 / 255, atol=1e-6)  # weights sum to 1
+
+
+def test_mode_gray_uses_bt601_and_rgb_repeats(tmp_path):
+    pure = np.zeros((2, 3, 3), np.uint8)
+    pure[0, :, 0], pure[1, :, 1] = 255, 255
+    Image.fromarray(pure).save(tmp_path / "rg.png")
+    gray = io.read_image(tmp_path / "rg.png", mode="gray")
+    np.testing.assert_allclose(gray[:, 0], [0.299, 0.587], rtol=1e-6)
+    Image.fromarray(GRAY8).save(tmp_path / "g.png")
+    rgb = io.read_image(tmp_path / "g.png", mode="rgb")
+    assert rgb.shape == (9, 13, 3) and np.array_equal(rgb[..., 0], rgb[..., 2])
+    with pytest.raises(ArgumentError) as err:
+        io.read_image(tmp_path / "g.png", mode="RGBA")
+    assert "'gray' or 'rgb'" in one_line(err)
+
+
+def test_one_bit_png_and_miniswhite_tiff(tmp_path):
+    bits = RNG.random((9, 13)) > 0.5
+    Image.fromarray(bits).save(tmp_path / "b.png")
+    img = read_quietly(tmp_path / "b.png")
+    np.testing.assert_array_equal(img, bits.astype(np.float32))
+    tifffile.imwrite(tmp_path / "fax.tif", bits, photometric="miniswhite")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "fax.tif"), 1 - bits.astype(np.float32))
+
+
+def test_float_tiff_taken_as_is(tmp_path):
+    values = np.array([[-0.25, 0.0, 0.5], [1.0, 1.5, 0.125]], np.float32)
+    tifffile.imwrite(tmp_path / "f.tif", values)
+    np.testing.assert_array_equal(read_quietly(tmp_path / "f.tif"), values)
+    tifffile.imwrite(tmp_path / "frgb.tif", np.dstack([values] * 3), photometric="rgb")
+    assert read_quietly(tmp_path / "frgb.tif").shape == (2, 3, 3)
+
+
+# ------------------------------------------------------------------------------------------- bad files
+
+
+def test_missing_directory_empty_and_text_files(tmp_path):
+    cases = {
+        tmp_path / "nope.png": "no file at",
+        tmp_path: "is a directory",
+    }
+    (tmp_path / "empty.png").touch()
+    cases[tmp_path / "empty.png"] = "empty (0 bytes)"
+    (tmp_path / "notes.png").write_text("these are not pixels\n")
+    cases[tmp_path / "notes.png"] = "not an image"
+    for path, expected in cases.items():
+        with pytest.raises(ImageFileError) as err:
+            io.read_image(path)
+        assert expected in one_line(err) and str(path) in str(err.value)
+
+
+def test_truncated_png_raises_even_if_pillow_is_told_to_pad(tmp_path, monkeypatch):
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "half.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageFileError) as err:
+        io.read_image(tmp_path / "half.png")
+    assert "truncated or corrupt" in one_line(err) and "re-download" in str(err.value)
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(ImageFileError):
+        io.read_image(tmp_path / "half.png")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the caller's setting is restored
+
+
+def test_truncated_16bit_png_and_tiff(tmp_path):
+    data = _png16(RGB16)
+    (tmp_path / "half16.png").write_bytes(data[: len(data) // 2])
+    tifffile.imwrite(tmp_path / "full.tif", RNG.integers(0, 256, (64, 64), dtype=np.uint8))
+    tif = (tmp_path / "full.tif").read_bytes()
+    (tmp_path / "half.tif").write_bytes(tif[: len(tif) // 2])
+    for name in ("half16.png", "half.tif"):
+        with pytest.raises(ImageFileError) as err:
+            io.read_image(tmp_path / name)
+        assert "truncated or corrupt" in one_line(err)
+
+
+def test_too_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    Image.fromarray(GRAY8).save(tmp_path / "g.png")
+    with pytest.raises(ImageTooLargeError) as err:
+        io.read_image(tmp_path / "g.png", max_pixels=100)
+    assert "117 pixels" in one_line(err) and "DECONVLAB_MAX_PIXELS" in str(err.value)
+    monkeypatch.setenv("DECONVLAB_MAX_PIXELS", "116")
+    assert io.max_pixels() == 116
+    with pytest.raises(ImageTooLargeError):
+        io.read_image(tmp_path / "g.png")
+    monkeypatch.setenv("DECONVLAB_MAX_PIXELS", "lots")
+    with pytest.raises(ArgumentError) as err:
+        io.max_pixels()
+    assert "positive integer" in one_line(err)
+    monkeypatch.delenv("DECONVLAB_MAX_PIXELS")
+    assert io.max_pixels() == 2**26
+
+    # A header that claims 10000 x 10000 pixels with no pixel data: decoding would fail as truncated, so
+    # ImageTooLargeError proves the size was checked from the header first.
+    def chunk(ctype: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + ctype + body + zlib.crc32(ctype + body).to_bytes(4, "big")
+
+    def bomb(side: int) -> bytes:
+        ihdr = side.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+        idat = zlib.compress(b"\x00" * 64)  # one short row of the claimed image
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+    (tmp_path / "bomb.png").write_bytes(bomb(10_000))
+    with pytest.raises(ImageTooLargeError):
+        io.read_image(tmp_path / "bomb.png")
+    (tmp_path / "bigger.png").write_bytes(bomb(20_000))  # beyond Pillow's own decompression-bomb guard
+    with pytest.raises(ImageTooLargeError) as err:
+        io.read_image(tmp_path / "bigger.png", max_pixels=10**9)
+    assert "decompression-bomb" in one_line(err)
+
+
+def test_nan_in_float_tiff(tmp_path):
+    tifffile.imwrite(tmp_path / "nan.tif", np.array([[0.5, np.nan], [np.inf, 0.0]], np.float32))
+    with pytest.raises(ImageValueError) as err:
+        io.read_image(tmp_path / "nan.tif")
+    assert "2 NaN/inf values" in one_line(err)
+
+
+# ------------------------------------------------------------------------------------------- arrays
+
+
+@pytest.mark.parametrize(
+    "array, expected",
+    [
+        (np.array([[0.0, np.nan]]), "NaN/inf"),
+        (np.array([[np.inf, 0.0]], np.float32), "NaN/inf"),
+        (np.zeros(5), "an image must be"),
+        (np.zeros((1, 4, 4, 1)), "a batch"),
+        (np.zeros((4, 4, 4)), "drop the alpha channel"),
+        (np.zeros((4, 4, 2)), "2 channels"),
+        (np.zeros((0, 4)), "is empty"),
+        (np.zeros((4, 4), np.int16), "dtype int16"),
+        (np.array([["a"]]), "dtype <U1"),
+    ],
+)
+def test_check_image_rejects(array, expected):
+    with pytest.raises(ImageValueError) as err:
+        io.check_image(array, name="x")
+    assert expected in one_line(err) and one_line(err).startswith("x ")
+
+
+def test_check_image_converts():
+    assert io.check_image(np.array([[0, 255]], np.uint8)).tolist() == [[0.0, 1.0]]
+    assert io.check_image(np.array([[0, 65535]], np.uint16)).tolist() == [[0.0, 1.0]]
+    assert io.check_image(np.array([[True, False]])).dtype == np.float32
+    out = io.check_image(np.full((2, 2, 1), 1.25))  # degraded images may leave [0, 1]
+    assert out.dtype == np.float32 and out.shape == (2, 2, 1) and out.max() == 1.25
+
+
+def test_as_batch_from_batch_round_trip():
+    gray, rgb = RNG.random((5, 7), np.float32), RNG.random((5, 7, 3), np.float32)
+    assert io.as_batch(gray).shape == (1, 5, 7, 1) and io.as_batch(rgb).shape == (1, 5, 7, 3)
+    np.testing.assert_array_equal(io.from_batch(io.as_batch(gray)), gray)
+    np.testing.assert_array_equal(io.from_batch(io.as_batch(rgb)), rgb)
+    batch = RNG.random((2, 5, 7, 1))
+    assert io.as_batch(batch).dtype == np.float32 and io.as_batch(batch).shape == (2, 5, 7, 1)
+    with pytest.raises(ImageValueError) as err:
+        io.from_batch(batch)
+    assert "holds 2 images" in one_line(err)
+    with pytest.raises(ImageValueError):
+        io.from_batch(gray)
+
+
+# ------------------------------------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (6, 5, 3), (6, 5, 1)])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_write_read_round_trip_is_exact(tmp_path, shape, bit_depth):
+    top = 255 if bit_depth == 8 else 65535
+    img = (RNG.integers(0, top + 1, shape) / top).astype(np.float32)
+    path = io.write_image(tmp_path / "out.png", img, bit_depth=bit_depth)
+    back = read_quietly(path)
+    np.testing.assert_array_equal(back, img[..., 0] if shape[-1] == 1 else img)
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+
+
+def test_write_clips_and_rounds(tmp_path):
+    path = io.write_image(tmp_path / "clip.png", np.array([[-0.5, 0.5 / 255, 1.6 / 255, 7.0]]))
+    with Image.open(path) as im:
+        assert np.asarray(im).tolist() == [[0, 0, 2, 255]]
+
+
+def test_write_refuses_nan_and_leaves_no_file(tmp_path):
+    with pytest.raises(ImageValueError):
+        io.write_image(tmp_path / "nan.png", np.array([[0.1, np.nan]]))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_overwrite_rules(tmp_path):
+    path = io.write_image(tmp_path / "a.png", np.zeros((2, 2)))
+    before = path.read_bytes()
+    with pytest.raises(OutputError) as err:
+        io.write_image(path, np.ones((2, 2)), overwrite=False)
+    assert "overwrite=True" in one_line(err) and path.read_bytes() == before
+    io.write_image(path, np.ones((2, 2)))
+    assert path.read_bytes() != before
+
+
+def test_write_bad_targets(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(OutputError) as err:
+        io.write_image(tmp_path / "file.txt" / "out.png", np.zeros((2, 2)))  # parent is a file: unwritable
+    assert "writable folder" in one_line(err)
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(OutputError):
+        io.write_image(tmp_path / "dir.png", np.zeros((2, 2)))
+    with pytest.raises(ArgumentError):
+        io.write_image(tmp_path / "out.jpg", np.zeros((2, 2)))
+    with pytest.raises(ArgumentError):
+        io.write_image(tmp_path / "out.png", np.zeros((2, 2)), bit_depth=12)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
+def test_write_read_only_folder(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(OutputError):
+        io.write_image(locked / "out.png", np.zeros((2, 2)))
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    io.write_image(tmp_path / "keep.png", np.zeros((4, 4)))
+    original = (tmp_path / "keep.png").read_bytes()
+
+    def broken_save(self, fp, *args, **kwargs):
+        fp.write(b"\x89PNG half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(OutputError) as err:
+        io.write_image(tmp_path / "new.png", np.zeros((4, 4)))
+    assert "No space left" in one_line(err)
+    with pytest.raises(OutputError):
+        io.write_image(tmp_path / "keep.png", np.ones((4, 4)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]  # no temp files, no new.png
+    assert (tmp_path / "keep.png").read_bytes() == original
+
+
+def test_written_file_respects_umask(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    path = io.write_image(tmp_path / "perm.png", np.zeros((2, 2)))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

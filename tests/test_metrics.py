@@ -1,0 +1,213 @@
+"""Tests of deconvlab.metrics: PSNR/SSIM known values, MATLAB's Y, modcrop/shave and the SR protocol."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from deconvlab import metrics
+from deconvlab.errors import ArgumentError, DeconvlabError, ImageValueError
+
+RNG = np.random.default_rng(7)
+
+
+def one_line(excinfo: pytest.ExceptionInfo) -> str:
+    msg = str(excinfo.value)
+    assert msg and "\n" not in msg, msg
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------- PSNR
+
+
+@pytest.mark.parametrize("shape", [(32, 40), (32, 40, 3), (2, 16, 16, 1)])
+def test_psnr_of_a_known_mse(shape):
+    ref = RNG.uniform(0.2, 0.8, shape).astype(np.float32)
+    signs = np.where(RNG.random(shape) < 0.5, -1.0, 1.0)
+    test = ref + 0.01 * signs  # every error is +-0.01: MSE = 1e-4 exactly, PSNR = 40 dB
+    assert metrics.psnr(ref, test) == pytest.approx(40.0, abs=1e-4)
+
+
+def test_psnr_of_identical_images_is_inf():
+    img = RNG.random((16, 16)).astype(np.float32)
+    assert metrics.psnr(img, img.copy()) == math.inf
+
+
+def test_psnr_data_range_mistake_adds_48_db():
+    ref = RNG.random((24, 24))
+    test = ref + RNG.normal(0, 0.05, ref.shape)
+    gap = metrics.psnr(ref, test, data_range=255) - metrics.psnr(ref, test, data_range=1.0)
+    assert gap == pytest.approx(20 * math.log10(255), abs=1e-9)
+    assert gap == pytest.approx(48.13, abs=0.01)
+
+
+def test_psnr_refuses_0_255_images_with_data_range_1():
+    ref = RNG.integers(0, 256, (16, 16)).astype(np.float64)
+    with pytest.raises(ArgumentError) as err:
+        metrics.psnr(ref, ref + 1)
+    assert "data_range=255" in one_line(err)
+    assert metrics.psnr(ref, ref + 1, data_range=255) == pytest.approx(20 * math.log10(255), abs=1e-9)
+
+
+def test_psnr_matches_the_formula_on_random_images():
+    ref, test = RNG.random((20, 30, 3)), RNG.random((20, 30, 3))
+    expected = 10 * math.log10(1.0 / np.mean((ref - test) ** 2))
+    assert metrics.psnr(ref, test) == pytest.approx(expected, rel=1e-12)
+
+
+def test_psnr_accepts_a_trailing_channel_of_one_on_one_side():
+    ref = RNG.random((16, 16))
+    test = ref + 0.01
+    assert metrics.psnr(ref, test[..., None]) == pytest.approx(40.0, abs=1e-6)
+    assert metrics.psnr(ref[..., None], test) == pytest.approx(40.0, abs=1e-6)
+
+
+def test_bad_inputs_raise_one_line_errors():
+    a = RNG.random((16, 16))
+    with pytest.raises(ArgumentError) as err:
+        metrics.psnr(a, a[:15])
+    assert "same size" in one_line(err)
+    bad = a.copy()
+    bad[3, 3] = np.nan
+    with pytest.raises(ImageValueError) as err:
+        metrics.psnr(a, bad)
+    assert "NaN" in one_line(err)
+    with pytest.raises(ImageValueError):
+        metrics.ssim(np.zeros((0, 5)), np.zeros((0, 5)))
+    for dr in (0, -1.0, float("nan"), "1"):
+        with pytest.raises(ArgumentError):
+            metrics.psnr(a, a + 0.1, data_range=dr)
+    with pytest.raises(ImageValueError) as err:
+        metrics.psnr(np.array(["a"]), np.array(["b"]))
+    assert issubclass(ArgumentError, DeconvlabError)
+
+
+# ---------------------------------------------------------------------------------------------- SSIM
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (32, 40, 3), (32, 32, 1)])
+def test_ssim_of_identical_images_is_one(shape):
+    img = RNG.random(shape)
+    assert metrics.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_of_two_constant_images_is_the_luminance_term():
+    # No variance: SSIM = (2 a b + C1) / (a^2 + b^2 + C1) with C1 = (0.01 L)^2.
+    a, b, c1 = 0.5, 0.4, 0.01**2
+    got = metrics.ssim(np.full((24, 24), a), np.full((24, 24), b))
+    assert got == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9)
+
+
+def test_ssim_of_colour_is_the_mean_over_channels():
+    ref = RNG.random((32, 32, 3))
+    test = np.clip(ref + RNG.normal(0, 0.1, ref.shape), 0, 1)
+    per_channel = [metrics.ssim(ref[..., c], test[..., c]) for c in range(3)]
+    assert metrics.ssim(ref, test) == pytest.approx(np.mean(per_channel), rel=1e-9)
+
+
+def test_ssim_drops_with_noise_and_batches_average():
+    ref = RNG.random((2, 32, 32, 1))
+    light = ref + RNG.normal(0, 0.02, ref.shape)
+    heavy = ref + RNG.normal(0, 0.2, ref.shape)
+    assert 1.0 > metrics.ssim(ref, light) > metrics.ssim(ref, heavy)
+    expected = np.mean([metrics.ssim(ref[i], heavy[i]) for i in range(2)])
+    assert metrics.ssim(ref, heavy) == pytest.approx(expected, rel=1e-12)
+
+
+def test_ssim_uses_the_wang_gaussian_window():
+    # A uniform 7x7 window (skimage's default) would give another value: check we pass sigma=1.5, population cov.
+    from skimage.metrics import structural_similarity
+
+    ref = RNG.random((40, 40))
+    test = np.clip(ref + RNG.normal(0, 0.1, ref.shape), 0, 1)
+    wang = structural_similarity(ref, test, data_range=1.0, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)
+    default = structural_similarity(ref, test, data_range=1.0)
+    assert metrics.ssim(ref, test) == pytest.approx(wang, rel=1e-12)
+    assert abs(wang - default) > 1e-4
+
+
+def test_ssim_on_images_smaller_than_the_window():
+    with pytest.raises(ImageValueError) as err:
+        metrics.ssim(np.zeros((8, 30)), np.zeros((8, 30)))
+    assert "11x11" in one_line(err)
+
+
+# ---------------------------------------------------------------------------------------------- Y, crops
+
+
+@pytest.mark.parametrize(
+    ("rgb", "y255"),
+    [((1, 0, 0), 81.481), ((0, 1, 0), 144.553), ((0, 0, 1), 40.966), ((1, 1, 1), 235.0), ((0, 0, 0), 16.0)],
+)
+def test_rgb_to_y_matches_matlab_rgb2ycbcr(rgb, y255):
+    # MATLAB rgb2ycbcr on double input; on uint8 input it rounds these to 81, 145, 41, 235 and 16.
+    img = np.broadcast_to(np.asarray(rgb, dtype=np.float64), (3, 4, 3))
+    y = metrics.rgb_to_y(img)
+    assert y.shape == (3, 4) and y.dtype == np.float32
+    np.testing.assert_allclose(y * 255, y255, atol=1e-4)
+
+
+def test_rgb_to_y_passes_gray_through():
+    gray = RNG.random((5, 6)).astype(np.float32)
+    np.testing.assert_array_equal(metrics.rgb_to_y(gray), gray)
+    np.testing.assert_array_equal(metrics.rgb_to_y(gray[..., None]), gray)
+    with pytest.raises(ImageValueError) as err:
+        metrics.rgb_to_y(np.zeros((4, 4, 4)))
+    assert "(H, W, 3)" in one_line(err)
+
+
+def test_modcrop_keeps_the_top_left_corner():
+    img = np.arange(13 * 10 * 3).reshape(13, 10, 3)
+    out = metrics.modcrop(img, 4)
+    assert out.shape == (12, 8, 3)
+    np.testing.assert_array_equal(out, img[:12, :8])
+    assert metrics.modcrop(img[..., 0], 1).shape == (13, 10)
+    with pytest.raises(ImageValueError):
+        metrics.modcrop(np.zeros((3, 9)), 4)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ArgumentError):
+            metrics.modcrop(img, bad)
+
+
+def test_crop_border_shaves_every_side():
+    img = np.arange(8 * 9).reshape(8, 9)
+    np.testing.assert_array_equal(metrics.crop_border(img, 2), img[2:6, 2:7])
+    assert metrics.crop_border(img, 0) is img
+    with pytest.raises(ImageValueError) as err:
+        metrics.crop_border(img, 4)
+    assert "smaller n" in one_line(err)
+    with pytest.raises(ArgumentError):
+        metrics.crop_border(img, -1)
+
+
+# ---------------------------------------------------------------------------------------------- SR protocol
+
+
+def test_sr_metrics_ignore_the_shaved_border_and_the_modcrop_remainder():
+    hr = RNG.random((50, 47, 3))
+    sr = metrics.modcrop(hr, 3).copy()
+    sr[:3] = 0.0  # the border that the protocol shaves off
+    sr[:, -3:] = 1.0
+    assert metrics.sr_metrics(hr, sr, 3) == (math.inf, pytest.approx(1.0))
+    assert metrics.sr_metrics(hr, hr, 3)[0] == math.inf  # sr of the original size is modcropped too
+
+
+def test_sr_metrics_compare_on_matlab_y():
+    hr = RNG.uniform(0.1, 0.8, (40, 40, 3))
+    sr = hr + 0.01  # Y moves by 0.01 * 219 / 255
+    expected = 10 * math.log10(1.0 / (0.01 * 219 / 255) ** 2)
+    assert metrics.sr_metrics(hr, sr, 2)[0] == pytest.approx(expected, abs=1e-3)
+    gray = hr[..., 0]
+    assert metrics.sr_metrics(gray, gray + 0.01, 2)[0] == pytest.approx(40.0, abs=1e-3)
+
+
+def test_sr_metrics_reject_a_wrong_size():
+    hr = RNG.random((40, 40))
+    with pytest.raises(ArgumentError) as err:
+        metrics.sr_metrics(hr, hr[:20, :20], 2)
+    assert "upscale" in one_line(err)
+    with pytest.raises(ArgumentError):
+        metrics.sr_metrics(hr, hr, 0)

@@ -1,0 +1,276 @@
+"""Tests for deconvlab.models and deconvlab.layers: shapes at odd sizes, parameter counts, save/load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from deconvlab import layers, models
+from deconvlab.errors import ArgumentError
+
+ODD_SIZES = [(1, 1), (7, 9), (41, 41), (33, 50)]
+
+# tiny versions of every model (key: (builder, kwargs)), so each builds and runs in well under a second
+SMALL = {
+    "red_net": ("red_net", dict(depth=3, width=4)),
+    "red_net_strided": ("red_net", dict(depth=3, width=4, down="strided")),
+    "red_net_gate_subpixel": ("red_net", dict(depth=3, width=4, down="strided", fusion="gate", up="subpixel")),
+    "red_net_concat_resize": ("red_net", dict(depth=3, width=4, down="strided", fusion="concat", up="resize")),
+    "plain_cnn": ("plain_cnn", dict(depth=3, width=4, residual=True)),
+    "dncnn": ("dncnn", dict(depth=3, width=4)),
+    "fsrcnn": ("fsrcnn", dict(scale=3, d=6, s=3, m=1)),
+    "red_net_sr_pre": ("red_net_sr", dict(scale=2, upsample="pre", depth=2, width=4)),
+    "red_net_sr_post": ("red_net_sr", dict(scale=2, upsample="post", depth=2, width=4, down="strided")),
+}
+SCALE = {"fsrcnn": 3, "red_net_sr_post": 2}
+
+
+def _build(key: str, channels: int = 1) -> keras.Model:
+    builder, kwargs = SMALL[key]
+    return models.build_model(builder, channels=channels, **kwargs)
+
+
+def _rand(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("key", list(SMALL))
+def test_every_model_keeps_odd_sizes(key):
+    model = _build(key)
+    s = SCALE.get(key, 1)
+    for h, w in ODD_SIZES:
+        y = model(_rand((2, h, w, 1)))
+        assert tuple(y.shape) == (2, h * s, w * s, 1), (key, h, w)
+
+
+@pytest.mark.parametrize(
+    "fusion,down,up",
+    [(f, "none", "transposed") for f in models.FUSIONS]
+    + [(f, "strided", u) for f in models.FUSIONS for u in models.UPS],
+)
+def test_red_net_variants_at_41x41(fusion, down, up):
+    model = models.red_net(depth=4, width=4, fusion=fusion, down=down, up=up)
+    x = _rand((1, 41, 41, 1))
+    y = keras.ops.convert_to_numpy(model(x))
+    assert y.shape == (1, 41, 41, 1)
+    assert np.all(np.isfinite(y))
+    names = [layer.name for layer in model.layers]
+    # depth 4 with skip_every 2 fuses only level 2 (level 0 is the global residual)
+    assert ("fuse2" in names) and ("fuse1" not in names) and ("fuse3" not in names)
+    assert ("gate2" in names) == (fusion == "gate")
+    assert ("pad" in names) == (down == "strided")
+
+
+def test_red_net_strided_runs_middle_at_half_resolution():
+    model = models.red_net(depth=3, width=4, down="strided")
+    probe = keras.Model(model.input, model.get_layer("conv3").output)
+    assert tuple(probe(_rand((1, 41, 41, 1))).shape) == (1, 21, 21, 4)
+
+
+def test_red_net_global_residual_is_identity_when_decoder_is_zero():
+    model = models.red_net(depth=2, width=4)
+    last = model.get_layer("deconv2")
+    last.set_weights([np.zeros_like(v) for v in last.get_weights()])
+    x = _rand((1, 7, 9, 1))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)), x, atol=1e-7)
+    no_res = models.red_net(depth=2, width=4, global_residual=False)
+    assert "residual" not in [layer.name for layer in no_res.layers]
+
+
+def test_skip_every_zero_builds_no_fusion():
+    model = models.red_net(depth=4, width=4, skip_every=0)
+    assert not [layer.name for layer in model.layers if layer.name.startswith("fuse")]
+    every = models.red_net(depth=4, width=4, skip_every=1)
+    assert {"fuse1", "fuse2", "fuse3"} <= {layer.name for layer in every.layers}
+
+
+def test_rgb_models():
+    for key in ("red_net_strided", "dncnn", "fsrcnn"):
+        y = _build(key, channels=3)(_rand((1, 7, 9, 3)))
+        s = SCALE.get(key, 1)
+        assert tuple(y.shape) == (1, 7 * s, 9 * s, 3)
+
+
+def test_dncnn_parameter_count_matches_authors_code():
+    # cszn/DnCNN Keras code: bias only in the first conv, BN in the 15 middle layers
+    model = models.dncnn()
+    conv, middle, bn, last = 9 * 64 + 64, 9 * 64 * 64, 2 * 64, 9 * 64
+    assert models.count_params(model) == conv + 15 * (middle + bn) + last == 556_096
+    assert models.count_params(model, trainable_only=False) == 556_096 + 15 * 2 * 64
+
+
+def test_fsrcnn_weight_count_matches_paper():
+    model = models.fsrcnn(scale=3)
+    kernels = sum(int(np.prod(v.shape)) for v in model.trainable_variables if v.name == "kernel")
+    assert kernels == 12_464  # Dong et al. 2016, FSRCNN(56, 12, 4)
+    assert model.get_layer("deconv").strides == (3, 3)
+
+
+def test_red_net_default_matches_plain_cnn_of_twice_the_depth():
+    red = models.red_net()
+    assert models.count_params(red) == 640 + 28 * (9 * 64 * 64 + 64) + 577 == 1_035_201
+    assert models.count_params(models.plain_cnn(depth=30)) == models.count_params(red)
+
+
+def test_width_for_params_finds_the_matching_width():
+    target = models.count_params(models.plain_cnn(depth=4, width=12))
+    assert models.width_for_params("plain_cnn", target, depth=4, max_width=64) == 12
+    assert models.width_for_params(models.plain_cnn, target + 1, depth=4, max_width=64) == 12
+
+
+@pytest.mark.parametrize("key", list(SMALL))
+def test_save_load_round_trip_safe_mode(key, tmp_path):
+    model = _build(key)
+    x = _rand((1, 9, 11, 1), seed=1)
+    if key == "dncnn":  # move BN statistics away from their initial values so they must be saved
+        bn = model.get_layer("bn2")
+        bn.set_weights([w + 0.5 for w in bn.get_weights()])
+    before = keras.ops.convert_to_numpy(model(x))
+    path = tmp_path / f"{key}.keras"
+    keras.saving.save_model(model, path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded(x)), before)
+
+
+def test_model_spec_and_build_model_round_trip():
+    model = models.build_model("red_net", depth=2, width=4, fusion="gate")
+    spec = models.model_spec(model)
+    assert spec["builder"] == "red_net"
+    assert spec["kwargs"]["fusion"] == "gate" and spec["kwargs"]["skip_every"] == 2
+    json.dumps(spec)  # weights cards store it as JSON
+    again = models.build_model(spec["builder"], **spec["kwargs"])
+    assert models.count_params(again) == models.count_params(model)
+    sr = models.red_net_sr(2, upsample="post", depth=2, width=4)
+    assert models.model_spec(sr)["builder"] == "red_net_sr"
+    sr_spec = models.model_spec(sr)["kwargs"]
+    assert sr_spec["depth"] == 2 and sr_spec["fusion"] == "add" and sr_spec["name"] == "red_net_sr"
+    assert models.count_params(models.build_model("red_net_sr", **sr_spec)) == models.count_params(sr)
+
+
+def test_mixed_precision_models_return_float32():
+    policy = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        built = [
+            models.red_net(depth=2, width=4, down="strided", global_residual=False),
+            models.dncnn(depth=3, width=4),
+            models.fsrcnn(2, d=4, s=2, m=1),
+        ]
+        assert built[0].get_layer("conv1").compute_dtype == "float16"
+        for model in built:
+            assert keras.backend.standardize_dtype(model(_rand((1, 7, 9, 1))).dtype) == "float32", model.name
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def test_bad_arguments_raise_argument_error():
+    with pytest.raises(ArgumentError, match="fusion"):
+        models.red_net(fusion="mul")
+    with pytest.raises(ArgumentError, match="depth"):
+        models.red_net(depth=0)
+    with pytest.raises(ArgumentError, match="up"):
+        models.red_net(up="pixelshuffle")
+    with pytest.raises(ArgumentError, match="unknown model"):
+        models.build_model("unet")
+    with pytest.raises(ArgumentError, match="does not take"):
+        models.build_model("dncnn", fusion="add")
+    with pytest.raises(ArgumentError, match="scale"):
+        models.build_model("fsrcnn")
+    with pytest.raises(ArgumentError, match="scale"):
+        models.red_net_sr(upsample="post")
+    with pytest.raises(ArgumentError, match="unknown arguments"):
+        models.red_net_sr(2, widht=4)
+    with pytest.raises(ValueError):  # ArgumentError is also a ValueError
+        models.fsrcnn(scale=0)
+
+
+@pytest.mark.parametrize("mode", layers.PAD_MODES)
+def test_pad_to_multiple_matches_numpy_pad(mode):
+    for h, w in [(1, 1), (2, 3), (5, 9), (8, 8)]:
+        x = _rand((2, h, w, 3))
+        y = keras.ops.convert_to_numpy(layers.PadToMultiple(4, mode)(x))
+        ph, pw = -h % 4, -w % 4
+        assert y.shape == (2, h + ph, w + pw, 3)
+        try:
+            ref = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode=mode)
+        except ValueError:  # numpy cannot reflect a 1-pixel axis; ours repeats it
+            ref = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+        np.testing.assert_array_equal(y, ref)
+
+
+def test_pad_wider_than_image_reflects_periodically():
+    x = np.arange(3, dtype=np.float32).reshape(1, 3, 1, 1)
+    y = keras.ops.convert_to_numpy(layers.PadToMultiple(8, "reflect")(x))
+    assert y[0, :, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
+
+
+def test_crop_undoes_pad_and_scales():
+    x = _rand((1, 5, 7, 2))
+    padded = layers.PadToMultiple(4)(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layers.CropToReference()([padded, x])), x)
+    big = _rand((1, 24, 24, 2))
+    assert tuple(layers.CropToReference(3)([big, x]).shape) == (1, 15, 21, 2)
+
+
+def test_depth_to_space_matches_tensorflow():
+    import tensorflow as tf
+
+    x = _rand((2, 3, 5, 12))
+    ours = keras.ops.convert_to_numpy(layers.DepthToSpace(2)(x))
+    np.testing.assert_array_equal(ours, tf.nn.depth_to_space(x, 2).numpy())
+    with pytest.raises(ArgumentError, match="divisible"):
+        layers.DepthToSpace(2).build((None, None, None, 6))
+
+
+def test_bilinear_upsample_matches_image_resize():
+    x = _rand((1, 5, 4, 2))
+    ours = keras.ops.convert_to_numpy(layers.BilinearUpsample(3)(x))
+    ref = keras.ops.image.resize(x, (15, 12), interpolation="bilinear", antialias=False)
+    np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(ref), atol=1e-6)
+
+
+def test_blend_is_a_convex_combination():
+    g = np.full((1, 2, 2, 1), 0.25, np.float32)
+    a, b = np.ones_like(g), np.full_like(g, 5.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layers.Blend()([g, a, b])), 4.0)
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import json, numpy as np, keras
+    from deconvlab import grads, models
+    model = models.red_net(depth=3, width=4, down="strided", fusion="gate", up="subpixel")
+    x = np.random.default_rng(0).random((1, 41, 41, 1), dtype=np.float32)
+    y = keras.ops.convert_to_numpy(model(x))
+    norms = grads.layer_gradient_norms(model, x, np.zeros_like(x))
+    conv = keras.layers.Conv2D(2, 3, padding="same", use_bias=False)
+    v = np.random.default_rng(1).random((1, 6, 6, 2), dtype=np.float32)
+    back = grads.vjp(conv, x[:, :6, :6], v)
+    ref = keras.layers.Conv2DTranspose(1, 3, padding="same", use_bias=False)
+    ref.build((None, None, None, 2))
+    ref.set_weights(conv.get_weights())
+    err = float(np.abs(back - keras.ops.convert_to_numpy(ref(v))).max())
+    print(json.dumps({"backend": keras.backend.backend(), "shape": list(y.shape), "norms": norms, "err": err}))
+    """
+)
+
+
+def test_red_net_on_jax_backend():
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["backend"] == "jax"
+    assert result["shape"] == [1, 41, 41, 1]
+    names = [name for name, _ in result["norms"]]
+    # 3 convs, 2 transposed convs, 1 gate conv, the sub-pixel conv
+    assert names == ["conv1", "conv2", "conv3", "deconv1", "gate2", "deconv2", "deconv3"]
+    assert all(norm > 0 for _, norm in result["norms"])
+    assert result["err"] < 1e-5

@@ -1,0 +1,376 @@
+"""Tests for deconvlab.train: the PSNR metric, precision policies, train() with checkpoint, history and resume."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from deconvlab import config, metrics, models
+from deconvlab import train as tr
+from deconvlab.data import PatchDataset, load_dataset
+from deconvlab.degrade import noise_degradation
+from deconvlab.errors import ArgumentError, OutputError
+from deconvlab.evaluate import evaluate
+
+SHARED = Path("/work/shared/datasets")
+
+
+def _rand(shape, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def train_images():
+    # three offline photographs, gray: enough texture for 32x32 patches, no data set needed
+    return load_dataset("fallback-train", mode="gray", limit=3).images
+
+
+def _patches(images, steps=10, seed=0, batch_size=8):
+    return PatchDataset(images, noise_degradation(25), patch_size=32, batch_size=batch_size,
+                        steps_per_epoch=steps, seed=seed)
+
+
+def _tiny():
+    return models.red_net(depth=2, width=8)
+
+
+# ------------------------------------------------------------------------------------------------ metric
+
+
+def test_psnr_metric_equals_metrics_psnr_per_image_mean():
+    y = _rand((4, 16, 17, 1))
+    noisy = y + np.random.default_rng(1).normal(0, 0.05, y.shape).astype("float32") * np.arange(1, 5)[:, None, None, None]
+    expected = np.mean([metrics.psnr(a, b) for a, b in zip(y, noisy, strict=True)])
+    got = float(keras.ops.convert_to_numpy(tr.psnr_metric(y, noisy)))
+    assert abs(got - expected) < 1e-3
+    # per image, not the PSNR of the pooled MSE: the two differ by more than the tolerance here
+    pooled = metrics.psnr(y, noisy)
+    assert abs(pooled - expected) > 0.1
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_psnr_metric_casts_reduced_precision_outputs(dtype):
+    y = _rand((2, 12, 12, 3))
+    pred = keras.ops.cast(y + 0.02, dtype)
+    as_f32 = keras.ops.convert_to_numpy(keras.ops.cast(pred, "float32"))
+    expected = np.mean([metrics.psnr(a, b) for a, b in zip(y, as_f32, strict=True)])
+    got = float(keras.ops.convert_to_numpy(tr.psnr_metric(y, pred)))
+    assert abs(got - expected) < 1e-3
+    assert 33 < got < 35  # an error of 0.02 is 33.98 dB, before rounding to the reduced dtype
+
+
+def test_psnr_metric_class_accumulates_the_mean_per_image_psnr():
+    a, b = _rand((2, 8, 8, 1), 1), _rand((3, 8, 8, 1), 2)
+    pa, pb = a + 0.1 * _rand(a.shape, 3), b + 0.03 * _rand(b.shape, 4)
+    metric = tr.PSNR()
+    metric.update_state(a, pa)
+    metric.update_state(b, pb)
+    per_image = [metrics.psnr(x, y) for x, y in zip(np.concatenate([a, b]), np.concatenate([pa, pb]), strict=True)]
+    assert abs(float(metric.result()) - np.mean(per_image)) < 1e-3
+    metric.reset_state()
+    assert float(metric.result()) == 0.0
+    metric.update_state(a, a)  # exact: capped, not inf
+    assert float(metric.result()) == pytest.approx(tr.PSNR_MAX_DB)
+    metric.reset_state()
+    metric.update_state(a, pa, sample_weight=np.array([1.0, 0.0]))
+    assert abs(float(metric.result()) - metrics.psnr(a[0], pa[0])) < 1e-3
+
+
+def test_psnr_metric_and_class_are_registered_and_serialisable():
+    assert keras.saving.get_registered_object("deconvlab>PSNR") is tr.PSNR
+    assert keras.saving.get_registered_object("deconvlab>psnr_metric") is tr.psnr_metric
+    clone = tr.PSNR.from_config(tr.PSNR(name="val_psnr_x", max_db=60.0).get_config())
+    assert clone.name == "val_psnr_x" and clone.max_db == 60.0
+    restored = keras.metrics.deserialize(keras.metrics.serialize(tr.PSNR()))
+    assert isinstance(restored, tr.PSNR)
+
+
+# ------------------------------------------------------------------------------------------------ options
+
+
+def test_precision_choice_and_policy_context_restores_global_policy():
+    assert tr.choose_precision(False) == "float32"
+    if not config.gpu_available():
+        assert tr.choose_precision(None, "paper") == "float32"  # profile says mixed, but no GPU here
+        assert not tr.bf16_supported()
+        before = keras.mixed_precision.global_policy().name
+        with pytest.warns(UserWarning, match="without a GPU"), tr.precision_policy(True) as name:
+            assert name == "mixed_bfloat16"
+            model = _tiny()
+        assert keras.mixed_precision.global_policy().name == before
+        assert tr.model_precision(model) == "mixed_bfloat16"
+        assert model.outputs[0].dtype == "float32"  # the builders end in float32
+    with pytest.raises(ArgumentError, match="mixed_precision"):
+        tr.choose_precision("yes")
+
+
+def test_set_precision_sets_the_global_policy():
+    before = keras.mixed_precision.global_policy()
+    try:
+        assert tr.set_precision(False) == "float32"
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def test_compute_capability_parsing():
+    parse = tr._capability_at_least_8
+    assert parse((8, 0)) and parse("9.0") and parse(8.6) and parse((12, 0))
+    assert parse((7, 5)) is False and parse("7.0") is False
+    assert parse(None) is None and parse("unknown") is None
+
+
+def test_jit_and_verbose_resolution(monkeypatch):
+    expected = {"jax": True, "torch": False, "tensorflow": config.gpu_available()}[config.keras_backend()]
+    assert tr.resolve_jit_compile("auto") is expected
+    assert tr.resolve_jit_compile(True) is True and tr.resolve_jit_compile(False) is False
+    with pytest.raises(ArgumentError):
+        tr.resolve_jit_compile("yes")
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdout", Tty())
+    assert tr.resolve_verbose("auto") == 1
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert tr.resolve_verbose("auto") == 2  # notebooks and logs: one line per epoch
+    assert tr.resolve_verbose(0) == 0
+    with pytest.raises(ArgumentError):
+        tr.resolve_verbose(3)
+
+
+def test_schedule_warms_up_then_decays_to_one_percent():
+    sched = tr.learning_rate_schedule(1e-3, total_steps=100, warmup_steps=10)
+    lr = [float(sched(s)) for s in (0, 5, 10, 55, 100)]
+    assert lr[0] == pytest.approx(1e-4) and lr[1] == pytest.approx(5.5e-4)
+    assert lr[2] == pytest.approx(1e-3) and lr[2] > lr[3] > lr[4]
+    assert lr[4] == pytest.approx(1e-5)
+    no_warmup = tr.learning_rate_schedule(2e-3, total_steps=50)
+    assert float(no_warmup(0)) == pytest.approx(2e-3) and float(no_warmup(50)) == pytest.approx(2e-5)
+    assert tr.default_warmup_steps(200) == 4 and tr.default_warmup_steps(10**6) == 1000
+
+
+def test_make_validation_pairs_is_deterministic(train_images):
+    x1, y1 = tr.make_validation_pairs(train_images, noise_degradation(25), patch_size=24, n=6, seed=3)
+    x2, y2 = tr.make_validation_pairs(train_images, noise_degradation(25), patch_size=24, n=6, seed=3)
+    assert x1.shape == y1.shape == (6, 24, 24, 1)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    noise = (x1 - y1).std() * 255
+    assert 22 < noise < 28
+    x3, _ = tr.make_validation_pairs(train_images, noise_degradation(25), patch_size=24, n=6, seed=4)
+    assert not np.array_equal(x1, x3)
+    with pytest.raises(ArgumentError):
+        tr.make_validation_pairs(train_images, None, patch_size=24, n=0)
+
+
+# ------------------------------------------------------------------------------------------------ train
+
+
+def test_train_decreases_loss_and_writes_history_and_checkpoint(tmp_path, train_images):
+    config.set_seed(0)
+    model = _tiny()
+    val = tr.make_validation_pairs(train_images, noise_degradation(25), patch_size=32, n=8, seed=1)
+    ckpt, hist = tmp_path / "run" / "tiny.keras", tmp_path / "run" / "tiny.json"
+    history = tr.train(model, _patches(train_images), val, profile="quick", epochs=3, checkpoint=ckpt,
+                       history_path=hist, verbose=0)
+    assert history.epoch == [0, 1, 2]
+    loss = history.history["loss"]
+    assert loss[-1] < 0.5 * loss[0]
+    assert history.history["val_psnr"][-1] > history.history["val_psnr"][0]
+
+    saved = tr.load_history(hist)
+    assert saved["format"] == tr.HISTORY_FORMAT
+    h, meta = saved["history"], saved["meta"]
+    assert set(h) == {"loss", "psnr", "val_loss", "val_psnr", "learning_rate"}
+    assert all(len(v) == 3 for v in h.values())
+    np.testing.assert_allclose(h["loss"], loss, rtol=1e-6)
+    assert h["learning_rate"][0] > h["learning_rate"][-1] == pytest.approx(2e-3 * tr.FINAL_LR_FRACTION)
+    assert meta["precision"] == "float32" and meta["loss_scaling"] is False
+    assert meta["params"] == models.count_params(model)
+    assert meta["backend"] == config.keras_backend() and meta["device"] == config.device_name()
+    assert (meta["profile"], meta["steps_per_epoch"], meta["batch_size"], meta["seed"]) == ("quick", 10, 8, 0)
+    assert meta["epochs_done"] == 3 and meta["steps_done"] == 30 and len(meta["epoch_seconds"]) == 3
+    assert meta["monitor"] == "val_psnr" and meta["best"]["epoch"] == int(np.argmax(h["val_psnr"])) + 1
+    assert history.meta is not None and history.meta["epochs_done"] == 3
+
+    best = keras.saving.load_model(ckpt, safe_mode=True)  # the best epoch by val_psnr, loadable safely
+    best_psnr = float(keras.ops.convert_to_numpy(tr.psnr_metric(val[1], best(val[0]))))
+    assert best_psnr == pytest.approx(max(h["val_psnr"]), abs=1e-3)
+
+    from deconvlab.plots import plot_history
+
+    fig = plot_history(hist)  # the plotting helper reads the same file
+    assert len(fig.axes) == 2  # loss and psnr panels; the learning rate is left out
+
+
+def test_train_on_arrays_without_validation_monitors_loss(tmp_path, train_images):
+    x, y = tr.make_validation_pairs(train_images, noise_degradation(15), patch_size=24, n=20, seed=0)
+    history = tr.train(_tiny(), (x, y), profile="quick", epochs=2, checkpoint=tmp_path / "a.keras",
+                       history_path=tmp_path / "a.json", verbose=0, learning_rate=1e-3, seed=5)
+    meta = tr.load_history(tmp_path / "a.json")["meta"]
+    assert meta["monitor"] == "loss" and meta["seed"] == 5
+    assert meta["batch_size"] == 20 and meta["steps_per_epoch"] == 1  # profile batch 32 > 20 pairs
+    assert (tmp_path / "a.keras").is_file() and "val_loss" not in history.history
+
+
+def _optimizer_state(model) -> list[tuple[str, np.ndarray]]:
+    """(variable path without the optimizer's unique name, value) of the Adam moments, in order."""
+    return [(v.path.split("/", 1)[-1], keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables
+            if "iteration" not in v.path]
+
+
+def test_resume_continues_epochs_weights_and_optimizer_state(tmp_path, train_images):
+    ckpt, hist = tmp_path / "r.keras", tmp_path / "r.json"
+    config.set_seed(0)
+    first_patches = _patches(train_images)
+    tr.train(_tiny(), first_patches, profile="quick", epochs=2, checkpoint=ckpt, history_path=hist, verbose=0)
+    first = tr.load_history(hist)
+    saved = keras.saving.load_model(ckpt, safe_mode=True)
+    saved_opt = _optimizer_state(saved)
+
+    seen = {}
+
+    class Peek(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["iterations"] = int(self.model.optimizer.iterations)
+            seen["weights"] = [w.copy() for w in self.model.get_weights()]
+            seen["opt"] = _optimizer_state(self.model)
+
+    patches = _patches(train_images)
+    resumed = tr.train(_tiny(), patches, profile="quick", epochs=3, checkpoint=ckpt, history_path=hist,
+                       resume=True, verbose=0, callbacks=[Peek()])
+    assert resumed.epoch == [2]
+    assert seen["iterations"] == 20  # the schedule continues after the 2 x 10 steps already done
+    for a, b in zip(seen["weights"], saved.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(seen["opt"]) == len(saved_opt) > 0
+    for (pa, a), (pb, b) in zip(seen["opt"], saved_opt, strict=True):
+        assert pa == pb
+        np.testing.assert_array_equal(a, b)  # Adam's moments came back too
+    # fresh patches, as an uninterrupted run would draw: one epoch further than the first run got
+    assert patches.epoch == first_patches.epoch + 1
+
+    after = tr.load_history(hist)
+    assert len(after["history"]["loss"]) == 3
+    assert after["history"]["loss"][:2] == first["history"]["loss"]
+    assert after["meta"]["resumed_at"] == [2] and after["meta"]["epochs_done"] == 3
+    assert after["meta"]["started"] == first["meta"]["started"]
+
+    done = tr.train(_tiny(), patches, profile="quick", epochs=3, checkpoint=ckpt, history_path=hist,
+                    resume=True, verbose=0)
+    assert done.epoch == [] and len(tr.load_history(hist)["history"]["loss"]) == 3
+
+
+def test_resume_without_files_starts_fresh(tmp_path, train_images):
+    history = tr.train(_tiny(), _patches(train_images, steps=2), profile="quick", epochs=1,
+                       checkpoint=tmp_path / "n.keras", history_path=tmp_path / "n.json", resume=True, verbose=0)
+    assert history.epoch == [0] and "resumed_at" not in history.meta
+    with pytest.raises(ArgumentError, match="resume=True needs"):
+        tr.train(_tiny(), _patches(train_images), profile="quick", resume=True, verbose=0)
+
+
+def test_mixed_float16_model_gets_loss_scaling(train_images):
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _tiny()
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no mismatch warning: the caller asked for what the model is
+        history = tr.train(model, _patches(train_images, steps=3), profile="quick", epochs=1, verbose=0,
+                           mixed_precision=None)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert history.meta["precision"] == "mixed_float16" and history.meta["loss_scaling"] is True
+    assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["psnr"][0])
+
+
+def test_mixed_precision_request_on_a_float32_model_warns(train_images):
+    with pytest.warns(UserWarning, match="precision_policy"):
+        history = tr.train(_tiny(), _patches(train_images, steps=2), profile="quick", epochs=1, verbose=0,
+                           mixed_precision=True)
+    assert history.meta["precision"] == "float32"
+
+
+def test_argument_errors(tmp_path, train_images):
+    patches = _patches(train_images)
+    with pytest.raises(ArgumentError, match=r"\.keras"):
+        tr.train(_tiny(), patches, checkpoint=tmp_path / "x.h5", verbose=0)
+    with pytest.raises(ArgumentError, match="epochs"):
+        tr.train(_tiny(), patches, epochs=0, verbose=0)
+    with pytest.raises(ArgumentError, match="learning_rate"):
+        tr.train(_tiny(), patches, learning_rate=float("nan"), verbose=0)
+    with pytest.raises(ArgumentError, match="train_data"):
+        tr.train(_tiny(), "images/", verbose=0)
+    with pytest.raises(ArgumentError, match="NHWC"):
+        tr.train(_tiny(), (np.zeros((4, 8, 8)), np.zeros((4, 8, 8))), verbose=0)
+    with pytest.raises(ArgumentError, match="keras.Model"):
+        tr.train(lambda x: x, patches, verbose=0)
+    with pytest.raises(ArgumentError, match="warmup_steps"):
+        tr.train(_tiny(), patches, warmup_steps="10", verbose=0)
+    with pytest.raises(ArgumentError, match="seed"):
+        tr.train(_tiny(), patches, seed=-1, verbose=0)
+    with pytest.raises(ArgumentError, match="callbacks"):
+        tr.train(_tiny(), patches, callbacks=[print], verbose=0)
+    (tmp_path / "dir.keras").mkdir()
+    with pytest.raises(OutputError, match="folder"):
+        tr.train(_tiny(), patches, checkpoint=tmp_path / "dir.keras", verbose=0)
+    with pytest.raises(ArgumentError, match="does not exist"):
+        tr.load_history(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ArgumentError, match="not readable JSON"):
+        tr.load_history(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"loss": [1.0]}))
+    with pytest.raises(ArgumentError, match="not a deconvlab training history"):
+        tr.load_history(tmp_path / "other.json")
+
+
+# ------------------------------------------------------------------------------------------------ integration
+
+
+def _data_env(monkeypatch) -> bool:
+    """Point DECONVLAB_DATA at the shared sets when they are here; False means: use the offline fallback."""
+    if os.environ.get("DECONVLAB_DATA"):
+        return True
+    if SHARED.is_dir():
+        monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_quick_profile_red_net_beats_noisy_input_by_3db(monkeypatch, capsys):
+    """The issue's acceptance criterion: quick-profile RED-Net on Train400, sigma 25, >= 3 dB over the noisy input."""
+    profile = config.get_profile("quick")
+    real = _data_env(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback's "not comparable" note
+        train_set = load_dataset("train400" if real else "fallback-train", mode="gray", limit=profile.train_images)
+        test_set = load_dataset("bsd68" if real else "fallback-test", mode="gray", limit=4)
+    start = time.perf_counter()
+    config.set_seed(0)
+    with tr.precision_policy(profile=profile):
+        model = models.red_net(width=profile.width, depth=profile.depth)
+    patches = PatchDataset(train_set.images, noise_degradation(25), profile.patch_size, profile.batch_size,
+                           profile.steps_per_epoch, seed=0)
+    history = tr.train(model, patches, profile=profile, verbose=0)
+    trained = time.perf_counter() - start
+    result = evaluate(model, test_set, "denoise", sigma=25, seed=0)
+    total = time.perf_counter() - start
+    with capsys.disabled():
+        print(f"\n[{train_set.name} -> {test_set.name}] {result.summary()}; gain {result.gain:.2f} dB; "
+              f"train {trained:.1f} s ({profile.train_steps} steps), train+eval {total:.1f} s, "
+              f"final loss {history.history['loss'][-1]:.5f}")
+    assert len(history.epoch) == profile.epochs
+    assert result.mean_input_psnr == pytest.approx(20.2, abs=0.3)  # sigma 25 noise on [0, 1] images
+    assert result.gain >= 3.0

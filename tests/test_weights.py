@@ -1,0 +1,208 @@
+"""Tests of deconvlab.weights: float16 round trip, model cards, card lookup, hash and corruption checks."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from deconvlab import models, weights
+from deconvlab.errors import ArgumentError, WeightsError
+
+
+@pytest.fixture(scope="module")
+def tiny() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return models.red_net(channels=1, depth=2, width=4)
+
+
+@pytest.fixture
+def saved(tiny, tmp_path) -> dict:
+    return weights.save_pretrained(tiny, {"task": "denoise", "sigma": 25, "command": "pytest"}, tmp_path)
+
+
+def _write(card: dict, folder) -> None:
+    weights.write_card(card, folder / f"{card['id']}.json")
+
+
+def test_round_trip_is_float16_faithful(tiny, saved, tmp_path):
+    loaded = weights.load_pretrained("denoise", sigma=25, directory=tmp_path)
+    for a, b in zip(tiny.get_weights(), loaded.get_weights(), strict=True):
+        scale = max(float(np.abs(a).max()), 1e-12)
+        assert float(np.abs(a - b).max()) / scale < 1e-3
+        assert b.dtype == np.float32
+    x = np.random.default_rng(0).random((1, 9, 11, 1), dtype=np.float32)
+    before, after = keras.ops.convert_to_numpy(tiny(x)), keras.ops.convert_to_numpy(loaded(x))
+    # float16 rounds each weight by <= 2**-11 relative; through the net the output moves by about as much
+    assert float(np.abs(before - after).max()) / float(np.abs(before).max()) < 2e-3
+    with np.load(tmp_path / saved["weights_file"], allow_pickle=False) as data:
+        arrays = [data[k] for k in data.files if k.startswith("w")]
+    assert {a.dtype for a in arrays} == {np.dtype(np.float16)}
+    assert len(arrays) == len(tiny.get_weights())
+
+
+def test_card_fields(tiny, saved, tmp_path):
+    card = json.loads((tmp_path / "denoise-sigma25.json").read_text())
+    assert card["id"] == "denoise-sigma25" and card["task"] == "denoise" and card["sigma"] == 25
+    assert card["params"] == models.count_params(tiny)
+    assert card["weights_sha256"] == weights.sha256_file(tmp_path / card["weights_file"])
+    assert card["weights_dtype"] == "float16"
+    assert card["channels"] == 1
+    assert card["architecture"]["builder"] == "red_net"
+    assert card["architecture"]["kwargs"]["depth"] == 2 and "name" not in card["architecture"]["kwargs"]
+    assert card["command"] == "pytest" and card["backend"] == keras.backend.backend()
+    assert "_path" not in card  # private keys stay out of the JSON
+    assert weights.read_card("denoise-sigma25", tmp_path)["weights_sha256"] == card["weights_sha256"]
+    assert weights.read_card(tmp_path / "denoise-sigma25.json")["id"] == card["id"]
+
+
+def test_default_directory_follows_repo_root(saved, tmp_path, monkeypatch):
+    weights_dir = tmp_path / "repo" / "data" / "weights"
+    weights_dir.mkdir(parents=True)
+    monkeypatch.setenv("DECONVLAB_ROOT", str(tmp_path / "repo"))
+    assert weights.list_cards() == []
+    for name in ("denoise-sigma25.json", saved["weights_file"]):
+        (weights_dir / name).write_bytes((tmp_path / name).read_bytes())
+    assert weights.list_weights() == ["denoise-sigma25"]
+    assert weights.load_pretrained("denoise", sigma=25).count_params() > 0
+
+
+def _fake_card(card_id: str, task: str, **fields) -> dict:
+    return {"id": card_id, "task": task, "architecture": {"builder": "red_net", "kwargs": {}},
+            "weights_file": f"{card_id}.weights.npz", "weights_sha256": "0" * 64, **fields}
+
+
+def test_find_card_exact_range_channels_and_errors(tmp_path):
+    for card in (
+        _fake_card("d15", "denoise", sigma=15),
+        _fake_card("d25", "denoise", sigma=25),
+        _fake_card("d25rgb", "denoise", sigma=25, channels=3),
+        _fake_card("blind", "denoise", sigma_range=[0, 55]),
+        _fake_card("x2", "sr", scale=2),
+        _fake_card("x34", "sr", scales=[3, 4]),
+        _fake_card("blur", "deblur"),
+    ):
+        _write(card, tmp_path)
+    find = weights.find_card
+    assert find("denoise", sigma=25, directory=tmp_path)["id"] == "d25"
+    assert find("denoise", sigma=25, channels=3, directory=tmp_path)["id"] == "d25rgb"
+    assert find("denoise", sigma=15, channels=3, directory=tmp_path)["id"] == "d15"  # gray serves colour too
+    assert find("denoise", sigma=37, directory=tmp_path)["id"] == "blind"
+    assert find("denoise", directory=tmp_path)["id"] == "blind"
+    assert find("sr", scale=4, directory=tmp_path)["id"] == "x34"
+    assert find("sr", scale=2, directory=tmp_path)["id"] == "x2"
+    assert find("deblur", directory=tmp_path)["id"] == "blur"
+    with pytest.raises(ArgumentError, match=r"no shipped weights for denoise sigma=60; available: .*d15"):
+        find("denoise", sigma=60, directory=tmp_path)
+    with pytest.raises(ArgumentError, match="no shipped weights for sr scale=8"):
+        find("sr", scale=8, directory=tmp_path)
+    with pytest.raises(ArgumentError, match="unknown task"):
+        find("inpaint", directory=tmp_path)
+    with pytest.raises(ArgumentError, match="no model cards in"):
+        find("deblur", directory=tmp_path / "empty")
+    (tmp_path / "d25.history.json").write_text(json.dumps({"history": {"loss": [1.0]}}))  # not a card
+    assert [c["id"] for c in weights.list_cards(tmp_path)] == sorted(
+        ["d15", "d25", "d25rgb", "blind", "x2", "x34", "blur"])
+
+
+def test_wrong_hash_missing_and_corrupt_files(saved, tmp_path):
+    path = tmp_path / saved["weights_file"]
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+    with pytest.raises(WeightsError, match=r"has sha256 .* the card expects .*git checkout data/weights"):
+        weights.load_pretrained("denoise", sigma=25, directory=tmp_path)
+    # A corrupt file whose hash the card agrees with must still fail cleanly, not with a zip traceback.
+    path.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    card = weights.read_card("denoise-sigma25", tmp_path)
+    card["weights_sha256"] = weights.sha256_file(path)
+    _write(card, tmp_path)
+    with pytest.raises(WeightsError, match="is corrupt"):
+        weights.load_pretrained("denoise", sigma=25, directory=tmp_path)
+    path.unlink()
+    with pytest.raises(WeightsError, match="is missing"):
+        weights.load_pretrained("denoise", sigma=25, directory=tmp_path)
+
+
+def test_architecture_mismatch(saved, tmp_path):
+    card = weights.read_card("denoise-sigma25", tmp_path)
+    card["architecture"]["kwargs"]["width"] = 8
+    with pytest.raises(WeightsError, match="does not match"):
+        weights.load_pretrained(card=card, directory=tmp_path)
+    card["architecture"]["kwargs"] = {"no_such_argument": 1}
+    with pytest.raises(WeightsError, match="does not match this version"):
+        weights.load_pretrained(card=card, directory=tmp_path)
+
+
+def test_malformed_cards(tmp_path):
+    (tmp_path / "broken.json").write_text("{ nope")
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        weights.read_card("broken", tmp_path)
+    (tmp_path / "broken.json").write_text(json.dumps({"id": "broken", "task": "denoise"}))
+    with pytest.raises(WeightsError, match="lacks architecture, weights_file, weights_sha256"):
+        weights.read_card("broken", tmp_path)
+    with pytest.raises(ArgumentError, match="no model card 'absent'"):
+        weights.read_card("absent", tmp_path)
+
+
+def test_fp16_falls_back_to_float32_for_out_of_range_arrays(tmp_path):
+    model = models.red_net(channels=1, depth=2, width=4)
+    values = model.get_weights()
+    values[0] = values[0] + 1e5  # beyond float16's 65504
+    model.set_weights(values)
+    dtype = weights.save_weights_fp16(model, tmp_path / "w.npz")
+    assert dtype == "float16+float32"
+    fresh = models.red_net(channels=1, depth=2, width=4)
+    weights.load_weights_fp16(fresh, tmp_path / "w.npz")
+    assert np.array_equal(fresh.get_weights()[0], values[0])
+
+
+def test_write_card_refuses_nan_and_leaves_no_temp_files(tmp_path):
+    with pytest.raises(ArgumentError, match="JSON"):
+        weights.write_card({"id": "x", "psnr": float("nan")}, tmp_path / "x.json")
+    assert list(tmp_path.iterdir()) == []
+    path = weights.write_card({"id": "x", "psnr": np.float32(30.5), "_private": 1}, tmp_path / "x.json")
+    assert json.loads(path.read_text()) == {"id": "x", "psnr": 30.5}
+
+
+def test_save_pretrained_needs_an_architecture(tmp_path):
+    plain = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="same")])
+    with pytest.raises(ArgumentError, match="architecture"):
+        weights.save_pretrained(plain, {"task": "denoise", "sigma": 25}, tmp_path)
+    with pytest.raises(ArgumentError, match="task"):
+        weights.save_pretrained(plain, {"task": "colourise"}, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_card_table_and_anchors():
+    cards = [
+        _fake_card("d25", "denoise", sigma=25, params=1234, hardware="H100", wall_time_s=300,
+                   metrics=[{"dataset": "bsd68", "protocol": "p", "psnr": 29.123, "ssim": 0.8251}],
+                   anchors=weights.anchors_for("denoise", 25, datasets=["bsd68"])),
+        _fake_card("x2", "sr", scales=[2, 3], architecture={"builder": "red_net_sr", "kwargs": {"a": "b|c"}}),
+    ]
+    table = weights.render_card_table(cards).splitlines()
+    assert len(table) == 4 and table[0].startswith("| id | task | setting")
+    assert "sigma=25" in table[2] and "bsd68: 29.12 dB / 0.8251" in table[2] and "5.0 min" in table[2]
+    assert "DnCNN-S bsd68: 29.23" in table[2] and "1,234" in table[2]
+    assert "x2,3" in table[3] and "b\\|c" in table[3]
+    assert weights.anchors_for("sr", scale=3, datasets=["set5"]) == [
+        {"method": "VDSR", "dataset": "set5", "psnr": 33.66, "citation": "Kim et al., VDSR, CVPR 2016, Table 3"},
+        {"method": "FSRCNN", "dataset": "set5", "psnr": 33.16,
+         "citation": "Dong et al., FSRCNN, ECCV 2016, Table 3"},
+    ]
+
+
+def test_default_card_ids():
+    assert weights.default_card_id("denoise", sigma=25) == "denoise-sigma25"
+    assert weights.default_card_id("denoise", sigma_range=(0, 55)) == "denoise-blind0-55"
+    assert weights.default_card_id("sr", scale=3, channels=3) == "sr-x3-rgb"
+    assert weights.default_card_id("deblur") == "deblur"
+
+
+def test_pickled_arrays_are_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, w0000=np.array([{"code": "runs on load"}], dtype=object))
+    with pytest.raises(WeightsError, match="is corrupt"):
+        weights.load_weights_fp16(models.red_net(channels=1, depth=2, width=4), path)
