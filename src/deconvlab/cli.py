@@ -581,7 +581,11 @@ def _fit_verbosity(quiet: bool) -> int | str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``train``: train a model with a profile, save weights + card (with this command line) in --out."""
-    args.sigma, args.scale = _check_task_args(args.task, args.sigma, args.scale)
+    scales = _parse_scales(args.scales, args.task, args.scale, args.upsample)
+    if scales is None:
+        args.sigma, args.scale = _check_task_args(args.task, args.sigma, args.scale)
+    elif args.sigma is not None:
+        raise ArgumentError("--sigma applies to --task denoise only; drop it for --task sr")
     sigma_range = None
     if args.sigma_range is not None:
         if args.task != "denoise" or args.sigma is not None:
@@ -592,9 +596,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         sigma_range = (float(lo), float(hi))
     elif args.task == "denoise" and args.sigma is None:
         raise ArgumentError("--task denoise needs --sigma S (or --sigma-range LO HI for a blind model)")
-    scales = _parse_scales(args.scales, args.task, args.scale, args.upsample)
-    if scales is not None:
-        args.scale = None
     if args.workers < 1:
         raise ArgumentError(f"--workers {args.workers}: pass 1 or more data-loading threads")
     try:
@@ -698,7 +699,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         metrics.append(entry)
         _info(f"{name}{f' x{eval_scale}' if eval_scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}", args.quiet)
     card["metrics"] = metrics
-    card["anchors"] = [a for k in (scales or [args.scale]) for a in weights.anchors_for(
+    card["anchors"] = [dict(a, scale=k) if k else a for k in (scales or [args.scale]) for a in weights.anchors_for(
         args.task, args.sigma, k, sorted({m["dataset"] for m in metrics}))]
     weights.write_card(card, card["_path"])
     _info(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
