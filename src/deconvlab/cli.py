@@ -572,6 +572,24 @@ def _multiscale_degradation(per_scale: list) -> Callable:
     return degrade
 
 
+def _deadline_callback(seconds: float):
+    """A Keras callback that ends training after the first epoch that finishes past ``seconds`` of wall time."""
+    import keras
+
+    class Deadline(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.fired = False
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.start > seconds:
+                self.fired = True
+                self.model.stop_training = True
+
+    return Deadline()
+
+
 def _fit_verbosity(quiet: bool) -> int | str:
     """Progress bars on a terminal; one line per epoch in a log file, where bars would fill it with updates."""
     if quiet:
@@ -652,9 +670,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     history_path = out_dir / f"{card_id}{weights.HISTORY_SUFFIX}"
     start = time.perf_counter()
+    deadline = _deadline_callback(args.time_limit * 60) if args.time_limit else None
     history = train.train(model, train_data, val_data, profile=profile, epochs=args.epochs,
                           steps_per_epoch=steps, learning_rate=args.learning_rate, history_path=history_path,
-                          mixed_precision=args.mixed_precision, verbose=_fit_verbosity(args.quiet))
+                          mixed_precision=args.mixed_precision, verbose=_fit_verbosity(args.quiet),
+                          callbacks=[deadline] if deadline else ())
     wall = time.perf_counter() - start
 
     fields: dict[str, Any] = {
@@ -667,6 +687,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "precision": precision,
         "wall_time_s": round(wall, 1),
+        "epochs_run": len(history.history.get("loss", [])),
+        "stopped_by_time_limit": bool(deadline and deadline.fired),
         "history": _card_history(history),
         "data": {"train": train_set.name, "validation": val_set.name,
                  "fallback": bool(train_set.is_fallback or val_set.is_fallback),
@@ -823,6 +845,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch-kwargs", metavar="JSON", help="builder arguments, e.g. '{\"fusion\": \"concat\"}'")
     p.add_argument("--upsample", choices=("pre", "post"), default="pre", help="SR: bicubic input or learned upsampling")
     p.add_argument("--scales", metavar="K,K,...", help="SR: one multi-scale model for these factors, e.g. 2,3,4")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after the epoch that ends past MIN minutes (recorded in the card)")
     p.add_argument("--workers", type=int, default=1, help="threads preparing training batches (GPU runs: 4-8)")
     p.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1: gray / Y channel, 3: RGB")
     p.add_argument("--epochs", type=int, help="override the profile's epochs")

@@ -84,6 +84,10 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+#: Variance scale of RED-Net's linear output layer (He init uses 2): the untrained net is close to the identity.
+OUTPUT_INIT_SCALE = 1e-4
+
+
 def _conv_args(kernel_size: int) -> dict[str, Any]:
     # He initialisation suits the ReLU stacks; 'same' keeps every feature map at the input size
     return {"kernel_size": kernel_size, "padding": "same", "kernel_initializer": "he_normal"}
@@ -150,8 +154,13 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
         if level == 0:
             if down == "strided":
                 return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{j}")
+            last_args = _conv_args(kernel_size)
+            if out_activation is None:
+                # The skips sum ReLU features, so with He init the untrained residual is ~17 (mean) on [0, 1]
+                # images; a tiny last layer starts the net near the identity and training skips that detour.
+                last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
             return keras.layers.Conv2DTranspose(
-                out_filters, activation=out_activation, name=f"deconv{j}", **_conv_args(kernel_size)
+                out_filters, activation=out_activation, name=f"deconv{j}", **last_args
             )(x)
         fused = skip_every > 0 and level % skip_every == 0
         activation = None if fused and fusion == "add" else "relu"

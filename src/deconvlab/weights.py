@@ -532,6 +532,12 @@ def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
     return out
 
 
+def _where(entry: Mapping[str, Any]) -> str:
+    """'set5' or, for an entry of a multi-scale card, 'set5 x3'."""
+    scale = entry.get("scale")
+    return f"{entry['dataset']} x{int(scale)}" if scale is not None else str(entry["dataset"])
+
+
 def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
     """A Markdown table of model cards (setting, architecture, size, test PSNR/SSIM, anchors, cost) for the book.
 
@@ -546,10 +552,10 @@ def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
         arch_text = arch.get("builder", "?") + (
             "(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else "")
         metrics = "<br>".join(
-            f"{m['dataset']}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
-            else f"{m['dataset']}: {m['psnr']:.2f} dB"
+            f"{_where(m)}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
+            else f"{_where(m)}: {m['psnr']:.2f} dB"
             for m in card.get("metrics") or [])
-        anchors = "<br>".join(f"{a['method']} {a['dataset']}: {a['psnr']:.2f}" for a in card.get("anchors") or [])
+        anchors = "<br>".join(f"{a['method']} {_where(a)}: {a['psnr']:.2f}" for a in card.get("anchors") or [])
         wall = card.get("wall_time_s")
         time_text = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
         params = card.get("params")
