@@ -1,0 +1,85 @@
+"""The shipped model cards: complete, consistent with their weights and data, and reproducible on this machine.
+
+The reproduction check runs ``python -m deconvlab evaluate --card`` (in-process) on the small subset that each
+card carries, measured on the GPU host where the weights were made (JAX), and requires the CPU/TensorFlow
+result to agree within the CLI's 0.02 dB tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from deconvlab import cli, data, weights
+from deconvlab.paths import weights_dir
+
+CARDS = weights.list_cards()
+SHIPPED = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4", "deblur"}
+REQUIRED = ("id", "task", "architecture", "command", "commit", "hardware", "backend", "precision", "wall_time_s",
+            "params", "history", "data", "metrics", "weights_file", "weights_sha256", "keras")
+
+
+def _ids(cards):
+    return [c["id"] for c in cards]
+
+
+def test_every_promised_model_ships():
+    assert SHIPPED <= {c["id"] for c in CARDS}
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
+def test_card_is_complete_and_matches_its_weights(card):
+    missing = [k for k in REQUIRED if k not in card]
+    assert not missing, f"{card['id']} lacks {missing}"
+    blob = (weights_dir() / card["weights_file"]).read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == card["weights_sha256"]
+    assert len(blob) < 4 * 2**20, "weights must stay small (float16, no optimizer state)"
+    model = weights.load_pretrained(card=card)
+    assert model.count_params() == card["params"] <= 2_000_000
+    assert card["commit"] not in ("", "unknown") and not card["commit"].endswith("-dirty")
+    assert card["wall_time_s"] <= 600, "the issue's budget: at most 10 minutes of training per model"
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
+def test_card_data_hashes_match_the_registry(card):
+    digests = card["data"]["registry_sha256"]
+    registry = data.registry()
+    for name, digest in digests.items():
+        # The CLI's digest: sha256 over the set's sorted file hashes (see cli._dataset_digest).
+        joined = "".join(sorted(f.sha256 for f in registry[name].files))
+        assert hashlib.sha256(joined.encode()).hexdigest() == digest, name
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
+def test_card_history_is_the_training_run(card):
+    history = weights_dir() / f"{card['id']}{weights.HISTORY_SUFFIX}"
+    saved = json.loads(history.read_text())
+    epochs = saved.get("history", saved).get("loss")
+    assert epochs and len(epochs) == card["epochs_run"]
+
+
+def _subset_entries():
+    for card in CARDS:
+        for m in card.get("metrics") or []:
+            if m.get("limit"):
+                yield pytest.param(card["id"], m, id=f"{card['id']}-{m['dataset']}-{m.get('sigma') or m.get('scale') or ''}")
+
+
+@pytest.mark.skipif(not os.environ.get("DECONVLAB_DATA"), reason="needs the test sets: set DECONVLAB_DATA")
+@pytest.mark.parametrize(("card_id", "entry"), list(_subset_entries()))
+def test_cpu_reproduces_the_cards_subset_numbers(card_id, entry, capsys):
+    argv = ["evaluate", "--card", card_id, "--dataset", entry["dataset"], "--limit", str(entry["limit"])]
+    if entry.get("sigma") is not None:
+        argv += ["--sigma", f"{entry['sigma']:g}"]
+    if entry.get("scale") is not None:
+        argv += ["--scale", str(entry["scale"])]
+    status = cli.main(argv)
+    out = capsys.readouterr().out
+    assert status == 0 and "matches the card" in out, out
+
+
+def test_each_card_carries_a_subset_for_ci():
+    assert all(any(m.get("limit") for m in c.get("metrics") or []) for c in CARDS)
