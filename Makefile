@@ -10,7 +10,7 @@ ifneq ($(DECONVLAB_DATA),)
 export DECONVLAB_DATA
 endif
 
-.PHONY: install book test lint unit notebooks execute student clean
+.PHONY: install book test lint unit notebooks execute student figures workshop clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(STAGE) "install" sh -c '$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -r requirements.txt'
@@ -38,6 +38,15 @@ execute: install
 
 student: install
 	$(PY) tools/nbtools.py student
+
+# The results figure, the model-card table (book/results.md, README.md) from data/weights/*.json; a small README
+# screenshot when the browser test has made one.
+figures: install
+	$(PY) tools/make_figures.py $(if $(wildcard _build/screenshots/landing.png),--screenshot _build/screenshots/landing.png)
+
+# The workshop's timing tables and agendas from the notebooks' measured run times and the H100 measurements.
+workshop: install
+	$(PY) tools/make_workshop.py
 
 clean:
 	rm -rf _build

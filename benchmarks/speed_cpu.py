@@ -20,7 +20,7 @@ from pathlib import Path
 WORKER = r"""
 import json, resource, sys, time
 import numpy as np
-n, method = int(sys.argv[1]), sys.argv[2]
+n, method, tile = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(0)
 clean = rng.random((n, n), dtype=np.float32) if n != 3840 else rng.random((2160, 3840), dtype=np.float32)
 noisy = clean + rng.normal(0, 25 / 255, clean.shape).astype(np.float32)
@@ -31,8 +31,8 @@ if method == "bm3d":
 else:
     from deconvlab import cli, weights
     model = weights.load_pretrained(card=weights.find_card("denoise", sigma=25))
-    cli.enhance_image(model, noisy[:64, :64], "denoise", scale=1, tile=cli.DEFAULT_TILE)  # tracing is not speed
-    run = lambda: cli.enhance_image(model, noisy, "denoise", scale=1, tile=cli.DEFAULT_TILE)
+    cli.enhance_image(model, noisy[:64, :64], "denoise", scale=1, tile=tile)  # tracing is not speed
+    run = lambda: cli.enhance_image(model, noisy, "denoise", scale=1, tile=tile)
 start = time.perf_counter()
 run()
 seconds = time.perf_counter() - start
@@ -42,9 +42,9 @@ print("RESULT " + json.dumps({"method": method, "shape": list(noisy.shape), "sec
 """
 
 
-def measure(n: int, method: str) -> dict:
+def measure(n: int, method: str, tile: int) -> dict:
     env = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(n), method], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(n), method, str(tile)], env=env, capture_output=True, text=True,
                           timeout=3600)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -60,18 +60,21 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 3840],
                         help="square sides; 3840 means a 3840x2160 (4K UHD) image")
+    parser.add_argument("--tile", type=int, default=None, help="tile side (default: the CLI's)")
     parser.add_argument("--bm3d-sizes", type=int, nargs="*", default=[256, 512])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     from deconvlab import cli, config
 
+    args.tile = args.tile or cli.DEFAULT_TILE
+
     rows = []
     for method, sizes in (("enhance", args.sizes), ("bm3d", args.bm3d_sizes)):
         for n in sizes:
-            rows.append(measure(n, method))
+            rows.append(measure(n, method, args.tile))
             print(rows[-1], flush=True)
     meta = {"date": dt.date.today().isoformat(), "device": config.device_name(), "cores": os.cpu_count(),
-            "backend": "tensorflow", "tile": cli.DEFAULT_TILE, "model": "denoise-sigma25 (shipped)",
+            "backend": "tensorflow", "tile": args.tile, "model": "denoise-sigma25 (shipped)",
             "command": "python benchmarks/speed_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "load_average_at_end": os.getloadavg()[0]}
     args.out.mkdir(parents=True, exist_ok=True)

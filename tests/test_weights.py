@@ -180,13 +180,17 @@ def test_render_card_table_and_anchors():
         _fake_card("d25", "denoise", sigma=25, params=1234, hardware="H100", wall_time_s=300,
                    metrics=[{"dataset": "bsd68", "protocol": "p", "psnr": 29.123, "ssim": 0.8251}],
                    anchors=weights.anchors_for("denoise", 25, datasets=["bsd68"])),
-        _fake_card("x2", "sr", scales=[2, 3], architecture={"builder": "red_net_sr", "kwargs": {"a": "b|c"}}),
+        _fake_card("x2", "sr", scales=[2, 3], architecture={"builder": "red_net_sr", "kwargs": {"a": "b|c"}},
+                   metrics=[{"dataset": "set5", "scale": k, "psnr": 30.0 + k, "ssim": 0.9} for k in (2, 3)],
+                   anchors=[dict(a, scale=3) for a in weights.anchors_for("sr", scale=3, datasets=["set5"])]),
     ]
     table = weights.render_card_table(cards).splitlines()
     assert len(table) == 4 and table[0].startswith("| id | task | setting")
     assert "sigma=25" in table[2] and "bsd68: 29.12 dB / 0.8251" in table[2] and "5.0 min" in table[2]
     assert "DnCNN-S bsd68: 29.23" in table[2] and "1,234" in table[2]
     assert "x2,3" in table[3] and "b\\|c" in table[3]
+    # A multi-scale card labels each metric and anchor with its scale.
+    assert "set5 x2: 32.00 dB" in table[3] and "set5 x3: 33.00 dB" in table[3] and "VDSR set5 x3: 33.66" in table[3]
     assert weights.anchors_for("sr", scale=3, datasets=["set5"]) == [
         {"method": "VDSR", "dataset": "set5", "psnr": 33.66, "citation": "Kim et al., VDSR, CVPR 2016, Table 3"},
         {"method": "FSRCNN", "dataset": "set5", "psnr": 33.16,

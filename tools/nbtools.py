@@ -79,21 +79,41 @@ def execute(path: Path, timeout: int = 1200) -> float:
     return seconds
 
 
+STUDENT_PLACEHOLDER = "# Your solution here."
+
+
 def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy without outputs and without solution cells (cells tagged ``solution``)."""
+    """A copy without outputs, each solution cell (tagged ``solution``) replaced by an empty cell to work in."""
     out = copy.deepcopy(nb)
-    out.cells = [c for c in out.cells if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
+    cells = []
     for cell in out.cells:
+        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            # A deterministic id, so that the edition is reproducible (tests/test_student.py compares it).
+            blank = nbformat.v4.new_code_cell(STUDENT_PLACEHOLDER)
+            if "id" in cell:
+                blank.id = f"student-{cell.id}"[:64]
+            else:  # nbformat < 4.5 has no cell ids
+                del blank["id"]
+            blank.metadata["tags"] = ["exercise"]
+            cells.append(blank)
+            continue
+        cell.get("metadata", {}).pop("execution", None)  # nbclient's timings of our run
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+        cells.append(cell)
+    out.cells = cells
     out.metadata.pop("deconvlab", None)
     return out
 
 
 def write_student(dest: Path = STUDENT) -> list[Path]:
-    """Write the student edition of every chapter into ``dest``."""
+    """Write the student edition of every chapter into ``dest`` (and remove editions of chapters that are gone)."""
     dest.mkdir(exist_ok=True)
+    names = {p.name for p in chapter_paths()}
+    for old in dest.glob("*.ipynb"):
+        if old.name not in names:
+            old.unlink()
     written = []
     for path in chapter_paths():
         target = dest / path.name

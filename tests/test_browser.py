@@ -1,0 +1,146 @@
+"""The rendered book in a real browser: headless Chromium loads the pages, every figure loads, the Colab button is there.
+
+Screenshots of the landing page and one chapter go to ``_build/screenshots/`` (``tools/make_figures.py --screenshot``
+shrinks one for the README). Without Chromium the tests skip, except in CI (``CI=true``), where they fail: install it
+with ``apt-get install chromium`` (``.ci/run`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
+         "--no-first-run", "--disable-extensions", "--mute-audio"]
+PROBE_ID = "deconvlab-probe"
+# Runs inside the page: make every image eager, wait until each has loaded or failed, then write what it saw.
+PROBE = """
+<script>
+(function () {
+  function report() {
+    var imgs = Array.prototype.slice.call(document.images);
+    var out = {
+      images: imgs.map(function (i) { return {src: i.getAttribute('src'), complete: i.complete,
+                                               width: i.naturalWidth, alt: i.getAttribute('alt')}; }),
+      colab: Array.prototype.slice.call(document.querySelectorAll('a[href*="colab.research.google.com"]'))
+               .map(function (a) { return a.href; }),
+      launch: document.querySelectorAll('.dropdown-launch-buttons').length,
+      title: document.title
+    };
+    var pre = document.createElement('pre');
+    pre.id = '__PROBE_ID__';
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }
+  document.addEventListener('DOMContentLoaded', function () {
+    Array.prototype.forEach.call(document.images, function (i) { i.loading = 'eager'; });
+  });
+  window.addEventListener('load', function () {
+    var pending = Array.prototype.slice.call(document.images).filter(function (i) { return !i.complete; })
+      .map(function (i) { return new Promise(function (r) { i.addEventListener('load', r); i.addEventListener('error', r); }); });
+    Promise.all(pending).then(report);
+  });
+})();
+</script>
+""".replace("__PROBE_ID__", PROBE_ID)
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "Chromium is not installed (apt-get install chromium); the browser checks cannot run"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " — CI=true requires it")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    return _chromium()
+
+
+def _run(browser: str, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([browser, *FLAGS, *args], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"chromium failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
+    return proc
+
+
+def probe(browser: str, page: Path) -> dict:
+    """Open a copy of ``page`` (same folder, so relative links work) with the probe script; return its report."""
+    copy = page.with_name(f".probe-{page.name}")
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>", 1), encoding="utf-8")
+    try:
+        proc = _run(browser, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
+    finally:
+        copy.unlink(missing_ok=True)
+    pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
+    assert pre is not None, f"{page.name}: the page did not finish loading in the browser"
+    return json.loads(pre.get_text())
+
+
+def screenshot(browser: str, page: Path, name: str, height: int = 1400) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    out = SCREENSHOTS / name
+    out.unlink(missing_ok=True)
+    _run(browser, f"--window-size=1280,{height}", "--virtual-time-budget=20000", f"--screenshot={out}",
+         page.as_uri())
+    return out
+
+
+def _not_blank(png: Path) -> float:
+    from PIL import Image, ImageStat
+
+    with Image.open(png) as img:
+        return max(ImageStat.Stat(img.convert("L")).stddev)
+
+
+def _chapter_pages(html: Path) -> list[Path]:
+    return sorted((html / "notebooks").glob("[0-9][0-9]_*.html"))
+
+
+def _screenshot_chapter(html: Path) -> Path:
+    pages = _chapter_pages(html)
+    preferred = [p for p in pages if p.stem.startswith("03_")] or [p for p in pages if not p.stem.startswith("00_")]
+    return (preferred or pages)[0]
+
+
+@pytest.mark.slow
+def test_screenshots_of_the_landing_page_and_a_chapter(book_html, chromium):
+    for page, name in ((book_html / "book" / "intro.html", "landing.png"),
+                       (_screenshot_chapter(book_html), "chapter.png")):
+        png = screenshot(chromium, page, name)
+        assert png.is_file() and png.stat().st_size > 10_000, f"{name}: no screenshot of {page.name}"
+        assert _not_blank(png) > 10, f"{name}: the screenshot of {page.name} is blank"
+
+
+@pytest.mark.slow
+def test_landing_and_results_pages_show_their_figures(book_html, chromium):
+    for page in (book_html / "book" / "intro.html", book_html / "book" / "results.html"):
+        report = probe(chromium, page)
+        images = [i for i in report["images"] if "results.png" in (i["src"] or "")]
+        assert images, f"{page.name}: the results figure is missing"
+        for img in report["images"]:
+            assert img["complete"] and img["width"] > 0, f"{page.name}: image {img['src']} did not load"
+
+
+@pytest.mark.slow
+def test_every_chapter_loads_its_figures_and_has_a_colab_button(book_html, chromium):
+    pages = _chapter_pages(book_html)
+    assert pages, "no chapter pages were built"
+    for page in pages:
+        report = probe(chromium, page)
+        broken = [i["src"] for i in report["images"] if not (i["complete"] and i["width"] > 0)]
+        assert not broken, f"{page.name}: images that did not load: {broken}"
+        expected = f"blob/main/notebooks/{page.stem}.ipynb"
+        assert any(expected in href for href in report["colab"]), f"{page.name}: no Colab button ({report['colab']})"
+        assert report["launch"] >= 1, f"{page.name}: no launch-buttons menu"
