@@ -538,6 +538,13 @@ def _where(entry: Mapping[str, Any]) -> str:
     return f"{entry['dataset']} x{int(scale)}" if scale is not None else str(entry["dataset"])
 
 
+def _table_metrics(card: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Full-test-set metrics; the small CI subsets (entries with a ``limit``) only when a card has nothing else."""
+    metrics = list(card.get("metrics") or [])
+    full = [m for m in metrics if not m.get("limit")]
+    return full or metrics
+
+
 def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
     """A Markdown table of model cards (setting, architecture, size, test PSNR/SSIM, anchors, cost) for the book.
 
@@ -554,7 +561,7 @@ def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
         metrics = "<br>".join(
             f"{_where(m)}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
             else f"{_where(m)}: {m['psnr']:.2f} dB"
-            for m in card.get("metrics") or [])
+            for m in _table_metrics(card))
         anchors = "<br>".join(f"{a['method']} {_where(a)}: {a['psnr']:.2f}" for a in card.get("anchors") or [])
         wall = card.get("wall_time_s")
         time_text = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""

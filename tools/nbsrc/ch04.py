@@ -656,7 +656,7 @@ table(mismatch_rows)
 """, SOLUTION),
     md(r"""
 At σ = 15 the σ = 25 model removes more than the noise and smooths away texture; at σ = 50 it leaves part of the
-noise in the image. The cost column measures both. A *blind* model trained on a range of σ (chapter 5) avoids choosing a level.
+noise in the image. The cost column measures both. A *blind* model, trained on a range of σ (`python -m deconvlab train --task denoise --sigma-range 0 55`), avoids choosing a level.
 
 **Exercise 2 (the article's fusion, fixed).** Rewrite the article's last two lines, `x_enhanced = DeConv2D(32, (3, 3),
 activation='relu')(x)` and `x_fused = Add()([x, x_enhanced])`, so that they build: a `Conv2D` to 32 features and a
