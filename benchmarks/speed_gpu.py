@@ -169,8 +169,10 @@ def main(argv=None) -> int:
             for precision in ("float32", "mixed_bfloat16"):
                 rows.append(_run("torch_twin", batch=batch, patch=patch, steps=args.steps, precision=precision))
                 print(rows[-1], flush=True)
-    flops = next((r["train_flops_per_patch"] for r in rows if "train_flops_per_patch" in r), None)
+    # FLOPs per patch depend on the patch size: take them from a Keras row of the same size.
+    flops_by_patch = {r["patch"]: r["train_flops_per_patch"] for r in rows if "train_flops_per_patch" in r}
     for r in rows:
+        flops = flops_by_patch.get(r.get("patch"))
         if flops and "patches_per_s" in r:
             r["tflops"] = r["patches_per_s"] * flops / 1e12
             r["mfu_vs_bf16_peak"] = r["tflops"] / peak["bf16_matmul_tflops"]

@@ -26,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .errors import ArgumentError, ImageValueError
+from .io import as_numpy
 from .metrics import modcrop
 
 __all__ = [
@@ -55,12 +56,7 @@ _BLUR_MODES = {"symmetric": "reflect", "replicate": "nearest", "circular": "wrap
 
 def _as_image(image: object, name: str = "image", batch: bool = True) -> np.ndarray:
     """A finite, non-empty float32 array (H, W), (H, W, C) or, when ``batch``, (N, H, W, C)."""
-    try:
-        arr = np.asarray(image)
-    except Exception as exc:  # e.g. a tensor on a GPU
-        raise ImageValueError(
-            f"{name} cannot be turned into a NumPy array ({exc}): pass keras.ops.convert_to_numpy(x)"
-        ) from None
+    arr = as_numpy(image, name)
     if arr.dtype.kind == "u":
         arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)  # uint8 -> [0, 1], as img_as_float
     elif arr.dtype.kind in "bif":

@@ -22,7 +22,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .errors import ArgumentError, ImageFileError, ImageTooLargeError, ImageValueError, OutputError
 
 __all__ = [
-    "LUMA_BT601", "as_batch", "check_image", "from_batch", "max_pixels", "read_image", "rgb_to_gray", "write_image",
+    "LUMA_BT601", "as_batch", "as_numpy", "check_image", "from_batch", "max_pixels", "read_image", "rgb_to_gray", "write_image",
 ]
 
 #: Weights of R, G, B in the BT.601 luma, the gray conversion of MATLAB ``rgb2gray`` and of the DnCNN sets.
@@ -51,18 +51,23 @@ def max_pixels() -> int:
     return value
 
 
+def as_numpy(array: object, name: str = "image") -> np.ndarray:
+    """``np.asarray(array)``, or an ImageValueError that says how to convert (e.g. a GPU tensor needs it first)."""
+    try:
+        return np.asarray(array)
+    except Exception as exc:  # e.g. a GPU tensor that needs .cpu() first
+        raise ImageValueError(
+            f"{name} cannot be turned into a NumPy array ({exc}): pass a NumPy array or keras.ops.convert_to_numpy(x)"
+        ) from None
+
+
 def check_image(array: object, name: str = "image") -> np.ndarray:
     """Validate an image array (finite, (H, W) or (H, W, C) with C in {1, 3}, non-empty); return it as float32. Taught in chapter 1.
 
     Float arrays are taken as they are (degraded images may leave [0, 1]); unsigned integer arrays are scaled by
     their dtype's maximum (uint8 by 255, uint16 by 65535) and bool becomes 0/1, as in ``skimage.img_as_float``.
     """
-    try:
-        arr = np.asarray(array)
-    except Exception as exc:  # e.g. a GPU tensor that needs .cpu() first
-        raise ImageValueError(
-            f"{name} cannot be turned into a NumPy array ({exc}): pass a NumPy array or keras.ops.convert_to_numpy(x)"
-        ) from None
+    arr = as_numpy(array, name)
     kind = arr.dtype.kind
     if kind == "b":
         arr = arr.astype(np.float32)

@@ -18,6 +18,7 @@ import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .errors import ArgumentError, ImageValueError
+from .io import as_numpy
 
 __all__ = [
     "YCBCR_Y_OFFSET", "YCBCR_Y_WEIGHTS", "crop_border", "modcrop", "psnr", "rgb_to_y", "sr_metrics", "ssim",
@@ -33,12 +34,7 @@ _SSIM_WIN = 11  # skimage's window side for a Gaussian of sigma 1.5 (truncated a
 
 def _as_array(image: object, name: str) -> np.ndarray:
     """A finite, non-empty float64 array; integer images keep their values (as in skimage)."""
-    try:
-        arr = np.asarray(image)
-    except Exception as exc:  # e.g. a tensor on a GPU
-        raise ImageValueError(
-            f"{name} cannot be turned into a NumPy array ({exc}): pass keras.ops.convert_to_numpy(x)"
-        ) from None
+    arr = as_numpy(image, name)
     if arr.dtype.kind not in "biuf":
         raise ImageValueError(f"{name} has dtype {arr.dtype}: pass a float image in [0, 1]")
     arr = arr.astype(np.float64)
