@@ -10,7 +10,7 @@ ifneq ($(DECONVLAB_DATA),)
 export DECONVLAB_DATA
 endif
 
-.PHONY: install book test lint unit notebooks execute student figures workshop clean
+.PHONY: install book test lint unit notebooks sync execute check student repository figures workshop clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(STAGE) "install" sh -c '$(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -r requirements.txt'
@@ -32,12 +32,24 @@ notebooks: install
 
 test: lint unit notebooks
 
-# Re-run every notebook in place (CPU, quick profile, TensorFlow) and record provenance in its metadata.
+# The chapters' sources are notebooks/NN_name.md (MyST Markdown); `sync` updates each .ipynb from its .md keeping
+# outputs, `execute` syncs and then re-runs every chapter in place (CPU, quick profile, TensorFlow), recording
+# provenance; `check` lists drifted pairs and stale outputs (tests/test_notebooks.py fails on them too).
+sync: install
+	$(PY) tools/nbtools.py sync
+
 execute: install
 	$(STAGE) "execute" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) tools/nbtools.py execute
 
+check: install
+	$(PY) tools/nbtools.py check
+
 student: install
 	$(PY) tools/nbtools.py student
+
+# repository.url of _config.yml, written into the Colab cells, CITATION.cff, the BibTeX entry, README, workshop page.
+repository: install
+	$(PY) tools/repository.py
 
 # The results figure, the model-card table (book/results.md, README.md) from data/weights/*.json; a small README
 # screenshot when the browser test has made one.

@@ -6,6 +6,7 @@ The build itself is the session fixture ``book_html`` (tests/conftest.py), share
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -14,6 +15,9 @@ import yaml
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import repository  # noqa: E402
+
 CHINESE_HEADINGS = ("背景介绍", "核心概念与联系", "核心算法原理和具体操作步骤以及数学模型公式详细讲解",
                     "具体代码实例和详细解释说明", "未来发展趋势与挑战", "附录常见问题与解答")
 REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
@@ -110,12 +114,23 @@ def test_internal_links_and_anchors_resolve(book_html):
 
 @pytest.mark.slow
 def test_chapter_pages_have_launch_download_and_repository_buttons(book_html):
+    # While repository.url is the placeholder (tools/repository.py) the launch and repository buttons are hidden.
+    published = not repository.is_placeholder(REPO_URL)
     for page in _notebook_pages():
         html = (book_html / f"{page}.html").read_text(encoding="utf-8")
         colab = f"https://colab.research.google.com/github/{REPO_URL.split('github.com/')[1]}/blob/main/{page}.ipynb"
-        assert colab in html, f"{page}: no Colab launch button for {colab}"
+        assert (colab in html) is published, f"{page}: Colab launch button {'missing' if published else 'shown'}"
         assert f"_sources/{page}.ipynb" in html, f"{page}: no download button for the .ipynb"
-        assert REPO_URL in html, f"{page}: no repository link"
+        assert (f'href="{REPO_URL}"' in html) is published, f"{page}: repository link {'missing' if published else 'shown'}"
+
+
+@pytest.mark.slow
+def test_no_code_toggle_above_a_chapter_title(book_html):
+    # The Colab cell is removed from the HTML (tag remove-cell), so nothing precedes the title.
+    for page in _notebook_pages():
+        html = (book_html / f"{page}.html").read_text(encoding="utf-8")
+        article = html[html.index('<article class="bd-article">'):]
+        assert "Show code cell" not in article[:article.index("<h1")], f"{page}: a code toggle above the title"
 
 
 @pytest.mark.slow

@@ -11,12 +11,16 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import repository  # noqa: E402
+
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-dev-shm-usage",
          "--no-first-run", "--disable-extensions", "--mute-audio"]
@@ -142,5 +146,59 @@ def test_every_chapter_loads_its_figures_and_has_a_colab_button(book_html, chrom
         broken = [i["src"] for i in report["images"] if not (i["complete"] and i["width"] > 0)]
         assert not broken, f"{page.name}: images that did not load: {broken}"
         expected = f"blob/main/notebooks/{page.stem}.ipynb"
-        assert any(expected in href for href in report["colab"]), f"{page.name}: no Colab button ({report['colab']})"
-        assert report["launch"] >= 1, f"{page.name}: no launch-buttons menu"
+        if repository.is_placeholder(repository.repository_url()):
+            # Not published yet: no launch button may point at a repository that does not exist.
+            assert not report["colab"] and report["launch"] == 0, f"{page.name}: launch buttons while unpublished"
+        else:
+            assert any(expected in href for href in report["colab"]), f"{page.name}: no Colab button"
+            assert report["launch"] >= 1, f"{page.name}: no launch-buttons menu"
+
+
+# Runs inside a chapter page: is any part of an answer visible before, and all of it after, its toggle is clicked?
+SOLUTIONS_PROBE = """
+<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  function shown(el) { return el.checkVisibility({visibilityProperty: true, opacityProperty: true}); }
+  var parts = '.cell_input, .cell_output, p:not(.admonition-title), img, table';
+  var out = Array.prototype.slice.call(document.querySelectorAll('.solution')).map(function (s) {
+    var content = Array.prototype.slice.call(s.querySelectorAll(parts));
+    var before = content.filter(shown).length;
+    var button = s.querySelector('.toggle-button');
+    if (button) { button.click(); }
+    return {id: s.id, parts: content.length, before: before, button: !!button};
+  });
+  setTimeout(function () {
+    out.forEach(function (o) {
+      var s = document.getElementById(o.id);
+      o.after = Array.prototype.slice.call(s.querySelectorAll(parts)).filter(shown).length;
+    });
+    var pre = document.createElement('pre');
+    pre.id = '__PROBE_ID__';
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }, 500);
+}, 300); });
+</script>
+""".replace("__PROBE_ID__", PROBE_ID)
+
+
+@pytest.mark.slow
+def test_answers_stay_hidden_until_their_toggle_is_opened(book_html, chromium):
+    for page in _chapter_pages(book_html):
+        if page.stem.startswith("00_"):
+            continue
+        copy = page.with_name(f".probe-{page.name}")
+        copy.write_text(page.read_text(encoding="utf-8").replace("</body>", SOLUTIONS_PROBE + "</body>", 1),
+                        encoding="utf-8")
+        try:
+            proc = _run(chromium, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
+        finally:
+            copy.unlink(missing_ok=True)
+        pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
+        assert pre is not None, f"{page.name}: the page did not finish loading"
+        answers = json.loads(pre.get_text())
+        assert len(answers) >= 4, f"{page.name}: {len(answers)} answers rendered"
+        for a in answers:
+            assert a["button"] and a["parts"] >= 2, f"{page.name} {a['id']}: an answer without toggle or content"
+            assert a["before"] == 0, f"{page.name} {a['id']}: {a['before']} parts of the answer visible unopened"
+            assert a["after"] == a["parts"], f"{page.name} {a['id']}: opening the toggle showed {a['after']}/{a['parts']}"

@@ -1,4 +1,9 @@
-"""Notebook hygiene: fresh outputs, provenance, the Colab cell, the table of contents."""
+"""Notebook hygiene: every chapter has its MyST source, the pair agrees, outputs are fresh, lines fit the page.
+
+``notebooks/NN_name.md`` is the source and ``notebooks/NN_name.ipynb`` holds the executed outputs
+(``tools/nbtools.py``). Stale outputs fail here on purpose: a chapter's outputs must be what its code and the
+current package produce, so re-execute (``make execute``, about 8 minutes on 2 cores) once before pushing.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,16 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
+import repository  # noqa: E402
 
 NOTEBOOKS = nbtools.chapter_paths()
-
-
-def _config() -> dict:
-    return yaml.safe_load((ROOT / "_config.yml").read_text())
+SOURCES = nbtools.source_paths()
+#: Printed output is read on a page as narrow as the code: the same 88 columns.
+MAX_OUTPUT_COLUMNS = 88
 
 
 def _toc_files() -> list[str]:
@@ -26,18 +30,47 @@ def _toc_files() -> list[str]:
     return re.findall(r"file:\s*(\S+)", text) + re.findall(r"root:\s*(\S+)", text)
 
 
-def test_there_are_notebooks():
+def nb_cells(path: Path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def test_there_are_notebooks_and_each_has_its_markdown_source():
     assert [p.name for p in NOTEBOOKS][:1] == ["00_setup.ipynb"]
+    assert [p.stem for p in SOURCES] == [p.stem for p in NOTEBOOKS], "every .ipynb needs its .md and vice versa"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_markdown_source_and_notebook_agree(path):
+    problems = nbtools.pair_differences(path, path.with_suffix(".ipynb"))
+    assert not problems, f"{path.name} and its .ipynb drifted (run `make execute`):\n" + "\n".join(problems)
+
+
+def test_pair_check_detects_a_changed_source(tmp_path):
+    md = tmp_path / "x.md"
+    md.write_text((ROOT / "notebooks" / "00_setup.md").read_text().replace("import", "import  ", 1))
+    assert nbtools.pair_differences(md, ROOT / "notebooks" / "00_setup.ipynb")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_outputs_are_fresh(path):
     nb = nbformat.read(path, as_version=4)
-    meta = nb.metadata.get("deconvlab")
-    assert meta, f"{path.name} has no provenance: run `make execute`"
-    assert meta["code_sha256"] == nbtools.code_hash(nb), f"{path.name}: code changed after its outputs; run `make execute`"
+    reasons = nbtools.staleness(nb)
+    assert not reasons, f"{path.name}: outputs are stale ({'; '.join(reasons)}); run `make execute`"
+    meta = nb.metadata["deconvlab"]
     assert meta["profile"] == "quick" and meta["backend"] == "tensorflow"
     assert meta["device"].startswith("CPU")
+
+
+def test_dependency_hash_covers_the_package_and_the_requirements(tmp_path):
+    for entry in ("src/deconvlab/sub", "src/deconvlab"):
+        (tmp_path / entry).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "src/deconvlab/sub/a.py").write_text("x = 1\n")
+    (tmp_path / "requirements.txt").write_text("numpy==2\n")
+    before = nbtools.dependency_hash(tmp_path)
+    (tmp_path / "src/deconvlab/sub/a.py").write_text("x = 2\n")
+    after_code = nbtools.dependency_hash(tmp_path)
+    (tmp_path / "requirements.txt").write_text("numpy==3\n")
+    assert len({before, after_code, nbtools.dependency_hash(tmp_path)}) == 3
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -52,16 +85,31 @@ def test_every_cell_ran_without_unexpected_errors(path):
         assert bool(errors) == expected, f"{path.name} cell {i}: error output {'missing' if expected else 'present'}"
 
 
+def _printed_lines(cell) -> list[str]:
+    lines = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream" and out.get("name") == "stdout":
+            lines += out.text.splitlines()
+        elif out.output_type in ("execute_result", "display_data") and "text/html" not in out.data \
+                and "image/png" not in out.data:
+            lines += out.data.get("text/plain", "").splitlines()
+    return lines
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_colab_cell_clones_the_configured_repository(path):
-    url = _config()["repository"]["url"]
-    first_code = next(c for c in nb_cells(path) if c.cell_type == "code")
-    assert "google.colab" in first_code.source
-    assert url in first_code.source, f"{path.name}: the Colab cell must clone {url} (from _config.yml)"
+def test_printed_output_fits_the_page(path):
+    long = [f"cell {i}: {len(line)} columns: {line[:60]}..." for i, cell in enumerate(nb_cells(path))
+            for line in _printed_lines(cell) if len(line) > MAX_OUTPUT_COLUMNS]
+    assert not long, f"{path.name}: {len(long)} printed lines over {MAX_OUTPUT_COLUMNS} columns:\n" + "\n".join(long)
 
 
-def nb_cells(path: Path):
-    return nbformat.read(path, as_version=4).cells
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_colab_cell_is_the_generated_one_and_removed_from_the_html(path):
+    url = repository.repository_url()
+    first = next(c for c in nb_cells(path.with_suffix(".ipynb")) if c.cell_type == "code")
+    assert first.source == repository.colab_cell(url), f"{path.name}: run `make repository`"
+    assert {"remove-cell", "colab"} <= set(first.metadata.get("tags", [])), \
+        f"{path.name}: the Colab cell must be tagged remove-cell (no empty toggle in the HTML) and colab"
 
 
 def test_every_notebook_is_in_the_toc_and_every_toc_entry_exists():

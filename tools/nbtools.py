@@ -1,8 +1,17 @@
-"""Notebook tooling: execute in place with provenance, detect stale outputs, make the student edition.
+"""Notebook tooling: sync and execute the chapters, detect drift and stale outputs, make the student edition.
 
-`make execute` runs every chapter in place (CPU, ``quick`` profile, TensorFlow) and records in the notebook's
-metadata (``metadata.deconvlab``) the sha256 of its code cells, the profile, backend, device and run time.
-``tests/test_notebooks.py`` recomputes the hash: a notebook whose code changed after its outputs were made fails.
+The chapters are MyST Markdown notebooks: ``notebooks/NN_name.md`` (jupytext ``md:myst``) is the source people edit
+and review; the paired ``notebooks/NN_name.ipynb`` holds the executed outputs that Colab, nbval and the book use.
+
+* ``sync``: update every ``.ipynb`` from its ``.md`` (``jupytext --update``: sources change, outputs and cell ids
+  stay), never the other way round.
+* ``execute``: ``sync``, then run every chapter in place (CPU, ``quick`` profile, TensorFlow) and record provenance
+  in ``metadata.deconvlab``: the hash of the code cells, the hash of what the outputs also depend on (the package
+  sources under ``src/deconvlab`` and ``requirements.txt``), the profile, backend, device and run time.
+* ``check``: list the notebooks whose pair drifted or whose outputs are stale, and why. ``tests/test_notebooks.py``
+  runs the same checks, so stale outputs fail CI: re-execute once before pushing, not per commit.
+* ``student``: the student edition (``student/``): no outputs, every answer (code, output and prose between
+  ``{solution-start}`` and ``{solution-end}``) replaced by an empty cell to work in.
 """
 
 from __future__ import annotations
@@ -13,37 +22,106 @@ import datetime as dt
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 STUDENT = ROOT / "student"
 SOLUTION_TAG = "solution"
+COLAB_TAG = "colab"
+SOLUTION_START = "{solution-start}"
+SOLUTION_END = "{solution-end}"
+STUDENT_PLACEHOLDER = "# Your solution here."
+#: What a chapter's outputs depend on besides its own code.
+DEPENDENCIES = ("src/deconvlab", "requirements.txt")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import repository  # noqa: E402
+
+
+def chapter_paths() -> list[Path]:
+    """The book's executed notebooks, in file-name order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def source_paths() -> list[Path]:
+    """The chapters' MyST Markdown sources, in file-name order."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.md"))
+
+
+def _tags(cell) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
 
 
 def code_hash(nb: nbformat.NotebookNode) -> str:
-    """sha256 of the code cells' sources, in order (outputs and metadata excluded)."""
+    """sha256 of the code cells' sources, in order; the Colab cell (a no-op outside Colab) is left out."""
     h = hashlib.sha256()
     for cell in nb.cells:
-        if cell.cell_type == "code":
+        if cell.cell_type == "code" and COLAB_TAG not in _tags(cell):
             h.update(cell.source.strip().encode())
             h.update(b"\n\x00\n")
     return h.hexdigest()
 
 
-def chapter_paths() -> list[Path]:
-    """The book's notebooks, in file-name order."""
-    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+def dependency_hash(root: Path = ROOT) -> str:
+    """sha256 over the package's Python sources and the pinned requirements (names and contents)."""
+    h = hashlib.sha256()
+    for entry in DEPENDENCIES:
+        path = root / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            h.update(file.relative_to(root).as_posix().encode() + b"\x00")
+            h.update(file.read_bytes() + b"\x00")
+    return h.hexdigest()
+
+
+def pair_differences(md_path: Path, ipynb_path: Path) -> list[str]:
+    """How the ``.md`` source and the ``.ipynb`` differ in cell types, sources or tags (empty: in sync)."""
+    if not ipynb_path.exists():
+        return [f"{ipynb_path.name} is missing (run `make execute`)"]
+    source = jupytext.read(md_path)
+    executed = nbformat.read(ipynb_path, as_version=4)
+    problems = []
+    if len(source.cells) != len(executed.cells):
+        problems.append(f"{len(source.cells)} cells in the .md, {len(executed.cells)} in the .ipynb")
+    for i, (a, b) in enumerate(zip(source.cells, executed.cells)):
+        if a.cell_type != b.cell_type:
+            problems.append(f"cell {i}: {a.cell_type} in the .md, {b.cell_type} in the .ipynb")
+        elif a.source.strip() != b.source.strip():
+            problems.append(f"cell {i}: sources differ ({a.source.strip()[:50]!r} ...)")
+        elif sorted(_tags(a)) != sorted(_tags(b)):
+            problems.append(f"cell {i}: tags {_tags(a)} in the .md, {_tags(b)} in the .ipynb")
+    return problems
+
+
+def staleness(nb: nbformat.NotebookNode) -> list[str]:
+    """Why the notebook's outputs may not be what its code and the package produce now (empty: fresh)."""
+    meta = nb.metadata.get("deconvlab")
+    if not meta:
+        return ["no provenance"]
+    reasons = []
+    if meta.get("code_sha256") != code_hash(nb):
+        reasons.append("its code changed")
+    if meta.get("dependencies_sha256") != dependency_hash():
+        reasons.append("src/deconvlab or requirements.txt changed")
+    return reasons
+
+
+def sync(paths: list[Path] | None = None) -> None:
+    """Update each ``.ipynb`` from its ``.md`` source, keeping outputs and cell ids."""
+    for md_path in paths or source_paths():
+        subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "--update", "-q", str(md_path)],
+                       check=True)
 
 
 def _runtime(env: dict[str, str]) -> dict[str, str]:
     """Backend and device as a fresh interpreter with ``env`` sees them (the kernel's view, not ours)."""
-    import subprocess
-
     code = "import json, deconvlab.config as c; print(json.dumps(c.runtime_info()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -68,6 +146,7 @@ def execute(path: Path, timeout: int = 1200) -> float:
     info = _runtime(env)
     nb.metadata["deconvlab"] = {
         "code_sha256": code_hash(nb),
+        "dependencies_sha256": dependency_hash(),
         "profile": info["profile"],
         "backend": info["backend"],
         "device": info["device"],
@@ -79,21 +158,36 @@ def execute(path: Path, timeout: int = 1200) -> float:
     return seconds
 
 
-STUDENT_PLACEHOLDER = "# Your solution here."
+def solution_regions(nb: nbformat.NotebookNode) -> list[tuple[int, int]]:
+    """``(start, end)`` cell indices of every answer, both marker cells included."""
+    regions, start = [], None
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        if SOLUTION_START in cell.source:
+            assert start is None, f"cell {i}: a solution starts inside another"
+            start = i
+        elif SOLUTION_END in cell.source:
+            assert start is not None, f"cell {i}: a solution ends that never started"
+            regions.append((start, i))
+            start = None
+    assert start is None, "a solution never ends"
+    return regions
 
 
 def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy without outputs, each solution cell (tagged ``solution``) replaced by an empty cell to work in."""
+    """A copy without outputs, each answer replaced by one empty code cell to work in."""
     out = copy.deepcopy(nb)
-    cells = []
-    for cell in out.cells:
-        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
-            # A deterministic id, so that the edition is reproducible (tests/test_student.py compares it).
+    starts = dict(solution_regions(out))
+    cells, skip_until = [], -1
+    for i, cell in enumerate(out.cells):
+        if i <= skip_until:
+            continue
+        if i in starts:
+            skip_until = starts[i]
             blank = nbformat.v4.new_code_cell(STUDENT_PLACEHOLDER)
-            if "id" in cell:
-                blank.id = f"student-{cell.id}"[:64]
-            else:  # nbformat < 4.5 has no cell ids
-                del blank["id"]
+            # A deterministic id, so that the edition is reproducible (tests/test_student.py compares it).
+            blank.id = f"student-{cell.get('id', i)}"[:64]
             blank.metadata["tags"] = ["exercise"]
             cells.append(blank)
             continue
@@ -101,9 +195,12 @@ def student_edition(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            if COLAB_TAG in _tags(cell):
+                cell.source = repository.colab_cell(repository.repository_url(), folder="student")
         cells.append(cell)
     out.cells = cells
-    out.metadata.pop("deconvlab", None)
+    for key in ("deconvlab", "jupytext"):  # the edition has no .md twin and no provenance
+        out.metadata.pop(key, None)
     return out
 
 
@@ -122,28 +219,43 @@ def write_student(dest: Path = STUDENT) -> list[Path]:
     return written
 
 
+def check() -> int:
+    """Print every drifted pair and stale notebook; return 1 if there is any."""
+    bad = 0
+    for md_path in source_paths():
+        ipynb = md_path.with_suffix(".ipynb")
+        for problem in pair_differences(md_path, ipynb):
+            print(f"drift: {md_path.relative_to(ROOT)}: {problem} (run `make execute`)")
+            bad = 1
+        if ipynb.exists():
+            for reason in staleness(nbformat.read(ipynb, as_version=4)):
+                print(f"stale: {ipynb.relative_to(ROOT)}: {reason} (run `make execute`)")
+                bad = 1
+    return bad
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("execute", help="execute notebooks in place (quick profile, TensorFlow)")
-    ex.add_argument("paths", nargs="*", type=Path)
+    sub.add_parser("sync", help="update every .ipynb from its .md source (outputs kept)")
+    ex = sub.add_parser("execute", help="sync, then execute notebooks in place (quick profile, TensorFlow)")
+    ex.add_argument("paths", nargs="*", type=Path, help="notebooks (.md or .ipynb); default: every chapter")
     sub.add_parser("student", help="write the student edition into student/")
-    sub.add_parser("check", help="list notebooks whose code changed since their outputs were made")
+    sub.add_parser("check", help="list drifted pairs and notebooks with stale outputs")
     args = parser.parse_args(argv)
-    if args.cmd == "execute":
-        for path in args.paths or chapter_paths():
+    if args.cmd == "sync":
+        sync()
+    elif args.cmd == "execute":
+        paths = [p.with_suffix(".ipynb") for p in args.paths] or chapter_paths()
+        sync([p.with_suffix(".md") for p in paths])
+        for path in paths:
             print(f"executing {path.name} ...", flush=True)
             print(f"  {path.name}: {execute(path):.1f} s", flush=True)
     elif args.cmd == "student":
         for path in write_student():
             print(f"wrote {path.relative_to(ROOT)}")
     else:
-        stale = [p for p in chapter_paths()
-                 if nbformat.read(p, as_version=4).metadata.get("deconvlab", {}).get("code_sha256")
-                 != code_hash(nbformat.read(p, as_version=4))]
-        for p in stale:
-            print(f"stale: {p.relative_to(ROOT)} (run `make execute`)")
-        return 1 if stale else 0
+        return check()
     return 0
 
 
