@@ -202,3 +202,43 @@ def test_answers_stay_hidden_until_their_toggle_is_opened(book_html, chromium):
             assert a["button"] and a["parts"] >= 2, f"{page.name} {a['id']}: an answer without toggle or content"
             assert a["before"] == 0, f"{page.name} {a['id']}: {a['before']} parts of the answer visible unopened"
             assert a["after"] == a["parts"], f"{page.name} {a['id']}: opening the toggle showed {a['after']}/{a['parts']}"
+
+
+# Runs inside a page opened with the network blocked: how many formulas did MathJax typeset?
+MATH_PROBE = """
+<script>
+window.addEventListener('load', function () {
+  function report(state) {
+    var maths = Array.prototype.slice.call(document.querySelectorAll('.math'));
+    var pre = document.createElement('pre');
+    pre.id = '__PROBE_ID__';
+    pre.textContent = JSON.stringify({state: state, formulas: maths.length,
+      typeset: maths.filter(function (m) { return m.querySelector('mjx-container'); }).length});
+    document.body.appendChild(pre);
+  }
+  if (!window.MathJax || !MathJax.startup) { report('no MathJax'); return; }
+  MathJax.startup.promise.then(function () { report('done'); }, function () { report('failed'); });
+});
+</script>
+""".replace("__PROBE_ID__", PROBE_ID)
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND"  # every host name fails to resolve: no CDN can answer
+
+
+@pytest.mark.slow
+def test_formulas_render_with_the_network_blocked(book_html, chromium):
+    pages = [p for p in _chapter_pages(book_html) if 'class="math' in p.read_text(encoding="utf-8")]
+    assert len(pages) >= 3, "expected formulas in at least three chapters"
+    for page in pages:
+        copy = page.with_name(f".probe-{page.name}")
+        copy.write_text(page.read_text(encoding="utf-8").replace("</body>", MATH_PROBE + "</body>", 1),
+                        encoding="utf-8")
+        try:
+            proc = _run(chromium, OFFLINE, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
+        finally:
+            copy.unlink(missing_ok=True)
+        pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
+        assert pre is not None, f"{page.name}: the page did not finish loading offline"
+        report = json.loads(pre.get_text())
+        assert report["state"] == "done", f"{page.name}: MathJax {report['state']} offline"
+        assert report["formulas"] > 0 and report["typeset"] == report["formulas"], \
+            f"{page.name}: {report['typeset']} of {report['formulas']} formulas rendered offline"
