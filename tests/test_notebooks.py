@@ -103,6 +103,57 @@ def test_printed_output_fits_the_page(path):
     assert not long, f"{path.name}: {len(long)} printed lines over {MAX_OUTPUT_COLUMNS} columns:\n" + "\n".join(long)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_print_no_path_of_the_executing_machine(path):
+    absolute = re.compile(r"(/home/|/root/|/Users/|/tmp/|site-packages/|/\.venv/|/work/)")
+    found = []
+    for i, cell in enumerate(nb_cells(path)):
+        for out in cell.get("outputs", []):
+            text = "\n".join([out.get("text", ""), out.get("evalue", ""), *out.get("traceback", []),
+                              *(v for v in out.get("data", {}).values() if isinstance(v, str))])
+            found += [f"cell {i}: ...{text[max(m.start() - 30, 0):m.end() + 30]!r}" for m in absolute.finditer(text)]
+    assert not found, f"{path.name}: outputs show this machine's paths (run `make execute`):\n" + "\n".join(found[:5])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_displayed_values_are_plain_numbers(path):
+    # np.float64(28.87) reads as noise on a page: cells convert with float() before showing a value.
+    numpy_repr = re.compile(r"\bnp\.(float|int|uint|bool_)\w*\(")
+    found = [f"cell {i}: {out.data['text/plain'][:60]!r}" for i, cell in enumerate(nb_cells(path))
+             for out in cell.get("outputs", []) if numpy_repr.search(out.get("data", {}).get("text/plain", ""))]
+    assert not found, f"{path.name}: NumPy scalar reprs in outputs:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_hold_no_runtime_log_lines(path):
+    found = [f"cell {i}: {m.group(0)[:70]!r}" for i, cell in enumerate(nb_cells(path))
+             for out in cell.get("outputs", []) if out.output_type == "stream"
+             for m in nbtools.RUNTIME_LOG.finditer(out.text)]
+    assert not found, f"{path.name}: TensorFlow log lines in outputs (run `make execute`):\n" + "\n".join(found[:5])
+
+
+def test_runtime_log_lines_are_removed_and_warnings_kept():
+    log = ("I0000 00:00:1796200089.041932   18108 port.cc:153] oneDNN custom operations are on.\n"
+           "E0000 00:00:1796200092.753005   18108 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
+           "INFO:tensorflow:Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0',)\n")
+    warning = "x.py:3: UserWarning: Do not pass an `input_shape`\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x"), nbformat.v4.new_code_cell("y")])
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text=log + warning)]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stderr", text=log)]
+    assert nbtools.strip_runtime_logs(nb) == 6
+    assert nb.cells[0].outputs[0].text == warning and nb.cells[1].outputs == []
+
+
+def test_machine_paths_are_replaced():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
+    site = next(p for p, name in nbtools.machine_paths().items() if name == "<site-packages>")
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stderr", text=f"{site}/keras/a.py:3: UserWarning"),
+                           nbformat.v4.new_output("error", ename="E", evalue=str(ROOT), traceback=[f"{ROOT}/x.py"])]
+    assert nbtools.strip_machine_paths(nb) == 3
+    assert nb.cells[0].outputs[0].text == "<site-packages>/keras/a.py:3: UserWarning"
+    assert nb.cells[0].outputs[1].traceback == ["<book>/x.py"]
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
 def test_colab_cell_is_the_generated_one_and_removed_from_the_html(path):
     url = repository.repository_url()

@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -143,6 +144,9 @@ def execute(path: Path, timeout: int = 1200) -> float:
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start
+    # The book shows these outputs to everybody: one developer's directory layout has no place in them.
+    strip_machine_paths(nb)
+    strip_runtime_logs(nb)
     info = _runtime(env)
     nb.metadata["deconvlab"] = {
         "code_sha256": code_hash(nb),
@@ -156,6 +160,66 @@ def execute(path: Path, timeout: int = 1200) -> float:
     }
     nbformat.write(nb, path)
     return seconds
+
+
+def machine_paths() -> dict[str, str]:
+    """Absolute paths of this machine that outputs may print, longest first, with the neutral names used instead."""
+    import sysconfig
+
+    paths = {sysconfig.get_paths()["purelib"]: "<site-packages>", sys.prefix: "<python>",
+             str(ROOT): "<book>", str(Path.home()): "~"}
+    return dict(sorted(paths.items(), key=lambda kv: -len(kv[0])))
+
+
+def strip_machine_paths(nb: nbformat.NotebookNode) -> int:
+    """Replace this machine's paths in every output (tracebacks and warnings print them); return how many."""
+    count = 0
+
+    def clean(text: str) -> str:
+        nonlocal count
+        for path, name in machine_paths().items():
+            count += text.count(path)
+            text = text.replace(path, name)
+        return text
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out.text = clean(out.text)
+            if "traceback" in out:
+                out.traceback = [clean(line) for line in out.traceback]
+            if "evalue" in out:
+                out.evalue = clean(out.evalue)
+            for mime in ("text/plain", "text/html", "text/markdown"):
+                if mime in out.get("data", {}):
+                    out.data[mime] = clean(out.data[mime])
+    return count
+
+
+#: Start-up and status lines that TensorFlow/XLA write to stderr (absl C++ log format, Python logging at INFO):
+#: facts about the executing machine, not about the chapter. Warnings from Python code are kept.
+RUNTIME_LOG = re.compile(
+    r"^(?:[IWE]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] .*"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
+    r"|INFO:tensorflow:.*)\n?", re.M)
+
+
+def strip_runtime_logs(nb: nbformat.NotebookNode) -> int:
+    """Remove TensorFlow's start-up log lines from stderr outputs (empty outputs go too); return how many."""
+    count = 0
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream" and out.name == "stderr":
+                out.text, n = RUNTIME_LOG.subn("", out.text)
+                count += n
+                if not out.text.strip():
+                    continue
+            kept.append(out)
+        if "outputs" in cell:
+            cell.outputs = kept
+    return count
 
 
 def solution_regions(nb: nbformat.NotebookNode) -> list[tuple[int, int]]:
