@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deconvlab import cli, weights
+from deconvlab import recipes, weights
 
 
 def main(argv=None) -> int:
@@ -25,9 +25,9 @@ def main(argv=None) -> int:
         first = full[0]["dataset"]
         kept = [m for m in card["metrics"] if m.get("limit") != args.limit]
         for entry in (m for m in full if m["dataset"] == first):
-            result = cli.run_evaluation(model, card["task"], first, channels=weights.card_channels(card),
-                                        sigma=entry.get("sigma"), scale=entry.get("scale"), seed=0,
-                                        limit=args.limit)
+            result = recipes.run_evaluation(model, card["task"], first, channels=weights.card_channels(card),
+                                            sigma=entry.get("sigma"), scale=entry.get("scale"), seed=0,
+                                            limit=args.limit)
             protocol = {k: v for k, v in result.protocol.items() if k != "date"}
             sub = {"dataset": first, "protocol": protocol, "psnr": round(result.mean_psnr, 4),
                    "ssim": round(result.mean_ssim, 5), "limit": args.limit}

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from deconvlab import classical, config, data, weights
-from deconvlab.evaluate import evaluate, protocol_psf
+from deconvlab.evaluate import evaluate
+from deconvlab.tasks import protocol_psf
 
 DENOISE_SETS = ("bsd68", "set12")
 SR_SETS = ("set5", "set14")

@@ -29,10 +29,10 @@ if method == "bm3d":
     from deconvlab.classical import bm3d_denoise
     run = lambda: bm3d_denoise(noisy, 25)
 else:
-    from deconvlab import cli, weights
+    from deconvlab import infer, weights
     model = weights.load_pretrained(card=weights.find_card("denoise", sigma=25))
-    cli.enhance_image(model, noisy[:64, :64], "denoise", scale=1, tile=tile)  # tracing is not speed
-    run = lambda: cli.enhance_image(model, noisy, "denoise", scale=1, tile=tile)
+    infer.enhance(model, noisy[:64, :64], "denoise", scale=1, tile=tile)  # tracing is not speed
+    run = lambda: infer.enhance(model, noisy, "denoise", scale=1, tile=tile)
 start = time.perf_counter()
 run()
 seconds = time.perf_counter() - start
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bm3d-sizes", type=int, nargs="*", default=[256, 512])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    from deconvlab import cli, config
+    from deconvlab import config, infer
 
-    args.tile = args.tile or cli.DEFAULT_TILE
+    args.tile = args.tile or infer.DEFAULT_TILE
 
     rows = []
     for method, sizes in (("enhance", args.sizes), ("bm3d", args.bm3d_sizes)):

@@ -48,7 +48,7 @@ def test_card_data_hashes_match_the_registry(card):
     digests = card["data"]["registry_sha256"]
     registry = data.registry()
     for name, digest in digests.items():
-        # The CLI's digest: sha256 over the set's sorted file hashes (see cli._dataset_digest).
+        # The CLI's digest: sha256 over the set's sorted file hashes (see recipes.dataset_digest).
         joined = "".join(sorted(f.sha256 for f in registry[name].files))
         assert hashlib.sha256(joined.encode()).hexdigest() == digest, name
 

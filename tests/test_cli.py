@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deconvlab import cli, io, models, plots, weights
+from deconvlab import cli, infer, io, metrics, models, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +354,7 @@ def test_sixteen_bit_input_keeps_sixteen_bits(capsys, tmp_path, wdir):
     src, out, out8 = tmp_path / "deep.png", tmp_path / "out.png", tmp_path / "out8.png"
     deep = (np.random.default_rng(6).random((12, 9)) * 65535).astype(np.uint16)
     Image.fromarray(deep).save(src)
-    assert cli.source_bit_depth(src) == 16
+    assert io.source_bit_depth(src) == 16
     code, stdout, err = run(capsys, *denoise_args(src, out, wdir))
     assert code == 0, err
     assert "16-bit" in stdout
@@ -394,12 +394,12 @@ def test_sr_post_upsampling_gray_and_colour(capsys, gray_png, tmp_path, wdir):
     assert np.asarray(Image.open(out)).shape == (74, 106)
     rgb = np.random.default_rng(8).random((7, 9, 3)).astype(np.float32)
     model = weights.load_pretrained("sr", scale=2, directory=wdir)
-    result = cli.enhance_image(model, rgb, "sr", scale=2, tile=None, clip=False)
+    result = infer.enhance(model, rgb, "sr", scale=2, tile=None, clip=False)
     assert result.shape == (14, 18, 3)
     # The Y channel comes from the model, exactly as for a gray image of that Y.
-    ycc = cli.rgb_to_ycbcr(rgb)
+    ycc = metrics.rgb_to_ycbcr(rgb)
     y_model = keras.ops.convert_to_numpy(model(ycc[None, :, :, :1]))[0, :, :, 0]
-    assert np.allclose(cli.rgb_to_ycbcr(result)[..., 0], y_model, atol=1e-4)
+    assert np.allclose(metrics.rgb_to_ycbcr(result)[..., 0], y_model, atol=1e-4)
 
 
 def test_sr_pre_upsampling_gets_the_bicubic_image(capsys, gray_png, tmp_path, wdir):
@@ -418,8 +418,8 @@ def test_sr_pre_upsampling_gets_the_bicubic_image(capsys, gray_png, tmp_path, wd
 
 def test_ycbcr_round_trip_and_matlab_values():
     rgb = np.random.default_rng(9).random((5, 6, 3)).astype(np.float32)
-    assert np.allclose(cli.ycbcr_to_rgb(cli.rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
-    white = cli.rgb_to_ycbcr(np.ones((1, 1, 3)))[0, 0] * 255
+    assert np.allclose(metrics.ycbcr_to_rgb(metrics.rgb_to_ycbcr(rgb)), rgb, atol=1e-5)
+    white = metrics.rgb_to_ycbcr(np.ones((1, 1, 3)))[0, 0] * 255
     assert np.allclose(white, [235, 128, 128], atol=1e-3)  # MATLAB rgb2ycbcr of white
 
 
@@ -439,11 +439,11 @@ def test_weights_as_card_json_and_keras_file(capsys, gray_png, tmp_path, wdir):
 
 
 def test_check_output_path_unit(tmp_path):
-    assert cli.check_output_path(tmp_path / "x.png") == tmp_path / "x.png"
+    assert io.check_output_path(tmp_path / "x.png") == tmp_path / "x.png"
     (tmp_path / "x.png").write_bytes(b"")
-    assert cli.check_output_path(tmp_path / "x.png", overwrite=True) == tmp_path / "x.png"
-    assert cli.check_sigma(25) == 25.0 and cli.check_sigma(None) is None
-    assert cli.check_scale(4) == 4
+    assert io.check_output_path(tmp_path / "x.png", overwrite=True) == tmp_path / "x.png"
+    assert tasks.check_sigma(25) == 25.0 and tasks.check_sigma(None) is None
+    assert tasks.check_scale(4) == 4
 
 
 # ------------------------------------------------------------------------------------- benchmark

@@ -110,10 +110,13 @@ def _filter_rows(sub: np.ndarray, bpp: int) -> bytes:
     return bytes(out)
 
 
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
 def _png16(pixels: np.ndarray, interlace: bool = False) -> bytes:
     h, w, c = pixels.shape
     bpp = 2 * c
-    passes = io._ADAM7 if interlace else ((0, 0, 1, 1),)
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
     data = b"".join(
         _filter_rows(pixels[y0::dy, x0::dx], bpp)
         for x0, y0, dx, dy in passes
@@ -367,6 +370,21 @@ def test_write_read_round_trip_is_exact(tmp_path, shape, bit_depth):
     np.testing.assert_array_equal(back, img[..., 0] if shape[-1] == 1 else img)
     with Image.open(path) as im:
         assert im.format == "PNG"
+
+
+def test_16bit_rgb_png_round_trip_of_a_non_contiguous_array(tmp_path):
+    import png
+
+    # A transposed view: not C-contiguous (the hand-written encoder this replaced crashed on such arrays).
+    pixels = RNG.integers(0, 65536, (5, 7, 3), dtype=np.uint16).transpose(1, 0, 2)
+    img = pixels.astype(np.float32) / 65535
+    assert not img.flags.c_contiguous
+    path = io.write_image(tmp_path / "rgb16.png", img, bit_depth=16)
+    np.testing.assert_array_equal(read_quietly(path), img)
+    width, height, rows, info = png.Reader(bytes=path.read_bytes()).asDirect()
+    assert (width, height, info["bitdepth"], info["planes"]) == (5, 7, 16, 3)
+    np.testing.assert_array_equal(np.vstack([np.asarray(r) for r in rows]).reshape(7, 5, 3), pixels)
+    assert io.source_bit_depth(path) == 16
 
 
 def test_write_clips_and_rounds(tmp_path):

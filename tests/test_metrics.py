@@ -150,6 +150,17 @@ def test_rgb_to_y_matches_matlab_rgb2ycbcr(rgb, y255):
     np.testing.assert_allclose(y * 255, y255, atol=1e-4)
 
 
+def test_ycbcr_through_scikit_image_keeps_the_matlab_numbers():
+    # The SR protocol's Y and the CLI's colour handling, against the BT.601 formula written out in float64.
+    rgb = RNG.random((7, 9, 3))
+    matrix = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]]) / 255
+    offset = np.array([16.0, 128.0, 128.0]) / 255
+    expected = rgb @ matrix.T + offset
+    assert np.abs(metrics.rgb_to_y(rgb) - expected[..., 0]).max() <= 1e-6
+    assert np.abs(metrics.rgb_to_ycbcr(rgb) - expected).max() <= 1e-6
+    np.testing.assert_allclose(metrics.ycbcr_to_rgb(expected), rgb, atol=1e-6)
+
+
 def test_rgb_to_y_passes_gray_through():
     gray = RNG.random((5, 6)).astype(np.float32)
     np.testing.assert_array_equal(metrics.rgb_to_y(gray), gray)

@@ -116,19 +116,11 @@ def example(card: Mapping[str, Any], dataset: str, filename: str, setting: Mappi
     top, left = (clean.shape[0] - CROP) // 2, (clean.shape[1] - CROP) // 2
     clean = np.ascontiguousarray(clean[top:top + CROP, left:left + CROP], dtype=np.float32)
     model = dl.weights.load_pretrained(card=card, directory=directory)
-    if card["task"] == "denoise":
-        degraded = dl.degrade.add_gaussian_noise(clean, setting["sigma"], seed=0)
-        net_in, what = degraded, f"noisy (σ={setting['sigma']})"
-    elif card["task"] == "deblur":
-        blurred = dl.degrade.blur(clean, dl.evaluate.protocol_psf(), mode="symmetric")
-        degraded = dl.degrade.add_gaussian_noise(blurred, dl.degrade.DEBLUR_NOISE_SIGMA, seed=0)
-        net_in, what = degraded, "blurred + noise"
-    else:
-        scale = setting["scale"]
-        low = dl.degrade.downscale(clean, scale)
-        degraded = dl.degrade.upscale(low, scale)
-        net_in = low if card.get("upsample") == "post" else degraded
-        what = f"bicubic ×{scale}"
+    sigma = setting.get("sigma") if card["task"] == "denoise" else dl.degrade.DEBLUR_NOISE_SIGMA
+    _, degraded, low = dl.tasks.evaluation_pair(card["task"], clean, 0, sigma=sigma, scale=setting.get("scale"))
+    net_in = low if card.get("upsample") == "post" else degraded
+    what = {"denoise": f"noisy (σ={setting.get('sigma')})", "deblur": "blurred + noise",
+            "sr": f"bicubic ×{setting.get('scale')}"}[card["task"]]
     restored = np.clip(dl.infer.predict_image(model, net_in), 0.0, 1.0)
 
     def score(img: np.ndarray) -> str:

@@ -1,7 +1,8 @@
 """deconvlab: the helper package of the executable book *Deconvolution for Image Enhancement*.
 
 Every concept is taught in its chapter notebook first; the package holds the same code so later chapters
-can import it. Each public function's docstring names the chapter that teaches it.
+can import it. A docstring's "Taught in chapter N" names a chapter that uses the function (tests/test_taught.py
+checks it); helpers the chapters only reach through other functions carry no tag.
 """
 
 __version__ = "0.1.0"
@@ -13,8 +14,9 @@ __all__ = ["DeconvlabError", "__version__", "describe_runtime", "get_profile", "
 
 # Submodules load on first use (``dl.models``), so ``import deconvlab`` stays cheap and Keras starts only when needed.
 _SUBMODULES = frozenset({
-    "classical", "cli", "config", "data", "degrade", "distribute", "errors", "evaluate", "grads", "infer", "io",
-    "layers", "metrics", "models", "paths", "plots", "train", "weights",
+    "checks", "classical", "cli", "config", "data", "degrade", "distribute", "errors", "evaluate", "grads", "infer",
+    "io", "layers", "metrics", "models", "paths", "plots", "recipes", "registry", "report", "tasks", "train",
+    "weights",
 })
 
 

@@ -20,7 +20,6 @@ Taught in chapter 1 (``notebooks/01_background``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,6 +27,7 @@ import pywt
 from skimage import color, exposure, filters, restoration
 
 from . import degrade
+from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
 from .io import check_image
 from .metrics import psnr
@@ -59,10 +59,7 @@ def _result(out: np.ndarray, squeezed: bool) -> np.ndarray:
 
 
 def _sigma(sigma: object) -> float:
-    ok = not isinstance(sigma, bool) and isinstance(sigma, (int, float, np.integer, np.floating))
-    if not ok or not math.isfinite(float(sigma)) or float(sigma) < 0:
-        raise ArgumentError(f"sigma={sigma!r}: pass the noise level on the 255 scale, e.g. 25")
-    return float(sigma) / 255.0
+    return number("sigma", sigma, hint=": the noise level on the 255 scale, e.g. 25") / 255.0
 
 
 # ---------------------------------------------------------------------------------------------- denoising
@@ -82,7 +79,7 @@ def nlm_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def tv_weight(sigma: float) -> float:
-    """The Chambolle TV weight the book uses at noise level ``sigma`` (255 scale): (0.6 + 0.006 sigma) sigma / 255. Taught in chapter 1."""
+    """The Chambolle TV weight the book uses at noise level ``sigma`` (255 scale): (0.6 + 0.006 sigma) sigma / 255."""
     s = _sigma(sigma)
     return (0.6 + 0.006 * s * 255.0) * s
 
@@ -157,9 +154,7 @@ def wiener_deconv(image: np.ndarray, psf: np.ndarray, balance: float = 0.003) ->
     """
     img, _, squeezed = _image(image)
     k = _psf(psf)
-    ok = not isinstance(balance, bool) and isinstance(balance, (int, float, np.integer, np.floating))
-    if not ok or not math.isfinite(float(balance)) or float(balance) <= 0:
-        raise ArgumentError(f"balance={balance!r}: pass a positive number, e.g. 0.003 (tune_wiener_balance picks one)")
+    balance = number("balance", balance, 0.0, strict=True, hint=", e.g. 0.003 (tune_wiener_balance picks one)")
     out = _per_channel(img, k, lambda p: restoration.wiener(p, k, float(balance), clip=False))
     return _result(out, squeezed)
 
@@ -173,8 +168,7 @@ def richardson_lucy_deconv(image: np.ndarray, psf: np.ndarray, iterations: int =
     """
     img, _, squeezed = _image(image)
     k = _psf(psf)
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ArgumentError(f"iterations={iterations!r}: pass an integer >= 1, e.g. 40")
+    iterations = integer("iterations", iterations, 1)
     img = np.maximum(img, 0.0)
     out = _per_channel(
         img, k,
@@ -248,8 +242,7 @@ def _on_value(img: np.ndarray, fn) -> np.ndarray:
 def histogram_equalize(image: np.ndarray, nbins: int = 256) -> np.ndarray:
     """Global histogram equalisation (skimage ``equalize_hist``); colour on the V of HSV. Taught in chapter 1."""
     img, _, squeezed = _image(image)
-    if isinstance(nbins, bool) or not isinstance(nbins, (int, np.integer)) or nbins < 2:
-        raise ArgumentError(f"nbins={nbins!r}: pass an integer >= 2, e.g. 256")
+    nbins = integer("nbins", nbins, 2)
     return _result(_on_value(np.clip(img, 0.0, 1.0), lambda v: exposure.equalize_hist(v, nbins=int(nbins))), squeezed)
 
 
@@ -259,8 +252,7 @@ def clahe(image: np.ndarray, clip_limit: float = 0.01, kernel_size: int | None =
     ``kernel_size`` is the tile side (default: 1/8 of the image); colour works on the V of HSV.
     """
     img, _, squeezed = _image(image)
-    ok = not isinstance(clip_limit, bool) and isinstance(clip_limit, (int, float, np.integer, np.floating))
-    if not ok or not 0 < float(clip_limit) <= 1:
+    if number("clip_limit", clip_limit, 0.0, strict=True) > 1:
         raise ArgumentError(f"clip_limit={clip_limit!r}: pass a number in (0, 1], e.g. 0.01")
     out = _on_value(
         np.clip(img, 0.0, 1.0),
@@ -272,9 +264,6 @@ def clahe(image: np.ndarray, clip_limit: float = 0.01, kernel_size: int | None =
 def unsharp_mask(image: np.ndarray, radius: float = 1.0, amount: float = 1.0) -> np.ndarray:
     """Unsharp masking: add ``amount`` times the image minus its Gaussian blur of ``radius`` (skimage). Taught in chapter 1."""
     img, axis, squeezed = _image(image)
-    for name, value in (("radius", radius), ("amount", amount)):
-        ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-        if not ok or not math.isfinite(float(value)) or float(value) < 0:
-            raise ArgumentError(f"{name}={value!r}: pass a non-negative number, e.g. 1.0")
+    radius, amount = number("radius", radius), number("amount", amount)
     out = filters.unsharp_mask(img, radius=float(radius), amount=float(amount), preserve_range=True, channel_axis=axis)
     return _result(out, squeezed)

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
 from .io import as_numpy
 from .metrics import modcrop
@@ -74,23 +75,6 @@ def _as_image(image: object, name: str = "image", batch: bool = True) -> np.ndar
     return arr
 
 
-def _check_number(name: str, value: object, minimum: float = 0.0, strict: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        relation = ">" if strict else ">="
-        raise ArgumentError(f"{name}={value!r}: pass a finite number {relation} {minimum:g}")
-    return value
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ArgumentError(f"{name}={value!r}: pass an integer >= {minimum}")
-    return int(value)
-
-
 def _rng(seed: Seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
@@ -108,7 +92,7 @@ def add_gaussian_noise(image: np.ndarray, sigma: float, seed: Seed = None) -> np
     ``seed`` (an int or a ``np.random.Generator``) makes the noise repeatable; ``sigma=0`` returns a copy.
     """
     img = _as_image(image)
-    sigma = _check_number("sigma", sigma)
+    sigma = number("sigma", sigma)
     rng = _rng(seed)
     if sigma == 0:
         return img.copy()
@@ -121,8 +105,8 @@ def add_gaussian_noise(image: np.ndarray, sigma: float, seed: Seed = None) -> np
 
 def gaussian_psf(sigma: float, size: int) -> np.ndarray:
     """A (size, size) Gaussian point-spread function that sums to 1 (MATLAB ``fspecial('gaussian')``). Taught in chapter 1."""
-    sigma = _check_number("sigma", sigma, 0.0, strict=True)
-    size = _check_int("size", size, 1)
+    sigma = number("sigma", sigma, 0.0, strict=True)
+    size = integer("size", size, 1)
     if size % 2 == 0:
         raise ArgumentError(f"size={size} is even: use an odd size so the PSF has a centre pixel, e.g. {size + 1}")
     x = np.arange(size, dtype=np.float64) - size // 2
@@ -138,14 +122,14 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
     pixels, so the PSF is antialiased and exactly point-symmetric. Angle 0 moves along the rows (horizontal
     blur), 90 along the columns; the default ``size`` is the smallest odd square that holds the line.
     """
-    length = _check_number("length", length)
-    angle_deg = _check_number("angle_deg", angle_deg, -math.inf)
+    length = number("length", length)
+    angle_deg = number("angle_deg", angle_deg, -math.inf)
     theta = math.radians(angle_deg)
     dx, dy = math.cos(theta), -math.sin(theta)  # image rows grow downwards: counter-clockwise means up-right
     needed = 2 * math.ceil(length / 2 * max(abs(dx), abs(dy))) + 1
     if size is None:
         size = needed
-    size = _check_int("size", size, 1)
+    size = integer("size", size, 1)
     if size < needed:
         raise ArgumentError(f"size={size} cannot hold a line of length {length:g}: use size >= {needed} or None")
     c = (size - 1) / 2.0
@@ -256,7 +240,7 @@ def bicubic_resize(
     antialias: bool = True,
     quantize: bool = False,
 ) -> np.ndarray:
-    """Bicubic resize as MATLAB ``imresize(img, scale, 'bicubic')``; float in, float32 out. Taught in chapter 1.
+    """Bicubic resize as MATLAB ``imresize(img, scale, 'bicubic')``; float in, float32 out. Taught in chapter 5.
 
     Give ``scale`` (output size ``ceil(size * scale)``) or ``output_shape`` (H, W), or both (the kernel follows
     ``scale``, the size ``output_shape``). Works on (H, W), (H, W, C) and NHWC batches. ``quantize=True``
@@ -268,7 +252,7 @@ def bicubic_resize(
     if scale is None and output_shape is None:
         raise ArgumentError("pass scale (e.g. 0.5) or output_shape (H, W) to bicubic_resize")
     if scale is not None:
-        scale = _check_number("scale", scale, 0.0, strict=True)
+        scale = number("scale", scale, 0.0, strict=True)
     if output_shape is None:
         out_shape = tuple(int(math.ceil(scale * n)) for n in in_shape)
     else:
@@ -299,7 +283,7 @@ def downscale(hr: np.ndarray, scale: int, quantize: bool = SR_QUANTIZE) -> np.nd
     The protocol keeps floats (``quantize=False``): that reproduces the bicubic baselines of the data README.
     ``quantize=True`` rounds to 8 bits, as MATLAB does on uint8 images.
     """
-    scale = _check_int("scale", scale, 1)
+    scale = integer("scale", scale, 1)
     img = _as_image(hr, "hr", batch=False)
     img = modcrop(img, scale)
     h, w = img.shape[:2]
@@ -308,7 +292,7 @@ def downscale(hr: np.ndarray, scale: int, quantize: bool = SR_QUANTIZE) -> np.nd
 
 def upscale(lr: np.ndarray, scale: int, quantize: bool = False) -> np.ndarray:
     """Bicubic upscaling by an integer ``scale`` to exactly ``scale`` times the size (the bicubic baseline). Taught in chapter 1."""
-    scale = _check_int("scale", scale, 1)
+    scale = integer("scale", scale, 1)
     img = _as_image(lr, "lr")
     h_ax = 1 if img.ndim == 4 else 0
     h, w = img.shape[h_ax : h_ax + 2]
@@ -325,7 +309,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     clipped and rounded to 8 bits first, as any JPEG file is. NHWC batches are coded image by image.
     """
     img = _as_image(image)
-    quality = _check_int("quality", quality, 1)
+    quality = integer("quality", quality, 1)
     if quality > 100:
         raise ArgumentError(f"quality={quality}: use 1 (worst) to 100 (best); 75 is Pillow's default")
     if img.ndim == 4:
@@ -352,9 +336,9 @@ def low_light(
     noise has std ``read_sigma / 255``. The result is float32 and not clipped (read noise may go below 0).
     """
     img = _as_image(image)
-    gamma = _check_number("gamma", gamma, 0.0, strict=True)
-    peak = _check_number("peak", peak, 0.0, strict=True)
-    read_sigma = _check_number("read_sigma", read_sigma)
+    gamma = number("gamma", gamma, 0.0, strict=True)
+    peak = number("peak", peak, 0.0, strict=True)
+    read_sigma = number("read_sigma", read_sigma)
     rng = _rng(seed)
     dark = np.clip(img.astype(np.float64), 0.0, 1.0) ** gamma
     shot = rng.poisson(dark * peak) / peak
@@ -380,11 +364,11 @@ def _sigma_sampler(sigma: float | Sequence[float], name: str) -> Callable[[np.ra
     if isinstance(sigma, (tuple, list)):
         if len(sigma) != 2:
             raise ArgumentError(f"{name}={sigma!r}: pass one level or a range (lo, hi), e.g. (0, 55)")
-        lo, hi = _check_number(f"{name}[0]", sigma[0]), _check_number(f"{name}[1]", sigma[1])
+        lo, hi = number(f"{name}[0]", sigma[0]), number(f"{name}[1]", sigma[1])
         if lo > hi:
             raise ArgumentError(f"{name}=({lo:g}, {hi:g}) is reversed: pass (lo, hi) with lo <= hi")
         return lambda rng, n: rng.uniform(lo, hi, n)
-    level = _check_number(name, sigma)
+    level = number(name, sigma)
     return lambda rng, n: np.full(n, level)
 
 
@@ -409,7 +393,7 @@ def noise_degradation(sigma: float | tuple[float, float]) -> Degradation:
 def blur_degradation(
     psf: np.ndarray | None = None, noise_sigma: float | tuple[float, float] = DEBLUR_NOISE_SIGMA
 ) -> Degradation:
-    """A batch degradation: blur with ``psf`` (default: the book's 25x25 Gaussian, sigma 1.6), then AWGN. Taught in chapter 3."""
+    """A batch degradation: blur with ``psf`` (default: the book's 25x25 Gaussian, sigma 1.6), then AWGN."""
     k = _check_psf(gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE) if psf is None else psf)
     draw = _sigma_sampler(noise_sigma, "noise_sigma")
 
@@ -421,12 +405,12 @@ def blur_degradation(
 
 
 def sr_degradation(scale: int, pre_upsample: bool = True, quantize: bool = SR_QUANTIZE) -> Degradation:
-    """A batch degradation for SR: bicubic downscale by ``scale`` and, for pre-upsampling models, bicubic back up. Taught in chapter 3.
+    """A batch degradation for SR: bicubic downscale by ``scale`` and, for pre-upsampling models, bicubic back up. Taught in chapter 2.
 
     With ``pre_upsample`` the output has the patch size (patches that are not a multiple of ``scale`` are
     mirrored up to one and cropped back); without it the patch side must be a multiple of ``scale``.
     """
-    scale = _check_int("scale", scale, 1)
+    scale = integer("scale", scale, 1)
 
     def degrade(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         arr = _check_batch(batch)

@@ -25,7 +25,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -35,14 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from .checks import integer, number
 from .errors import ArgumentError, OutputError
+from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
+from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
 
 __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
 
-TASKS = ("denoise", "sr", "deblur")
 UPSAMPLES = ("pre", "post")
 COLUMNS = ("name", "psnr", "ssim", "input_psnr", "input_ssim", "seconds")
-_INPUT_LABEL = {"denoise": "noisy", "sr": "bicubic", "deblur": "degraded"}
 _DEFAULT_BATCH = 8  # images per forward pass for batch=True
 _DEFAULT_OVERLAP = 32
 
@@ -57,26 +57,17 @@ def _mean(values: Sequence[float]) -> float:
 
 @dataclasses.dataclass
 class EvalResult:
-    """Per-image rows (name, psnr, ssim, input_psnr, input_ssim, seconds), their means and the protocol. Taught in chapter 4."""
+    """Per-image rows (name, psnr, ssim, input_psnr, input_ssim, seconds), their means and the protocol. Taught in chapter 6."""
 
     rows: list[dict[str, Any]]
     protocol: dict[str, Any]
 
-    @property
-    def mean_psnr(self) -> float:
-        return _mean([r["psnr"] for r in self.rows])
-
-    @property
-    def mean_ssim(self) -> float:
-        return _mean([r["ssim"] for r in self.rows])
-
-    @property
-    def mean_input_psnr(self) -> float:
-        return _mean([r["input_psnr"] for r in self.rows])
-
-    @property
-    def mean_input_ssim(self) -> float:
-        return _mean([r["input_ssim"] for r in self.rows])
+    mean_psnr = property(lambda self: _mean([r["psnr"] for r in self.rows]), doc="Mean PSNR (dB) over the images.")
+    mean_ssim = property(lambda self: _mean([r["ssim"] for r in self.rows]), doc="Mean SSIM over the images.")
+    mean_input_psnr = property(lambda self: _mean([r["input_psnr"] for r in self.rows]),
+                               doc="Mean PSNR (dB) of the degraded inputs: the baseline.")
+    mean_input_ssim = property(lambda self: _mean([r["input_ssim"] for r in self.rows]),
+                               doc="Mean SSIM of the degraded inputs.")
 
     @property
     def mean(self) -> dict[str, float]:
@@ -96,7 +87,7 @@ class EvalResult:
         p = self.protocol
         setting = ", ".join(f"{k}={p[k]:g}" for k in ("sigma", "scale") if p.get(k) is not None)
         task = p.get("task", "?") + (f", {setting}" if setting else "")
-        label = _INPUT_LABEL.get(p.get("task"), "input")
+        label = INPUT_LABEL.get(p.get("task"), "input")
         return (
             f"{p.get('method', 'method')} on {p.get('dataset', 'images')} ({task}): "
             f"PSNR {self.mean_psnr:.{digits}f} dB, SSIM {self.mean_ssim:.{digits + 2}f} "
@@ -109,7 +100,7 @@ class EvalResult:
 
     def to_markdown(self, digits: int = 2) -> str:
         """A Markdown table, one row per image and a bold mean row; SSIM gets two more digits than PSNR."""
-        label = _INPUT_LABEL.get(self.protocol.get("task"), "input")
+        label = INPUT_LABEL.get(self.protocol.get("task"), "input")
         lines = [
             f"| image | PSNR (dB) | SSIM | {label} PSNR (dB) | {label} SSIM | seconds |",
             "|:--|--:|--:|--:|--:|--:|",
@@ -181,13 +172,6 @@ class EvalResult:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def protocol_psf() -> np.ndarray:
-    """The deblurring protocol's PSF: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` (for Wiener and co). Taught in chapter 4."""
-    from .degrade import DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE, gaussian_psf
-
-    return gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)
-
-
 def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
     from .data import Dataset
     from .io import check_image
@@ -209,51 +193,9 @@ def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
     return name, names, images, fallback
 
 
-def _number(name: str, value: Any, minimum: float = 0.0) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
-    if not ok or not math.isfinite(float(value)) or float(value) < minimum:
-        raise ArgumentError(f"{name}={value!r}: pass a finite number >= {minimum:g}")
-    return float(value)
-
-
-def _int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ArgumentError(f"{name}={value!r}: pass an integer >= {minimum}")
-    return int(value)
-
-
-def _model_channels(model) -> int | None:
-    try:
-        channels = model.inputs[0].shape[-1]
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return None
-    return None if channels is None else int(channels)
-
-
-def _to_model_batch(image: np.ndarray, channels: int | None) -> tuple[np.ndarray, str]:
-    """NHWC input for the model and how to turn its output back: "gray", "colour" or "per-channel"."""
-    if image.ndim == 2:
-        if channels == 3:
-            raise ArgumentError("a 3-channel (colour) model got a gray image: load the set with mode='rgb'")
-        return image[None, :, :, None], "gray"
-    if channels == 1:
-        # a gray model on colour: each channel is an image of its own
-        return np.moveaxis(image, -1, 0)[..., None], "per-channel"
-    return image[None], "colour"
-
-
-def _from_model_batch(out: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "gray":
-        return out[0, ..., 0]
-    if layout == "per-channel":
-        return np.moveaxis(out[..., 0], 0, -1)
-    return out[0]
-
-
 def _forward(model, batch: np.ndarray, tile: int | None, overlap: int, together: bool = False) -> np.ndarray:
     import keras
 
-    from .infer import predict_image, tile_predict
 
     if tile is None:
         if together:  # batch=...: the caller asked for one pass over several images of one size
@@ -301,145 +243,142 @@ def evaluate(
     """
     import keras
 
-    from . import degrade as dg
-    from . import metrics as mt
-
-    if task not in TASKS:
-        raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
-    seed = _int("seed", seed, 0)
     is_model = isinstance(model_or_fn, keras.Model)
-    if not is_model and not callable(model_or_fn):
-        raise ArgumentError(
-            f"model_or_fn of type {type(model_or_fn).__name__}: pass a keras.Model or a function image -> image"
-        )
-    if task == "denoise":
-        if sigma is None:
-            raise ArgumentError("task='denoise' needs sigma (255 scale), e.g. evaluate(model, data, 'denoise', sigma=25)")
-        sigma = _number("sigma", sigma)
-    elif task == "deblur":
-        sigma = dg.DEBLUR_NOISE_SIGMA if sigma is None else _number("sigma", sigma)
-    elif sigma is not None:
-        raise ArgumentError("sigma applies to 'denoise' and 'deblur'; the SR protocol adds no noise: drop sigma")
-    if task == "sr":
-        if scale is None:
-            raise ArgumentError("task='sr' needs scale, e.g. evaluate(model, data, 'sr', scale=2)")
-        scale = _int("scale", scale, 2)
-    elif scale is not None:
-        raise ArgumentError(f"scale applies to task='sr' only (task={task!r}): drop scale")
-    if tile is not None:
-        if not is_model:
-            raise ArgumentError("tile applies to Keras models; a plain function gets the whole image: drop tile")
-        tile = _int("tile", tile, 2)
-    overlap = _int("overlap", overlap, 0)
-    if isinstance(batch, bool):
-        per_pass = _DEFAULT_BATCH if batch else 1
-    else:
-        per_pass = _int("batch", batch, 1)
-    if upsample is not None and upsample not in UPSAMPLES:
-        raise ArgumentError(f"upsample={upsample!r}: use 'pre' (bicubic-upsampled input), 'post' (LR input) or None")
-    if upsample is not None and task != "sr":
-        raise ArgumentError(f"upsample applies to task='sr' only (task={task!r}): drop upsample")
-
+    sigma, scale, seed, tile, overlap, per_pass = _checked_args(
+        model_or_fn, is_model, task, sigma, scale, seed, tile, overlap, batch, upsample)
     set_name, names, images, fallback = _images_of(dataset)
-    channels = _model_channels(model_or_fn) if is_model else None
+    channels = model_channels(model_or_fn) if is_model else None
 
-    # ---- degrade every image; remember what the method gets and what the metrics compare
     psf = protocol_psf() if task == "deblur" else None
-    inputs, references, baselines, lows = [], [], [], []
-    for i, clean in enumerate(images):
-        if task == "sr":
-            hr = mt.rgb_to_y(mt.modcrop(clean, scale))  # gray passes through rgb_to_y unchanged
-            lows.append(dg.downscale(hr, scale))
-            references.append(hr)
-            baselines.append(dg.upscale(lows[-1], scale))
-            continue
-        degraded = clean if task == "denoise" else dg.blur(clean, psf, mode="symmetric")
-        degraded = dg.add_gaussian_noise(degraded, sigma, seed=seed + i)
-        references.append(clean)
-        baselines.append(degraded)
-        inputs.append(degraded)
-
-    if task == "sr" and is_model:
-        if channels not in (None, 1):
-            raise ArgumentError(f"the SR protocol works on the Y channel, the model takes {channels}: build it with channels=1")
-        if upsample is None:
-            from .infer import model_scale
-
-            found = model_scale(model_or_fn, 1)
-            if found not in (1, scale):
-                raise ArgumentError(f"the model upsamples by {found}, not scale={scale}: evaluate it with scale={found}")
-            upsample = "pre" if found == 1 else "post"
+    pairs = [evaluation_pair(task, clean, i, sigma=sigma, scale=scale, seed=seed, psf=psf) for i, clean in enumerate(images)]
+    references, baselines, lows = (list(column) for column in zip(*pairs, strict=True))
     if task == "sr":
-        upsample = upsample or "pre"
-        inputs = lows if upsample == "post" else baselines
+        upsample = _sr_upsample(model_or_fn, channels, scale, upsample) if is_model else upsample or "pre"
+    inputs = lows if upsample == "post" else baselines
 
-    # ---- run the method
-    layouts: list[str] = []
-    outputs: list[np.ndarray | None] = [None] * len(images)
-    seconds = [0.0] * len(images)
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     if is_model:
-        batches = []
-        for x in inputs:
-            b, layout = _to_model_batch(x, channels)
-            batches.append(b)
-            layouts.append(layout)
-        warm = batches[0][:1, :32, :32]
-        _forward(model_or_fn, warm, None, overlap)  # first-call costs (graph building, allocations) are not speed
-        order = sorted(range(len(batches)), key=lambda k: batches[k].shape[1:])  # equal sizes side by side
-        groups: list[list[int]] = []
-        for k in order:
-            if groups and len(groups[-1]) < per_pass and batches[groups[-1][0]].shape[1:] == batches[k].shape[1:]:
-                groups[-1].append(k)
-            else:
-                groups.append([k])
-        for group in groups:
-            stacked = np.concatenate([batches[k] for k in group])
-            start = time.perf_counter()
-            out = np.asarray(_forward(model_or_fn, stacked, tile, overlap, together=per_pass > 1), dtype=np.float32)
-            elapsed = time.perf_counter() - start
-            offset = 0
-            for k in group:
-                n = batches[k].shape[0]
-                outputs[k] = _from_model_batch(out[offset : offset + n], layouts[k])
-                offset += n
-                seconds[k] = elapsed / len(group)
-            if bar is not None:
-                bar.add(len(group))
+        outputs, seconds, layouts = _run_model(model_or_fn, inputs, channels, tile, overlap, per_pass, bar)
     else:
-        for k, x in enumerate(inputs):
-            start = time.perf_counter()
-            out = model_or_fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
-            seconds[k] = time.perf_counter() - start
-            outputs[k] = np.asarray(keras.ops.convert_to_numpy(out) if not isinstance(out, np.ndarray) else out,
-                                    dtype=np.float32)
-            if bar is not None:
-                bar.add(1)
-
-    # ---- measure
-    rows = []
-    for k, name in enumerate(names):
-        out, ref, base = outputs[k], references[k], baselines[k]
-        expected = ref.shape
-        if out.shape != expected:
-            hint = "pass upsample='post' if it takes the low-resolution image" if task == "sr" else "return the input's shape"
-            raise ArgumentError(
-                f"{'model' if is_model else 'function'} returned shape {out.shape} for {name}, expected {expected}: {hint}"
-            )
-        out = _clip(out, clip)
-        if task == "sr":
-            p, s = mt.sr_metrics(ref, out, scale)
-            ip, iss = mt.sr_metrics(ref, _clip(base, clip), scale)
-        else:
-            p, s = mt.psnr(ref, out), mt.ssim(ref, out)
-            ip, iss = mt.psnr(ref, base), mt.ssim(ref, base)
-        rows.append({"name": name, "psnr": p, "ssim": s, "input_psnr": ip, "input_ssim": iss, "seconds": seconds[k]})
-
+        outputs, seconds, layouts = _run_function(model_or_fn, inputs, bar)
+    rows = [_measure(task, name, out, ref, base, scale, clip, sec, is_model)
+            for name, out, ref, base, sec in zip(names, outputs, references, baselines, seconds, strict=True)]
     return EvalResult(rows=rows, protocol=_protocol(
         task=task, method=model_or_fn, is_model=is_model, dataset=set_name, n=len(images), fallback=fallback,
         sigma=sigma, scale=scale, seed=seed, clip=clip, tile=tile, overlap=overlap, upsample=upsample,
         layouts=layouts, images=images, per_pass=per_pass,
     ))
+
+
+def _checked_args(method: Any, is_model: bool, task: str, sigma: Any, scale: Any, seed: Any, tile: Any,
+                  overlap: Any, batch: Any, upsample: Any) -> tuple:
+    """(sigma, scale, seed, tile, overlap, images per pass) checked against the task's protocol."""
+    from .degrade import DEBLUR_NOISE_SIGMA
+
+    check_task(task)
+    seed = integer("seed", seed, 0)
+    if not is_model and not callable(method):
+        raise ArgumentError(f"model_or_fn of type {type(method).__name__}: pass a keras.Model or a function image -> image")
+    if task == "denoise":
+        if sigma is None:
+            raise ArgumentError("task='denoise' needs sigma (255 scale), e.g. evaluate(model, data, 'denoise', sigma=25)")
+        sigma = number("sigma", sigma)
+    elif task == "deblur":
+        sigma = DEBLUR_NOISE_SIGMA if sigma is None else number("sigma", sigma)
+    elif sigma is not None:
+        raise ArgumentError("sigma applies to 'denoise' and 'deblur'; the SR protocol adds no noise: drop sigma")
+    if task == "sr":
+        if scale is None:
+            raise ArgumentError("task='sr' needs scale, e.g. evaluate(model, data, 'sr', scale=2)")
+        scale = integer("scale", scale, 2)
+    elif scale is not None:
+        raise ArgumentError(f"scale applies to task='sr' only (task={task!r}): drop scale")
+    if tile is not None:
+        if not is_model:
+            raise ArgumentError("tile applies to Keras models; a plain function gets the whole image: drop tile")
+        tile = integer("tile", tile, 2)
+    overlap = integer("overlap", overlap, 0)
+    per_pass = (_DEFAULT_BATCH if batch else 1) if isinstance(batch, bool) else integer("batch", batch, 1)
+    if upsample is not None and upsample not in UPSAMPLES:
+        raise ArgumentError(f"upsample={upsample!r}: use 'pre' (bicubic-upsampled input), 'post' (LR input) or None")
+    if upsample is not None and task != "sr":
+        raise ArgumentError(f"upsample applies to task='sr' only (task={task!r}): drop upsample")
+    return sigma, scale, seed, tile, overlap, per_pass
+
+
+def _sr_upsample(model: Any, channels: int | None, scale: int, upsample: str | None) -> str:
+    """``upsample`` if given, else "pre" for a model that keeps the size, "post" for one that upsamples by ``scale``."""
+    if channels not in (None, 1):
+        raise ArgumentError(f"the SR protocol works on the Y channel, the model takes {channels}: build it with channels=1")
+    if upsample is not None:
+        return upsample
+    found = model_scale(model, 1)
+    if found not in (1, scale):
+        raise ArgumentError(f"the model upsamples by {found}, not scale={scale}: evaluate it with scale={found}")
+    return "pre" if found == 1 else "post"
+
+
+def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile: int | None, overlap: int,
+               per_pass: int, bar: Any) -> tuple[list[np.ndarray], list[float], list[str]]:
+    """Outputs, seconds per image and layouts; images of one size go ``per_pass`` at a time through the model."""
+    batches, layouts = zip(*(to_model_batch(x, channels, per_channel=True) for x in inputs), strict=True)
+    _forward(model, batches[0][:1, :32, :32], None, overlap)  # first-call costs (graph building) are not speed
+    order = sorted(range(len(batches)), key=lambda k: batches[k].shape[1:])  # equal sizes side by side
+    groups: list[list[int]] = []
+    for k in order:
+        if groups and len(groups[-1]) < per_pass and batches[groups[-1][0]].shape[1:] == batches[k].shape[1:]:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    outputs: list[Any] = [None] * len(inputs)
+    seconds = [0.0] * len(inputs)
+    for group in groups:
+        start = time.perf_counter()
+        out = np.asarray(_forward(model, np.concatenate([batches[k] for k in group]), tile, overlap,
+                                  together=per_pass > 1), dtype=np.float32)
+        elapsed = time.perf_counter() - start
+        offset = 0
+        for k in group:
+            n = batches[k].shape[0]
+            outputs[k] = from_model_batch(out[offset : offset + n], layouts[k])
+            offset += n
+            seconds[k] = elapsed / len(group)
+        if bar is not None:
+            bar.add(len(group))
+    return outputs, seconds, list(layouts)
+
+
+def _run_function(fn: Any, inputs: list[np.ndarray], bar: Any) -> tuple[list[np.ndarray], list[float], list[str]]:
+    import keras
+
+    outputs, seconds = [], []
+    for x in inputs:
+        start = time.perf_counter()
+        out = fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
+        seconds.append(time.perf_counter() - start)
+        outputs.append(np.asarray(out if isinstance(out, np.ndarray) else keras.ops.convert_to_numpy(out),
+                                  dtype=np.float32))
+        if bar is not None:
+            bar.add(1)
+    return outputs, seconds, []
+
+
+def _measure(task: str, name: str, out: np.ndarray, ref: np.ndarray, base: np.ndarray, scale: int | None,
+             clip: bool, seconds: float, is_model: bool) -> dict[str, Any]:
+    """One result row: PSNR/SSIM of the output and of the degraded input against the reference."""
+    from . import metrics as mt
+
+    if out.shape != ref.shape:
+        hint = "pass upsample='post' if it takes the low-resolution image" if task == "sr" else "return the input's shape"
+        raise ArgumentError(
+            f"{'model' if is_model else 'function'} returned shape {out.shape} for {name}, expected {ref.shape}: {hint}"
+        )
+    out = _clip(out, clip)
+    if task == "sr":
+        (p, s), (ip, iss) = mt.sr_metrics(ref, out, scale), mt.sr_metrics(ref, _clip(base, clip), scale)
+    else:
+        p, s, ip, iss = mt.psnr(ref, out), mt.ssim(ref, out), mt.psnr(ref, base), mt.ssim(ref, base)
+    return {"name": name, "psnr": p, "ssim": s, "input_psnr": ip, "input_ssim": iss, "seconds": seconds}
 
 
 def _method_name(method: Any, is_model: bool) -> str:

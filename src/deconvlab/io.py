@@ -10,6 +10,7 @@ float TIFF). A file that cannot give trustworthy pixels (missing, empty, truncat
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import uuid
 import warnings
@@ -36,7 +37,7 @@ _TRUNCATED_LOCK = threading.Lock()
 
 
 def max_pixels() -> int:
-    """The largest pixel count (width x height) read_image accepts: ``$DECONVLAB_MAX_PIXELS`` or 2**26. Taught in chapter 1."""
+    """The largest pixel count (width x height) read_image accepts: ``$DECONVLAB_MAX_PIXELS`` or 2**26."""
     raw = os.environ.get("DECONVLAB_MAX_PIXELS", "").strip()
     if not raw:
         return _DEFAULT_MAX_PIXELS
@@ -61,21 +62,24 @@ def as_numpy(array: object, name: str = "image") -> np.ndarray:
         ) from None
 
 
+def _unit_float(arr: np.ndarray) -> np.ndarray:
+    """bool as 0/1, unsigned integers over their dtype's maximum, floats as they are: float32 (as
+    ``skimage.img_as_float``); any other dtype is returned unchanged for the caller to refuse."""
+    if arr.dtype.kind == "b":
+        return arr.astype(np.float32)
+    if arr.dtype.kind == "u":
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return arr.astype(np.float32, copy=False) if arr.dtype.kind == "f" else arr
+
+
 def check_image(array: object, name: str = "image") -> np.ndarray:
-    """Validate an image array (finite, (H, W) or (H, W, C) with C in {1, 3}, non-empty); return it as float32. Taught in chapter 1.
+    """Validate an image array (finite, (H, W) or (H, W, C) with C in {1, 3}, non-empty); return it as float32.
 
     Float arrays are taken as they are (degraded images may leave [0, 1]); unsigned integer arrays are scaled by
     their dtype's maximum (uint8 by 255, uint16 by 65535) and bool becomes 0/1, as in ``skimage.img_as_float``.
     """
-    arr = as_numpy(array, name)
-    kind = arr.dtype.kind
-    if kind == "b":
-        arr = arr.astype(np.float32)
-    elif kind == "u":
-        arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    elif kind == "f":
-        arr = arr.astype(np.float32, copy=False)
-    else:
+    arr = _unit_float(as_numpy(array, name))
+    if arr.dtype != np.float32:
         raise ImageValueError(
             f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first"
         )
@@ -136,7 +140,7 @@ def _check_batch(arr: np.ndarray) -> np.ndarray:
 
 
 def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int | None = None) -> np.ndarray:
-    """Read an image file as float32 in [0, 1]: (H, W) gray or (H, W, 3) RGB. Taught in chapter 1.
+    """Read an image file as float32 in [0, 1]: (H, W) gray or (H, W, 3) RGB. Taught in chapter 4.
 
     ``mode="gray"`` converts colour with the BT.601 luma (0.299, 0.587, 0.114); ``mode="rgb"`` repeats gray.
     Alpha is dropped with a warning; 16-bit data is divided by 65535; float TIFF is taken as stored.
@@ -181,7 +185,7 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an (..., 3) float image, the gray conversion of the DnCNN test sets. Taught in chapter 1."""
+    """BT.601 luma of an (..., 3) float image, the gray conversion of the DnCNN test sets."""
     weights = np.asarray(LUMA_BT601, dtype=np.float32)
     return np.tensordot(np.asarray(img, dtype=np.float32), weights, axes=([-1], [0])).astype(np.float32)
 
@@ -330,115 +334,84 @@ def _read_tiff(p: Path, where: str, limit: int, alpha: list[bool]) -> np.ndarray
         if channels in (2, 4) or channels > 4:
             alpha.append(True)  # gray + alpha, RGBA, or RGB + extra samples
         arr = arr[..., 0] if channels <= 2 else arr[..., :3]
-    kind = arr.dtype.kind
-    if kind == "b":
-        out = arr.astype(np.float32)
-    elif kind == "u":
-        out = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    elif kind == "f":
-        out = arr.astype(np.float32)
-    else:
+    out = _unit_float(arr)
+    if out.dtype != np.float32:
         raise ImageValueError(f"{where} stores {arr.dtype} samples: save it as 8/16-bit unsigned or float32 TIFF")
-    if photometric == 0 and kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
+    if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
         out = 1.0 - out
     return out
 
 
 def _read_png16(p: Path, where: str, alpha: list[bool]) -> np.ndarray:
-    """Lossless decoder for 16-bit colour PNG (colour types 2, 4, 6), which Pillow reduces to 8 bits."""
-    data = p.read_bytes()
-    pos, idat, ihdr, has_trns, ended = 8, [], b"", False, False
-    while pos + 12 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        ctype = data[pos + 4 : pos + 8]
-        body = data[pos + 8 : pos + 8 + length]
-        crc = data[pos + 8 + length : pos + 12 + length]
-        if len(body) < length or len(crc) < 4:
-            raise _corrupt(where, EOFError(f"chunk {ctype!r} cut off"))
-        if zlib.crc32(ctype + body) != int.from_bytes(crc, "big"):
-            raise _corrupt(where, ValueError(f"CRC error in chunk {ctype!r}"))
-        if ctype == b"IHDR":
-            ihdr = body
-        elif ctype == b"IDAT":
-            idat.append(body)
-        elif ctype == b"tRNS":
-            has_trns = True
-        elif ctype == b"IEND":
-            ended = True
-            break
-        pos += 12 + length
-    if not ended or len(ihdr) != 13:
-        raise _corrupt(where, EOFError("no IEND chunk"))
-    width, height = int.from_bytes(ihdr[0:4], "big"), int.from_bytes(ihdr[4:8], "big")
-    ctype_code, interlace = ihdr[9], ihdr[12]
-    channels = {2: 3, 4: 2, 6: 4}[ctype_code]
+    """16-bit colour PNG (colour types 2, 4, 6), which Pillow reduces to 8 bits, losslessly through pypng."""
+    import png
+
     try:
-        raw = zlib.decompress(b"".join(idat))
-    except zlib.error as exc:
+        with open(p, "rb") as fh:
+            width, height, rows, info = png.Reader(file=fh).asDirect()  # tRNS becomes an alpha plane
+            pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, zlib.error, OSError, EOFError, ValueError) as exc:
         raise _corrupt(where, exc) from None
-    bpp = 2 * channels
-    out = np.empty((height, width, channels), dtype=np.uint16)
-    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
-    offset = 0
-    for x0, y0, dx, dy in passes:
-        pw, ph = -(-(width - x0) // dx), -(-(height - y0) // dy)
-        if pw <= 0 or ph <= 0:
-            continue
-        nbytes = ph * (1 + pw * bpp)
-        if offset + nbytes > len(raw):
-            raise _corrupt(where, EOFError("image data shorter than the header says"))
-        rows = _unfilter(raw[offset : offset + nbytes], ph, pw * bpp, bpp, where)
-        offset += nbytes
-        out[y0::dy, x0::dx] = rows.view(">u2").reshape(ph, pw, channels)
-    if has_trns or channels in (2, 4):
+    planes = int(info["planes"])
+    if pixels.shape != (height, width * planes):
+        raise _corrupt(where, EOFError("image data shorter than the header says"))
+    img = pixels.reshape(height, width, planes).astype(np.float32) / 65535.0
+    if info.get("alpha"):
         alpha.append(True)
-    img = out.astype(np.float32) / 65535.0
-    if channels == 2:
-        return img[..., 0]
-    return img[..., :3]
+    return img[..., 0] if planes <= 2 else img[..., :3]
 
 
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+def source_bit_depth(path: str | os.PathLike) -> int:
+    """16 for 16-bit (or float) PNG/TIFF files, else 8: enhance keeps 16-bit inputs 16-bit."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(32)
+    except OSError:
+        return 8
+    if head.startswith(_PNG_SIGNATURE) and len(head) > 24 and head[12:16] == b"IHDR":
+        return 16 if head[24] == 16 else 8
+    if head[:4] in _TIFF_MAGICS:
+        try:
+            import tifffile
 
-
-def _unfilter(raw: bytes, height: int, rowbytes: int, bpp: int, where: str) -> np.ndarray:
-    """Undo the PNG row filters (None, Sub, Up, Average, Paeth) of one (sub)image."""
-    lines = np.frombuffer(raw, dtype=np.uint8).reshape(height, rowbytes + 1)
-    out = np.zeros((height, rowbytes), dtype=np.uint8)
-    prev = np.zeros(rowbytes, dtype=np.uint8)
-    for y in range(height):
-        ftype, line = lines[y, 0], lines[y, 1:]
-        if ftype == 0:
-            cur = line.copy()
-        elif ftype == 1:  # Sub: a running sum along each byte position of the pixel, mod 256
-            cur = (np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.int64) & 255).astype(np.uint8).ravel()
-        elif ftype == 2:
-            cur = line + prev  # uint8 arithmetic wraps mod 256, as the filter wants
-        elif ftype in (3, 4):
-            cur = _unfilter_sequential(line.tolist(), prev.tolist(), bpp, ftype)
-        else:
-            raise _corrupt(where, ValueError(f"unknown PNG filter type {ftype}"))
-        out[y] = cur
-        prev = out[y]
-    return out
-
-
-def _unfilter_sequential(line: list[int], prev: list[int], bpp: int, ftype: int) -> np.ndarray:
-    cur = [0] * len(line)
-    for i, value in enumerate(line):
-        a = cur[i - bpp] if i >= bpp else 0
-        b = prev[i]
-        if ftype == 3:
-            cur[i] = (value + ((a + b) >> 1)) & 255
-        else:
-            c = prev[i - bpp] if i >= bpp else 0
-            pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-            pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-            cur[i] = (value + pred) & 255
-    return np.asarray(cur, dtype=np.uint8)
+            with tifffile.TiffFile(p) as tif:
+                page = tif.pages[0]
+                return 16 if page.bitspersample > 8 or page.dtype.kind == "f" else 8
+        except Exception:  # an unreadable TIFF failed read_image already; this is only a hint
+            return 8
+    return 8
 
 
 # ---------------------------------------------------------------------------------------------- writing
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: str | None = ".png") -> Path:
+    """Fail early (OutputError) if ``path`` exists without overwrite, or its folder is missing or read-only."""
+    out = Path(path).expanduser()
+    if out.is_dir():
+        raise OutputError(f"output {out} is a directory: pass a file name such as {out / ('result' + (suffix or ''))}")
+    if suffix is not None and out.suffix.lower() != suffix:
+        raise ArgumentError(f"output {out} does not end in {suffix}: the output is written as {suffix[1:].upper()}")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {out} exists: pass --overwrite or choose another name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.exists():
+        # A missing folder might have a regular file somewhere above it; name the real problem.
+        blocker = next((p for p in parent.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(f"cannot write {out}: {blocker} is a file, not a folder; choose another output path")
+        raise OutputError(f"cannot write {out}: the folder {parent} does not exist; create it first")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {out}: {parent} is a file, not a folder; choose another output path")
+    try:  # os.access says yes to root even on a read-only mount, so try for real
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write to the folder {parent} ({exc.strerror or exc}): choose a writable folder"
+        ) from None
+    return out
 
 
 def write_image(
@@ -471,8 +444,12 @@ def write_image(
         raise OutputError(f"cannot write to {out.parent} ({exc.strerror or exc}): choose a writable folder") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            if bit_depth == 16 and pixels.ndim == 3:
-                fh.write(_encode_png16_rgb(pixels))
+            if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
+                import png
+
+                height, width = pixels.shape[:2]
+                png.Writer(width, height, greyscale=pixels.ndim == 2, bitdepth=16).write(
+                    fh, pixels.reshape(height, -1))
             else:
                 Image.fromarray(pixels).save(fh, format="PNG")
         os.replace(tmp, out)
@@ -483,23 +460,3 @@ def write_image(
         tmp.unlink(missing_ok=True)
         raise
     return out
-
-
-def _encode_png16_rgb(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB PNG (Pillow cannot write one), every row with the Sub filter for smaller files."""
-    height, width, _ = pixels.shape
-    raw = pixels.astype(">u2").view(np.uint8).reshape(height, width * 6)
-    sub = raw.copy()
-    sub[:, 6:] = raw[:, 6:] - raw[:, :-6]  # uint8 wraps mod 256
-    rows = np.concatenate([np.ones((height, 1), dtype=np.uint8), sub], axis=1)
-
-    def chunk(ctype: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + ctype + body + zlib.crc32(ctype + body).to_bytes(4, "big")
-
-    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([16, 2, 0, 0, 0])
-    return (
-        _PNG_SIGNATURE
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-        + chunk(b"IEND", b"")
-    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .checks import integer
 from .errors import ArgumentError
 
 PAD_MODES = ("reflect", "symmetric", "edge", "constant")
@@ -128,9 +129,7 @@ class DepthToSpace(keras.layers.Layer):
 
     def __init__(self, block_size: int, **kwargs):
         super().__init__(**kwargs)
-        if int(block_size) < 1:
-            raise ArgumentError(f"DepthToSpace needs block_size >= 1, got {block_size}")
-        self.block_size = int(block_size)
+        self.block_size = integer("block_size", block_size, 1)
 
     def call(self, x):
         r = self.block_size
@@ -188,7 +187,7 @@ def _bilinear_axis(x, factor: int, axis: int):
 
 @keras.saving.register_keras_serializable(package="deconvlab")
 class BilinearUpsample(keras.layers.Layer):
-    """Bilinear upsampling by an integer factor that works on unknown image sizes. Taught in chapter 4.
+    """Bilinear upsampling by an integer factor that works on unknown image sizes. Taught in chapter 2.
 
     Equals ``keras.ops.image.resize(x, (f*H, f*W), "bilinear")`` (half-pixel centres, no antialias, which
     only matters when shrinking) but is built from gathers, so TensorFlow accepts ``None`` spatial sizes.
@@ -196,9 +195,7 @@ class BilinearUpsample(keras.layers.Layer):
 
     def __init__(self, factor: int, **kwargs):
         super().__init__(**kwargs)
-        if int(factor) < 1:
-            raise ArgumentError(f"BilinearUpsample needs factor >= 1, got {factor}")
-        self.factor = int(factor)
+        self.factor = integer("factor", factor, 1)
 
     def call(self, x):
         if self.factor == 1:

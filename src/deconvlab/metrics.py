@@ -12,21 +12,25 @@ because bicubic upsampling is unreliable there. :func:`sr_metrics` bundles that 
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
+import keras
 import numpy as np
+from keras import ops
+from skimage import color
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
 from .io import as_numpy
 
 __all__ = [
-    "YCBCR_Y_OFFSET", "YCBCR_Y_WEIGHTS", "crop_border", "modcrop", "psnr", "rgb_to_y", "sr_metrics", "ssim",
+    "PSNR", "PSNR_MAX_DB", "crop_border", "modcrop", "psnr", "psnr_metric", "psnr_per_image", "rgb_to_y",
+    "rgb_to_ycbcr", "sr_metrics", "ssim", "ycbcr_to_rgb",
 ]
 
-#: MATLAB ``rgb2ycbcr``: Y = 16 + (65.481 R + 128.553 G + 24.966 B) for R, G, B in [0, 1], on the 255 scale.
-YCBCR_Y_WEIGHTS = (65.481, 128.553, 24.966)
-YCBCR_Y_OFFSET = 16.0
+#: PSNR cap (dB) of the in-graph metric: an exact reconstruction would give +inf and poison every mean it enters.
+PSNR_MAX_DB = 100.0
 
 _SSIM_SIGMA = 1.5
 _SSIM_WIN = 11  # skimage's window side for a Gaussian of sigma 1.5 (truncated at 3.5 sigma)
@@ -58,11 +62,7 @@ def _pair(reference: object, test: object, data_range: float) -> tuple[np.ndarra
             f"reference has shape {ref.shape} but test has {out.shape}: compare images of the same size "
             "(for super-resolution use sr_metrics, which applies modcrop)"
         )
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float, np.integer, np.floating)):
-        raise ArgumentError(f"data_range={data_range!r}: pass a number, 1.0 for [0, 1] images, 255 for 0-255")
-    data_range = float(data_range)
-    if not (math.isfinite(data_range) and data_range > 0):
-        raise ArgumentError(f"data_range={data_range!r}: pass a positive number, 1.0 for [0, 1] images")
+    data_range = number("data_range", data_range, 0.0, strict=True, hint=": 1.0 for [0, 1] images, 255 for 0-255")
     span = float(ref.max() - ref.min())
     if span > 2 * data_range:
         # The classic mistake: 0-255 images with the default data_range of 1 give a PSNR that is ~48 dB too low.
@@ -110,7 +110,7 @@ def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> fl
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:
-    """Luma Y of MATLAB ``rgb2ycbcr`` in [16/255, 235/255] as (H, W) float32; gray passes through. Taught in chapter 1.
+    """Luma Y of MATLAB ``rgb2ycbcr`` in [16/255, 235/255] as (H, W) float32; gray passes through. Taught in chapter 4.
 
     Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255 for R, G, B in [0, 1]; (H, W, 1) becomes (H, W).
     """
@@ -121,19 +121,26 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ImageValueError(f"image has shape {arr.shape}: rgb_to_y takes (H, W) gray or (H, W, 3) RGB")
-    weights = np.asarray(YCBCR_Y_WEIGHTS) / 255.0
-    return (YCBCR_Y_OFFSET / 255.0 + arr @ weights).astype(np.float32)
+    return rgb_to_ycbcr(arr)[..., 0]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ArgumentError(f"{name}={value!r}: pass an integer >= {minimum}")
-    return int(value)
+def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` on a [0, 1] RGB image, scaled to [0, 1] (Y in [16, 235]/255).
+
+    scikit-image's ``rgb2ycbcr`` uses the same BT.601 matrix and offsets on the 255 scale; float64 in keeps the
+    SR protocol's numbers exactly those of the MATLAB formula.
+    """
+    return (color.rgb2ycbcr(np.asarray(image, np.float64)) / 255.0).astype(np.float32)
+
+
+def ycbcr_to_rgb(image: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycbcr` (scikit-image ``ycbcr2rgb``)."""
+    return color.ycbcr2rgb(np.asarray(image, np.float64) * 255.0).astype(np.float32)
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
-    """Crop height and width down to multiples of ``scale``, keeping the top-left corner (MATLAB modcrop). Taught in chapter 1."""
-    scale = _check_int("scale", scale, 1)
+    """Crop height and width down to multiples of ``scale``, keeping the top-left corner (MATLAB modcrop). Taught in chapter 2."""
+    scale = integer("scale", scale, 1)
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise ImageValueError(f"image has shape {arr.shape}: modcrop takes (H, W) or (H, W, C)")
@@ -146,8 +153,8 @@ def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def crop_border(image: np.ndarray, n: int) -> np.ndarray:
-    """Remove ``n`` pixels from every border of an (H, W) or (H, W, C) image ("shave"). Taught in chapter 1."""
-    n = _check_int("n", n, 0)
+    """Remove ``n`` pixels from every border of an (H, W) or (H, W, C) image ("shave"). Taught in chapter 5."""
+    n = integer("n", n, 0)
     arr = np.asarray(image)
     if arr.ndim not in (2, 3):
         raise ImageValueError(f"image has shape {arr.shape}: crop_border takes (H, W) or (H, W, C)")
@@ -161,12 +168,12 @@ def crop_border(image: np.ndarray, n: int) -> np.ndarray:
 
 
 def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float]:
-    """(PSNR, SSIM) of a super-resolved image on Y after modcrop and a ``scale``-pixel shave. Taught in chapter 1.
+    """(PSNR, SSIM) of a super-resolved image on Y after modcrop and a ``scale``-pixel shave. Taught in chapter 2.
 
     Colour images are compared on the Y of :func:`rgb_to_y`, gray ones as they are. ``sr`` may have the size of
     the cropped or of the original ``hr``.
     """
-    scale = _check_int("scale", scale, 1)
+    scale = integer("scale", scale, 1)
     hr = _as_array(hr, "hr")
     sr = _as_array(sr, "sr")
     if hr.ndim not in (2, 3) or sr.ndim not in (2, 3):
@@ -185,3 +192,57 @@ def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float
         raise ArgumentError(f"hr and sr differ in channels ({hr.shape} vs {sr.shape}): compare gray with gray")
     y_hr, y_sr = crop_border(y_hr, scale), crop_border(y_sr, scale)
     return psnr(y_hr, y_sr), ssim(y_hr, y_sr)
+
+
+# ------------------------------------------------------------------- in-graph PSNR (Keras, for training)
+
+
+def psnr_per_image(y_true, y_pred, max_db: float = PSNR_MAX_DB):
+    """PSNR (dB) of every image of a batch of [0, 1] images, as a (N,) tensor. Taught in chapter 5."""
+    # float16 outputs would square to inf/0 for large/small errors: compute the error in float32
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = tuple(range(1, len(y_pred.shape)))
+    mse = ops.mean(ops.square(y_true - y_pred), axis=axes)
+    return -10.0 * ops.log10(ops.maximum(mse, 10.0 ** (-max_db / 10.0)))
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+def psnr_metric(y_true, y_pred):
+    """Mean over the batch of per-image PSNR (dB, data range 1: the 255-scale PSNR of [0, 1] images). Taught in chapter 3."""
+    return ops.mean(psnr_per_image(y_true, y_pred))
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class PSNR(keras.metrics.Metric):
+    """Mean per-image PSNR (dB) over every image seen since the last reset. Taught in chapter 3.
+
+    Averaging per-image PSNR (as the papers' tables do) differs from the PSNR of the mean MSE; batches of
+    different sizes are weighted by their image count, so the epoch value does not depend on the batching.
+    Exact reconstructions count as ``max_db`` (100 dB).
+    """
+
+    def __init__(self, name: str = "psnr", max_db: float = PSNR_MAX_DB, dtype=None, **kwargs) -> None:
+        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
+        self.max_db = float(max_db)
+        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        values = psnr_per_image(y_true, y_pred, self.max_db)
+        if sample_weight is None:
+            weights = ops.ones_like(values)
+        else:
+            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32") * ops.ones_like(values)
+        self.total.assign_add(ops.sum(values * weights))
+        self.count.assign_add(ops.sum(weights))
+
+    def result(self):
+        return ops.divide_no_nan(self.total, self.count)
+
+    def reset_state(self) -> None:
+        self.total.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "max_db": self.max_db}

@@ -26,6 +26,7 @@ from typing import Any
 
 import keras
 
+from .checks import integer
 from .errors import ArgumentError
 from .layers import BilinearUpsample, Blend, CropToReference, DepthToSpace, PadToMultiple
 
@@ -67,15 +68,9 @@ def _records_spec(builder: Callable[..., keras.Model] | None = None, *,
 
 
 def model_spec(model: keras.Model) -> dict[str, Any] | None:
-    """``{"builder": name, "kwargs": {...}}`` a model was built with, or None if unknown. Taught in chapter 4."""
+    """``{"builder": name, "kwargs": {...}}`` a model was built with, or None if unknown."""
     spec = _SPECS.get(model)
     return None if spec is None else {"builder": spec["builder"], "kwargs": dict(spec["kwargs"])}
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ArgumentError(f"{name} must be a Python int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
@@ -173,11 +168,11 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
 
 
 def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up) -> None:
-    _check_int("channels", channels, 1)
-    _check_int("depth", depth, 1)
-    _check_int("width", width, 1)
-    _check_int("kernel_size", kernel_size, 1)
-    _check_int("skip_every", skip_every, 0)
+    integer("channels", channels, 1)
+    integer("depth", depth, 1)
+    integer("width", width, 1)
+    integer("kernel_size", kernel_size, 1)
+    integer("skip_every", skip_every, 0)
     _check_choice("fusion", fusion, FUSIONS)
     _check_choice("down", down, DOWNS)
     _check_choice("up", up, UPS)
@@ -220,10 +215,10 @@ def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: 
     fusion="add")`` (a 3x3 transposed conv has as many weights as a 3x3 conv), so comparisons are matched
     in both depth and size; use :func:`width_for_params` to match other configurations.
     """
-    _check_int("channels", channels, 1)
-    _check_int("depth", depth, 1)
-    _check_int("width", width, 1)
-    _check_int("kernel_size", kernel_size, 1)
+    integer("channels", channels, 1)
+    integer("depth", depth, 1)
+    integer("width", width, 1)
+    integer("kernel_size", kernel_size, 1)
     inputs = _image_input(channels)
     x = inputs
     for i in range(1, depth):
@@ -236,16 +231,16 @@ def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: 
 
 @_records_spec
 def dncnn(channels: int = 1, depth: int = 17, width: int = 64, name: str = "dncnn") -> keras.Model:
-    """DnCNN (Zhang et al. 2017): conv+ReLU, (conv+BN+ReLU) x (depth-2), conv; output = input - noise. Taught in chapter 3.
+    """DnCNN (Zhang et al. 2017): conv+ReLU, (conv+BN+ReLU) x (depth-2), conv; output = input - noise. Taught in chapter 4.
 
     Layer for layer as the authors' Keras code: orthogonal initialisation, biases only in the first conv,
     BatchNormalization(epsilon=1e-4). For gray 17x64 that is 556,096 trainable parameters (0.556 M) plus
     1,920 BN moving statistics. BN momentum is 0.9 rather than Keras' 0.99 so the moving statistics
     keep up with the book's short trainings.
     """
-    _check_int("channels", channels, 1)
-    _check_int("depth", depth, 2)
-    _check_int("width", width, 1)
+    integer("channels", channels, 1)
+    integer("depth", depth, 2)
+    integer("width", width, 1)
     conv_args = {"kernel_size": 3, "padding": "same", "kernel_initializer": "orthogonal"}
     inputs = _image_input(channels)
     x = keras.layers.Conv2D(width, activation="relu", name="conv1", **conv_args)(inputs)
@@ -261,17 +256,17 @@ def dncnn(channels: int = 1, depth: int = 17, width: int = 64, name: str = "dncn
 @_records_spec
 def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
            name: str = "fsrcnn") -> keras.Model:
-    """FSRCNN (Dong et al. 2016): LR input, conv layers, then Conv2DTranspose(9x9, stride=scale). Taught in chapter 4.
+    """FSRCNN (Dong et al. 2016): LR input, conv layers, then Conv2DTranspose(9x9, stride=scale).
 
     feature extraction 5x5 (d) -> shrinking 1x1 (s) -> m mapping 3x3 (s) -> expanding 1x1 (d), each with
     PReLU (alpha 0.25, shared over space so any image size works), then the deconvolution to `channels`
     (Gaussian init, std 0.001, as in the paper). FSRCNN(56, 12, 4) has 12,464 weights (paper count, no biases).
     """
-    _check_int("scale", scale, 1)
-    _check_int("channels", channels, 1)
-    _check_int("d", d, 1)
-    _check_int("s", s, 1)
-    _check_int("m", m, 0)
+    integer("scale", scale, 1)
+    integer("channels", channels, 1)
+    integer("d", d, 1)
+    integer("s", s, 1)
+    integer("m", m, 0)
 
     def conv_prelu(x, filters, kernel_size, layer_name):
         x = keras.layers.Conv2D(filters, name=layer_name, **_conv_args(kernel_size))(x)
@@ -295,7 +290,7 @@ def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
 @_records_spec(inherits=red_net)
 def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre", name: str = "red_net_sr",
                **kwargs: Any) -> keras.Model:
-    """RED-Net for super-resolution, pre- or post-upsampling. Taught in chapter 4.
+    """RED-Net for super-resolution, pre- or post-upsampling. Taught in chapter 5.
 
     "pre": the input is the bicubic-upsampled image (as VDSR and RED-Net do), the model is :func:`red_net`
     and `scale` is only recorded. "post": the input is the LR image; the RED-Net body runs at low
@@ -310,11 +305,11 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
         raise ArgumentError(f"red_net_sr got unknown arguments {unknown}: use red_net's keyword arguments")
     if upsample == "pre":
         if scale is not None:
-            _check_int("scale", scale, 1)
+            integer("scale", scale, 1)
         return red_net(channels=channels, name=name, **kwargs)
     if scale is None:
         raise ArgumentError("red_net_sr(upsample='post') needs scale: pass scale=2, 3 or 4")
-    _check_int("scale", scale, 1)
+    integer("scale", scale, 1)
     args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
     _check_red_net_args(channels, args["depth"], args["width"], args["kernel_size"], args["skip_every"],
                         args["fusion"], args["down"], args["up"])
@@ -344,7 +339,7 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
 
 
 def build_model(name: str, /, **kwargs: Any) -> keras.Model:
-    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr"). Taught in chapter 4."""
+    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr")."""
     try:
         builder = BUILDERS[name]
     except (KeyError, TypeError):
@@ -382,8 +377,8 @@ def width_for_params(builder: str | Callable[..., keras.Model], target_params: i
     build = BUILDERS.get(builder) if isinstance(builder, str) else builder
     if build is None:
         raise ArgumentError(f"unknown model {builder!r}: use one of {', '.join(BUILDERS)}")
-    _check_int("target_params", target_params, 1)
-    _check_int("max_width", max_width, 1)
+    integer("target_params", target_params, 1)
+    integer("max_width", max_width, 1)
 
     @functools.cache
     def params_at(width: int) -> int:

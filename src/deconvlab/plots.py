@@ -10,12 +10,10 @@ script keeps no figure alive by accident. Save one with ``fig.savefig(path)``.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib as mpl
@@ -89,7 +87,7 @@ def _display_array(img: np.ndarray, name: str = "image") -> np.ndarray:
 def show(ax: Axes, img: np.ndarray, title: str | None = None) -> AxesImage:
     """Draw one image on ``ax`` (gray or RGB, clipped to [0, 1] for display only), axes off.
 
-    Taught in chapter 1 (notebooks/01_background).
+    Taught in chapter 2 (notebooks/02_core_concepts).
     """
     arr = _display_array(img, title or "image")
     handle = ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0.0, vmax=1.0,
@@ -222,13 +220,9 @@ def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]
     """(metric -> per-epoch values, metadata) from a keras History, a dict or a JSON file."""
     meta: dict[str, Any] = {}
     if isinstance(history, (str, os.PathLike)):
-        path = Path(history)
-        try:
-            history = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArgumentError(f"history file {path} does not exist; pass the JSON that train() wrote") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ArgumentError(f"history file {path} is not readable JSON ({exc}); re-run training") from None
+        from .weights import load_history
+
+        history = load_history(history)
     if hasattr(history, "history") and not isinstance(history, Mapping):  # keras.callbacks.History
         epochs = list(getattr(history, "epoch", []) or [])
         meta.update(getattr(history, "meta", None) or {})  # deconvlab.train.train attaches its metadata

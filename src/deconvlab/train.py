@@ -43,10 +43,13 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
 
 from . import config
+from .checks import integer, number
 from .errors import ArgumentError, OutputError
+from .metrics import PSNR, PSNR_MAX_DB, psnr_metric, psnr_per_image  # noqa: F401  (chapter 3 names)
+from .models import count_params
+from .weights import load_history, write_atomic
 
 __all__ = [
     "PSNR",
@@ -67,65 +70,9 @@ __all__ = [
     "train",
 ]
 
-#: PSNR cap (dB): an exact reconstruction would give +inf and poison every mean it enters.
-PSNR_MAX_DB = 100.0
 #: Final learning rate of the cosine schedule as a fraction of the initial one.
 FINAL_LR_FRACTION = 0.01
 HISTORY_FORMAT = "deconvlab-history/1"
-
-
-# ------------------------------------------------------------------------------------------------ metrics
-
-
-def psnr_per_image(y_true, y_pred, max_db: float = PSNR_MAX_DB):
-    """PSNR (dB) of every image of a batch of [0, 1] images, as a (N,) tensor. Taught in chapter 3."""
-    # float16 outputs would square to inf/0 for large/small errors: compute the error in float32
-    y_true = ops.cast(y_true, "float32")
-    y_pred = ops.cast(y_pred, "float32")
-    axes = tuple(range(1, len(y_pred.shape)))
-    mse = ops.mean(ops.square(y_true - y_pred), axis=axes)
-    return -10.0 * ops.log10(ops.maximum(mse, 10.0 ** (-max_db / 10.0)))
-
-
-@keras.saving.register_keras_serializable(package="deconvlab")
-def psnr_metric(y_true, y_pred):
-    """Mean over the batch of per-image PSNR (dB, data range 1: the 255-scale PSNR of [0, 1] images). Taught in chapter 3."""
-    return ops.mean(psnr_per_image(y_true, y_pred))
-
-
-@keras.saving.register_keras_serializable(package="deconvlab")
-class PSNR(keras.metrics.Metric):
-    """Mean per-image PSNR (dB) over every image seen since the last reset. Taught in chapter 3.
-
-    Averaging per-image PSNR (as the papers' tables do) differs from the PSNR of the mean MSE; batches of
-    different sizes are weighted by their image count, so the epoch value does not depend on the batching.
-    Exact reconstructions count as ``max_db`` (100 dB).
-    """
-
-    def __init__(self, name: str = "psnr", max_db: float = PSNR_MAX_DB, dtype=None, **kwargs) -> None:
-        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
-        self.max_db = float(max_db)
-        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        values = psnr_per_image(y_true, y_pred, self.max_db)
-        if sample_weight is None:
-            weights = ops.ones_like(values)
-        else:
-            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32") * ops.ones_like(values)
-        self.total.assign_add(ops.sum(values * weights))
-        self.count.assign_add(ops.sum(weights))
-
-    def result(self):
-        return ops.divide_no_nan(self.total, self.count)
-
-    def reset_state(self) -> None:
-        self.total.assign(0.0)
-        self.count.assign(0.0)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_db": self.max_db}
 
 
 # -------------------------------------------------------------------------------------- mixed precision
@@ -157,7 +104,7 @@ _BF16_GPU_NAMES = re.compile(
 
 
 def bf16_supported() -> bool:
-    """True when the first visible GPU has bfloat16 units (compute capability >= 8.0). Taught in chapter 3."""
+    """True when the first visible GPU has bfloat16 units (compute capability >= 8.0)."""
     backend = config.keras_backend()
     try:
         if backend == "jax":
@@ -186,7 +133,7 @@ def bf16_supported() -> bool:
 
 
 def choose_precision(mixed: bool | None = None, profile: str | config.Profile | None = None) -> str:
-    """Dtype policy name for a run: "float32", "mixed_bfloat16" or "mixed_float16". Taught in chapter 3.
+    """Dtype policy name for a run: "float32", "mixed_bfloat16" or "mixed_float16".
 
     ``mixed=None`` follows the profile (``mixed_precision``) and uses mixed precision only where a GPU is
     visible. ``mixed=True`` on a CPU gives "mixed_bfloat16" with a warning: it runs, but is rarely faster there.
@@ -210,7 +157,7 @@ def choose_precision(mixed: bool | None = None, profile: str | config.Profile | 
 
 
 def set_precision(mixed: bool | None = None, profile: str | config.Profile | None = None) -> str:
-    """Set the global Keras dtype policy (see :func:`choose_precision`) and return its name. Taught in chapter 3.
+    """Set the global Keras dtype policy (see :func:`choose_precision`) and return its name. Taught in chapter 4.
 
     Build the model after this call. :func:`precision_policy` does the same and restores the old policy.
     """
@@ -221,7 +168,7 @@ def set_precision(mixed: bool | None = None, profile: str | config.Profile | Non
 
 @contextlib.contextmanager
 def precision_policy(mixed: bool | None = None, profile: str | config.Profile | None = None) -> Iterator[str]:
-    """Context manager: build models inside it to compute in the chosen precision; yields the policy name. Taught in chapter 3."""
+    """Context manager: build models inside it to compute in the chosen precision; yields the policy name. Taught in chapter 4."""
     previous = keras.mixed_precision.global_policy()
     name = choose_precision(mixed, profile)
     keras.mixed_precision.set_global_policy(name)
@@ -232,7 +179,7 @@ def precision_policy(mixed: bool | None = None, profile: str | config.Profile | 
 
 
 def model_precision(model: keras.Model) -> str:
-    """Name of the dtype policy a model computes in ("float32", "mixed_float16", ...). Taught in chapter 3."""
+    """Name of the dtype policy a model computes in ("float32", "mixed_float16", ...). Taught in chapter 4."""
     names = {layer.dtype_policy.name for layer in model.layers if layer.weights}
     own = model.dtype_policy.name
     if names and own not in names:
@@ -245,7 +192,7 @@ def model_precision(model: keras.Model) -> str:
 
 
 def resolve_jit_compile(jit_compile: bool | str = "auto") -> bool:
-    """``jit_compile="auto"``: XLA on JAX and on TensorFlow with a GPU, off on PyTorch and TensorFlow CPU. Taught in chapter 3.
+    """``jit_compile="auto"``: XLA on JAX and on TensorFlow with a GPU, off on PyTorch and TensorFlow CPU. Taught in chapter 2.
 
     On TensorFlow CPU, XLA was measured 1.6x slower per step (0.155 s vs 0.095 s for the quick profile's
     RED-Net, batch 32 of 40x40, 2 cores) and costs compile time, so it stays off there.
@@ -263,7 +210,7 @@ def resolve_jit_compile(jit_compile: bool | str = "auto") -> bool:
 
 
 def resolve_verbose(verbose: int | str = "auto") -> int:
-    """``verbose="auto"``: 1 (live progress bar) in a terminal, 2 (one line per epoch) in notebooks and logs. Taught in chapter 3."""
+    """``verbose="auto"``: 1 (live progress bar) in a terminal, 2 (one line per epoch) in notebooks and logs."""
     if verbose == "auto":
         # a notebook's stdout is not a TTY; one line per epoch keeps committed outputs short and readable
         isatty = getattr(sys.stdout, "isatty", None)
@@ -277,23 +224,9 @@ def _profile(profile: str | config.Profile | None) -> config.Profile:
     return profile if isinstance(profile, config.Profile) else config.get_profile(profile)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ArgumentError(f"{name}={value!r}: pass an integer >= 1")
-    return int(value)
-
-
-def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ArgumentError(f"{name}={value!r}: pass a positive number")
-    if not math.isfinite(value) or value <= 0:
-        raise ArgumentError(f"{name}={value!r}: pass a positive, finite number")
-    return float(value)
-
-
 def learning_rate_schedule(learning_rate: float, total_steps: int,
                            warmup_steps: int = 0) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Linear warmup from lr/10 to lr, then cosine decay to 1% of lr at ``total_steps``. Taught in chapter 3."""
+    """Linear warmup from lr/10 to lr, then cosine decay to 1% of lr at ``total_steps``. Taught in chapter 4."""
     warmup_steps = min(int(warmup_steps), max(total_steps - 1, 0))
     if warmup_steps > 0:
         return keras.optimizers.schedules.CosineDecay(
@@ -306,44 +239,19 @@ def learning_rate_schedule(learning_rate: float, total_steps: int,
 
 
 def default_warmup_steps(total_steps: int) -> int:
-    """Default warmup: 2% of the run, at most 1000 steps (tames the first large Adam steps of a deep net). Taught in chapter 3."""
+    """Default warmup: 2% of the run, at most 1000 steps (tames the first large Adam steps of a deep net)."""
     return min(total_steps // 50, 1000)
 
 
 # ------------------------------------------------------------------------------------------------ history
 
 
-def load_history(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON history :func:`train` writes: ``{"format", "meta", "history": {metric: [per epoch]}}``. Taught in chapter 3."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArgumentError(f"history file {path} does not exist: pass the history_path given to train()") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArgumentError(f"history file {path} is not readable JSON ({exc}): re-run train() to rewrite it") from None
-    if not isinstance(data, dict) or not isinstance(data.get("history"), dict):
-        raise ArgumentError(f"{path} is not a deconvlab training history (no 'history' table): pass the file train() wrote")
-    data.setdefault("meta", {})
-    return data
-
-
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no NaN/inf
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    # a reader (plot_history in another cell, a resumed run) never sees half a file
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write the training history {path} ({exc.strerror or exc}): pick a writable history_path") from None
-
-
 class HistoryWriter(keras.callbacks.Callback):
-    """Callback: after every epoch, append the logs, learning rate and epoch time to a JSON file. Taught in chapter 3.
+    """Callback: after every epoch, append the logs, learning rate and epoch time to a JSON file. Taught in chapter 4.
 
     ``previous`` (a loaded history) is continued, so a resumed run keeps one file for the whole training.
     The same data is kept in ``self.data`` when ``path`` is None.
@@ -388,7 +296,11 @@ class HistoryWriter(keras.callbacks.Callback):
             best = max(values) if mode == "max" else min(values)
             meta["best"] = {"epoch": history[monitor].index(best) + 1, monitor: best}
         if self.path is not None:
-            _write_json_atomic(self.path, self.data)
+            try:  # a reader (plot_history in another cell, a resumed run) never sees half a file
+                write_atomic(self.path, (json.dumps(self.data, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+            except OSError as exc:
+                raise OutputError(f"cannot write the training history {self.path} ({exc.strerror or exc}): "
+                                  "pick a writable history_path") from None
 
 
 def _now() -> str:
@@ -408,7 +320,7 @@ def make_validation_pairs(images, degrade: Callable[[np.ndarray, np.random.Gener
     """
     from .data import PatchDataset
 
-    n = _positive_int("n", n)
+    n = integer("n", n, 1)
     patches = PatchDataset(images, degrade, patch_size=patch_size, batch_size=n, steps_per_epoch=1, seed=seed,
                            augment=False, channels=channels, scale=scale)
     x, y = patches[0]
@@ -426,10 +338,6 @@ def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ArgumentError(f"{label} has NaN/inf values: fix the step that built it")
     return x, y
-
-
-def _count_params(model: keras.Model) -> int:
-    return int(sum(int(np.prod(v.shape)) for v in model.trainable_variables))
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -475,26 +383,79 @@ def train(
     :func:`deconvlab.config.set_seed`. Returns Keras' ``History``, with the metadata as ``history.meta``.
     """
     prof = _profile(profile)
-    epochs = _positive_int("epochs", prof.epochs if epochs is None else epochs)
-    learning_rate = _positive_float("learning_rate", prof.learning_rate if learning_rate is None else learning_rate)
+    epochs = integer("epochs", prof.epochs if epochs is None else epochs, 1)
+    learning_rate = number("learning_rate", prof.learning_rate if learning_rate is None else learning_rate, 0.0, strict=True)
     if global_clipnorm is not None:
-        global_clipnorm = _positive_float("global_clipnorm", global_clipnorm)
+        global_clipnorm = number("global_clipnorm", global_clipnorm, 0.0, strict=True)
     if not isinstance(model, keras.Model):
         raise ArgumentError(f"model must be a keras.Model, got {type(model).__name__}: build one with deconvlab.models")
-    verbose = resolve_verbose(verbose)
-    jit = resolve_jit_compile(jit_compile)
-    if isinstance(callbacks, keras.callbacks.Callback):
-        callbacks = [callbacks]
-    callbacks = list(callbacks)
+    verbose, jit = resolve_verbose(verbose), resolve_jit_compile(jit_compile)
+    callbacks = [callbacks] if isinstance(callbacks, keras.callbacks.Callback) else list(callbacks)
     if not all(isinstance(cb, keras.callbacks.Callback) for cb in callbacks):
         raise ArgumentError("callbacks must be keras.callbacks.Callback objects (a list, or () for none)")
+    fit_args, batch_size = _fit_data(train_data, val_data, steps_per_epoch, prof)
+    steps_per_epoch = fit_args["steps_per_epoch"]
+    total_steps = epochs * steps_per_epoch
+    warmup = default_warmup_steps(total_steps) if warmup_steps is None else integer("warmup_steps", warmup_steps, 0)
+    checkpoint, history_path, previous = _run_files(checkpoint, history_path, resume)
+    initial_epoch = 0 if previous is None else int(
+        previous["meta"].get("epochs_done", len(previous["history"].get("loss", []))))
+    precision = _checked_precision(model, mixed_precision, prof)
+    seed = int(getattr(train_data, "seed", 0) or 0) if seed is None else integer("seed", seed, 0)
+    config.set_seed(seed)
+    schedule = learning_rate_schedule(learning_rate, total_steps, warmup)
+    _compile(model, keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=global_clipnorm), loss, precision, jit)
+    if previous is not None:
+        _restore(model, checkpoint, int(previous["meta"].get("steps_done", initial_epoch * steps_per_epoch)))
+        if hasattr(train_data, "epoch"):
+            train_data.epoch = initial_epoch  # fresh patches, not a replay of epoch 0's
+    meta = _run_meta(model, train_data, prof, monitor="val_psnr" if val_data is not None else "loss", jit=jit,
+                     seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                     learning_rate=learning_rate, warmup=warmup, global_clipnorm=global_clipnorm, loss=loss,
+                     checkpoint=checkpoint, precision=precision)
+    writer, own = _run_callbacks(meta, previous, history_path, checkpoint, initial_epoch)
+    if initial_epoch >= epochs and verbose:
+        print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
+    history = model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=own + callbacks, verbose=verbose,
+                        **fit_args)
+    history.meta = writer.data["meta"]
+    return history
 
-    # ---- data: steps per epoch and batch size
+
+def _compile(model: keras.Model, optimizer: Any, loss: Any, precision: str, jit: bool) -> None:
+    if precision == "mixed_float16" and model.dtype_policy.name != "mixed_float16":
+        # compile only wraps when the model object itself carries the float16 policy
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[PSNR(name="psnr")], jit_compile=jit)
+
+
+def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, monitor: str, jit: bool, seed: int,
+              epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, warmup: int,
+              global_clipnorm: float | None, loss: Any, checkpoint: Path | None, precision: str) -> dict[str, Any]:
+    """The run's metadata, as the history file and ``history.meta`` keep it."""
+    return {
+        "model": model.name, "params": count_params(model), "profile": prof.name,
+        "backend": config.keras_backend(), "device": config.device_name(), "keras": keras.__version__,
+        "precision": precision, "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
+        "jit_compile": jit, "seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        "total_steps": epochs * steps_per_epoch, "batch_size": int(batch_size),
+        "patch_size": getattr(train_data, "patch_size", None), "optimizer": "Adam", "learning_rate": learning_rate,
+        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
+        "warmup_steps": warmup, "global_clipnorm": global_clipnorm,
+        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__),
+        "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
+        "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
+    }
+
+
+def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
+              prof: config.Profile) -> tuple[dict[str, Any], int]:
+    """``model.fit`` arguments for the data (steps per epoch included) and the batch size."""
     fit_args: dict[str, Any] = {}
     if isinstance(train_data, keras.utils.PyDataset):
         if steps_per_epoch is None:
             steps_per_epoch = len(train_data)
-        steps_per_epoch = _positive_int("steps_per_epoch", steps_per_epoch)
+        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1)
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
         elif steps_per_epoch > len(train_data):
@@ -508,7 +469,7 @@ def train(
         x, y = _check_pairs(train_data, "train_data")
         batch_size = min(prof.batch_size, x.shape[0])
         per_epoch = math.ceil(x.shape[0] / batch_size)
-        steps_per_epoch = per_epoch if steps_per_epoch is None else _positive_int("steps_per_epoch", steps_per_epoch)
+        steps_per_epoch = per_epoch if steps_per_epoch is None else integer("steps_per_epoch", steps_per_epoch, 1)
         if steps_per_epoch > per_epoch:
             raise ArgumentError(
                 f"steps_per_epoch={steps_per_epoch} but {x.shape[0]} training pairs make {per_epoch} batches of "
@@ -529,15 +490,11 @@ def train(
                 f"val_data of type {type(val_data).__name__}: pass a PyDataset, (x, y) NHWC arrays or None"
             )
         fit_args["validation_data"] = val_data
-    total_steps = epochs * steps_per_epoch
-    if warmup_steps is None:
-        warmup = default_warmup_steps(total_steps)
-    elif isinstance(warmup_steps, bool) or not isinstance(warmup_steps, (int, np.integer)) or warmup_steps < 0:
-        raise ArgumentError(f"warmup_steps={warmup_steps!r}: pass an integer >= 0 or None (2% of the run)")
-    else:
-        warmup = int(warmup_steps)
+    return fit_args, batch_size
 
-    # ---- files and resume
+
+def _run_files(checkpoint: Any, history_path: Any, resume: bool) -> tuple[Path | None, Path | None, dict | None]:
+    """(checkpoint, history path, the history to continue or None), their folders created."""
     checkpoint = None if checkpoint is None else Path(checkpoint)
     history_path = None if history_path is None else Path(history_path)
     if checkpoint is not None and checkpoint.suffix != ".keras":
@@ -550,25 +507,21 @@ def train(
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise OutputError(f"cannot create {path.parent} ({exc.strerror or exc}): pick a writable folder") from None
-    previous = None
-    if resume:
-        if checkpoint is None or history_path is None:
-            raise ArgumentError("resume=True needs checkpoint= and history_path= (the files of the run to continue)")
-        if checkpoint.exists() and history_path.exists():
-            previous = load_history(history_path)
-        elif checkpoint.exists() or history_path.exists():
-            found, missing = (checkpoint, history_path) if checkpoint.exists() else (history_path, checkpoint)
-            warnings.warn(
-                f"resume=True found {found} but not {missing}: starting from epoch 0 and overwriting both",
-                UserWarning,
-                stacklevel=2,
-            )
-    initial_epoch = 0
-    if previous is not None:
-        meta_prev = previous["meta"]
-        initial_epoch = int(meta_prev.get("epochs_done", len(previous["history"].get("loss", []))))
+    if not resume:
+        return checkpoint, history_path, None
+    if checkpoint is None or history_path is None:
+        raise ArgumentError("resume=True needs checkpoint= and history_path= (the files of the run to continue)")
+    if checkpoint.exists() and history_path.exists():
+        return checkpoint, history_path, load_history(history_path)
+    if checkpoint.exists() or history_path.exists():
+        found, missing = (checkpoint, history_path) if checkpoint.exists() else (history_path, checkpoint)
+        warnings.warn(f"resume=True found {found} but not {missing}: starting from epoch 0 and overwriting both",
+                      UserWarning, stacklevel=3)
+    return checkpoint, history_path, None
 
-    # ---- precision
+
+def _checked_precision(model: keras.Model, mixed_precision: bool | None, prof: config.Profile) -> str:
+    """The model's own precision; a warning when ``mixed_precision`` asked for another one."""
     precision = model_precision(model)
     if mixed_precision is not None:
         with warnings.catch_warnings():
@@ -579,77 +532,26 @@ def train(
                 f"mixed_precision={mixed_precision} asks for {wanted}, but the model was built under {precision}: "
                 "build it inside deconvlab.train.precision_policy(...) to change its precision",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
+    return precision
 
-    # ---- seed, optimizer, compile
-    if seed is None:
-        seed = int(getattr(train_data, "seed", 0) or 0)
-    elif isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ArgumentError(f"seed={seed!r}: pass an integer >= 0 or None (the PatchDataset's seed)")
-    config.set_seed(seed)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=learning_rate_schedule(learning_rate, total_steps, warmup), global_clipnorm=global_clipnorm
-    )
-    if precision == "mixed_float16" and model.dtype_policy.name != "mixed_float16":
-        # compile only wraps when the model object itself carries the float16 policy
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=loss, metrics=[PSNR(name="psnr")], jit_compile=jit)
 
-    if previous is not None:
-        _restore(model, checkpoint, int(previous["meta"].get("steps_done", initial_epoch * steps_per_epoch)))
-        if hasattr(train_data, "epoch"):
-            train_data.epoch = initial_epoch  # fresh patches, not a replay of epoch 0's
-
-    # ---- callbacks and metadata
-    monitor, mode = ("val_psnr", "max") if val_data is not None else ("loss", "min")
-    meta = {
-        "model": model.name,
-        "params": _count_params(model),
-        "profile": prof.name,
-        "backend": config.keras_backend(),
-        "device": config.device_name(),
-        "keras": keras.__version__,
-        "precision": precision,
-        "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
-        "jit_compile": jit,
-        "seed": seed,
-        "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps,
-        "batch_size": int(batch_size),
-        "patch_size": getattr(train_data, "patch_size", None),
-        "optimizer": "Adam",
-        "learning_rate": learning_rate,
-        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
-        "warmup_steps": warmup,
-        "global_clipnorm": global_clipnorm,
-        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__),
-        "monitor": monitor,
-        "monitor_mode": mode,
-        "checkpoint": None if checkpoint is None else str(checkpoint),
-        "started": _now(),
-    }
+def _run_callbacks(meta: dict[str, Any], previous: dict | None, history_path: Path | None,
+                   checkpoint: Path | None, initial_epoch: int) -> tuple[HistoryWriter, list]:
+    """The JSON history writer (continuing ``previous``) and, with a checkpoint path, the best-model checkpoint."""
     if previous is not None:
         meta["started"] = previous["meta"].get("started", meta["started"])
         meta["resumed_at"] = [*previous["meta"].get("resumed_at", []), initial_epoch]
     writer = HistoryWriter(history_path, meta, previous)
     own: list[keras.callbacks.Callback] = [writer]
     if checkpoint is not None:
-        best = None
-        if previous is not None:
-            best = (previous["meta"].get("best") or {}).get(monitor)
+        best = None if previous is None else (previous["meta"].get("best") or {}).get(meta["monitor"])
         own.append(keras.callbacks.ModelCheckpoint(
-            str(checkpoint), monitor=monitor, mode=mode, save_best_only=True, verbose=0,
+            str(checkpoint), monitor=meta["monitor"], mode=meta["monitor_mode"], save_best_only=True, verbose=0,
             initial_value_threshold=best,
         ))
-    if initial_epoch >= epochs and verbose:
-        print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
-
-    history = model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=own + callbacks, verbose=verbose,
-                        **fit_args)
-    history.meta = writer.data["meta"]
-    return history
+    return writer, own
 
 
 def _restore(model: keras.Model, checkpoint: Path, steps_done: int) -> None:

@@ -36,8 +36,8 @@ import numpy as np
 
 from .errors import ArgumentError, DeconvlabError, WeightsError
 from .paths import repo_root, weights_dir
+from .tasks import TASKS, card_id
 
-TASKS = ("denoise", "sr", "deblur")
 REQUIRED_FIELDS = ("id", "task", "architecture", "weights_file", "weights_sha256")
 FP16_TOLERANCE = 1e-3  # max |w16 - w| / max|w| for an array to be stored in float16
 _PATHS_KEY = "__paths__"
@@ -107,7 +107,6 @@ def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = 
     """A model card by id (``<directory>/<id>.json``) or by the path of its JSON file.
 
     The returned dict has ``_path`` (the card's file) added, which :func:`write_card` leaves out.
-    Taught in chapter 4 (notebooks/04_code_example).
     """
     text = str(card_id)
     path = Path(text)
@@ -140,20 +139,18 @@ def _json_ready(value: Any) -> Any:
 
 
 def write_card(card: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write a model card as indented JSON, atomically (keys starting with ``_`` are not written).
-
-    Taught in chapter 4 (notebooks/04_code_example).
-    """
+    """Write a model card as indented JSON, atomically (keys starting with ``_`` are not written)."""
     path = Path(path)
     try:
         text = json.dumps(_json_ready(card), indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ArgumentError(f"model card is not JSON-serialisable ({exc}); pass numbers, strings, lists") from None
-    _atomic_write(path, (text + "\n").encode("utf-8"))
+    write_atomic(path, (text + "\n").encode("utf-8"))
     return path
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` next to ``path`` and rename it into place: a reader never sees half a file."""
     if not path.parent.is_dir():
         raise WeightsError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -179,7 +176,7 @@ def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any
 
 
 def list_weights(directory: str | os.PathLike | None = None) -> list[str]:
-    """Ids of the shipped model cards. Taught in chapter 4 (notebooks/04_code_example)."""
+    """Ids of the shipped model cards."""
     return [str(card["id"]) for card in list_cards(directory)]
 
 
@@ -307,7 +304,7 @@ def save_weights_fp16(model: Any, path: str | os.PathLike) -> str:
     """Save ``model.get_weights()`` as float16 arrays in a ``.npz`` (float32 where float16 is not faithful).
 
     Returns the dtype summary for the card: ``"float16"``, or ``"float16+float32"`` if some array stayed
-    float32. Taught in chapter 4 (notebooks/04_code_example).
+    float32.
     """
     arrays = {}
     dtypes = set()
@@ -343,10 +340,7 @@ def _to_fp16_if_faithful(w: np.ndarray) -> np.ndarray:
 
 
 def load_weights_fp16(model: Any, path: str | os.PathLike) -> Any:
-    """Load a ``.npz`` written by :func:`save_weights_fp16` into ``model`` (cast to its variables' dtypes).
-
-    Taught in chapter 4 (notebooks/04_code_example).
-    """
+    """Load a ``.npz`` written by :func:`save_weights_fp16` into ``model`` (cast to its variables' dtypes)."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -387,6 +381,23 @@ def build_from_card(card: Mapping[str, Any]) -> Any:
             f"model card {card['id']} does not match this version of deconvlab ({exc}); "
             "git checkout data/weights or re-run training"
         ) from None
+
+
+def load_keras_file(path: str | os.PathLike) -> Any:
+    """A whole-model ``.keras`` file, loaded with ``safe_mode=True`` (no arbitrary code), uncompiled."""
+    import keras
+
+    from . import layers, models  # noqa: F401  (registers the custom layers for safe deserialisation)
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArgumentError(f"--weights {path}: no such .keras file; pass a card id, a card .json or a .keras file")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad archive; all mean "not a usable model file"
+        reason = " ".join(str(exc).split())[:200]
+        raise ArgumentError(f"--weights {path} could not be loaded as a Keras model ({type(exc).__name__}: "
+                            f"{reason}); pass a .keras file saved by model.save() or a card id") from None
 
 
 def load_pretrained(
@@ -432,19 +443,7 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
     return head + ("-dirty" if status.strip() else "")
 
 
-def default_card_id(task: str, sigma: float | None = None, scale: int | None = None,
-                    sigma_range: Iterable[float] | None = None, channels: int = 1) -> str:
-    """'denoise-sigma25', 'denoise-blind0-55', 'sr-x2', 'deblur' (plus '-rgb' for colour models)."""
-    if task == "denoise" and sigma is not None:
-        base = f"denoise-sigma{sigma:g}"
-    elif task == "denoise" and sigma_range is not None:
-        lo, hi = sigma_range
-        base = f"denoise-blind{lo:g}-{hi:g}"
-    elif task == "sr" and scale is not None:
-        base = f"sr-x{int(scale)}"
-    else:
-        base = task
-    return base + ("-rgb" if channels == 3 else "")
+default_card_id = card_id  # the name chapters and tests use
 
 
 def save_pretrained(
@@ -457,7 +456,7 @@ def save_pretrained(
     ``card_fields`` must give ``task``; ``architecture`` ({builder, kwargs}) defaults to
     ``deconvlab.models.model_spec(model)`` and ``id`` to :func:`default_card_id`. The card gains
     weights_file, weights_sha256, weights_dtype, params (trainable), channels, backend, keras version,
-    hardware, precision, commit and created (UTC). Taught in chapter 4 (notebooks/04_code_example).
+    hardware, precision, commit and created (UTC).
     """
     import keras
 
@@ -514,6 +513,21 @@ def save_pretrained(
     write_card(card, folder / f"{card_id}.json")
     card["_path"] = str(folder / f"{card_id}.json")
     return card
+
+
+def load_history(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON history :func:`train` writes: ``{"format", "meta", "history": {metric: [per epoch]}}``. Taught in chapter 3."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArgumentError(f"history file {path} does not exist: pass the history_path given to train()") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArgumentError(f"history file {path} is not readable JSON ({exc}): re-run train() to rewrite it") from None
+    if not isinstance(data, dict) or not isinstance(data.get("history"), dict):
+        raise ArgumentError(f"{path} is not a deconvlab training history (no 'history' table): pass the file train() wrote")
+    data.setdefault("meta", {})
+    return data
 
 
 def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,

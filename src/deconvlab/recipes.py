@@ -1,0 +1,327 @@
+"""Recipes that the CLI, the chapters and ``benchmarks/`` share: evaluate weights on a test set, check a card's
+numbers, train a model and save it with its card, time ``enhance``.
+
+Each recipe is the package's building blocks in the order a reader would call them; the CLI adds argument
+parsing and printing only. Taught in chapter 4 (notebooks/04_code_example).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import tasks
+from .errors import ArgumentError, DeconvlabError, OutputError
+
+
+def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, sigma: float | None,
+                   scale: int | None, seed: int = 0, limit: int | None = None, tile: int | None = None) -> Any:
+    """Load a test set (no offline fallback) and evaluate a model on it; returns the EvalResult."""
+    from . import data, evaluate
+
+    dataset = data.load_dataset(dataset_name, mode=tasks.dataset_mode(task, channels), limit=limit, fallback=False)
+    kwargs: dict[str, Any] = {"seed": seed, "tile": tile}
+    if task == "denoise":
+        kwargs["sigma"] = sigma
+    if task == "sr":
+        kwargs["scale"] = scale
+    return evaluate.evaluate(model, dataset, task=task, **kwargs)
+
+
+def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: int | None, channels: int,
+                    directory: Path | None = None) -> tuple[Any, dict[str, Any] | None, str]:
+    """(model, card or None, label) from a card id, a card JSON or a ``.keras`` file, else the task's shipped card."""
+    from . import weights
+
+    if spec is not None and Path(spec).suffix == ".keras":
+        return weights.load_keras_file(spec), None, Path(spec).name
+    if spec is None:
+        card = weights.find_card(task, sigma=sigma, scale=scale, channels=channels, directory=directory)
+    else:
+        card = weights.read_card(spec, directory)
+        if card["task"] != task:
+            raise ArgumentError(f"card {card['id']} is for --task {card['task']}, not {task}: "
+                                f"pass --task {card['task']} or other weights")
+        if task == "sr" and scale not in weights.card_scales(card):
+            raise ArgumentError(f"card {card['id']} serves {weights.card_setting(card)}, not x{scale}")
+        if task == "denoise" and sigma is not None and card.get("sigma") is not None \
+                and not math.isclose(float(card["sigma"]), sigma):
+            warnings.warn(f"card {card['id']} was trained for sigma={card['sigma']:g}, not {sigma:g}",
+                          UserWarning, stacklevel=3)
+    return weights.load_pretrained(card=card, directory=directory), card, str(card["id"])
+
+
+def card_metric(card: dict[str, Any], dataset: str, sigma: float | None, scale: int | None,
+                limit: int | None, seed: int = 0) -> dict[str, Any] | None:
+    """The card's metrics entry measured with the same data set, setting, image limit and noise seed."""
+    for entry in card.get("metrics") or []:
+        protocol = entry.get("protocol") if isinstance(entry.get("protocol"), dict) else {}
+        if protocol.get("seed") is not None and int(protocol["seed"]) != seed:
+            continue
+        if str(entry.get("dataset", "")).lower() != dataset.lower():
+            continue
+        if entry.get("sigma") is not None and sigma is not None and not math.isclose(entry["sigma"], sigma):
+            continue
+        if entry.get("scale") is not None and scale is not None and int(entry["scale"]) != scale:
+            continue
+        if entry.get("limit") != limit:
+            continue
+        return entry
+    return None
+
+
+def evaluation_card(spec: str | None, task: str | None, sigma: float | None, scale: int | None,
+                    directory: Path | None = None) -> tuple[dict[str, Any], float | None, int | None]:
+    """(card, sigma, scale) to evaluate: the card named (or the task's shipped one) at the setting given, else at
+    the card's own; ArgumentError if that is ambiguous."""
+    from . import weights
+
+    if spec is not None:
+        card = weights.read_card(spec, directory)
+        if task is not None and card["task"] != task:
+            raise ArgumentError(f"card {card['id']} is for --task {card['task']}, not {task}")
+    else:
+        card = weights.find_card(task, sigma=sigma, scale=scale, directory=directory)
+    task, where = card["task"], weights.card_setting(card)
+    if (sigma is not None and task != "denoise") or (scale is not None and task != "sr"):
+        raise ArgumentError(f"card {card['id']} is for --task {task}: drop --sigma / --scale that do not apply")
+    sigma = sigma if sigma is not None else card.get("sigma")
+    scales = weights.card_scales(card)
+    scale = scale if scale is not None else (scales[0] if len(scales) == 1 else None)
+    if task == "denoise" and sigma is None:
+        raise ArgumentError(f"card {card['id']} is blind ({where}): pass --sigma")
+    if task == "sr" and scale is None:
+        raise ArgumentError(f"card {card['id']} serves {where}: pass --scale")
+    if task == "sr" and scale not in scales:
+        raise ArgumentError(f"card {card['id']} serves {where}, not x{scale}")
+    return card, sigma, scale
+
+
+def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, upsample: str,
+                   profile: Any, extra: dict[str, Any]) -> dict[str, Any]:
+    """Builder arguments: the profile's depth/width where the builder takes them, then ``extra``."""
+    from . import models
+
+    if builder not in models.BUILDERS:
+        raise ArgumentError(f"unknown --arch {builder!r}: use one of {', '.join(models.BUILDERS)}")
+    params = inspect.signature(models.BUILDERS[builder]).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    kwargs: dict[str, Any] = {"channels": channels}
+    for name in ("depth", "width"):
+        if name in params or takes_any:
+            kwargs[name] = getattr(profile, name)
+    if task == "sr":
+        kwargs["scale"] = scale
+        if "upsample" in params:
+            kwargs["upsample"] = upsample
+    kwargs.update(extra)
+    return kwargs
+
+
+def dataset_digest(names: Sequence[str]) -> dict[str, str]:
+    """sha256 over each data set's registry hashes, so a card names exactly the files it was trained on."""
+    from .registry import registry
+
+    try:
+        reg = registry()
+    except DeconvlabError:
+        return {}
+    return {name: hashlib.sha256("".join(sorted(f.sha256 for f in reg[name].files)).encode()).hexdigest()
+            for name in names if name in reg}
+
+
+def deadline_callback(seconds: float) -> Any:
+    """A Keras callback that ends training after the first epoch that finishes past ``seconds`` of wall time."""
+    import keras
+
+    class Deadline(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.fired = False
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.start > seconds:
+                self.fired = True
+                self.model.stop_training = True
+
+    return Deadline()
+
+
+@dataclasses.dataclass
+class CardRecipe:
+    """Everything one trained model card depends on; the CLI's ``train`` fills it from its options."""
+
+    task: str
+    out_dir: Path
+    sigma: float | None = None
+    sigma_range: tuple[float, float] | None = None
+    scale: int | None = None
+    scales: list[int] | None = None
+    channels: int = 1
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    upsample: str = "pre"
+    profile: str | None = None
+    card_id: str | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    patch_size: int | None = None
+    learning_rate: float | None = None
+    mixed_precision: bool | None = None
+    train_dataset: str = "train400"
+    train_limit: int | None = None
+    val_dataset: str | None = None
+    eval_datasets: list[str] | None = None
+    eval_limit: int | None = None
+    seed: int = 0
+    workers: int = 1
+    time_limit_min: float | None = None
+    command: str = ""
+    verbose: int | str = "auto"
+
+    @property
+    def id(self) -> str:
+        return self.card_id or tasks.card_id(self.task, self.sigma, self.scale, self.sigma_range, self.channels,
+                                             self.scales)
+
+    def check_out_dir(self, overwrite: bool = False) -> None:
+        """Fail before any work when the card exists (without ``overwrite``) or the folder cannot be written."""
+        from .io import check_output_path
+
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise OutputError(f"--out {self.out_dir} is a file: pass a folder for the weights and the card")
+        if self.out_dir.is_dir():
+            check_output_path(self.out_dir / f"{self.id}.json", overwrite=overwrite, suffix=".json")
+        else:
+            check_output_path(self.out_dir, overwrite=False, suffix=None)  # its parent must be writable
+
+
+def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any, Any, Any]:
+    """(train PatchDataset, validation PatchDataset, train set, validation set) of a recipe."""
+    from . import data
+
+    mode = "rgb" if recipe.channels == 3 else "gray"
+    train_set = data.load_dataset(recipe.train_dataset, mode=mode, limit=recipe.train_limit or profile.train_images)
+    val_set = data.load_dataset(recipe.val_dataset or tasks.DEFAULT_DATASETS[recipe.task], mode=mode,
+                                limit=profile.test_images)
+    degradation = tasks.training_degradation(recipe.task, sigma=recipe.sigma_range or recipe.sigma,
+                                             scale=recipe.scale, scales=recipe.scales, post=post)
+    steps = recipe.steps or profile.steps_per_epoch
+    patch_args = {"patch_size": recipe.patch_size or profile.patch_size, "batch_size": profile.batch_size,
+                  "channels": recipe.channels, "scale": recipe.scale if post else 1}
+    train_data = data.PatchDataset(train_set.images, degradation, steps_per_epoch=steps, seed=recipe.seed,
+                                   workers=recipe.workers, **patch_args)
+    val_data = data.PatchDataset(val_set.images, degradation, steps_per_epoch=max(1, steps // 10),
+                                 seed=recipe.seed + 1, augment=False, **patch_args)
+    return train_data, val_data, train_set, val_set
+
+
+def _history_lists(history: Any) -> dict[str, list[float | None]]:
+    """Per-epoch lists of a keras History, NaN as None (JSON has no NaN)."""
+    return {str(k): [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
+            for k, values in history.history.items()}
+
+
+def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], None] = print) -> list[dict]:
+    """The card's metrics, measured on the weights as stored (float16), not on the in-memory float32 model."""
+    from . import weights
+
+    shipped = weights.load_pretrained(card=card)
+    names = recipe.eval_datasets or [recipe.val_dataset or tasks.DEFAULT_DATASETS[recipe.task]]
+    metrics = []
+    for name in names:
+        for scale in recipe.scales or [recipe.scale]:
+            sigma = recipe.sigma if recipe.sigma_range is None else 25.0
+            result = run_evaluation(shipped, recipe.task, name, channels=recipe.channels, sigma=sigma, scale=scale,
+                                    seed=0, limit=recipe.eval_limit)
+            protocol = {k: v for k, v in result.protocol.items() if k != "date"}
+            entry = {"dataset": name, "protocol": protocol, "psnr": round(result.mean_psnr, 4),
+                     "ssim": round(result.mean_ssim, 5), "limit": recipe.eval_limit}
+            entry.update({"sigma": sigma} if recipe.task == "denoise" else {})
+            entry.update({"scale": scale} if recipe.task == "sr" else {})
+            metrics.append(entry)
+            log(f"{name}{f' x{scale}' if scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
+    return metrics
+
+
+def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build, train and save a model with its card (weights, card and history in ``recipe.out_dir``)."""
+    from . import config, models, train, weights
+
+    profile = config.get_profile(recipe.profile)
+    config.set_seed(recipe.seed)
+    builder = recipe.arch or tasks.DEFAULT_BUILDERS[recipe.task]
+    kwargs = builder_kwargs(builder, recipe.task, recipe.channels, recipe.scale, recipe.upsample, profile,
+                            recipe.arch_kwargs)
+    with train.precision_policy(recipe.mixed_precision, profile) as precision:
+        model = models.build_model(builder, **kwargs)
+    post = recipe.task == "sr" and (builder == "fsrcnn" or kwargs.get("upsample") == "post")
+    train_data, val_data, train_set, val_set = _patch_data(recipe, profile, post)
+    recipe.out_dir.mkdir(parents=True, exist_ok=True)
+    deadline = deadline_callback(recipe.time_limit_min * 60) if recipe.time_limit_min else None
+    start = time.perf_counter()
+    history = train.train(model, train_data, val_data, profile=profile, epochs=recipe.epochs,
+                          steps_per_epoch=train_data.steps_per_epoch, learning_rate=recipe.learning_rate,
+                          history_path=recipe.out_dir / f"{recipe.id}{weights.HISTORY_SUFFIX}",
+                          mixed_precision=recipe.mixed_precision, verbose=recipe.verbose,
+                          callbacks=[deadline] if deadline else ())
+    wall = time.perf_counter() - start
+    fields: dict[str, Any] = {
+        "id": recipe.id, "task": recipe.task,
+        # Every argument, defaults included: the card must rebuild this model even if a default changes later.
+        "architecture": models.model_spec(model) or {"builder": builder, "kwargs": kwargs},
+        "command": recipe.command, "profile": profile.name, "seed": recipe.seed, "precision": precision,
+        "wall_time_s": round(wall, 1), "epochs_run": len(history.history.get("loss", [])),
+        "stopped_by_time_limit": bool(deadline and deadline.fired), "history": _history_lists(history),
+        "data": {"train": train_set.name, "validation": val_set.name,
+                 "fallback": bool(train_set.is_fallback or val_set.is_fallback),
+                 "registry_sha256": dataset_digest([train_set.name, val_set.name])},
+    }
+    if recipe.task == "denoise":
+        fields.update({"sigma": recipe.sigma} if recipe.sigma_range is None else {"sigma_range": list(recipe.sigma_range)})
+    if recipe.task == "sr":
+        fields.update({"scales": recipe.scales, "upsample": "pre"} if recipe.scales else
+                      {"scale": recipe.scale, "upsample": "post" if post else "pre"})
+    card = weights.save_pretrained(model, fields, recipe.out_dir)
+    card["metrics"] = measure_card(card, recipe, log)
+    card["anchors"] = [dict(a, scale=k) if k else a for k in (recipe.scales or [recipe.scale])
+                       for a in weights.anchors_for(recipe.task, recipe.sigma, k,
+                                                    sorted({m["dataset"] for m in card["metrics"]}))]
+    weights.write_card(card, card["_path"])
+    log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
+        f"({card['params']:,} parameters, {wall:.0f} s)")
+    return card
+
+
+def enhance_speed(model: Any, task: str, sizes: Sequence[int], *, scale: int = 1, channels: int = 1,
+                  tile: int | None = None, repeat: int = 3) -> list[tuple[int, float, float, float]]:
+    """(side, output megapixels, median seconds, seconds per megapixel) of :func:`deconvlab.infer.enhance` on random
+    square images; a warm-up call first, since graph tracing is not speed."""
+    from .infer import enhance
+
+    rng = np.random.default_rng(0)
+
+    def image(n: int) -> np.ndarray:
+        return rng.random((n, n) if channels == 1 else (n, n, 3), dtype=np.float32)
+
+    enhance(model, image(min(sizes)), task, scale=scale, tile=tile)
+    rows = []
+    for n in sizes:
+        img, times = image(n), []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            enhance(model, img, task, scale=scale, tile=tile)
+            times.append(time.perf_counter() - t0)
+        seconds, megapixels = float(np.median(times)), n * n * scale * scale / 1e6
+        rows.append((n, megapixels, seconds, seconds / megapixels))
+    return rows

@@ -1,0 +1,115 @@
+"""Small helpers the chapters repeat: result tables, verdicts on measured differences, mean PSNR, ripple measures.
+
+Each function computes exactly what the chapter helper of the same purpose computed; the names say what is
+measured (the chapters had three different ``ripple`` and three different ``verdict`` functions).
+"""
+
+from __future__ import annotations
+
+import html as _html
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _cell(value: Any, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
+    """A list of dicts (one per row, same keys) as Markdown text; floats rounded to ``digits``. Taught in chapter 4."""
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(row[k], digits) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(rows: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
+    """A list of dicts (one per row, same keys) as an HTML table; text escaped, floats rounded. Taught in chapter 1."""
+
+    def cell(value: Any) -> str:
+        return _cell(value, digits) if isinstance(value, float) else _html.escape(str(value))
+
+    head = "".join(f"<th>{_html.escape(key)}</th>" for key in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def grid_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """Rows of preformatted cells under ``header`` as Markdown: first column left-aligned, the others right. Taught in chapter 5."""
+    lines = ["| " + " | ".join(header) + " |", "|:--|" + "--:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def table(rows: Sequence[Mapping[str, Any]], digits: int = 2, html: bool = False) -> Any:
+    """:func:`markdown_table` (or :func:`html_table`) shown as a notebook cell's output. Taught in chapter 4."""
+    from IPython.display import HTML, Markdown
+
+    return HTML(html_table(rows, digits)) if html else Markdown(markdown_table(rows, digits))
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+
+
+def metric_agreement(d_psnr: float, d_ssim: float) -> str:
+    """'helps' when PSNR and SSIM both rise, 'hurts' when both fall, else 'mixed'. Taught in chapter 1."""
+    return "helps" if d_psnr > 0 and d_ssim > 0 else "hurts" if d_psnr < 0 and d_ssim < 0 else "mixed"
+
+
+def claim_verdict(gain_db: float, threshold: float = 0.1) -> str:
+    """A claimed gain 'supported' from ``threshold`` dB on, 'contradicted' from ``-threshold`` down, else
+    'inconclusive' (differences below the threshold are within run-to-run noise). Taught in chapter 3."""
+    if gain_db >= threshold:
+        return "supported"
+    return "contradicted" if gain_db <= -threshold else "inconclusive"
+
+
+def anchor_verdict(ours: float, bm3d: float, dncnn: float) -> str:
+    """Where a PSNR falls against the published BM3D and DnCNN-S numbers. Taught in chapter 4."""
+    if ours > dncnn:
+        return "above DnCNN-S"
+    return "between BM3D and DnCNN-S" if ours > bm3d else "below BM3D"
+
+
+# ---------------------------------------------------------------------------------------------- measures
+
+
+def mean_psnr(references: Iterable[np.ndarray], outputs: Iterable[np.ndarray]) -> float:
+    """Mean over image pairs of :func:`deconvlab.metrics.psnr` (the papers' per-image mean). Taught in chapter 6."""
+    from .metrics import psnr
+
+    return float(np.mean([psnr(r, o) for r, o in zip(references, outputs, strict=True)]))
+
+
+def model_psnr(model: Any, clean_images: Iterable[np.ndarray], degraded_images: Iterable[np.ndarray]) -> float:
+    """:func:`mean_psnr` of a model's outputs, each clipped to [0, 1], against the clean images. Taught in chapter 1."""
+    from .infer import predict_image
+
+    clean = list(clean_images)
+    outputs = [np.clip(predict_image(model, x), 0, 1) for x in degraded_images]
+    return mean_psnr(clean, outputs)
+
+
+def peak_to_peak_gray_levels(model: Any, flat: np.ndarray, border: int) -> float:
+    """Peak-to-peak ripple (0-255 gray levels) of a model's output on a flat input, ``border`` pixels from each
+    edge left out; a perfect upsampler answers a flat image with a flat one (0). Taught in chapter 2."""
+    import keras
+
+    out = keras.ops.convert_to_numpy(model(flat))[0, :, :, 0]
+    out = out[border : out.shape[0] - border, border : out.shape[1] - border]
+    return 255 * float(out.max() - out.min())
+
+
+def flat_response(model: Any, flat: np.ndarray, margin: int) -> tuple[np.ndarray, float]:
+    """(output crop, its standard deviation) of a model on a flat input, ``margin`` pixels from the borders left
+    out (they see the zero padding); the standard deviation measures the pattern the operator adds. Taught in chapter 5."""
+    from .infer import predict_image
+
+    out = predict_image(model, flat)[0, margin:-margin, margin:-margin, 0]
+    return out, float(out.std())
+
+
+def relative_ripple(out: np.ndarray) -> float:
+    """Peak-to-peak of an operator's response to a flat input, relative to its largest magnitude. Taught in chapter 6."""
+    return float((out.max() - out.min()) / np.abs(out).max())

@@ -1,0 +1,163 @@
+"""The three restoration tasks in one place: what each trains on, how it is evaluated, its default sets and card id.
+
+* ``denoise`` (DnCNN protocol): AWGN of ``sigma`` on the 0-255 scale; validation and test set BSD68.
+* ``sr`` (SRCNN/VDSR protocol): Y of ``modcrop(hr, scale)``, MATLAB bicubic downscale; test set Set5.
+* ``deblur``: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` with symmetric borders, then AWGN of
+  ``DEBLUR_NOISE_SIGMA``; test set Set12.
+
+Training (:func:`training_degradation`), evaluation (:func:`evaluation_pair`), the CLI and the model cards all ask
+this module, so a protocol changes in one place. Taught in chapter 4 (notebooks/04_code_example).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ArgumentError
+
+TASKS = ("denoise", "sr", "deblur")
+SUPPORTED_SCALES = (2, 3, 4)
+SIGMA_MAX = 100.0  # on the 255 scale; beyond it the "image" is mostly noise and no card is trained for it
+#: The validation set of training and the test set of ``evaluate`` when none is named.
+DEFAULT_DATASETS = {"denoise": "bsd68", "sr": "set5", "deblur": "set12"}
+DEFAULT_BUILDERS = {"denoise": "red_net", "sr": "red_net_sr", "deblur": "red_net"}
+#: What the degraded input is called in result tables (the "input" columns).
+INPUT_LABEL = {"denoise": "noisy", "sr": "bicubic", "deblur": "degraded"}
+
+Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def check_task(task: str) -> str:
+    """``task`` if it is one of :data:`TASKS`, else ArgumentError."""
+    if task not in TASKS:
+        raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    return task
+
+
+def check_sigma(sigma: float | None) -> float | None:
+    """Noise level on the 255 scale in (0, 100], or None."""
+    if sigma is None:
+        return None
+    if not math.isfinite(sigma) or not 0.0 < sigma <= SIGMA_MAX:
+        raise ArgumentError(
+            f"--sigma {sigma:g} is outside (0, {SIGMA_MAX:g}]: give the noise standard deviation on the "
+            "0-255 scale, e.g. --sigma 25"
+        )
+    return float(sigma)
+
+
+def check_scale(scale: int | None) -> int | None:
+    """A super-resolution factor from SUPPORTED_SCALES, or None."""
+    if scale is None:
+        return None
+    if scale not in SUPPORTED_SCALES:
+        raise ArgumentError(f"--scale {scale} is not supported: use one of {', '.join(map(str, SUPPORTED_SCALES))}")
+    return int(scale)
+
+
+def check_task_args(task: str, sigma: float | None, scale: int | None) -> tuple[float | None, int | None]:
+    """(sigma, scale) checked for one task: sigma for denoise only, a scale required for sr and only there."""
+    check_task(task)
+    sigma, scale = check_sigma(sigma), check_scale(scale)
+    if sigma is not None and task != "denoise":
+        raise ArgumentError(f"--sigma applies to --task denoise only; drop it for --task {task}")
+    if scale is not None and task != "sr":
+        raise ArgumentError(f"--scale applies to --task sr only; drop it for --task {task}")
+    if task == "sr" and scale is None:
+        raise ArgumentError(f"--task sr needs --scale ({', '.join(map(str, SUPPORTED_SCALES))})")
+    return sigma, scale
+
+
+def parse_scales(text: str) -> list[int]:
+    """``"2,3,4"``: two or more supported factors, sorted, for one multi-scale SR model (VDSR's training)."""
+    try:
+        scales = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        raise ArgumentError(f"--scales {text!r}: give factors separated by commas, e.g. 2,3,4") from None
+    if len(scales) < 2 or any(k not in SUPPORTED_SCALES for k in scales):
+        raise ArgumentError(f"--scales {text!r}: give two or more of {SUPPORTED_SCALES}, e.g. 2,3,4")
+    return scales
+
+
+def check_sigma_range(lo: float, hi: float) -> tuple[float, float]:
+    """The noise range of blind denoising: 0 <= lo < hi <= SIGMA_MAX (255 scale)."""
+    if not 0 <= lo < hi <= SIGMA_MAX:
+        raise ArgumentError(f"--sigma-range {lo:g} {hi:g}: need 0 <= LO < HI <= {SIGMA_MAX:g}")
+    return float(lo), float(hi)
+
+
+def dataset_mode(task: str, channels: int) -> str | None:
+    """How ``load_dataset`` should read a set for this task: the SR protocol keeps files as stored (it takes Y)."""
+    if task == "sr":
+        return None
+    return "rgb" if channels == 3 else "gray"
+
+
+def protocol_psf() -> np.ndarray:
+    """The deblurring protocol's PSF: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` (for Wiener and co). Taught in chapter 4."""
+    from .degrade import DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE, gaussian_psf
+
+    return gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)
+
+
+def evaluation_pair(task: str, clean: np.ndarray, index: int, *, sigma: float | None = None, scale: int | None = None,
+              seed: int = 0, psf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(reference, degraded input, low-resolution image or None) of test image ``index`` under the task's protocol.
+
+    Denoise and deblur draw the noise of image ``index`` from ``default_rng(seed + index)``; SR returns the Y
+    channel of ``modcrop(clean, scale)``, its bicubic baseline and the low-resolution image.
+    """
+    from . import degrade as dg
+    from . import metrics as mt
+
+    if task == "sr":
+        hr = mt.rgb_to_y(mt.modcrop(clean, scale))  # gray passes through rgb_to_y unchanged
+        low = dg.downscale(hr, scale)
+        return hr, dg.upscale(low, scale), low
+    degraded = clean if task == "denoise" else dg.blur(clean, protocol_psf() if psf is None else psf, mode="symmetric")
+    return clean, dg.add_gaussian_noise(degraded, sigma, seed=seed + index), None
+
+
+def training_degradation(task: str, *, sigma: float | Sequence[float] | None = None, scale: int | None = None,
+                         scales: Sequence[int] | None = None, post: bool = False) -> Degradation:
+    """The ``degrade(clean_batch, rng)`` a task trains with (see :class:`deconvlab.data.PatchDataset`).
+
+    ``sigma``: a level or a ``(lo, hi)`` range (blind denoising); ``scales``: several SR factors, one drawn per
+    batch from the batch's own generator (so runs repeat exactly); ``post``: SR models that upsample themselves
+    get the low-resolution patch.
+    """
+    from . import degrade as dg
+
+    check_task(task)
+    if task == "denoise":
+        return dg.noise_degradation(sigma)
+    if task == "deblur":
+        return dg.blur_degradation(protocol_psf(), dg.DEBLUR_NOISE_SIGMA)
+    if scales is None:
+        return dg.sr_degradation(scale, pre_upsample=not post)
+    per_scale = [dg.sr_degradation(k) for k in scales]
+
+    def multiscale(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return per_scale[int(rng.integers(len(per_scale)))](batch, rng)
+
+    return multiscale
+
+
+def card_id(task: str, sigma: float | None = None, scale: int | None = None,
+            sigma_range: Iterable[float] | None = None, channels: int = 1, scales: Sequence[int] | None = None) -> str:
+    """'denoise-sigma25', 'denoise-blind0-55', 'sr-x2', 'sr-x2-3-4', 'deblur' (plus '-rgb' for colour models)."""
+    if task == "denoise" and sigma is not None:
+        base = f"denoise-sigma{sigma:g}"
+    elif task == "denoise" and sigma_range is not None:
+        lo, hi = sigma_range
+        base = f"denoise-blind{lo:g}-{hi:g}"
+    elif task == "sr" and scales:
+        base = "sr-x" + "-".join(str(int(k)) for k in scales)
+    elif task == "sr" and scale is not None:
+        base = f"sr-x{int(scale)}"
+    else:
+        base = task
+    return base + ("-rgb" if channels == 3 else "")

@@ -1,0 +1,122 @@
+"""deconvlab.report computes what the chapters' own helpers computed (their definitions are copied here verbatim)."""
+
+from __future__ import annotations
+
+import html
+
+import keras
+import numpy as np
+import pytest
+
+from deconvlab import infer, metrics, models, report
+
+RNG = np.random.default_rng(3)
+ROWS = [{"method": "BM3D <fast>", "PSNR (dB)": 28.5712, "images": 68},
+        {"method": "RED-Net & co", "PSNR (dB)": 29.1, "images": 68}]
+
+
+# ----------------------------------------------------------------------- the chapters' helpers, as they were
+
+
+def chapter1_table(rows, digits=2):
+    def cell(value):
+        return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+
+    head = "".join(f"<th>{html.escape(key)}</th>" for key in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def chapter4_table(rows, digits=2):
+    def cell(value):
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(row[k]) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def chapter5_md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|:--|" + "--:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
+def chapter1_verdict(d_psnr, d_ssim):
+    return "helps" if d_psnr > 0 and d_ssim > 0 else "hurts" if d_psnr < 0 and d_ssim < 0 else "mixed"
+
+
+def chapter3_verdict(gain_db, threshold=0.1):
+    if gain_db >= threshold:
+        return "supported"
+    return "contradicted" if gain_db <= -threshold else "inconclusive"
+
+
+def chapter4_verdict(ours, bm3d, dncnn):
+    if ours > dncnn:
+        return "above DnCNN-S"
+    return "between BM3D and DnCNN-S" if ours > bm3d else "below BM3D"
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+
+def test_tables_match_the_chapter_helpers():
+    for digits in (1, 2, 4):
+        assert report.html_table(ROWS, digits) == chapter1_table(ROWS, digits)
+        assert report.markdown_table(ROWS, digits) == chapter4_table(ROWS, digits)
+    assert "&lt;fast&gt;" in report.html_table(ROWS) and "28.57" in report.markdown_table(ROWS)
+    rows = [["red_net", "29.10", 0.5], ["bm3d", "28.57", 12]]
+    assert report.grid_table(["method", "PSNR", "seconds"], rows) == chapter5_md_table(["method", "PSNR", "seconds"], rows)
+    assert report.table(ROWS).data == chapter4_table(ROWS)
+    assert report.table(ROWS, html=True).data == chapter1_table(ROWS)
+
+
+@pytest.mark.parametrize("d_psnr", [-0.3, 0.0, 0.2])
+@pytest.mark.parametrize("d_ssim", [-0.01, 0.0, 0.02])
+def test_metric_agreement(d_psnr, d_ssim):
+    assert report.metric_agreement(d_psnr, d_ssim) == chapter1_verdict(d_psnr, d_ssim)
+
+
+@pytest.mark.parametrize("gain", [-0.5, -0.1, -0.05, 0.0, 0.09, 0.1, 0.7])
+def test_claim_and_anchor_verdicts(gain):
+    assert report.claim_verdict(gain) == chapter3_verdict(gain)
+    assert report.claim_verdict(gain, threshold=0.05) == chapter3_verdict(gain, threshold=0.05)
+    ours = 28.0 + 10 * gain
+    assert report.anchor_verdict(ours, 28.57, 29.23) == chapter4_verdict(ours, 28.57, 29.23)
+    assert {report.anchor_verdict(x, 28.57, 29.23) for x in (27.0, 29.0, 30.0)} == {
+        "below BM3D", "between BM3D and DnCNN-S", "above DnCNN-S"}
+
+
+def test_mean_psnr_and_model_psnr():
+    clean = [RNG.random((12, 10)).astype(np.float32) for _ in range(3)]
+    noisy = [np.clip(c + RNG.normal(0, 0.1, c.shape), 0, 1).astype(np.float32) for c in clean]
+    # chapter 6: the mean over images of per-image PSNR
+    assert report.mean_psnr(clean, noisy) == float(np.mean([metrics.psnr(t, o) for t, o in zip(clean, noisy, strict=True)]))
+    # chapter 1: a model's outputs, clipped to [0, 1]
+    model = models.plain_cnn(depth=2, width=4)
+    expected = float(np.mean([metrics.psnr(c, np.clip(infer.predict_image(model, n), 0, 1))
+                              for c, n in zip(clean, noisy, strict=True)]))
+    assert report.model_psnr(model, clean, noisy) == expected
+    with pytest.raises(ValueError):
+        report.mean_psnr(clean, noisy[:2])
+
+
+def test_ripple_measures():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 1))
+    up = keras.layers.Conv2DTranspose(1, 4, strides=2, padding="same", use_bias=False)
+    model = keras.Model(inputs, up(inputs))
+    flat = np.full((1, 32, 32, 1), 0.5, "float32")
+    # chapter 2: peak-to-peak of the centre 32x32 of the 64x64 output, in gray levels
+    out = keras.ops.convert_to_numpy(model(flat))[0, 16:48, 16:48, 0]
+    assert report.peak_to_peak_gray_levels(model, flat, border=16) == 255 * float(out.max() - out.min()) > 0
+    # chapter 5: the crop and its standard deviation
+    crop, std = report.flat_response(model, flat, margin=8)
+    expected = infer.predict_image(model, flat)[0, 8:-8, 8:-8, 0]
+    np.testing.assert_array_equal(crop, expected)
+    assert std == float(expected.std()) > 0
+    # chapter 6: peak-to-peak relative to the largest magnitude; a flat response has none
+    response = RNG.normal(size=(9, 9))
+    assert report.relative_ripple(response) == float((response.max() - response.min()) / np.abs(response).max())
+    assert report.relative_ripple(np.full((4, 4), 0.3)) == 0.0
