@@ -48,3 +48,61 @@ print("RESULT", json.dumps({"engine": s.engine, "n": s.num_replicas, "loss": h.h
     result = json.loads(line.split(" ", 1)[1])
     assert result == {**result, "engine": "keras.distribution.DataParallel", "n": 2}
     assert np.isfinite(result["loss"])
+
+
+def test_jax_data_parallel_fused_training_matches_one_device():
+    # The fast path of benchmarks/time_to_quality.py on 2 emulated devices: the on-device sampler draws the same
+    # bits on any device count, the step is split over the replicas (an all-reduce appears in the compiled
+    # step), and training ends at the weights one device reaches, up to the order of the gradient sums.
+    code = """
+import json, sys, numpy as np, jax, keras
+sys.path.insert(0, "benchmarks")
+from time_to_quality import FusedTrainer
+from deconvlab.distribute import data_parallel
+from deconvlab.models import red_net
+from deconvlab.sampler import PatchSampler
+
+rng = np.random.default_rng(0)
+images = [rng.random((40, 48), dtype=np.float32) for _ in range(6)]
+
+def train(devices):
+    s = data_parallel(devices)
+    keras.utils.set_random_seed(1)
+    with s.scope():
+        model = red_net(depth=2, width=8)
+    sampler = PatchSampler(images, 16, 8, 25.0, seed=3, device=s.replicated())
+    sharded = jax.jit(sampler.sample, out_shardings=(s.batch_sharding(),) * 2)(*sampler.state(), 5)
+    t = FusedTrainer(model, 3, sampler=sampler, warmup=2, strategy=s)
+    state = t.init()
+    start = [np.asarray(w) for w in state[0]]  # host copies: the step donates the state's buffers
+    hlo = t._run.lower(state, t._data, np.int32(0), np.float32(6)).compile().as_text()
+    for first in (0, 3):
+        state, loss = t.run(state, first, 6)
+    moved = max(float(np.max(np.abs(np.asarray(w) - w0))) for w, w0 in zip(state[0], start))
+    return s, sharded, state, float(loss), "all-reduce" in hlo, moved
+
+one, batch1, state1, loss1, reduce1, moved = train(["cpu:0"])
+two, batch2, state2, loss2, reduce2, _ = train(["cpu:0", "cpu:1"])
+diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(state1[0], state2[0]))
+print("RESULT", json.dumps({
+    "replicas": [one.num_replicas, two.num_replicas],
+    "shards": len(batch2[0].addressable_shards),
+    "shard_rows": [s.data.shape[0] for s in batch2[0].addressable_shards],
+    "same_bits": all(np.asarray(a).tobytes() == np.asarray(b).tobytes() for a, b in zip(batch1, batch2)),
+    "all_reduce": [reduce1, reduce2], "loss": [loss1, loss2], "max_weight_diff": diff,
+    "moved": moved}))
+"""
+    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=root)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT")), None)
+    assert line, proc.stderr[-2000:]
+    result = json.loads(line.split(" ", 1)[1])
+    assert result["replicas"] == [1, 2]
+    assert result["shards"] == 2 and result["shard_rows"] == [4, 4]  # global batch 8 split 4 + 4
+    assert result["same_bits"]
+    assert result["all_reduce"] == [False, True]
+    assert np.isfinite(result["loss"]).all() and abs(result["loss"][0] - result["loss"][1]) < 1e-5
+    assert result["moved"] > 1e-4 and result["max_weight_diff"] < 1e-5  # training moved the weights, alike

@@ -6,6 +6,13 @@ every global batch across the replicas:
 * JAX: ``keras.distribution.DataParallel`` over the visible accelerators;
 * TensorFlow: ``tf.distribute.MirroredStrategy`` (one replica on a CPU-only machine);
 * PyTorch: not provided; Keras 3 leaves multi-GPU PyTorch to ``torchrun`` and DDP.
+
+On JAX the strategy also gives the shardings of the same device mesh (:meth:`Strategy.batch_sharding`,
+:meth:`Strategy.replicated`), for training loops that build the global batch on the devices themselves
+(``benchmarks/time_to_quality.py`` with :class:`deconvlab.sampler.PatchSampler`): the clean images and the
+weights are replicated, the sampled batch is constrained to the batch sharding, and XLA's SPMD partitioner splits
+the step over the devices and all-reduces the gradients. JAX's partitionable Threefry makes the sampled batch
+the same bits on any number of devices, so one and two devices train on identical data.
 """
 
 from __future__ import annotations
@@ -26,10 +33,31 @@ class Strategy:
     num_replicas: int
     devices: list[str]
     _scope: Callable[[], Any]
+    distribution: Any = None  # the keras.distribution.DataParallel on JAX, else None
 
     def scope(self):
         """Build and compile the model inside this context."""
         return self._scope()
+
+    def _mesh(self):
+        if self.distribution is None:
+            raise ArgumentError(
+                f"shardings come from keras.distribution on the JAX backend; this strategy is {self.engine}: "
+                "set KERAS_BACKEND=jax"
+            )
+        return self.distribution.device_mesh.backend_mesh
+
+    def batch_sharding(self):
+        """JAX sharding that splits axis 0 (the batch) over the replicas, the layout ``fit`` gives its batches."""
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        return NamedSharding(self._mesh(), PartitionSpec(self.distribution.batch_dim_name))
+
+    def replicated(self):
+        """JAX sharding with a full copy on every replica (weights, optimizer state, resident training images)."""
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        return NamedSharding(self._mesh(), PartitionSpec())
 
 
 def data_parallel(devices: list[str] | None = None) -> Strategy:
@@ -40,7 +68,7 @@ def data_parallel(devices: list[str] | None = None) -> Strategy:
     if backend == "jax":
         found = devices or _jax_devices()
         dist = keras.distribution.DataParallel(devices=found)
-        return Strategy("keras.distribution.DataParallel", len(found), list(found), dist.scope)
+        return Strategy("keras.distribution.DataParallel", len(found), list(found), dist.scope, dist)
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -1,0 +1,166 @@
+"""On-device training patches for denoising: clean images resident on the accelerator, seeded crops, AWGN.
+
+:class:`~deconvlab.data.PatchDataset` builds every batch on the host (NumPy crops, flips and noise, then a
+host-to-device copy). On a fast GPU that input path, not the network, can set the pace. :class:`PatchSampler`
+keeps the clean training images on the device and builds each batch there with one gather and one noise draw:
+
+* batch ``step`` is a pure function of ``(seed, step)``: its key is ``fold_in(key(seed), step)`` of JAX's
+  counter-based Threefry generator, so a run repeats bit for bit on any device, however many steps are fused
+  into one dispatch (``lax.scan``) and in whatever order batches are drawn;
+* an image is picked uniformly, then a crop position uniformly inside that image, then one of the 8 symmetries
+  of the square (the same quarter turns and mirror as ``PatchDataset``); images of different sizes are padded
+  into one array and each crop stays inside its own image;
+* the input is ``clean + sigma / 255 * N(0, 1)`` in float32, not clipped (the DnCNN protocol's AWGN); a
+  ``(lo, hi)`` sigma draws one level per patch, uniformly (blind denoising).
+
+JAX only: the fast training path of the GPU host is Keras on JAX, and a counter-based generator is what makes
+the batches independent of how steps are dispatched. Other backends keep ``PatchDataset``.
+Super-resolution keeps the host path: its MATLAB-bicubic degradation (:mod:`deconvlab.degrade`) is not ported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import ArgumentError
+
+__all__ = ["PatchSampler", "dihedral_index_grids"]
+
+
+def dihedral_index_grids(size: int) -> np.ndarray:
+    """(8, size, size, 2) source (row, col) of every output pixel under each of the 8 symmetries of the square.
+
+    Symmetry ``k`` is ``k % 4`` quarter turns (``np.rot90``), then a left-right mirror when ``k >= 4``: the
+    order of :func:`deconvlab.data._dihedral`, so both samplers mean the same thing by a symmetry index.
+    """
+    flat = np.arange(size * size).reshape(size, size)
+    grids = []
+    for k in range(8):
+        moved = np.rot90(flat, k % 4, axes=(0, 1))
+        moved = moved[:, ::-1] if k >= 4 else moved
+        grids.append(np.stack(np.divmod(moved, size), axis=-1))
+    return np.stack(grids).astype(np.int32)
+
+
+def _stack_images(images: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Gray images as one zero-padded (N, H, W) float32 array plus their (N, 2) true sizes."""
+    from .data import Dataset
+    from .io import check_image
+
+    if isinstance(images, Dataset):
+        images = images.images
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = list(images)
+    arrays = []
+    for i, img in enumerate(images):
+        arr = check_image(img, f"images[{i}]")
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 2:
+            raise ArgumentError(
+                f"images[{i}] has shape {arr.shape}: the sampler trains gray denoisers; load the set with mode='gray'"
+            )
+        arrays.append(np.asarray(arr, dtype=np.float32))
+    if not arrays:
+        raise ArgumentError("no training images: pass a non-empty list of gray images")
+    sizes = np.array([a.shape for a in arrays], dtype=np.int32)
+    height, width = sizes.max(axis=0)
+    stacked = np.zeros((len(arrays), height, width), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        stacked[i, : a.shape[0], : a.shape[1]] = a
+    return stacked, sizes
+
+
+class PatchSampler:
+    """Seeded (noisy, clean) batches of gray patches built on the device from resident clean images.
+
+    ``PatchSampler(images, patch_size=50, batch_size=128, sigma=25, seed=0)``; ``sampler.batch(step)`` returns
+    the NHWC float32 device arrays ``(noisy, clean)`` of batch ``step``. Inside a jitted training step use the
+    pure function ``sampler.sample(images, sizes, key, step)`` with ``sampler.state()`` (the resident arrays
+    and the base key) so the sampling fuses with the step. ``device`` (a JAX device) defaults to JAX's first.
+    """
+
+    def __init__(self, images: Any, patch_size: int, batch_size: int, sigma: float | tuple[float, float],
+                 seed: int = 0, augment: bool = True, device: Any = None) -> None:
+        for label, value, low in (("patch_size", patch_size, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
+        self.sigma = self._check_sigma(sigma)
+        self.patch_size = int(patch_size)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.augment = bool(augment)
+        stacked, sizes = _stack_images(images)
+        usable = np.all(sizes >= self.patch_size, axis=1)
+        if not usable.any():
+            raise ArgumentError(
+                f"no image is at least {self.patch_size}x{self.patch_size}: pass larger images or a smaller patch_size"
+            )
+        # an image smaller than the patch would need crops outside itself: leave it out, as PatchDataset does
+        stacked, sizes = stacked[usable], sizes[usable]
+        self.num_images = int(stacked.shape[0])
+
+        import jax
+
+        self._jax = jax
+        device = device or jax.devices()[0]
+        self.images = jax.device_put(stacked, device)
+        self.sizes = jax.device_put(sizes, device)
+        self.grids = jax.device_put(dihedral_index_grids(self.patch_size), device)
+        self.key = jax.random.key(self.seed)
+        self._batch = jax.jit(self.sample)
+
+    @staticmethod
+    def _check_sigma(sigma: Any) -> tuple[float, float]:
+        levels = tuple(sigma) if isinstance(sigma, (tuple, list)) else (sigma, sigma)
+        if len(levels) != 2 or not all(
+            isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, bool) and math.isfinite(s)
+            and s >= 0 for s in levels
+        ) or levels[0] > levels[1]:
+            raise ArgumentError(f"sigma={sigma!r}: pass a level >= 0 (255 scale) or a (lo, hi) range with lo <= hi")
+        return float(levels[0]), float(levels[1])
+
+    def state(self) -> tuple[Any, Any, Any, Any]:
+        """The device arrays ``sample`` reads: (images, sizes, dihedral grids, base key)."""
+        return self.images, self.sizes, self.grids, self.key
+
+    def draw(self, key: Any, step: Any, sizes: Any) -> dict[str, Any]:
+        """The random choices of batch ``step``: image index, crop corner, symmetry and noise level per patch."""
+        jax = self._jax
+        jnp = jax.numpy
+        k_image, k_row, k_col, k_turn, k_sigma, k_noise = jax.random.split(jax.random.fold_in(key, step), 6)
+        count, size = self.batch_size, self.patch_size
+        which = jax.random.randint(k_image, (count,), 0, self.num_images)
+        # each crop corner is uniform over the positions that keep the patch inside its own image
+        rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
+        cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
+        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
+                 else jnp.zeros((count,), dtype=jnp.int32))
+        lo, hi = self.sigma
+        sigmas = (jnp.full((count,), lo, dtype=jnp.float32) if lo == hi
+                  else jax.random.uniform(k_sigma, (count,), jnp.float32, lo, hi))
+        return {"which": which, "rows": rows, "cols": cols, "turns": turns, "sigmas": sigmas, "noise_key": k_noise}
+
+    def sample(self, images: Any, sizes: Any, grids: Any, key: Any, step: Any) -> tuple[Any, Any]:
+        """Pure function: NHWC float32 ``(noisy, clean)`` of batch ``step`` (jit- and scan-friendly)."""
+        jax = self._jax
+        jnp = jax.numpy
+        choice = self.draw(key, step, sizes)
+        source = grids[choice["turns"]]  # (B, p, p, 2) source offsets inside the crop
+        r = choice["rows"][:, None, None] + source[..., 0]
+        c = choice["cols"][:, None, None] + source[..., 1]
+        # one gather does the crop and the symmetry together
+        clean = images[choice["which"][:, None, None], r, c][..., None]
+        noise = jax.random.normal(choice["noise_key"], clean.shape, dtype=jnp.float32)
+        noisy = clean + noise * (choice["sigmas"] / 255.0)[:, None, None, None]
+        return noisy, clean
+
+    def batch(self, step: int) -> tuple[Any, Any]:
+        """Device arrays ``(noisy, clean)`` of batch ``step`` (one jitted dispatch; no host copy)."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ArgumentError(f"step={step!r}: pass an integer >= 0")
+        return self._batch(self.images, self.sizes, self.grids, self.key, np.uint32(step))
+
