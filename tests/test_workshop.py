@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,10 +23,133 @@ def test_workshop_tables_match_the_notebooks_and_measurements():
             f"book/workshop/_generated/{name} is stale: run `make workshop`"
 
 
-def test_agendas_fit_their_time():
+@pytest.fixture(scope="module")
+def chapters():
+    return make_workshop.read_chapters()
+
+
+def test_agendas_fit_their_time(chapters):
     for key in make_workshop.AGENDAS:
-        text = (make_workshop.OUT / f"{key}.md").read_text(encoding="utf-8")
-        assert "(fits)" in text, f"{key}: the agenda is longer than planned"
+        agenda = make_workshop.plan_agenda(key, chapters)
+        assert agenda.fits, f"{key}: {agenda.total_min} min planned in {agenda.limit_min}"
+
+
+def test_every_chapter_states_its_time_to_learn(chapters):
+    for stem, ch in chapters.items():
+        if stem != "00_setup":
+            assert ch.learn_min, f"{stem}: no '**Time to learn**: about N minutes' in its Prerequisites"
+
+
+def test_no_chapter_slot_of_the_day_is_shorter_than_its_estimate(chapters):
+    agenda = make_workshop.plan_agenda("agenda_day", chapters)
+    slots = {s.chapter.stem: s for s in agenda.slots if s.chapter is not None}
+    assert set(slots) == set(chapters), "the one-day agenda leaves out a chapter"
+    for stem, ch in chapters.items():
+        slot = slots[stem]
+        estimate = (ch.learn_min or 0) + slot.exercise_min + slot.run_s / 60 + slot.block.fixed_min
+        assert slot.minutes >= estimate >= (ch.learn_min or 0), \
+            f"{stem}: slot {slot.minutes} min, estimate {estimate:.1f} min (time to learn {ch.learn_min})"
+        assert slot.run_s >= (ch.total_s or 0) - sum(e.solution_s for e in ch.exercises) - 1e-6, \
+            f"{stem}: the slot does not run the whole notebook"
+
+
+def test_one_day_agenda_leaves_at_most_a_tenth_unallocated(chapters):
+    agenda = make_workshop.plan_agenda("agenda_day", chapters)
+    assert 0 <= agenda.unallocated_min <= make_workshop.UNALLOCATED_MAX * agenda.limit_min, \
+        f"{agenda.unallocated_min} of {agenda.limit_min} minutes unallocated"
+
+
+def test_time_to_learn_is_read_as_the_chapters_state_it():
+    read = make_workshop.time_to_learn
+    assert read("**Time to learn**: about 45 minutes. In the `quick` profile") == 45
+    assert read("**Time to learn**: about an hour to read; a few minutes to run") == 60
+    assert read("**Time to learn**: 1.5 hours") == 90
+    assert read("**Time to learn**: about an hour and a half") == 90
+    assert read("Time to learn is not stated here") is None
+
+
+def test_training_runs_are_counted_in_loops_functions_and_train_on_batch():
+    """Every training call counts, as often as the loops around it run: the regex count found 1 per cell."""
+    cells = [
+        'MODELS = ("plain", "skip", "fuse")\nsizes = [2, 8]\n',
+        "for name in MODELS:\n    for n in sizes:\n        dl.train.train(build(name), data(n))\n",
+        "histories = {k: m.fit(x, y) for k, m in {'a': a, 'b': b}.items()}\n",
+        "def finetune(model, steps):\n    for _ in range(steps):\n        model.train_on_batch(x, y)\n"
+        "        disc.train_on_batch(x, z)\n    return model\n",
+        "for w in (0.0, 0.1):\n    finetune(copy(g), n_steps)\n",
+        "def probe(model, steps=3):\n    model.train_on_batch(x, y)\n    for _ in range(steps):\n"
+        "        model.train_on_batch(x, y)\n",
+        "rates = [probe(m) for m in (a, b, c, d)]\n",
+        "def helper():\n    return model.fit(x, y)\n",  # defined, never called: trains nothing
+        "if n_gpus < 2:\n    print('skipped')\nelse:\n    model.fit(x, y)\n",
+        "for batch in loader:\n    model.fit(batch)\n",  # unknown length: counted once
+        "%env DECONVLAB_PROFILE=quick\n!python -m deconvlab train --task denoise\n",
+        "def one_step():\n    model.train_on_batch(x, y)\n",
+        "for _ in range(50):\n    one_step()\nfor _ in range(n_steps):\n    one_step()\n",
+        "model.train_on_batch(x, y)\nfor _ in range(9):\n    model.train_on_batch(x, y)\n",
+    ]
+    counter = make_workshop.TrainingCounter()
+    per_cell = [counter.count(c) for c in cells]
+    Run = make_workshop.Run
+    assert per_cell[0] == [] and per_cell[7] == []
+    assert per_cell[1] == [Run(6)]  # 3 models x 2 sizes
+    assert per_cell[2] == [Run(2)]  # a comprehension over a dict literal
+    assert per_cell[3] == []  # defining a training function trains nothing
+    assert per_cell[4] == [Run(2)]  # two fine-tunes, each one run of unknown step count (both steps inside)
+    assert per_cell[5] == []
+    assert per_cell[6] == [Run(4, steps=4)]  # 4 probes of 1 + 3 literal steps each
+    assert per_cell[8] == [Run(1)]
+    assert per_cell[9] == [Run(1)]
+    assert per_cell[10] == [Run(1)]
+    assert per_cell[11] == []
+    assert per_cell[12] == [Run(1, steps=50), Run(1)]  # a loop of unknown length over steps: a whole run
+    assert per_cell[13] == [Run(1, steps=10)]  # the steps of one cell form one run
+    assert make_workshop.total_runs(r for runs in per_cell for r in runs) == 20
+
+
+def test_run_estimate_weighs_literal_step_counts():
+    cell_t4 = {"t4_s": 120.0, "steps": 3000}
+    runs = [make_workshop.Run(2), make_workshop.Run(3, steps=30)]
+    assert make_workshop.runs_t4_s(runs, cell_t4) == pytest.approx(2 * 120 + 3 * 120 * 30 / 3000)
+    assert make_workshop.runs_t4_s(runs, None) is None and make_workshop.runs_t4_s([], None) == 0.0
+
+
+def _timed(cell, seconds):
+    cell.metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:00Z",
+                                  "shell.execute_reply": f"2026-01-01T00:00:{seconds:02d}Z"}
+    return cell
+
+
+def test_exercises_are_counted_from_directives_and_solution_blocks(tmp_path):
+    v4 = nbformat.v4
+    cells = [
+        v4.new_markdown_cell("# A chapter"),
+        v4.new_markdown_cell("## Prerequisites\n\n**Time to learn**: about 20 minutes."),
+        v4.new_markdown_cell("## 1. Teaching " + "word " * 300),
+        _timed(v4.new_code_cell("model.fit(x, y)"), 30),
+        v4.new_markdown_cell("## 2. More " + "word " * 100),
+        _timed(v4.new_code_cell("y = 1"), 2),
+        v4.new_markdown_cell("## Exercises"),
+        v4.new_markdown_cell(":::{exercise} First\n:label: x-1\n\nDo it.\n:::"),
+        v4.new_markdown_cell("```{solution-start} x-1\n:class: dropdown\n```"),
+        _timed(v4.new_code_cell("for s in (1, 2, 3):\n    model.fit(x, y)", metadata={"tags": ["solution"]}), 9),
+        _timed(v4.new_code_cell("print(2)", metadata={"tags": ["solution"]}), 1),
+        v4.new_markdown_cell("An explanation."),
+        v4.new_markdown_cell("```{solution-end}\n```"),
+        v4.new_markdown_cell(":::{exercise} Second, no answer shipped\n:label: x-2\n:::"),
+    ]
+    nb = v4.new_notebook(cells=cells, metadata={"deconvlab": {"seconds": 45.0, "device": "CPU"}})
+    path = tmp_path / "09_test.ipynb"
+    nbformat.write(nb, path)
+    ch = make_workshop.read_chapter(path)
+    assert ch.learn_min == 20
+    assert [(e.label, e.title, e.solution_s, make_workshop.total_runs(e.runs)) for e in ch.exercises] == \
+        [("x-1", "First", 10.0, 3), ("x-2", "Second, no answer shipped", 0.0, 0)]
+    first, second = (s for s in ch.sections if s.title.startswith(("1.", "2.")))
+    assert ch.section_learn_min(first) / ch.section_learn_min(second) == pytest.approx(first.words / second.words)
+    assert first.words > 2.5 * second.words
+    assert sum(ch.section_learn_min(s) for s in ch.sections) == pytest.approx(20)
+    assert make_workshop.total_runs(ch.runs) == 1 and ch.overhead_s == pytest.approx(45 - 42)
 
 
 def test_results_table_and_readme_match_the_cards():
