@@ -30,11 +30,19 @@ unit: install
 notebooks: install
 	$(STAGE) "notebooks (nbval)" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks -q
 
-# Every chapter once more with the network blocked (a new network namespace) and no local data copy: the offline
-# fallback to scikit-image's photographs must carry each one. Outputs are not compared; unexpected errors fail.
-notebooks-offline: install
-	$(STAGE) "notebooks offline" env -u DECONVLAB_DATA DECONVLAB_CACHE="$$(mktemp -d)" DECONVLAB_PROFILE=quick \
-	  KERAS_BACKEND=tensorflow unshare -rn sh -c 'ip link set lo up && $(PY) tools/nbtools.py offline'
+# Every chapter once more, as a Colab or new user runs it: in a fresh venv made with only `pip install -e ".[book]"`,
+# with the network blocked (a new network namespace) and no local data copy, so the offline fallback to
+# scikit-image's photographs must carry each one. Outputs are not compared; unexpected errors fail.
+BOOK_VENV ?= .venv-book
+$(BOOK_VENV)/.installed: pyproject.toml
+	$(STAGE) "install .[book] into a fresh venv" sh -c 'rm -rf $(BOOK_VENV) && $(PYTHON) -m venv $(BOOK_VENV) && \
+	  $(BOOK_VENV)/bin/python -m pip install -q --upgrade pip && $(BOOK_VENV)/bin/python -m pip install -q -e ".[book]"'
+	touch $@
+
+notebooks-offline: $(BOOK_VENV)/.installed
+	$(STAGE) "notebooks offline (.[book] venv)" env -u DECONVLAB_DATA DECONVLAB_CACHE="$$(mktemp -d)" \
+	  DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow \
+	  unshare -rn sh -c 'ip link set lo up && $(BOOK_VENV)/bin/python tools/nbtools.py offline'
 
 test: lint unit notebooks notebooks-offline
 

@@ -45,20 +45,13 @@ FUSED_K = 50  # training steps per dispatch of the fused loop
 # ------------------------------------------------------------------------------------------------ FLOPs
 
 
-def macs_per_pixel(model) -> int:
-    """Multiply-adds per output pixel of every Conv2D / Conv2DTranspose at stride 1 (kernel volume x in x out)."""
-    macs = 0
-    for layer in model._flatten_layers(include_self=False):
-        if type(layer).__name__ in ("Conv2D", "Conv2DTranspose"):
-            if tuple(layer.strides) != (1, 1):
-                raise ValueError(f"{layer.name} has strides {layer.strides}: count it by its output size")
-            kh, kw, a, b = layer.kernel.shape  # Conv2D: (kh, kw, in, out); transposed: (kh, kw, out, in)
-            macs += kh * kw * a * b
-    return macs
-
-
 def train_flops_per_patch(model, patch: int) -> float:
-    """Training FLOPs of one patch: forward, input gradient and weight gradient, 2 FLOPs per multiply-add each."""
+    """Training FLOPs of one patch: forward, input gradient and weight gradient, 2 FLOPs per multiply-add each.
+
+    The multiply-adds come from the package's one MACs function, which the model cards record too.
+    """
+    from deconvlab.models import macs_per_pixel
+
     return 3 * 2 * macs_per_pixel(model) * patch * patch
 
 

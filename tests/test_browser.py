@@ -242,3 +242,54 @@ def test_formulas_render_with_the_network_blocked(book_html, chromium):
         assert report["state"] == "done", f"{page.name}: MathJax {report['state']} offline"
         assert report["formulas"] > 0 and report["typeset"] == report["formulas"], \
             f"{page.name}: {report['typeset']} of {report['formulas']} formulas rendered offline"
+
+
+# A page inside an iframe of a given width (its own viewport, so the theme's narrow-screen layout applies; headless
+# Chromium windows cannot be narrower than 500 px): which tables, code blocks and images stick out of the article?
+OVERFLOW_FRAME = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="__PAGE__" style="width:__WIDTH__px;height:1200px;border:0"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', function () { setTimeout(function () {
+  var doc = document.getElementById('f').contentDocument, out = [];
+  var article = doc.querySelector('article');
+  var right = article.getBoundingClientRect().right;
+  doc.querySelectorAll('article table, article pre, article img').forEach(function (el) {
+    for (var p = el.parentElement; p && p !== article; p = p.parentElement) {
+      var x = doc.defaultView.getComputedStyle(p).overflowX;
+      if (x === 'auto' || x === 'scroll') { return; }
+    }
+    var r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > right + 1) {
+      out.push(el.tagName + ' sticks out by ' + Math.round(r.right - right) + ' px: '
+               + (el.getAttribute('src') || el.textContent || '').slice(0, 50));
+    }
+  });
+  var pre = document.createElement('pre');
+  pre.id = '__PROBE_ID__';
+  pre.textContent = JSON.stringify({width: doc.defaultView.innerWidth, overflow: out});
+  document.body.appendChild(pre);
+}, 500); });
+</script></body></html>
+""".replace("__PROBE_ID__", PROBE_ID)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1280, 400])
+def test_nothing_is_wider_than_the_page_unless_it_scrolls(book_html, chromium, width):
+    pages = _chapter_pages(book_html) + sorted((book_html / "book").rglob("*.html"))
+    problems = []
+    for page in pages:
+        frame = page.with_name(f".frame-{page.name}")
+        frame.write_text(OVERFLOW_FRAME.replace("__PAGE__", page.name).replace("__WIDTH__", str(width)),
+                         encoding="utf-8")
+        try:
+            proc = _run(chromium, "--allow-file-access-from-files", "--virtual-time-budget=20000",
+                        "--dump-dom", frame.as_uri())
+        finally:
+            frame.unlink(missing_ok=True)
+        pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
+        assert pre is not None, f"{page.name}: the page did not load in a {width} px frame"
+        report = json.loads(pre.get_text())
+        assert report["width"] == width
+        problems += [f"{page.relative_to(book_html)}: {line}" for line in report["overflow"]]
+    assert not problems, f"at {width} px:\n" + "\n".join(problems[:20])

@@ -250,7 +250,7 @@ def test_bad_keras_file(capsys, gray_png, tmp_path):
 def test_no_command_and_help(capsys):
     code, _, err = run(capsys)
     assert_one_line_error(code, err, None, "choose a command")
-    for command in ("enhance", "evaluate", "train", "benchmark"):
+    for command in cli.COMMANDS:
         code, out, err = run(capsys, command, "--help")
         assert code == 0 and out.startswith(f"usage: deconvlab {command}") and err == ""
 

@@ -313,6 +313,107 @@ def test_changed_local_copy_is_refused(tmp_path, monkeypatch):
     assert "01.png" in one_line(err)
 
 
+# ------------------------------------------------------------------------------------------- fetch everything
+
+
+@pytest.fixture
+def shared_server(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 serving the shared copy of the sets, and the real registry pointed at it."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(SHARED)))
+    httpd.plan, httpd.hits = {}, defaultdict(int)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    real = paths.data_dir() / "registry.tsv"
+    out = tmp_path / "repo" / "data"
+    out.mkdir(parents=True)
+    with open(real, newline="") as src, open(out / "registry.tsv", "w", newline="") as dst:
+        rows = csv.DictReader(src, delimiter="\t")
+        writer = csv.DictWriter(dst, fieldnames=rows.fieldnames, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(dict(row, url=f"{url}/{row['dataset']}/{row['file']}"))
+    monkeypatch.setenv("DECONVLAB_ROOT", str(tmp_path / "repo"))
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@needs_shared
+def test_fetch_all_downloads_every_set_in_parallel_once(shared_server, tmp_path, capsys, monkeypatch):
+    # The first two files wait for each other: with one thread at a time the barrier would time out.
+    both_started = threading.Barrier(2, timeout=20)
+    threads, calls, lock, original = set(), [], threading.Lock(), registry._fetch
+
+    def spy(info, f):
+        with lock:
+            threads.add(threading.current_thread().name)
+            calls.append(f.file)
+            first_two = len(calls) <= 2
+        if first_two:
+            both_started.wait()
+        return original(info, f)
+
+    monkeypatch.setattr(registry, "_fetch", spy)
+    report = registry.fetch_all(workers=4, progress=True)
+    assert len(threads) > 1 and all(name.startswith("deconvlab-fetch") for name in threads)
+    cache = tmp_path / "cache"
+    assert list(report.paths) == list(data.DATASET_NAMES)
+    assert {name: len(p) for name, p in report.paths.items()} == COUNTS
+    reg = data.registry()
+    for name, got in report.paths.items():
+        assert got == [cache / name / f.file for f in reg[name].files]  # registry order, in the cache
+        for path, f in zip(got, reg[name].files, strict=True):
+            assert path.read_bytes() == (SHARED / name / f.file).read_bytes()
+    assert report.bytes == sum(info.total_bytes for info in reg.values()) and report.seconds > 0
+    assert sorted(shared_server.hits) == sorted(f"/{f.dataset}/{f.file}" for info in reg.values() for f in info.files)
+    err = capsys.readouterr().err
+    assert "fetching" in err and "100%" in err  # the tqdm bar, on stderr
+    summary = report.summary()
+    assert f"{sum(COUNTS.values())} files of 6 sets" in summary and f"in the cache {cache}" in summary
+
+    requests = sum(shared_server.hits.values())
+    again = registry.fetch_all(["set5", "SET12", "set5"], workers=3, progress=False)
+    assert list(again.paths) == ["set5", "set12"] and again.paths["set5"] == report.paths["set5"]
+    assert sum(shared_server.hits.values()) == requests  # all in the cache already: no request
+
+
+@needs_shared
+def test_fetch_all_stops_at_a_failure_and_keeps_the_verified_files(shared_server, tmp_path):
+    first = data.registry()["set5"].files[0]
+    shared_server.plan[f"/set5/{first.file}"] = ["500"] * (registry._RETRIES + 1)
+    with pytest.raises(DownloadError) as err:
+        registry.fetch_all(["set5"], workers=2, progress=False)
+    assert "HTTP 500" in one_line(err) and first.file in str(err.value)
+    kept = files_under(tmp_path / "cache" / "set5")
+    assert first.file not in kept and all(not name.endswith(".tmp") for name in kept)
+    with pytest.raises(ArgumentError):
+        registry.fetch_all(workers=0)
+    with pytest.raises(UnknownDatasetError):
+        registry.fetch_all(["set99"])
+
+
+@needs_shared
+def test_fetch_all_verifies_a_local_copy(monkeypatch, tmp_path):
+    monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+    report = registry.fetch_all(["set12", "set5"], progress=False)
+    assert report.paths["set12"][0] == SHARED / "set12" / data.registry()["set12"].files[0].file
+    assert report.source == f"the local copy DECONVLAB_DATA={SHARED}" and not (tmp_path / "cache").exists()
+
+
+@needs_shared
+def test_fetch_command_prints_the_time(shared_server, capsys):
+    from deconvlab import cli
+
+    code = cli.main(["fetch", "set5", "set12", "--workers", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.startswith("17 files of 2 sets (set5, set12)") and "verified by sha256 in " in out
+    assert err == ""  # no terminal here, so no progress bar
+    code = cli.main(["fetch", "--workers", "0"])
+    assert code == 2 and capsys.readouterr().err.strip() == "deconvlab: error: --workers 0: pass an integer >= 1 and <= 256"
+
+
 # ------------------------------------------------------------------------------------------- offline fallback
 
 

@@ -112,3 +112,85 @@ def test_argument_and_image_errors(small_net):
         infer.tile_predict(small_net, np.full((4, 4), np.nan, np.float32))
     with pytest.raises(ImageValueError, match="empty"):
         infer.predict_image(small_net, np.zeros((0, 4, 4, 1), np.float32))
+
+
+# ------------------------------------------------------------------------ exact tiling of multi-scale networks
+
+
+def _sharpen_tail(model, layer: str, factor: float = 300.0):
+    # an untrained residual branch is near zero; scale it up so the test compares more than the identity
+    kernel, bias = model.get_layer(layer).get_weights()
+    model.get_layer(layer).set_weights([kernel * factor, bias])
+    return model
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "tail"),
+    [
+        # the shipped RED-Net's depth (radius 30) at a test-sized width
+        ("red_net", dict(depth=15, width=6), "deconv15"),
+        # the recommended U-Net's depths (radius 31, stride 4) at a test-sized width
+        ("unet", dict(widths=(4, 8, 16), depths=(2, 2, 3)), "tail"),
+    ],
+)
+def test_default_tiling_equals_whole_image_on_an_odd_image(builder, kwargs, tail):
+    keras.utils.set_random_seed(5)
+    model = _sharpen_tail(models.build_model(builder, **kwargs), tail)
+    radius, stride = infer.tiling_geometry(model)
+    image = _rand((157, 131), seed=7)
+    whole = infer.predict_image(model, image)
+    assert np.abs(whole - image).max() > 0.05  # the network changes the image
+    overlap = infer.default_overlap(model)
+    assert overlap == -(-2 * radius // stride) * stride
+    tiled = infer.tile_predict(model, image, tile=overlap + 42)  # 3 x 3 tiles; 42 is off the stride grid
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+    # the old fixed default (overlap 32, so 8 pixels discarded) is not exact for a reach of 30 pixels
+    old = infer.tile_predict(model, image, tile=overlap + 42, overlap=32)
+    assert np.abs(old - whole).max() > 1e-4
+
+
+def test_shipped_red_net_geometry_and_default_tile():
+    model = models.red_net()
+    assert infer.tiling_geometry(model) == (30, 1)
+    assert infer.default_overlap(model) == 60
+    assert infer.default_tile(model) == 256
+    unet = models.unet(widths=(48, 96, 192), depths=(2, 2, 3))
+    assert infer.tiling_geometry(unet) == (31, 4)
+    assert infer.default_overlap(unet) == 64 and infer.default_tile(unet) == 256
+
+
+def test_strided_sr_tiling_is_exact_on_an_odd_image():
+    keras.utils.set_random_seed(6)
+    model = models.red_net_sr(3, upsample="post", depth=3, width=4, down="strided", up_init="bilinear")
+    lr = _rand((45, 38), seed=8)
+    whole = infer.predict_image(model, lr)
+    tiled = infer.tile_predict(model, lr, tile=infer.default_overlap(model) + 9)
+    assert tiled.shape == whole.shape == (135, 114)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5)
+
+
+def test_unaligned_origins_break_a_strided_network():
+    # the control for the stride grid: the same tiles shifted by one pixel are downsampled on another grid
+    keras.utils.set_random_seed(7)
+    model = _sharpen_tail(models.unet(widths=(4, 8), depths=(1, 1)), "tail")
+    image = _rand((40, 40), seed=9)
+    whole = infer.predict_image(model, image)
+    shifted = infer.predict_image(model, image[1:, 1:])
+    assert np.abs(shifted[4:-4, 4:-4] - whole[5:-4, 5:-4]).max() > 1e-3
+    np.testing.assert_allclose(infer.tile_predict(model, image, tile=27), whole, atol=2e-5)
+
+
+def test_explicit_margin_and_untraceable_models():
+    ramp = infer._ramp(12, margin=5)
+    assert ramp[:5].max() == 0.0 and ramp[-5:].min() == 1.0 and ramp.shape == (12,)
+    assert infer._ramp(10, margin=5).tolist() == [0.0] * 5 + [1.0] * 5  # a hard seam in the middle
+    np.testing.assert_allclose(ramp + ramp[::-1], 1.0, atol=1e-6)
+    inputs = keras.Input((None, None, 1))
+    opaque = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    assert infer.tiling_geometry(opaque) is None
+    with pytest.raises(ArgumentError, match="overlap="):
+        infer.tile_predict(opaque, _rand((20, 20)))
+    out = infer.tile_predict(opaque, _rand((20, 20)), tile=8, overlap=4)
+    np.testing.assert_allclose(out, 2.0 * _rand((20, 20)), atol=1e-6)
+    with pytest.raises(ArgumentError, match="margin"):
+        infer.tile_predict(opaque, _rand((20, 20)), tile=8, overlap=4, margin=3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 import zlib
 
@@ -219,12 +220,71 @@ def test_one_bit_png_and_miniswhite_tiff(tmp_path):
     np.testing.assert_array_equal(read_quietly(tmp_path / "fax.tif"), 1 - bits.astype(np.float32))
 
 
-def test_float_tiff_taken_as_is(tmp_path):
+def test_float_tiff_taken_as_is_with_a_warning_outside_the_unit_range(tmp_path, monkeypatch):
     values = np.array([[-0.25, 0.0, 0.5], [1.0, 1.5, 0.125]], np.float32)
     tifffile.imwrite(tmp_path / "f.tif", values)
-    np.testing.assert_array_equal(read_quietly(tmp_path / "f.tif"), values)
-    tifffile.imwrite(tmp_path / "frgb.tif", np.dstack([values] * 3), photometric="rgb")
-    assert read_quietly(tmp_path / "frgb.tif").shape == (2, 3, 3)
+    with pytest.warns(UserWarning, match=r"stores floats from -0.25 to 1.5, outside \[0, 1\]") as caught:
+        np.testing.assert_array_equal(io.read_image(tmp_path / "f.tif"), values)
+    assert len(caught) == 1 and "\n" not in str(caught[0].message)
+    tifffile.imwrite(tmp_path / "frgb.tif", np.dstack([values] * 3) * 255, photometric="rgb")  # a 0-255 scale
+    with pytest.warns(UserWarning, match="divide by 255"):
+        assert io.read_image(tmp_path / "frgb.tif").shape == (2, 3, 3)
+    inside = np.clip(values, 0, 1)
+    tifffile.imwrite(tmp_path / "ok.tif", inside)
+    np.testing.assert_array_equal(read_quietly(tmp_path / "ok.tif"), inside)  # [0, 1]: no warning
+    tifffile.imwrite(tmp_path / "f255.tif", values * 255)
+    monkeypatch.setitem(sys.modules, "tifffile", None)  # Pillow's float mode "F" follows the same rule
+    with pytest.warns(UserWarning, match="from -63.75 to 382.5"):
+        np.testing.assert_allclose(io.read_image(tmp_path / "f255.tif"), values * 255)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png"])
+def test_multi_frame_files_warn_and_read_the_first_frame(tmp_path, suffix):
+    frames = [Image.fromarray(np.full((6, 7), v, np.uint8)) for v in (10, 200, 90)]
+    path = tmp_path / f"anim{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(UserWarning, match="has 3 frames") as caught:
+        img = io.read_image(path)
+    assert len(caught) == 1 and img.shape == (6, 7)
+    np.testing.assert_allclose(img, 10 / 255, atol=1e-6)
+
+
+def test_tiff_pyramid_pages_are_not_frames(tmp_path):
+    path = tmp_path / "pyramid.tif"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(GRAY8, subifds=1)
+        tif.write(GRAY8[::2, ::2], subfiletype=1)  # a reduced-resolution preview of the same image
+    np.testing.assert_allclose(read_quietly(path), GRAY8 / 255, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_matches_pillow(tmp_path, orientation):
+    from PIL import ImageOps
+
+    path = tmp_path / "o.tif"
+    tifffile.imwrite(path, RGB16, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    stored = Image.fromarray(RGB16[..., 0])
+    stored.getexif()[0x0112] = orientation
+    expected = np.asarray(ImageOps.exif_transpose(stored), dtype=np.float32) / 65535
+    assert expected.shape == (RGB16.shape[1::-1] if orientation >= 5 else RGB16.shape[:2])
+    np.testing.assert_array_equal(read_quietly(path)[..., 0], expected)
+    assert read_quietly(path).dtype == np.float32
+
+
+def test_cmyk_tiff_and_jpeg(tmp_path):
+    ink = np.zeros((2, 3, 4), np.uint8)
+    ink[0, 0] = (255, 0, 0, 0)  # cyan ink only
+    ink[0, 1] = (0, 0, 0, 255)  # black ink
+    ink[0, 2] = (0, 255, 255, 0)  # magenta + yellow: red
+    ink[1] = (0, 0, 0, 128)  # half black: mid gray
+    tifffile.imwrite(tmp_path / "cmyk.tif", ink, photometric="separated")
+    rgb = read_quietly(tmp_path / "cmyk.tif")
+    assert rgb.shape == (2, 3, 3)
+    np.testing.assert_allclose(rgb[0], [[0, 1, 1], [0, 0, 0], [1, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(rgb[1], 1 - 128 / 255, atol=1e-6)
+    Image.fromarray(ink, mode="CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    jpeg = read_quietly(tmp_path / "cmyk.jpg")
+    assert jpeg.shape == (2, 3, 3) and jpeg.dtype == np.float32
 
 
 # ------------------------------------------------------------------------------------------- bad files

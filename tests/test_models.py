@@ -28,8 +28,14 @@ SMALL = {
     "fsrcnn": ("fsrcnn", dict(scale=3, d=6, s=3, m=1)),
     "red_net_sr_pre": ("red_net_sr", dict(scale=2, upsample="pre", depth=2, width=4)),
     "red_net_sr_post": ("red_net_sr", dict(scale=2, upsample="post", depth=2, width=4, down="strided")),
+    "red_net_sr_post_bilinear": ("red_net_sr", dict(scale=3, upsample="post", depth=2, width=4, up_init="bilinear")),
+    "red_net_sr_post_icnr": ("red_net_sr", dict(scale=2, upsample="post", depth=2, width=4, up="subpixel",
+                                                up_init="icnr")),
+    "unet": ("unet", dict(widths=(4, 8, 16), depths=(1, 1, 2))),
+    "unet_icnr_concat": ("unet", dict(widths=(4, 8), depths=(1, 1), up_kernel=2, up_init="icnr",
+                                      fusion="concat")),
 }
-SCALE = {"fsrcnn": 3, "red_net_sr_post": 2}
+SCALE = {"fsrcnn": 3, "red_net_sr_post": 2, "red_net_sr_post_bilinear": 3, "red_net_sr_post_icnr": 2}
 
 
 def _build(key: str, channels: int = 1) -> keras.Model:
@@ -178,7 +184,7 @@ def test_bad_arguments_raise_argument_error():
     with pytest.raises(ArgumentError, match="up"):
         models.red_net(up="pixelshuffle")
     with pytest.raises(ArgumentError, match="unknown model"):
-        models.build_model("unet")
+        models.build_model("vgg")
     with pytest.raises(ArgumentError, match="does not take"):
         models.build_model("dncnn", fusion="add")
     with pytest.raises(ArgumentError, match="scale"):
@@ -274,3 +280,186 @@ def test_red_net_on_jax_backend():
     assert names == ["conv1", "conv2", "conv3", "deconv1", "gate2", "deconv2", "deconv3"]
     assert all(norm > 0 for _, norm in result["norms"])
     assert result["err"] < 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ unet
+
+
+def test_unet_runs_each_scale_at_its_resolution_and_crops_back():
+    model = models.unet(widths=(4, 8, 16), depths=(1, 1, 1))
+    x = _rand((1, 41, 39, 1))
+    sizes = {}
+    for name in ("enc0_conv1", "enc1_conv1", "enc2_conv1", "up1", "up0", "tail"):
+        probe = keras.Model(model.input, model.get_layer(name).output)
+        sizes[name] = tuple(probe(x).shape[1:])
+    # 41 x 39 is padded to 44 x 40 (a multiple of 4), halved twice, brought back up, cropped at the end
+    assert sizes == {"enc0_conv1": (44, 40, 4), "enc1_conv1": (22, 20, 8), "enc2_conv1": (11, 10, 16),
+                     "up1": (22, 20, 8), "up0": (44, 40, 4), "tail": (44, 40, 1)}
+    assert tuple(model(x).shape) == (1, 41, 39, 1)
+    assert model.get_layer("down0").strides == (2, 2) and model.get_layer("up0").strides == (2, 2)
+
+
+def test_unet_starts_near_the_identity_and_bad_arguments():
+    model = models.unet(widths=(4, 8), depths=(1, 1))
+    x = _rand((1, 13, 17, 1))
+    assert float(np.abs(keras.ops.convert_to_numpy(model(x)) - x).max()) < 0.1  # the tail starts near zero
+    with pytest.raises(ArgumentError, match="two or more widths"):
+        models.unet(widths=(8,), depths=(1,))
+    with pytest.raises(ArgumentError, match="one depth per width"):
+        models.unet(widths=(4, 8), depths=(1,))
+    with pytest.raises(ArgumentError, match="list of integers"):
+        models.unet(widths=8)
+    with pytest.raises(ArgumentError, match="multiple of the stride"):
+        models.unet(up_kernel=3, up_init="icnr")
+    with pytest.raises(ArgumentError, match="up_kernel=4"):
+        models.unet(up_kernel=2, up_init="bilinear")
+    with pytest.raises(ArgumentError, match="up_init"):
+        models.red_net(down="strided", up="resize", up_init="icnr")
+    with pytest.raises(ArgumentError, match="bilinear"):
+        models.red_net_sr(2, upsample="post", up="subpixel", up_init="bilinear")
+
+
+def _interior_spread(model: keras.Model, layer: str, size: int = 96) -> float:
+    """(max - min) / max|value| of a layer's output on a flat image, over the central half (away from borders)."""
+    probe = keras.Model(model.input, model.get_layer(layer).output)
+    y = keras.ops.convert_to_numpy(probe(np.full((1, size, size, 1), 0.5, np.float32)))
+    h, w = y.shape[1:3]
+    centre = y[0, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
+    spread = centre.max(axis=(0, 1)) - centre.min(axis=(0, 1))  # per channel
+    return float(spread.max() / max(np.abs(centre).max(), 1e-12))
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "layers_"),
+    [
+        ("unet", dict(widths=(4, 8, 16), depths=(1, 1, 1)), ("up1", "up0", "tail")),
+        ("unet", dict(widths=(4, 8, 16), depths=(1, 1, 1), up_kernel=2, up_init="icnr"), ("up1", "up0")),
+        ("red_net_sr", dict(scale=3, upsample="post", depth=2, width=4, up_init="bilinear"), ("upsample",)),
+        ("red_net_sr", dict(scale=4, upsample="post", depth=2, width=4, up_init="icnr"), ("upsample",)),
+        ("red_net_sr", dict(scale=2, upsample="post", depth=2, width=4, up="subpixel", up_init="icnr"),
+         ("upsample_shuffle",)),
+        ("red_net", dict(depth=2, width=4, down="strided", up_init="bilinear"), ("deconv2",)),
+    ],
+)
+def test_checkerboard_free_upsamplers_map_flat_to_flat_at_init(builder, kwargs, layers_):
+    keras.utils.set_random_seed(0)
+    model = models.build_model(builder, **kwargs)
+    for layer in layers_:
+        assert _interior_spread(model, layer) < 1e-5, layer
+    # the control: the same network with He-initialised upsamplers paints a checkerboard on a flat image
+    keras.utils.set_random_seed(0)
+    he = models.build_model(builder, **{**kwargs, "up_init": "he_normal"})
+    assert _interior_spread(he, layers_[0]) > 1e-2
+
+
+def test_bilinear_kernel_with_identity_mixing_is_bilinear_upsampling():
+    assert layers.bilinear_filter(2) == [0.25, 0.75, 0.75, 0.25]
+    assert all(abs(sum(layers.bilinear_filter(s)[p::s]) - 1.0) < 1e-12 for s in (2, 3, 4) for p in range(s))
+    deconv = keras.layers.Conv2DTranspose(2, 4, strides=2, padding="same", use_bias=False,
+                                          kernel_initializer=layers.BilinearKernel(2))
+    deconv.build((None, None, None, 2))
+    kernel = keras.ops.convert_to_numpy(deconv.kernel)
+    taps = np.outer(layers.bilinear_filter(2), layers.bilinear_filter(2))
+    mix = kernel[0, 0] / taps[0, 0]
+    np.testing.assert_allclose(kernel, taps[:, :, None, None] * mix[None, None], rtol=1e-5)
+    deconv.set_weights([taps[:, :, None, None] * np.eye(2, dtype=np.float32)[None, None]])
+    x = _rand((1, 9, 11, 2))
+    ours = keras.ops.convert_to_numpy(deconv(x))[0, 1:-1, 1:-1]  # the outer ring sees the zero padding
+    ref = keras.ops.convert_to_numpy(layers.BilinearUpsample(2)(x))[0, 1:-1, 1:-1]
+    np.testing.assert_allclose(ours, ref, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------- MACs and receptive field
+
+
+def test_macs_per_pixel_hand_counts():
+    # shipped RED-Net: 1->64 and 64->1 3x3 layers, 28 3x3 64->64 layers
+    assert models.macs_per_pixel(models.red_net()) == 2 * 9 * 64 + 28 * 9 * 64 * 64 == 1_033_344
+    assert models.macs_per_pixel(models.dncnn()) == 9 * 64 + 15 * 9 * 64 * 64 + 9 * 64
+    # strided RED-Net: 5 3x3 4-channel layers at half resolution (conv1 1->4, then 4->4), a 4x4/2 transposed 4->1
+    strided = models.red_net(depth=3, width=4, down="strided")
+    assert models.macs_per_pixel(strided) == (9 * 4 + 4 * 9 * 16) / 4 + 16 * 4 / 4 == 169
+    # U-Net 4/8/16: each 3x3 layer costs 36 (1->4, 4->1) or 144 per pixel at every scale; 2x2 downs 32 each;
+    # 4x4 transposed ups: 16*16*8/4 per half-resolution pixel = 128, 16*8*4/4 = 128
+    unet = models.unet(widths=(4, 8, 16), depths=(1, 1, 1))
+    assert models.macs_per_pixel(unet) == 36 + 32 + 144 + 32 + 144 + 128 + 144 + 128 + 144 + 36 == 968
+    # post-upsampling SR: conv 1->4 and transposed conv 4->4 at low resolution, 4x4/2 transposed 4->1 at high
+    sr = models.red_net_sr(2, upsample="post", depth=1, width=4, skip_every=0)
+    assert models.macs_per_pixel(sr, scale=2) == (36 + 144) / 4 + 16 * 4 / 4 == 61
+    with pytest.raises(ArgumentError, match="not scale=3"):
+        models.macs_per_pixel(sr, scale=3)
+    # gated fusion adds a 1x1 conv over [encoder, decoder]: 8 -> 4 channels
+    gated = models.red_net(depth=2, width=4, fusion="gate", skip_every=1)
+    assert models.macs_per_pixel(gated) == 36 + 144 + 144 + 8 * 4 + 36 == 392
+    # FSRCNN(56, 12, 4) x3: 7928 multiply-adds per LR pixel, then a 9x9 56->1 deconvolution
+    assert models.macs_per_pixel(models.fsrcnn(3)) == pytest.approx((25 * 56 + 2 * 56 * 12 + 4 * 9 * 144 + 81 * 56) / 9)
+
+
+def test_macs_per_pixel_counts_depthwise_separable_dense_and_free_resizes():
+    inputs = keras.Input((None, None, 4))
+    x = keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, padding="same")(inputs)  # 72 / 4
+    x = keras.layers.SeparableConv2D(8, 3, padding="same")(x)  # (9 * 8 + 8 * 8) / 4
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear")(x)  # free
+    x = keras.layers.Dense(3)(x)  # 8 * 3
+    model = keras.Model(inputs, x)
+    assert models.macs_per_pixel(model) == 72 / 4 + 136 / 4 + 24 == 76
+    assert models.total_stride(model) == 2
+
+
+def test_receptive_field_radius_and_stride_by_hand():
+    assert models.receptive_field_radius(models.red_net()) == 30  # 30 3x3 layers
+    assert models.total_stride(models.red_net()) == 1
+    assert models.receptive_field_radius(models.plain_cnn(depth=3, width=4)) == 3
+    assert models.receptive_field_radius(models.dncnn(depth=5, width=4)) == 5
+    # 3x3 at scale 0 (1), 2x2/2 (0), 3x3 at scale 1 (2), 2x2/2 (0), 3x3 at scale 2 (4), 4x4/2 up to scale 1 (4),
+    # 3x3 (2), 4x4/2 up to scale 0 (2), 3x3 (1), tail (1)
+    unet = models.unet(widths=(4, 8, 16), depths=(1, 1, 1))
+    assert models.receptive_field_radius(unet) == 1 + 2 + 4 + 4 + 2 + 2 + 1 + 1 == 17
+    assert models.total_stride(unet) == 4
+    assert models.total_stride(models.red_net_sr(3, upsample="post", depth=2, width=4, down="strided")) == 2
+    subclassed = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 3, padding="valid")])
+    with pytest.raises(ArgumentError, match="padding='valid'"):
+        models.receptive_field_radius(subclassed)
+
+
+def _measured_reach(model: keras.Model, size: int, stride: int, scale: int = 1) -> int:
+    """Farthest input pixel (in input pixels) that moves an output pixel, with all weights positive.
+
+    Positive kernels, zero biases and a zero image with one positive pixel keep every ReLU open and let no two
+    paths cancel, so an output pixel changes exactly when the pixel is inside its receptive field.
+    """
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(0.5, 1.0, w.shape).astype(np.float32) / max(w.size // w.shape[-1], 1)
+                       if w.ndim == 4 else np.zeros_like(w) for w in model.get_weights()])
+    reach = 0
+    centre = size // 2 // stride * stride
+    for dy in range(stride):  # every phase of the stride grid
+        x = np.zeros((1, size, size, 1), np.float32)
+        x[0, centre + dy, centre + dy] = 1.0
+        y = keras.ops.convert_to_numpy(model(x))[0, ..., 0]
+        rows, cols = np.nonzero(y)
+        reach = max(reach, int(np.abs(rows // scale - (centre + dy)).max()),
+                    int(np.abs(cols // scale - (centre + dy)).max()))
+    return reach
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "scale"),
+    [
+        ("red_net", dict(depth=4, width=2, global_residual=False), 1),
+        ("red_net", dict(depth=3, width=2, down="strided", global_residual=False), 1),
+        ("unet", dict(widths=(2, 2, 2), depths=(1, 1, 1), global_residual=False), 1),
+        ("unet", dict(widths=(2, 2), depths=(1, 1), fusion="concat", global_residual=False), 1),
+        ("unet", dict(widths=(2, 2), depths=(2, 1), down_kernel=3, up_kernel=2, up_init="icnr",
+                      global_residual=False), 1),
+        ("red_net_sr", dict(scale=3, upsample="post", depth=2, width=2, global_residual=False), 3),
+        ("red_net_sr", dict(scale=2, upsample="post", depth=2, width=2, down="strided", up="subpixel",
+                            global_residual=False), 2),
+    ],
+)
+def test_receptive_field_radius_matches_a_measurement(builder, kwargs, scale):
+    model = models.build_model(builder, **kwargs)
+    radius, stride = models.receptive_field_radius(model), models.total_stride(model)
+    measured = _measured_reach(model, 64, stride, scale)
+    # never too small (tiling would not be exact), and tight to within one pixel
+    assert radius - 1 <= measured <= radius, (measured, radius)

@@ -51,7 +51,7 @@ def test_placeholder_cannot_be_a_real_account_and_the_colab_cell_says_so():
     account = repository.PLACEHOLDER.split("github.com/")[1].split("/")[0]
     assert not re.fullmatch(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*", account), "GitHub would accept this account name"
     cell = repository.colab_cell(repository.PLACEHOLDER)
-    assert "No public repository yet" in cell and "git" not in cell.replace("github", "")
+    assert "No repository yet" in cell and "git" not in cell.replace("github", "")
     assert "git\", \"clone" in repository.colab_cell("https://github.com/someone/deconvlab-book")
     assert all(len(line) <= 88 for url in (repository.PLACEHOLDER, "https://github.com/someone/deconvlab-book")
                for line in repository.colab_cell(url).splitlines())

@@ -14,9 +14,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = re.compile(r"Taught in chapter (\d+)")
-# deconvlab.report collects helpers the chapters still define themselves; the tags name the chapter that will
-# call the package function once its own copy is replaced (tracked in issue 20, item 5).
-PENDING_CHAPTER_EDITS = {"report"}
 
 
 @functools.cache
@@ -44,10 +41,7 @@ def tags() -> list[tuple[str, str, int]]:
 
 
 def _param(module: str, name: str, chapter: int):
-    marks = []
-    if module in PENDING_CHAPTER_EDITS:
-        marks.append(pytest.mark.xfail(strict=False, reason=f"chapter {chapter} still defines its own copy"))
-    return pytest.param(module, name, chapter, id=f"{module}.{name}-ch{chapter}", marks=marks)
+    return pytest.param(module, name, chapter, id=f"{module}.{name}-ch{chapter}")
 
 
 def test_there_are_tags_to_check():

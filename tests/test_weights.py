@@ -210,3 +210,162 @@ def test_pickled_arrays_are_refused(tmp_path):
     np.savez(path, w0000=np.array([{"code": "runs on load"}], dtype=object))
     with pytest.raises(WeightsError, match="is corrupt"):
         weights.load_weights_fp16(models.red_net(channels=1, depth=2, width=4), path)
+
+
+# ------------------------------------------------------------------------------------- defaults and validation
+
+
+def test_default_flag_decides_between_cards_of_one_setting(tmp_path):
+    for card in (
+        _fake_card("d25-red", "denoise", sigma=25, default=True),
+        _fake_card("d25-unet", "denoise", sigma=25),
+        _fake_card("a-blind", "denoise", sigma_range=[0, 55]),
+        _fake_card("b-blind", "denoise", sigma_range=[0, 75], default=True),
+        _fake_card("sr-all", "sr", scales=[2, 3, 4], default=[3, 4]),
+        _fake_card("sr-2", "sr", scale=2, default=True),
+        _fake_card("blur-a", "deblur"),
+        _fake_card("blur-b", "deblur"),
+    ):
+        _write(card, tmp_path)
+    find = weights.find_card
+    assert find("denoise", sigma=25, directory=tmp_path)["id"] == "d25-red"  # not the first id in order
+    assert find("denoise", sigma=37, directory=tmp_path)["id"] == "b-blind"
+    assert find("denoise", directory=tmp_path)["id"] == "b-blind"
+    assert find("sr", scale=2, directory=tmp_path)["id"] == "sr-2"
+    assert find("sr", scale=3, directory=tmp_path)["id"] == "sr-all"
+    with pytest.raises(ArgumentError, match=r"2 cards serve deblur \(blur-a, blur-b\) and none is marked"):
+        find("deblur", directory=tmp_path)
+    _write(_fake_card("d25-unet", "denoise", sigma=25, default=True), tmp_path)
+    with pytest.raises(ArgumentError, match="several are marked"):
+        find("denoise", sigma=25, directory=tmp_path)
+    assert weights.is_default({"default": [2]}, 2) and not weights.is_default({"default": [2]}, 3)
+    assert not weights.is_default({"default": "yes"}) and not weights.is_default({})
+
+
+def test_shipped_cards_have_one_default_per_setting_and_their_costs():
+    cards = weights.list_cards()
+    assert cards, "data/weights has no cards"
+    for card in cards:
+        assert weights.card_macs_per_pixel(card) == card["macs_per_pixel"], card["id"]
+    served = {}
+    for card in cards:
+        settings = [f"x{k}" for k in weights.card_scales(card)] or [weights.card_setting(card)]
+        for setting in settings:
+            scale = int(setting[1:]) if card["task"] == "sr" else None
+            if weights.is_default(card, scale):
+                served.setdefault((card["task"], setting, weights.card_channels(card)), []).append(card["id"])
+    assert all(len(ids) == 1 for ids in served.values()), served
+    assert weights.card_macs(weights.read_card("sr-x2-3-4"), scale=3) == 1_033_344
+
+
+def test_non_card_json_is_skipped_with_a_warning(tmp_path):
+    _write(_fake_card("d25", "denoise", sigma=25), tmp_path)
+    (tmp_path / "notes.json").write_text(json.dumps({"comment": "not a card"}))
+    (tmp_path / "broken.json").write_text("{ nope")
+    with pytest.warns(UserWarning, match="skipping broken.json") as record:
+        cards = weights.list_cards(tmp_path)
+    assert [c["id"] for c in cards] == ["d25"]
+    assert any("skipping notes.json" in str(w.message) for w in record)
+
+
+def test_validate_card_accepts_a_real_card_and_its_cost(saved, tmp_path):
+    card = weights.read_card("denoise-sigma25", tmp_path)
+    assert weights.validate_card(card, tmp_path / card["weights_file"])["id"] == "denoise-sigma25"
+    # red_net(depth=2, width=4): 3x3 layers 1->4, 4->4 (conv), 4->4 and 4->1 (transposed)
+    assert saved["macs_per_pixel"] == 2 * 9 * 4 + 2 * 9 * 16 == weights.card_macs_per_pixel(card) == 360
+    assert saved["params"] == card["params"] == (36 + 4) + 2 * (144 + 4) + (36 + 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"builder": "vgg"}, "unknown builder 'vgg'"),
+        ({"kwargs": {"width": 100_000}}, r"width=100000 is not an integer in \[1, 1024\]"),
+        ({"kwargs": {"width": 4.5}}, "width=4.5 is not an integer"),
+        ({"kwargs": {"depth": True}}, "depth=True is not an integer"),
+        ({"kwargs": {"global_residual": 1}}, "is not true/false"),
+        ({"kwargs": {"fusion": "mul"}}, "does not match this version.*fusion"),
+        ({"kwargs": {"no_such": 1}}, "takes no argument 'no_such'"),
+        ({"kwargs": {"depth": 200, "width": 1024}}, "more than 50,000,000"),
+        ({"kwargs": {"depth": 3, "width": 4}}, "says params=.*its architecture has"),
+    ],
+)
+def test_validate_card_refuses_bad_architectures_before_building(saved, tmp_path, change, message):
+    card = weights.read_card("denoise-sigma25", tmp_path)
+    arch = card["architecture"]
+    if "builder" in change:
+        arch["builder"] = change["builder"]
+    arch["kwargs"] = {**arch["kwargs"], **change.get("kwargs", {})}
+    with pytest.raises(WeightsError, match=message):
+        weights.validate_card(card, tmp_path / card["weights_file"])
+    with pytest.raises(WeightsError, match=message):
+        weights.load_pretrained(card=card, directory=tmp_path)
+
+
+def test_validate_card_compares_npz_shapes_and_confines_the_weights_file(saved, tmp_path):
+    card = weights.read_card("denoise-sigma25", tmp_path)
+    other = tmp_path / "other.npz"
+    weights.save_weights_fp16(models.red_net(channels=1, depth=2, width=5), other)
+    card_wide = dict(card, params=None)
+    with pytest.raises(WeightsError, match=r"holds 8 arrays \(.*\), the card's architecture 8"):
+        weights.validate_card(card_wide, other)
+    for outside in ("../elsewhere.weights.npz", "/etc/passwd", ""):
+        with pytest.raises(WeightsError, match="outside its folder"):
+            weights.validate_card(dict(card, weights_file=outside))
+    bad_default = dict(card, default=[2])
+    with pytest.raises(WeightsError, match="default="):
+        weights.validate_card(bad_default)
+
+
+def test_model_rows_for_the_models_command(tmp_path):
+    _write(_fake_card("d25", "denoise", sigma=25, params=1234, macs_per_pixel=1_033_344, default=True,
+                      metrics=[{"dataset": "bsd68", "sigma": 25, "psnr": 29.271},
+                               {"dataset": "bsd68", "sigma": 25, "psnr": 30.0, "limit": 2}]), tmp_path)
+    _write(_fake_card("sr", "sr", scales=[2, 4], default=[4], macs_per_pixel={"2": 267_664, "4": 67_108},
+                      metrics=[{"dataset": "set5", "scale": 2, "psnr": 37.4881}]), tmp_path)
+    rows = {r["id"]: r for r in weights.model_rows(tmp_path)}
+    assert rows["d25"] == {"id": "d25", "task": "denoise", "setting": "sigma=25", "default": "yes",
+                           "builder": "red_net", "params": 1234, "macs_per_pixel": "1.033 M",
+                           "test_psnr": "bsd68 sigma=25: 29.27", "cpu_s_per_mpx": None}
+    assert rows["sr"]["default"] == "x4" and rows["sr"]["setting"] == "x2,4"
+    assert rows["sr"]["macs_per_pixel"] == "x2: 0.268 M, x4: 0.067 M"
+    assert rows["sr"]["test_psnr"] == "set5 x2: 37.49"
+
+
+def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):
+    keras.utils.set_random_seed(1)
+    unet = models.build_model("unet", widths=[4, 8], depths=[1, 2])  # lists, as the CLI's --arch-kwargs JSON gives
+    card = weights.save_pretrained(unet, {"task": "denoise", "sigma": 15, "default": True}, tmp_path)
+    assert card["architecture"]["kwargs"]["widths"] == [4, 8] and card["default"] is True
+    # 3x3 1->4, 2x2/2 4->8 (/4), two 3x3 8->8 (/4), 4x4/2 transposed 8->4, 3x3 4->4, tail 4->1
+    assert card["macs_per_pixel"] == 36 + 128 / 4 + 2 * 576 / 4 + 16 * 8 * 4 / 4 + 144 + 36 == 664
+    x = np.random.default_rng(0).random((1, 11, 13, 1), dtype=np.float32)
+    loaded = weights.load_pretrained("denoise", sigma=15, directory=tmp_path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(unet(x)), atol=2e-3)
+    sr = models.red_net_sr(3, upsample="post", depth=1, width=4, skip_every=0, up_init="bilinear")
+    sr_card = weights.save_pretrained(sr, {"task": "sr", "scale": 3}, tmp_path)
+    # conv 1->4 and transposed 4->4 at low resolution (/9), then a 6x6/3 transposed 4->1 (36 * 4 / 9)
+    assert sr_card["macs_per_pixel"] == {"3": (36 + 144) / 9 + 36 * 4 / 9} == {"3": 36}
+    assert weights.load_pretrained("sr", scale=3, directory=tmp_path).count_params() == sr_card["params"]
+
+
+def test_set_default_moves_the_flag_within_one_setting(tmp_path):
+    for card in (
+        _fake_card("d25-red", "denoise", sigma=25, default=True),
+        _fake_card("d25-unet", "denoise", sigma=25),
+        _fake_card("d15-red", "denoise", sigma=15, default=True),
+        _fake_card("sr-all", "sr", scales=[2, 3, 4], default=True),
+        _fake_card("sr-4", "sr", scale=4),
+    ):
+        _write(card, tmp_path)
+    assert weights.set_default("d25-unet", directory=tmp_path) == ["d25-red", "d25-unet"]
+    assert weights.find_card("denoise", sigma=25, directory=tmp_path)["id"] == "d25-unet"
+    assert weights.find_card("denoise", sigma=15, directory=tmp_path)["id"] == "d15-red"  # other sigma untouched
+    assert weights.set_default("sr-4", directory=tmp_path) == ["sr-4", "sr-all"]
+    assert weights.read_card("sr-all", tmp_path)["default"] == [2, 3]
+    assert [weights.find_card("sr", scale=k, directory=tmp_path)["id"] for k in (2, 3, 4)] == ["sr-all"] * 2 + ["sr-4"]
+    assert weights.set_default("sr-all", scales=[4], directory=tmp_path) == ["sr-4", "sr-all"]
+    assert weights.read_card("sr-all", tmp_path)["default"] is True
+    assert weights.read_card("sr-4", tmp_path)["default"] is False
+    with pytest.raises(ArgumentError, match="pass scales among"):
+        weights.set_default("sr-4", scales=[2], directory=tmp_path)

@@ -37,7 +37,9 @@ if "google.colab" in sys.modules:
     BOOK = "/content/deconvlab-book"
     if not os.path.exists(BOOK):
         subprocess.run(["git", "clone", "--depth", "1", REPO_URL, BOOK], check=True)
-        pip = [sys.executable, "-m", "pip", "install", "-q", "-e", BOOK]
+        # The "book" extra brings what the chapters import (bm3d, TensorFlow, ...).
+        extra = f"{{BOOK}}[book]"
+        pip = [sys.executable, "-m", "pip", "install", "-q", "-e", extra]
         subprocess.run(pip, check=True)
     sys.path.insert(0, f"{{BOOK}}/src")
     os.chdir(f"{{BOOK}}/{folder}")'''
@@ -48,8 +50,8 @@ import sys
 
 REPO_URL = "{url}"
 if "google.colab" in sys.modules:
-    print("No public repository yet: upload the book folder,"
-          " then run !pip install ./deconvlab-book")'''
+    print("No repository yet: upload the book folder"
+          " and run !pip install './deconvlab-book[book]'")'''
 
 
 def repository_url() -> str:

@@ -1,10 +1,12 @@
-"""The command line: ``python -m deconvlab {enhance,evaluate,train,benchmark}``. Taught in chapter 4.
+"""The command line: ``python -m deconvlab {enhance,evaluate,train,benchmark,fetch}``. Taught in chapter 4.
 
 Every failure a user can cause prints ONE line, ``deconvlab: error: <what to do>``, on stderr and exits
 with status 2 (as argparse does for usage errors); nothing is written. Output paths are checked before
-any expensive work, and images are written atomically by :func:`deconvlab.io.write_image`.
+any expensive work, images are written atomically by :func:`deconvlab.io.write_image`, and ``train`` works in
+a temporary folder whose files are moved into ``--out`` only when everything succeeded.
 ``evaluate --card`` exits with status 1 when the measured PSNR differs from the card by more than the
-tolerance. Set ``DECONVLAB_DEBUG=1`` to see the traceback behind an error.
+tolerance. Anything unexpected (a bug) is one line too, with status 70 (``EX_SOFTWARE``); Ctrl-C at any point
+exits 130. Set ``DECONVLAB_DEBUG=1`` to see the traceback behind an error.
 
 Keras and the models are imported only once the arguments and the input are known to be good: a typo
 costs no TensorFlow start-up, and TensorFlow's C++ start-up chatter is kept off stderr.
@@ -15,12 +17,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import re
 import shlex
+import shutil
+import signal
 import sys
+import threading
 import time
+import traceback
+import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +39,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import tasks  # noqa: E402
 from .config import DEFAULT_OVERLAP, DEFAULT_TILE, import_keras  # noqa: E402
-from .errors import ArgumentError, DeconvlabError, ImageTooLargeError  # noqa: E402
+from .errors import ArgumentError, DeconvlabError, ImageTooLargeError, OutputError  # noqa: E402
 from .io import check_output_path  # noqa: E402
 
 PROG = "deconvlab"
+COMMANDS = ("enhance", "evaluate", "train", "benchmark", "fetch")
 PROGRESS_PIXELS = 1_000_000  # show a progress bar from one megapixel on
+EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
+EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (which keras.utils.set_random_seed calls) takes no more
+MAX_WORKERS = 256  # threads; more is a typo, and each one holds a batch in memory
+# A card id becomes file names inside --out: one path component, no hidden files, no "..".
+CARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
 class UsageError(DeconvlabError):
@@ -76,6 +93,113 @@ def _info(message: str, quiet: bool = False) -> None:
         print(message, flush=True)
 
 
+def _debug() -> bool:
+    return os.environ.get("DECONVLAB_DEBUG", "").strip() not in ("", "0")
+
+
+class _Interrupts:
+    """Counts SIGINTs while a command runs, so a Ctrl-C that a library swallows (a bare ``except:`` during
+    TensorFlow's start-up, a worker thread) still ends the run: :meth:`checkpoint` raises it again before
+    anything is written, and :func:`main` reports it at the end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.wrote: list[Path] = []  # outputs already in place, for an honest "interrupted" line
+        self.note = "nothing was written"
+
+    def handler(self, signum, frame) -> None:
+        self.count += 1
+        raise KeyboardInterrupt
+
+    def checkpoint(self) -> None:
+        if self.count:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread; Python's default then applies
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        stderr = sys.stderr
+        # A KeyboardInterrupt raised inside a library's C-to-Python callback (TensorFlow's nest.flatten) can make
+        # the library print a traceback of its own on the way out; after a Ctrl-C only main()'s line is shown.
+        sys.stderr = _MutedAfterInterrupt(stderr, self)
+        try:
+            yield
+        finally:
+            sys.stderr = stderr
+            signal.signal(signal.SIGINT, previous)
+
+    def message(self) -> str:
+        if self.wrote:
+            return f"interrupted after writing {', '.join(map(str, self.wrote))}"
+        return f"interrupted; {self.note}"
+
+
+class _MutedAfterInterrupt:
+    """sys.stderr that drops what is written once a SIGINT has arrived (see :meth:`_Interrupts.watching`)."""
+
+    def __init__(self, stream: Any, state: _Interrupts) -> None:
+        self._stream, self._state = stream, state
+
+    def write(self, text: str) -> int:
+        return len(text) if self._state.count else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_STATE = _Interrupts()
+
+
+def _start_keras(cpu_only: bool = False) -> Any:
+    """import_keras, whose start-up log (replayed on a failure, a Ctrl-C included) only DECONVLAB_DEBUG shows:
+    every failure here is reported in one line by main()."""
+    replay = StringIO()
+    try:
+        with contextlib.redirect_stderr(replay):
+            keras = import_keras(cpu_only=cpu_only)
+    except BaseException:
+        if _debug():
+            sys.stderr.write(replay.getvalue())
+        raise
+    _STATE.checkpoint()
+    return keras
+
+
+def _count(option: str, value: int | None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer option that, when given, is in [minimum, maximum]; 0 never silently means "the default"."""
+    if value is None:
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum:,}" if maximum is not None else ""
+        raise ArgumentError(f"{option} {value}: pass an integer >= {minimum}{upper}")
+    return value
+
+
+def _positive(option: str, value: float | None, allow_zero: bool = False) -> float | None:
+    """A float option that, when given, is finite and > 0 (>= 0 with ``allow_zero``)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ArgumentError(f"{option} {value:g}: pass a finite number {'>=' if allow_zero else '>'} 0")
+    return value
+
+
+def _seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ArgumentError(f"--seed {value}: pass an integer from 0 to {SEED_MAX} (2**32 - 1)")
+    return value
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
 # ------------------------------------------------------------------------------------------ enhance
 
 
@@ -89,6 +213,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     if args.tile != 0 and args.tile <= 2 * args.overlap:
         # Each tile advances by tile - overlap; below 2x the overlap most of the work is thrown away.
         raise ArgumentError(f"--tile {args.tile} must be larger than twice --overlap ({args.overlap}), or 0")
+    if _same_file(args.input, args.output):
+        # --overwrite is for earlier results; replacing the only copy of the input is never what was meant.
+        raise OutputError(f"output {args.output} is the input file: choose another name (enhance never replaces "
+                          "its input, even with --overwrite)")
     out = check_output_path(args.output, args.overwrite)
     start = time.perf_counter()
     image = io.read_image(args.input)
@@ -99,7 +227,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
             f"the limit {io.max_pixels():,}: crop the input or raise DECONVLAB_MAX_PIXELS"
         )
     bit_depth = args.bit_depth or io.source_bit_depth(args.input)
-    import_keras()
+    _start_keras()
     from .infer import enhance, has_colour
     from .recipes import resolve_weights
 
@@ -108,7 +236,9 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     pixels = image.shape[0] * image.shape[1] * scale * scale
     result = enhance(model, image, args.task, scale=scale, tile=args.tile or None, overlap=args.overlap,
                      progress=not args.quiet and pixels >= PROGRESS_PIXELS)
+    _STATE.checkpoint()
     io.write_image(out, result, bit_depth=bit_depth, overwrite=args.overwrite)
+    _STATE.wrote.append(out)
     h, w = result.shape[:2]
     _info(f"wrote {out} ({w}x{h} {'RGB' if result.ndim == 3 else 'gray'}, {bit_depth}-bit) with {label} "
           f"in {time.perf_counter() - start:.1f} s", args.quiet)
@@ -128,9 +258,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.sigma, args.scale = tasks.check_sigma(args.sigma), tasks.check_scale(args.scale)
     if args.limit is not None and args.limit < 1:
         raise ArgumentError(f"--limit {args.limit} must be >= 1")
+    _seed(args.seed)
+    _count("--tile", args.tile, minimum=0)
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:
+        # NaN compares False with everything: "abs(diff) > nan" would report a match for any weights.
+        raise ArgumentError(f"--tolerance {args.tolerance:g}: pass a finite number of dB >= 0, e.g. 0.02")
     if args.csv is not None:
         check_output_path(args.csv, overwrite=True, suffix=".csv")
-    import_keras()
+    _start_keras()
     from . import recipes, weights
 
     card, sigma, scale = recipes.evaluation_card(args.card, args.task, args.sigma, args.scale, args.weights_dir)
@@ -143,7 +278,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(result.to_markdown())
     print(f"{card['id']}: {result.summary()}")
     if args.csv is not None:
+        _STATE.checkpoint()
         result.to_csv(args.csv)
+        _STATE.wrote.append(Path(args.csv))
         print(f"wrote {args.csv}")
     if args.card is None:
         return 0
@@ -179,8 +316,15 @@ def _train_recipe(args: argparse.Namespace) -> Any:
     sigma_range = None if args.sigma_range is None else tasks.check_sigma_range(*args.sigma_range)
     if args.task == "denoise" and args.sigma is None and sigma_range is None:
         raise ArgumentError("--task denoise needs --sigma S (or --sigma-range LO HI for a blind model)")
-    if args.workers < 1:
-        raise ArgumentError(f"--workers {args.workers}: pass 1 or more data-loading threads")
+    _count("--workers", args.workers, maximum=MAX_WORKERS)
+    _seed(args.seed)
+    if args.id is not None and (not CARD_ID.fullmatch(args.id) or ".." in args.id):
+        raise ArgumentError(f"--id {args.id!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
+                            "it names the files written into --out")
+    for option in ("epochs", "steps", "patch_size", "train_limit", "eval_limit"):
+        _count(f"--{option.replace('_', '-')}", getattr(args, option))
+    _positive("--learning-rate", args.learning_rate)
+    _positive("--time-limit", args.time_limit)
     try:
         extra = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
     except json.JSONDecodeError as exc:
@@ -200,14 +344,60 @@ def _train_recipe(args: argparse.Namespace) -> Any:
     )
 
 
+def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> list[Path]:
+    """Move a finished run from its temporary folder into --out: the card last, so a reader that lists the
+    folder never sees a card whose weights are not there yet."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
+        return sorted(out_dir.iterdir())
+    card = f"{card_id}.json"
+    if (out_dir / card).exists() and not overwrite:
+        raise OutputError(f"{out_dir / card} appeared while training: pass --overwrite or another --out")
+    names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == card)
+    for name in names:
+        os.replace(tmp / name, out_dir / name)
+    tmp.rmdir()
+    return [out_dir / n for n in names]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    """``train``: train a model with a profile, save weights + card (with this command line) in --out."""
+    """``train``: train a model with a profile, save weights + card (with this command line) in --out.
+
+    The run writes into a hidden temporary folder next to (or inside) --out; only a run that finished,
+    card and metrics included, moves its files in. A failure or Ctrl-C leaves --out as it was.
+    """
     recipe = _train_recipe(args)
     recipe.check_out_dir(args.overwrite)
-    import_keras()
+    _start_keras()
     from .recipes import train_card
 
-    train_card(recipe, log=lambda message: _info(message, args.quiet))
+    out_dir = recipe.out_dir
+    # mkdir rather than mkdtemp: a new --out is this folder renamed, and should get the umask's permissions, not 0700
+    tmp = (out_dir if out_dir.is_dir() else out_dir.parent) / f".{recipe.id}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    recipe.out_dir = tmp
+    try:
+        # train_card reports the files where it wrote them; they end up in --out under the same names.
+        train_card(recipe, log=lambda message: _info(message.replace(str(tmp), str(out_dir)), args.quiet))
+        _STATE.checkpoint()
+        _STATE.wrote.extend(_move_results(tmp, out_dir, recipe.id, args.overwrite))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ fetch
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    """``fetch``: download (or verify a local copy of) every data set in parallel, with a progress bar."""
+    _count("--workers", args.workers, maximum=MAX_WORKERS)
+    from .registry import fetch_all
+
+    _STATE.note = "files fetched so far stay in the cache, verified, and are not fetched again"
+    # The bar only on a terminal: in a log every redraw would be a line of its own.
+    report = fetch_all(args.datasets or None, workers=args.workers, progress=not args.quiet and sys.stderr.isatty())
+    _info(report.summary(), args.quiet)
     return 0
 
 
@@ -227,7 +417,14 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--sizes {args.sizes!r}: give positive side lengths, e.g. 256,512,1024")
     if args.repeat < 1:
         raise ArgumentError(f"--repeat {args.repeat} must be >= 1")
-    keras = import_keras(cpu_only=args.device == "cpu")
+    _count("--tile", args.tile, minimum=0)
+    from .io import max_pixels
+
+    largest = max(sizes) * (args.scale or 1)
+    if largest * largest > max_pixels():
+        raise ImageTooLargeError(f"--sizes {max(sizes)}: a {largest}x{largest} result has more pixels than the limit "
+                                 f"{max_pixels():,}; pass smaller sides or raise DECONVLAB_MAX_PIXELS")
+    keras = _start_keras(cpu_only=args.device == "cpu")
     from . import config, models, recipes
 
     if args.arch is not None:
@@ -318,7 +515,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-dataset", help="validation set (default: bsd68 / set5 / set12 by task)")
     p.add_argument("--eval-datasets", help="comma-separated test sets for the card (default: the validation set)")
     p.add_argument("--eval-limit", type=int, help="only the first N test images (recorded in the card)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {SEED_MAX}")
     p.add_argument("--overwrite", action="store_true", help="replace an existing card with the same id")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_train)
@@ -339,13 +536,20 @@ def _benchmark_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_benchmark)
 
 
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("datasets", nargs="*", metavar="SET", help="sets to fetch (default: all registered sets)")
+    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_fetch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m deconvlab``."""
     parser = _Parser(prog=PROG, description="Image restoration with the book's conv/deconv networks.")
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{enhance,evaluate,train,benchmark}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
     p = sub.add_parser("enhance", help="restore one image file (denoise, super-resolve or deblur)",
                        description="Restore one image with the shipped weights; any size, gray or RGB, 8/16-bit.")
@@ -361,37 +565,60 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("benchmark", help="seconds per megapixel of enhance on synthetic images",
                        description="Time enhance on random images of the given sizes (CPU by default).")
     _benchmark_args(p)
+    p = sub.add_parser("fetch", help="download (or verify) all data sets in parallel",
+                       description="Fetch every registered data set (or the SETs named) into the cache, in "
+                                   "parallel, verified by sha256; with DECONVLAB_DATA set, verify that copy.")
+    _fetch_args(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m deconvlab``; returns the exit status."""
+    global _STATE
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    debug = os.environ.get("DECONVLAB_DEBUG", "").strip() not in ("", "0")
+    _STATE = state = _Interrupts()
+    debug = _debug()
     try:
-        with _one_line_warnings():
+        with state.watching(), _one_line_warnings():
+            parser = build_parser()
             args = parser.parse_args(argv)
             if args.command is None:
-                raise UsageError(f"choose a command: enhance, evaluate, train or benchmark (see `{PROG} --help`)")
+                raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see `{PROG} --help`)")
             args.argv = argv
             if getattr(args, "weights_dir", None) is not None:
                 args.weights_dir = Path(args.weights_dir).expanduser()
-            return int(args.func(args))
+            code = int(args.func(args))
+            state.checkpoint()  # a Ctrl-C some library swallowed still ends in 130
+            return code
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
-    except KeyboardInterrupt:
-        _fail("interrupted; nothing was written")
-        return 130
-    except (DeconvlabError, OSError) as exc:
-        if debug:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or (state.count and isinstance(exc, Exception)):
+            # After a Ctrl-C, whatever breaks next (a library half imported, an interrupt swallowed and turned
+            # into another error) is its consequence: report the interruption, not that.
+            if debug:  # where it was stopped, e.g. to see what hung; still status 130
+                traceback.print_exc()
+            _fail(state.message())
+            return EX_INTERRUPTED
+        if debug or not isinstance(exc, Exception):
             raise
-        if isinstance(exc, DeconvlabError):
-            _fail(str(exc))
-        else:  # e.g. a disk that filled up mid-run
-            where = f" ({exc.filename})" if exc.filename else ""
-            _fail(f"{exc.strerror or exc}{where}; check the path, free space and permissions")
-        return 2
-    except MemoryError:
-        _fail("out of memory: pass a smaller --tile, or crop the image")
-        return 2
+        _fail(_failure(exc))
+        return EX_SOFTWARE if _is_bug(exc) else 2
+
+
+def _is_bug(exc: Exception) -> bool:
+    return not isinstance(exc, (DeconvlabError, OSError, MemoryError))
+
+
+def _failure(exc: Exception) -> str:
+    """The one line for an exception that ended a command."""
+    if isinstance(exc, DeconvlabError):
+        return str(exc)
+    if isinstance(exc, OSError):  # e.g. a disk that filled up mid-run
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}; check the path, free space and permissions"
+    if isinstance(exc, MemoryError):
+        return "out of memory: pass a smaller --tile, or crop the image"
+    # The last resort: a bug, reported in one line rather than a traceback.
+    return (f"unexpected {type(exc).__name__}: {_one_line(str(exc))[:300]}; rerun with DECONVLAB_DEBUG=1 to see "
+            "the traceback, and please report it")

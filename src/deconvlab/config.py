@@ -179,6 +179,35 @@ def set_seed(seed: int = 0) -> None:
     keras.utils.set_random_seed(seed)
 
 
+def full_float32() -> str:
+    """Compute float32 matrix products and convolutions at full precision from now on; return what was switched.
+
+    NVIDIA GPUs since Ampere may run float32 convolutions as TF32 (a 10-bit mantissa, relative error ~1e-3): JAX
+    and PyTorch do so by default, TensorFlow too on those GPUs. Checks that compare two computations to 1e-5 need
+    real float32, so the chapters with such checks call this first. On a CPU nothing changes. Taught in chapter 2.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        jax.config.update("jax_default_matmul_precision", "highest")
+        return "jax_default_matmul_precision=highest"
+    if backend == "torch":
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return "torch allow_tf32=False (matmul, cuDNN)"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        return "TensorFlow tensor_float_32_execution=False"
+    return "nothing to switch"
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Send file descriptor 2 to a temporary file; replay it only if the block raises."""

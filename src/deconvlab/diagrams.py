@@ -29,7 +29,7 @@ def _arrow(ax, start, end, style="-|>", color="#333333", connection="arc3", line
 
 
 def three_steps() -> plt.Figure:
-    """The article's method as a picture: convolve, deconvolve (transposed convolution), fuse with the input. Ch. 3."""
+    """The article's method as a picture: convolve, deconvolve, fuse with the input. Taught in chapter 3."""
     fig, ax = plt.subplots(figsize=(7.2, 2.4), layout="constrained")
     steps = [(0.6, "input\n$x$", "data"), (2.2, "convolve\n$y = \\mathrm{Conv}(x, k)$", "conv"),
              (4.0, "deconvolve\n$x' = C^\\top y$", "deconv"), (5.7, "fuse\n$x'' = x + x'$", "fuse"),
@@ -104,7 +104,7 @@ def transposed_scatter(kernel_size: int = 3, stride: int = 2) -> plt.Figure:
     """A 2x2 input scattered by a strided transposed convolution: each input pixel paints one kernel copy.
 
     Left: the input; middle: the four kernel copies, offset by the stride; right: the overlap count of every output
-    pixel. Unequal counts are the checkerboard built into the layer (chapter 2).
+    pixel. Unequal counts are the checkerboard built into the layer. Taught in chapter 2.
     """
     counts = overlap_counts(2, kernel_size, stride)
     size, colours = counts.shape[0], ("#cc0000", "#3d85c6", "#6aa84f", "#e69138")

@@ -4,12 +4,13 @@ Both functions take a gray image (H, W), a colour image (H, W, C) or an NHWC bat
 same layout, ``scale`` times larger for super-resolution models.
 
 Tiles are blended with a separable window that, across each overlap of ``overlap`` pixels, is 0 on
-the first quarter, rises as a raised cosine over the middle half, and is 1 on the last quarter (the
-neighbour's window mirrors it, so the two sum to one). Pixels within ``overlap // 4`` of a tile's
-inner edge therefore never count, which makes tiling *exact* for a stride-1 fully convolutional model
-whose receptive-field radius is at most ``overlap // 4`` (e.g. ``d`` pixels for ``d`` 3x3 convs), and
-hides the seams smoothly otherwise. Borders of the image are not ramped: the model pads them the
-same way whether it sees a tile or the whole image.
+the first ``margin`` pixels, rises as a raised cosine, and is 1 on the last ``margin`` (the neighbour's
+window mirrors it, so the two sum to one). Pixels within ``margin`` of a tile's inner edge therefore never
+count, which makes tiling *exact* for a fully convolutional model whose receptive-field radius is at most
+``margin`` (e.g. ``d`` pixels for ``d`` 3x3 convs), and hides the seams smoothly otherwise. By default the
+radius is read from the model's layers and the overlap is twice it; models with strided layers get tile
+origins on their stride grid. Borders of the image are not ramped: the model pads them the same way whether
+it sees a tile or the whole image.
 """
 
 from __future__ import annotations
@@ -98,18 +99,18 @@ def model_scale(model: keras.Model, channels: int | None = None) -> int:
     return scale
 
 
-def _ramp(overlap: int) -> np.ndarray:
-    """Rising weights across an overlap: 0 on the first quarter, raised cosine, 1 on the last quarter."""
-    q = overlap // 4
+def _ramp(overlap: int, margin: int | None = None) -> np.ndarray:
+    """Rising weights across an overlap: 0 on `margin` pixels (default a quarter), raised cosine, 1 on `margin`."""
+    q = overlap // 4 if margin is None else margin
     n = overlap - 2 * q
-    rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+    rise = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n) if n > 0 else np.zeros(0)
     return np.concatenate([np.zeros(q), rise, np.ones(q)]).astype("float32")
 
 
-def _axis_window(length: int, overlap: int, inner_start: bool, inner_end: bool) -> np.ndarray:
+def _axis_window(length: int, overlap: int, margin: int | None, inner_start: bool, inner_end: bool) -> np.ndarray:
     w = np.ones(length, "float32")
     if overlap:
-        ramp = _ramp(overlap)
+        ramp = _ramp(overlap, margin)
         if inner_start:
             w[:overlap] *= ramp
         if inner_end:
@@ -117,68 +118,131 @@ def _axis_window(length: int, overlap: int, inner_start: bool, inner_end: bool) 
     return w
 
 
-def _starts(size: int, tile: int, step: int) -> list[int]:
-    """Tile origins along an axis; the last tile is clamped to end at the border."""
+def _starts(size: int, tile: int, step: int, grid: int = 1) -> list[int]:
+    """Tile origins along an axis, all on multiples of `grid`; the last tile reaches the border (it may be longer)."""
     if tile >= size:
         return [0]
     starts = list(range(0, size - tile + 1, step))
-    if starts[-1] != size - tile:
-        starts.append(size - tile)
+    last = (size - tile) // grid * grid
+    if starts[-1] != last:
+        starts.append(last)
     return starts
 
 
-def tile_predict(model: keras.Model, image, tile: int = 256, overlap: int = 32, batch_size: int = 4,
-                 progress: bool = False, scale: int | None = None) -> np.ndarray:
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def tiling_geometry(model: keras.Model) -> tuple[int, int] | None:
+    """(receptive-field radius, total stride) of a model, read from its layers; None for a model that cannot be traced."""
+    from . import models
+
+    try:
+        return models.receptive_field_radius(model), models.total_stride(model)
+    except ArgumentError:
+        return None
+
+
+def default_overlap(model: keras.Model) -> int:
+    """The smallest overlap that keeps tiling exact: twice the receptive-field radius, on the stride grid.
+
+    The shipped 15+15 RED-Net reaches 30 pixels, so 60 (the old fixed default of 32 was not exact for it).
+    """
+    geometry = tiling_geometry(model)
+    if geometry is None:
+        raise ArgumentError(f"cannot read the receptive field of {model.name} from its layers: pass overlap=")
+    radius, stride = geometry
+    return _round_up(2 * radius, stride)
+
+
+def default_tile(model: keras.Model, overlap: int | None = None) -> int:
+    """DEFAULT_TILE, or four overlaps if that is larger (at most (4/3)^2 ~ 1.8x the work of one whole pass)."""
+    geometry = tiling_geometry(model)
+    stride = 1 if geometry is None else geometry[1]
+    overlap = default_overlap(model) if overlap is None else overlap
+    return _round_up(max(DEFAULT_TILE, 4 * overlap), stride)
+
+
+def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: int | None = None,
+                 batch_size: int = 4, progress: bool = False, scale: int | None = None,
+                 margin: int | None = None) -> np.ndarray:
     """Predict with overlapping tiles blended by a smooth window; same layout as the input. Taught in chapter 5.
 
-    At most `batch_size` tiles are in memory at a time; the result is accumulated in a float32 output
-    and a weight map, then normalised. `scale` (the SR factor) is measured on a small probe when None.
-    Exact, up to float error, for stride-1 models whose receptive-field radius is <= overlap // 4.
+    Each tile's window is 0 on `margin` pixels at its inner edges, a raised cosine across the rest of the overlap,
+    and 1 elsewhere, so an output pixel only comes from tiles that saw at least `margin` pixels around it. With
+    ``overlap=None`` (the default) the overlap and margin come from the model's layers: margin = its
+    receptive-field radius (:func:`deconvlab.models.receptive_field_radius`), overlap = twice that, and the result
+    equals whole-image prediction up to float rounding. An explicit overlap keeps ``margin = overlap // 4``
+    unless `margin` is given. ``tile=None`` is :func:`default_tile`. For models with strided layers, tile origins,
+    tile side and overlap sit on multiples of the total stride (:func:`deconvlab.models.total_stride`), so every
+    tile is downsampled on the same grid as the whole image; the last tile of a row or column ends at the border
+    and may be up to stride - 1 pixels longer (the model pads it as it pads the whole image). At most
+    `batch_size` tiles are in memory at a time. `scale` (the SR factor) is measured on a small probe when None.
     """
-    tile = integer("tile", tile, 1)
+    geometry = tiling_geometry(model)
+    stride = 1 if geometry is None else geometry[1]
+    if overlap is None:
+        overlap = default_overlap(model)
+        margin = geometry[0] if margin is None else margin
     overlap = integer("overlap", overlap, 0)
+    tile = default_tile(model, overlap) if tile is None else integer("tile", tile, 1)
     batch_size = integer("batch_size", batch_size, 1)
+    # origins on the stride grid: tile side rounded down, overlap up, to multiples of the stride
+    tile = max(tile // stride * stride, stride)
+    overlap = _round_up(overlap, stride)
     if overlap >= tile:
-        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}): e.g. tile=256, overlap=32")
+        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
+                            + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
+                            + "): e.g. tile=256, overlap=32")
+    if margin is not None and not 0 <= integer("margin", margin, 0) <= overlap // 2:
+        raise ArgumentError(f"margin ({margin}) must be at most overlap // 2 ({overlap // 2}): raise the overlap")
     batch, layout = to_model_batch(image, model_channels(model))
     scale = model_scale(model, batch.shape[-1]) if scale is None else integer("scale", scale, 1)
     n, h, w, _ = batch.shape
-    th, tw = min(tile, h), min(tile, w)
-    ys = _starts(h, th, tile - overlap)
-    xs = _starts(w, tw, tile - overlap)
+    ys = _starts(h, min(tile, h), tile - overlap, stride)
+    xs = _starts(w, min(tile, w), tile - overlap, stride)
+    ends_y = {y: y + min(tile, h) for y in ys[:-1]} | {ys[-1]: h}
+    ends_x = {x: x + min(tile, w) for x in xs[:-1]} | {xs[-1]: w}
     s, o = scale, overlap * scale
+    m = None if margin is None else margin * scale
 
     # per-tile windows on the output grid; image borders are not ramped
-    wy = {y: _axis_window(th * s, o, y > 0, y + th < h) for y in ys}
-    wx = {x: _axis_window(tw * s, o, x > 0, x + tw < w) for x in xs}
+    wy = {y: _axis_window((ends_y[y] - y) * s, o, m, y > 0, ends_y[y] < h) for y in ys}
+    wx = {x: _axis_window((ends_x[x] - x) * s, o, m, x > 0, ends_x[x] < w) for x in xs}
     weight = np.zeros((h * s, w * s), "float32")
     for y in ys:
         for x in xs:
-            weight[y * s : (y + th) * s, x * s : (x + tw) * s] += np.outer(wy[y], wx[x])
+            weight[y * s : ends_y[y] * s, x * s : ends_x[x] * s] += np.outer(wy[y], wx[x])
 
-    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
-    # pad the last chunk to full size when there are several, so compiled backends see one shape
-    pad_chunks = len(jobs) > batch_size
-    bar = keras.utils.Progbar(len(jobs), unit_name="tile") if progress else None
+    # tiles of one shape go through the model together (the last row and column may be longer)
+    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for i in range(n):
+        for y in ys:
+            for x in xs:
+                groups.setdefault((ends_y[y] - y, ends_x[x] - x), []).append((i, y, x))
+    bar = keras.utils.Progbar(n * len(ys) * len(xs), unit_name="tile") if progress else None
     out = None
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        tiles = np.stack([batch[i, y : y + th, x : x + tw] for i, y, x in chunk])
-        if pad_chunks and len(chunk) < batch_size:
-            tiles = np.concatenate([tiles, np.zeros((batch_size - len(chunk),) + tiles.shape[1:], "float32")])
-        pred = _forward(model, tiles, compiled=True)
-        if pred.shape[1:3] != (th * s, tw * s):
-            raise ArgumentError(
-                f"model turned {th}x{tw} tiles into {pred.shape[1]}x{pred.shape[2]}, not scale={s}: "
-                "pass the model's scale or scale=None to measure it"
-            )
-        if out is None:
-            out = np.zeros((n, h * s, w * s, pred.shape[-1]), "float32")
-        for k, (i, y, x) in enumerate(chunk):
-            window = np.outer(wy[y], wx[x])[..., None]
-            out[i, y * s : (y + th) * s, x * s : (x + tw) * s] += pred[k] * window
-        if bar is not None:
-            bar.add(len(chunk))
+    for (th, tw), jobs in groups.items():
+        # pad the last chunk to full size when there are several, so compiled backends see one shape
+        pad_chunks = len(jobs) > batch_size
+        for start in range(0, len(jobs), batch_size):
+            chunk = jobs[start : start + batch_size]
+            tiles = np.stack([batch[i, y : y + th, x : x + tw] for i, y, x in chunk])
+            if pad_chunks and len(chunk) < batch_size:
+                tiles = np.concatenate([tiles, np.zeros((batch_size - len(chunk),) + tiles.shape[1:], "float32")])
+            pred = _forward(model, tiles, compiled=True)
+            if pred.shape[1:3] != (th * s, tw * s):
+                raise ArgumentError(
+                    f"model turned {th}x{tw} tiles into {pred.shape[1]}x{pred.shape[2]}, not scale={s}: "
+                    "pass the model's scale or scale=None to measure it"
+                )
+            if out is None:
+                out = np.zeros((n, h * s, w * s, pred.shape[-1]), "float32")
+            for k, (i, y, x) in enumerate(chunk):
+                window = np.outer(wy[y], wx[x])[..., None]
+                out[i, y * s : (y + th) * s, x * s : (x + tw) * s] += pred[k] * window
+            if bar is not None:
+                bar.add(len(chunk))
     out /= weight[None, :, :, None]
     return from_model_batch(out, layout)
 

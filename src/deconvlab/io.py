@@ -9,6 +9,7 @@ float TIFF). A file that cannot give trustworthy pixels (missing, empty, truncat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -34,6 +35,15 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # LOAD_TRUNCATED_IMAGES is process-global; the lock keeps our temporary "off" from racing another reader.
 _TRUNCATED_LOCK = threading.Lock()
+
+
+@dataclasses.dataclass
+class _Notes:
+    """What a reader noticed and read_image warns about once, at the caller's line."""
+
+    alpha: bool = False  # an alpha channel (or extra samples) was dropped
+    frames: int = 1  # frames or pages in the file; only the first is read
+    float_samples: bool = False  # the file stores floats, taken as they are
 
 
 def max_pixels() -> int:
@@ -143,7 +153,9 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
     """Read an image file as float32 in [0, 1]: (H, W) gray or (H, W, 3) RGB. Taught in chapter 4.
 
     ``mode="gray"`` converts colour with the BT.601 luma (0.299, 0.587, 0.114); ``mode="rgb"`` repeats gray.
-    Alpha is dropped with a warning; 16-bit data is divided by 65535; float TIFF is taken as stored.
+    Alpha is dropped with a warning; 16-bit data is divided by 65535; float TIFF is taken as stored (with a warning
+    when it leaves [0, 1]); of a multi-frame file (GIF, APNG, multi-page TIFF) the first frame is read, with a
+    warning; CMYK becomes RGB and the EXIF/TIFF orientation is applied.
     """
     if mode not in (None, "gray", "rgb"):
         raise ArgumentError(f"mode={mode!r}: use None (as stored), 'gray' or 'rgb'")
@@ -164,19 +176,34 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
         raise ImageFileError(f"cannot read {where} ({exc.strerror or exc}): check its permissions") from None
     if size == 0:
         raise ImageFileError(f"{where} is empty (0 bytes): re-download or re-export it")
-    alpha: list[bool] = []  # the readers note a dropped alpha channel here; we warn once, at the caller's line
+    notes = _Notes()
     if head.startswith(_TIFF_MAGICS):
-        img = _read_tiff(p, where, limit, alpha)
+        img = _read_tiff(p, where, limit, notes)
     else:
-        img = _read_pillow(p, where, limit, head, alpha)
-    if alpha:
+        img = _read_pillow(p, where, limit, head, notes)
+    if notes.alpha:
         warnings.warn(
             f"{where}: alpha channel dropped, colour kept as stored; composite onto a background first if "
             "transparency matters",
             UserWarning,
             stacklevel=2,
         )
+    if notes.frames > 1:
+        warnings.warn(
+            f"{where} has {notes.frames} frames (an animation or a multi-page file): only the first is read; "
+            "save the others as files of their own to restore them",
+            UserWarning,
+            stacklevel=2,
+        )
     img = check_image(img, where)
+    if notes.float_samples and (img.min() < 0.0 or img.max() > 1.0):
+        # A float TIFF exported on the 0-255 scale would otherwise come out all white after clipping.
+        warnings.warn(
+            f"{where} stores floats from {img.min():g} to {img.max():g}, outside [0, 1]: taken as stored and "
+            "clipped when written; divide by 255 (or 65535) first if that is their scale",
+            UserWarning,
+            stacklevel=2,
+        )
     if mode == "gray" and img.ndim == 3:
         img = rgb_to_gray(img)
     elif mode == "rgb" and img.ndim == 2:
@@ -207,7 +234,7 @@ def _corrupt(where: str, exc: BaseException) -> ImageFileError:
     return ImageFileError(f"{where} is truncated or corrupt ({detail}): re-download or re-export the file")
 
 
-def _read_pillow(p: Path, where: str, limit: int, head: bytes, alpha: list[bool]) -> np.ndarray:
+def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Our own pixel limit (checked next, before decoding) replaces Pillow's bomb warning.
@@ -226,16 +253,20 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, alpha: list[bool]
         raise _corrupt(where, exc) from None
     with im:
         _check_size(im.size[0], im.size[1], limit, where)
+        try:
+            notes.frames = max(notes.frames, int(getattr(im, "n_frames", 1)))
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # GIF counts its frames by reading them all
+            raise _corrupt(where, exc) from None
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
             # Pillow keeps only the high byte of 16-bit colour PNGs; decode those ourselves, losslessly.
-            return _read_png16(p, where, alpha)
+            return _read_png16(p, where, notes)
         _load_fully(im, where)
         try:
             if im.getexif().get(0x0112, 1) != 1:  # camera JPEGs: store rotated, show upright
                 im = ImageOps.exif_transpose(im)
         except Exception:  # a broken EXIF block must not cost the pixels
             pass
-        return _pil_to_array(im, where, alpha)
+        return _pil_to_array(im, where, notes)
 
 
 def _load_fully(im: Image.Image, where: str) -> None:
@@ -256,7 +287,7 @@ def _load_fully(im: Image.Image, where: str) -> None:
         raise _corrupt(where, exc) from None
 
 
-def _pil_to_array(im: Image.Image, where: str, alpha: list[bool]) -> np.ndarray:
+def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
     mode = im.mode
     if mode == "1":
         return np.asarray(im, dtype=bool).astype(np.float32)
@@ -272,10 +303,11 @@ def _pil_to_array(im: Image.Image, where: str, alpha: list[bool]) -> np.ndarray:
             )
         return arr.astype(np.float32) / 65535.0
     if mode == "F":
+        notes.float_samples = True
         return np.asarray(im, dtype=np.float32)
     if mode in ("P", "PA"):
         if mode == "PA" or "transparency" in im.info:
-            alpha.append(True)
+            notes.alpha = True
         with warnings.catch_warnings():
             # Pillow nags about palette transparency on convert; the alpha warning above already told the reader.
             warnings.simplefilter("ignore", UserWarning)
@@ -285,10 +317,10 @@ def _pil_to_array(im: Image.Image, where: str, alpha: list[bool]) -> np.ndarray:
             return rgb[..., 0]
         return rgb
     if mode in ("LA", "La"):
-        alpha.append(True)
+        notes.alpha = True
         return np.asarray(im.convert("LA"), dtype=np.float32)[..., 0] / 255.0
     if mode in ("RGBA", "RGBa"):
-        alpha.append(True)
+        notes.alpha = True
         return np.asarray(im.convert("RGBA"), dtype=np.float32)[..., :3] / 255.0
     if mode == "RGB":
         return np.asarray(im, dtype=np.float32) / 255.0
@@ -298,12 +330,12 @@ def _pil_to_array(im: Image.Image, where: str, alpha: list[bool]) -> np.ndarray:
         raise ImageFileError(f"{where} has Pillow mode {mode!r} that cannot become RGB ({exc}): convert the file to PNG") from None
 
 
-def _read_tiff(p: Path, where: str, limit: int, alpha: list[bool]) -> np.ndarray:
+def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     """TIFF through tifffile (lossless for 16-bit colour and float RGB, which Pillow cannot read), else Pillow."""
     try:
         import tifffile
     except ImportError:  # scikit-image brings tifffile; without it Pillow still reads the common TIFFs
-        return _read_pillow(p, where, limit, b"", alpha)
+        return _read_pillow(p, where, limit, b"", notes)
     try:
         with tifffile.TiffFile(p) as tif:
             page = tif.pages[0]
@@ -312,6 +344,10 @@ def _read_tiff(p: Path, where: str, limit: int, alpha: list[bool]) -> np.ndarray
             photometric = int(page.photometric)
             planar = int(page.planarconfig)
             colormap = page.colormap
+            orientation = page.tags.get(274)
+            orientation = int(orientation.value) if orientation is not None else 1
+            # Reduced-resolution pages are previews of the first image, not images of their own.
+            frames = sum(1 for pg in tif.pages if not getattr(pg, "is_reduced", False))
     except ImageTooLargeError:
         raise
     except Exception as exc:
@@ -319,11 +355,21 @@ def _read_tiff(p: Path, where: str, limit: int, alpha: list[bool]) -> np.ndarray
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # Pillow's "Truncated File Read": the error below says it
-                return _read_pillow(p, where, limit, b"", alpha)
+                return _read_pillow(p, where, limit, b"", notes)
         except ImageFileError:
             raise _corrupt(where, exc) from None
+    notes.frames = max(notes.frames, frames)
     if planar == 2 and arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)  # PLANARCONFIG_SEPARATE: samples come first
+    arr = _orient(arr, orientation)
+    if photometric == 5 and arr.ndim == 3 and arr.shape[-1] >= 4:  # SEPARATED: CMYK inks
+        ink = _unit_float(arr[..., :4])
+        if ink.dtype != np.float32:
+            raise ImageValueError(f"{where} stores {arr.dtype} CMYK samples: save it as 8/16-bit RGB")
+        notes.alpha = arr.shape[-1] > 4
+        notes.float_samples = arr.dtype.kind == "f"
+        # The device-independent approximation (as Pillow's CMYK -> RGB): no ink is white, K darkens all three.
+        return (1.0 - ink[..., :3]) * (1.0 - ink[..., 3:4])
     if photometric == 3 and colormap is not None:  # palette: 16-bit colour map entries
         rgb = np.moveaxis(np.asarray(colormap)[:, arr], 0, -1).astype(np.float32) / 65535.0
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
@@ -332,17 +378,26 @@ def _read_tiff(p: Path, where: str, limit: int, alpha: list[bool]) -> np.ndarray
     if arr.ndim == 3:
         channels = arr.shape[-1]
         if channels in (2, 4) or channels > 4:
-            alpha.append(True)  # gray + alpha, RGBA, or RGB + extra samples
+            notes.alpha = True  # gray + alpha, RGBA, or RGB + extra samples
         arr = arr[..., 0] if channels <= 2 else arr[..., :3]
     out = _unit_float(arr)
     if out.dtype != np.float32:
         raise ImageValueError(f"{where} stores {arr.dtype} samples: save it as 8/16-bit unsigned or float32 TIFF")
+    notes.float_samples = arr.dtype.kind == "f"
     if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
         out = 1.0 - out
     return out
 
 
-def _read_png16(p: Path, where: str, alpha: list[bool]) -> np.ndarray:
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright by the TIFF/EXIF Orientation tag, as ``PIL.ImageOps.exif_transpose`` does."""
+    if orientation in (5, 6, 7, 8):
+        arr = np.swapaxes(arr, 0, 1)  # the four orientations that swap rows and columns: transpose first
+    flips = {2: (1,), 3: (0, 1), 4: (0,), 6: (1,), 7: (0, 1), 8: (0,)}.get(orientation, ())
+    return np.flip(arr, flips) if flips else arr
+
+
+def _read_png16(p: Path, where: str, notes: _Notes) -> np.ndarray:
     """16-bit colour PNG (colour types 2, 4, 6), which Pillow reduces to 8 bits, losslessly through pypng."""
     import png
 
@@ -357,7 +412,7 @@ def _read_png16(p: Path, where: str, alpha: list[bool]) -> np.ndarray:
         raise _corrupt(where, EOFError("image data shorter than the header says"))
     img = pixels.reshape(height, width, planes).astype(np.float32) / 65535.0
     if info.get("alpha"):
-        alpha.append(True)
+        notes.alpha = True
     return img[..., 0] if planes <= 2 else img[..., :3]
 
 

@@ -9,6 +9,8 @@ registered with ``package="deconvlab"`` so ``keras.saving.load_model(path, safe_
 * :class:`BilinearUpsample` is an integer-factor bilinear resize that also works on unknown sizes (Keras'
   ``UpSampling2D(interpolation="bilinear")`` needs static sizes on TensorFlow) (chapter 4, super-resolution).
 * :class:`Blend` is the output of a learned gate, ``g * a + (1 - g) * b`` (chapter 2, fusion).
+* :class:`BilinearKernel` and :class:`ICNR` initialise learned upsamplers so that every output phase starts
+  alike: no checkerboard at initialisation (chapter 5, upsampling variants).
 """
 
 from __future__ import annotations
@@ -209,3 +211,81 @@ class BilinearUpsample(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
+
+
+# ------------------------------------------------------------------------------------- upsampler initialisers
+# A stride-s transposed convolution computes s*s interleaved "phases", each with its own taps of the kernel; with
+# independent random taps a flat input already comes out as an s x s checkerboard. Both initialisers below give
+# every phase the same response to a flat input, so the untrained upsampler starts checkerboard-free.
+
+
+def bilinear_filter(stride: int):
+    """The 1-D bilinear taps of a ``2 * stride`` kernel (FCN, Long et al. 2015): every phase sums to one."""
+    stride = integer("stride", stride, 1)
+    k = 2 * stride
+    centre = (k - 1) / 2
+    return [1.0 - abs(i - centre) / stride for i in range(k)]
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class BilinearKernel(keras.initializers.Initializer):
+    """Conv2DTranspose kernel ``(2s, 2s, out, in)`` = bilinear filter x a He-normal ``out x in`` channel mixing.
+
+    At initialisation the layer is bilinear upsampling followed by a 1x1 convolution: a flat input gives a flat
+    output away from the borders.
+    """
+
+    def __init__(self, stride: int, seed: int | None = None):
+        self.stride = integer("stride", stride, 1)
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        kh, kw, c_out, c_in = shape
+        if kh != 2 * self.stride or kw != 2 * self.stride:
+            raise ArgumentError(f"BilinearKernel({self.stride}) needs a {2 * self.stride}x{2 * self.stride} kernel, "
+                                f"got {kh}x{kw}: use kernel_size = 2 * stride")
+        taps = ops.convert_to_tensor(bilinear_filter(self.stride), dtype="float32")
+        spatial = ops.reshape(taps, (-1, 1, 1, 1)) * ops.reshape(taps, (1, -1, 1, 1))
+        mix = keras.random.normal((1, 1, c_out, c_in), stddev=(2.0 / c_in) ** 0.5, seed=self.seed)
+        return ops.cast(spatial * mix, dtype or "float32")
+
+    def get_config(self):
+        return {"stride": self.stride, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class ICNR(keras.initializers.Initializer):
+    """ICNR (Aitken et al. 2017): every upsampling phase starts with the same He-normal sub-kernel.
+
+    ``transposed=True``: a Conv2DTranspose kernel ``(k, k, out, in)`` with ``k`` a multiple of ``stride``; tap
+    ``a * stride + p`` of each axis gets sub-tap ``a`` for every phase ``p``. ``transposed=False``: the convolution
+    before a :class:`DepthToSpace` shuffle, ``(k, k, in, out * stride**2)``, whose channel ``phase * out + c``
+    gets channel ``c`` of one ``(k, k, in, out)`` kernel. Either way the layer starts as nearest-neighbour
+    upsampling combined with a random convolution.
+    """
+
+    def __init__(self, stride: int, transposed: bool = True, seed: int | None = None):
+        self.stride = integer("stride", stride, 1)
+        self.transposed = bool(transposed)
+        self.seed = seed
+
+    def __call__(self, shape, dtype=None):
+        s = self.stride
+        kh, kw, a, b = shape
+        if self.transposed:
+            if kh % s or kw % s:
+                raise ArgumentError(f"ICNR({s}) needs a kernel that is a multiple of the stride, got {kh}x{kw}")
+            sub_shape = (kh // s, kw // s, a, b)
+            fan_in = sub_shape[0] * sub_shape[1] * b  # transposed kernels are (k, k, out, in)
+            sub = keras.random.normal(sub_shape, stddev=(2.0 / fan_in) ** 0.5, seed=self.seed)
+            kernel = ops.repeat(ops.repeat(sub, s, axis=0), s, axis=1)
+        else:
+            if b % (s * s):
+                raise ArgumentError(f"ICNR({s}) needs output channels divisible by {s * s}, got {b}")
+            sub = keras.random.normal((kh, kw, a, b // (s * s)), stddev=(2.0 / (kh * kw * a)) ** 0.5,
+                                      seed=self.seed)
+            kernel = ops.tile(sub, (1, 1, 1, s * s))
+        return ops.cast(kernel, dtype or "float32")
+
+    def get_config(self):
+        return {"stride": self.stride, "transposed": self.transposed, "seed": self.seed}

@@ -14,25 +14,43 @@ Design choices, stated once:
   the same number of kernel taps, avoiding the checkerboard of uneven overlap (Odena et al. 2016).
 * ``model_spec(model)`` returns the builder name and arguments a model was made with (kept in a
   module dictionary, so weights cards can record them; a model loaded from disk has none).
+* :func:`unet` is the resolution-changing family: strided convolutions down, transposed convolutions up at
+  every scale, so most layers run at a half or a quarter of the resolution.
+* :func:`macs_per_pixel`, :func:`receptive_field_radius` and :func:`total_stride` read a model's cost per
+  output pixel and its tiling geometry from its layers (no image is run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import math
 import weakref
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import keras
 
 from .checks import integer
 from .errors import ArgumentError
-from .layers import BilinearUpsample, Blend, CropToReference, DepthToSpace, PadToMultiple
+from .layers import (
+    ICNR,
+    BilinearKernel,
+    BilinearUpsample,
+    Blend,
+    CropToReference,
+    DepthToSpace,
+    PadToMultiple,
+)
 
 FUSIONS = ("add", "concat", "gate")
 DOWNS = ("none", "strided")
 UPS = ("transposed", "resize", "subpixel")
+#: How a learned upsampler starts: He-normal (random phases: a checkerboard at initialisation), bilinear
+#: (transposed convolution only) or ICNR (transposed or sub-pixel); the last two start checkerboard-free.
+UP_INITS = ("he_normal", "bilinear", "icnr")
 SR_UPSAMPLES = ("pre", "post")
 
 # builder name and arguments of every model built in this session (see `model_spec`)
@@ -102,20 +120,39 @@ def _float32_output(x):
     return keras.layers.Activation("linear", dtype="float32", name="output")(x)
 
 
-def _upsample(x, filters: int, factor: int, up: str, kernel_size: int, activation, name: str):
+def _check_up_init(up_init: str, up: str) -> str:
+    _check_choice("up_init", up_init, UP_INITS)
+    if up_init == "bilinear" and up != "transposed":
+        raise ArgumentError(f"up_init='bilinear' sets transposed-convolution kernels, not up={up!r}: "
+                            "use up_init='icnr' for 'subpixel' ('resize' starts checkerboard-free by itself)")
+    if up_init == "icnr" and up == "resize":
+        raise ArgumentError("up='resize' starts checkerboard-free by itself: use up_init='he_normal'")
+    return up_init
+
+
+def _up_initializer(up_init: str, factor: int, transposed: bool):
+    if up_init == "bilinear":
+        return BilinearKernel(factor)
+    if up_init == "icnr":
+        return ICNR(factor, transposed=transposed)
+    return "he_normal"
+
+
+def _upsample(x, filters: int, factor: int, up: str, kernel_size: int, activation, name: str,
+              up_init: str = "he_normal"):
     """Upsample feature maps by an integer `factor` with a transposed conv, resize+conv or sub-pixel conv."""
     if up == "transposed":
         # kernel a multiple of the stride: even overlap, no checkerboard from the layer itself
         return keras.layers.Conv2DTranspose(
             filters, kernel_size=2 * factor, strides=factor, padding="same",
-            kernel_initializer="he_normal", activation=activation, name=name,
+            kernel_initializer=_up_initializer(up_init, factor, True), activation=activation, name=name,
         )(x)
     if up == "resize":
         x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=f"{name}_resize")(x)
         return keras.layers.Conv2D(filters, activation=activation, name=name, **_conv_args(kernel_size))(x)
-    x = keras.layers.Conv2D(
-        filters * factor * factor, activation=activation, name=name, **_conv_args(kernel_size)
-    )(x)
+    args = _conv_args(kernel_size)
+    args["kernel_initializer"] = _up_initializer(up_init, factor, False)
+    x = keras.layers.Conv2D(filters * factor * factor, activation=activation, name=name, **args)(x)
     return DepthToSpace(factor, name=f"{name}_shuffle")(x)
 
 
@@ -135,7 +172,7 @@ def _fuse(encoder, decoder, fusion: str, width: int, level: int):
 
 
 def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: int, kernel_size: int,
-                     skip_every: int, fusion: str, down: str, up: str):
+                     skip_every: int, fusion: str, down: str, up: str, up_init: str = "he_normal"):
     """RED-Net body: `depth` convs, `depth` mirrored transposed convs, symmetric skips every `skip_every`."""
     features = {}
     for i in range(1, depth + 1):
@@ -148,7 +185,7 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
         level = depth - j  # decoder layer j restores the shape of encoder feature `level`
         if level == 0:
             if down == "strided":
-                return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{j}")
+                return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{j}", up_init)
             last_args = _conv_args(kernel_size)
             if out_activation is None:
                 # The skips sum ReLU features, so with He init the untrained residual is ~17 (mean) on [0, 1]
@@ -167,7 +204,8 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
     raise AssertionError("unreachable: the loop returns at level 0")
 
 
-def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up) -> None:
+def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up,
+                        up_init="he_normal") -> None:
     integer("channels", channels, 1)
     integer("depth", depth, 1)
     integer("width", width, 1)
@@ -176,12 +214,13 @@ def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion,
     _check_choice("fusion", fusion, FUSIONS)
     _check_choice("down", down, DOWNS)
     _check_choice("up", up, UPS)
+    _check_up_init(up_init, up)
 
 
 @_records_spec
 def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: int = 3, skip_every: int = 2,
             fusion: str = "add", down: str = "none", up: str = "transposed", global_residual: bool = True,
-            name: str = "red_net") -> keras.Model:
+            up_init: str = "he_normal", name: str = "red_net") -> keras.Model:
     """RED-Net: conv encoder, mirrored transposed-conv decoder, symmetric skip fusion. Taught in chapter 3.
 
     `depth` Conv2D+ReLU layers, then `depth` Conv2DTranspose layers (the last one linear, to `channels`).
@@ -189,14 +228,15 @@ def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: in
     by `fusion`: "add" (RED-Net: sum, then ReLU), "concat" (concatenate, 1x1 conv + ReLU) or "gate"
     (g = sigmoid(1x1 conv([enc, dec])), out = g*enc + (1-g)*dec). With `global_residual` the output is
     input + decoder output. `down="strided"` runs the middle at half resolution; `up` picks the final
-    x2 upsampler: "transposed" (4x4, stride 2), "resize" (nearest + conv) or "subpixel" (conv + shuffle).
+    x2 upsampler: "transposed" (4x4, stride 2), "resize" (nearest + conv) or "subpixel" (conv + shuffle), and
+    `up_init` how it starts (see :data:`UP_INITS`; "bilinear" and "icnr" are checkerboard-free at initialisation).
     """
-    _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up)
+    _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up, up_init)
     inputs = _image_input(channels)
     x = PadToMultiple(2, name="pad")(inputs) if down == "strided" else inputs
     x = _encoder_decoder(
         x, out_filters=channels, out_activation=None, depth=depth, width=width, kernel_size=kernel_size,
-        skip_every=skip_every, fusion=fusion, down=down, up=up,
+        skip_every=skip_every, fusion=fusion, down=down, up=up, up_init=up_init,
     )
     if down == "strided":
         x = CropToReference(name="crop")([x, inputs])
@@ -296,7 +336,8 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     and `scale` is only recorded. "post": the input is the LR image; the RED-Net body runs at low
     resolution, ends with `width` features, an upsampler by `scale` (selected by `up`, default a
     transposed conv with kernel 2*scale) maps them to `channels`, and the global fusion adds the
-    bilinearly upsampled input. Other keyword arguments go to :func:`red_net`.
+    bilinearly upsampled input; ``up_init="bilinear"`` (transposed) or ``"icnr"`` (transposed or sub-pixel)
+    starts that upsampler free of checkerboard artifacts. Other keyword arguments go to :func:`red_net`.
     """
     _check_choice("upsample", upsample, SR_UPSAMPLES)
     red_net_params = inspect.signature(red_net).parameters
@@ -312,15 +353,15 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     integer("scale", scale, 1)
     args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
     _check_red_net_args(channels, args["depth"], args["width"], args["kernel_size"], args["skip_every"],
-                        args["fusion"], args["down"], args["up"])
+                        args["fusion"], args["down"], args["up"], args["up_init"])
     inputs = _image_input(channels, name="lr")
     x = PadToMultiple(2, name="pad")(inputs) if args["down"] == "strided" else inputs
     x = _encoder_decoder(
         x, out_filters=args["width"], out_activation="relu", depth=args["depth"], width=args["width"],
         kernel_size=args["kernel_size"], skip_every=args["skip_every"], fusion=args["fusion"],
-        down=args["down"], up=args["up"],
+        down=args["down"], up=args["up"], up_init=args["up_init"],
     )
-    x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample")
+    x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample", args["up_init"])
     if args["down"] == "strided":
         x = CropToReference(scale, name="crop")([x, inputs])
     if args["global_residual"]:
@@ -329,17 +370,88 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     return keras.Model(inputs, _float32_output(x), name=name)
 
 
+@_records_spec
+def unet(channels: int = 1, widths: tuple[int, ...] = (48, 96, 192), depths: tuple[int, ...] = (2, 2, 2),
+         kernel_size: int = 3, down_kernel: int = 2, up_kernel: int = 4, up_init: str = "bilinear",
+         fusion: str = "add", global_residual: bool = True, name: str = "unet") -> keras.Model:
+    """Multi-scale encoder-decoder whose transposed convolutions bring features back up a scale.
+
+    Scale ``l`` (``len(widths)`` of them, each half the resolution of the one before) runs ``depths[l]``
+    conv+ReLU layers of ``widths[l]`` channels; a ``down_kernel`` x ``down_kernel`` stride-2 conv+ReLU goes
+    down (2 is pixel-unshuffle followed by a 1x1 conv), a ``up_kernel`` x ``up_kernel`` stride-2 transposed conv
+    comes back up, its output is fused with the encoder feature of that scale (`fusion`, as in :func:`red_net`)
+    and ``depths[l]`` more conv+ReLU layers follow. A linear conv maps to `channels`, started near zero, and
+    with `global_residual` the output is input + that. Inputs of any size are padded to a multiple of
+    ``2 ** (len(widths) - 1)`` and cropped back. `up_init` "bilinear" (``up_kernel == 4``) or "icnr" starts
+    every transposed conv free of checkerboard artifacts. Widths that double as the resolution halves cost
+    the same multiply-adds per pixel at every scale, so the parameters sit at low resolution, where they are cheap.
+    """
+    integer("channels", channels, 1)
+    widths = tuple(integer("widths", w, 1) for w in _as_sequence("widths", widths))
+    depths = tuple(integer("depths", d, 1) for d in _as_sequence("depths", depths))
+    if len(widths) < 2 or len(depths) != len(widths):
+        raise ArgumentError(f"unet needs two or more widths and one depth per width, got widths={list(widths)}, "
+                            f"depths={list(depths)}: e.g. widths=(48, 96, 192), depths=(2, 2, 2)")
+    integer("kernel_size", kernel_size, 1)
+    integer("down_kernel", down_kernel, 2)
+    integer("up_kernel", up_kernel, 2)
+    if up_kernel % 2:
+        raise ArgumentError(f"up_kernel={up_kernel} is not a multiple of the stride 2: uneven overlap paints a "
+                            "checkerboard (Odena et al. 2016); use 2 or 4")
+    _check_up_init(up_init, "transposed")
+    if up_init == "bilinear" and up_kernel != 4:
+        raise ArgumentError(f"up_init='bilinear' needs up_kernel=4 (twice the stride), got {up_kernel}: "
+                            "use up_init='icnr'")
+    _check_choice("fusion", fusion, FUSIONS)
+    levels = len(widths)
+    inputs = _image_input(channels)
+    x = PadToMultiple(2 ** (levels - 1), name="pad")(inputs)
+    skips = []
+    for level, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+        for i in range(1, depth + 1):
+            x = keras.layers.Conv2D(width, activation="relu", name=f"enc{level}_conv{i}", **_conv_args(kernel_size))(x)
+        if level < levels - 1:
+            skips.append(x)
+            x = keras.layers.Conv2D(widths[level + 1], kernel_size=down_kernel, strides=2, padding="same",
+                                    activation="relu", kernel_initializer="he_normal", name=f"down{level}")(x)
+    for level in reversed(range(levels - 1)):
+        x = keras.layers.Conv2DTranspose(
+            widths[level], kernel_size=up_kernel, strides=2, padding="same",
+            kernel_initializer=_up_initializer(up_init, 2, True),
+            activation=None if fusion == "add" else "relu", name=f"up{level}",
+        )(x)
+        x = _fuse(skips[level], x, fusion, widths[level], level)
+        for i in range(1, depths[level] + 1):
+            x = keras.layers.Conv2D(widths[level], activation="relu", name=f"dec{level}_conv{i}",
+                                    **_conv_args(kernel_size))(x)
+    last_args = _conv_args(kernel_size)
+    last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
+    x = keras.layers.Conv2D(channels, name="tail", **last_args)(x)
+    x = CropToReference(name="crop")([x, inputs])
+    if global_residual:
+        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
+    return keras.Model(inputs, _float32_output(x), name=name)
+
+
+def _as_sequence(name: str, value: Any) -> tuple:
+    # cards store tuples as JSON lists; a bare int is a common slip worth a clear message
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise ArgumentError(f"{name} must be a list of integers, e.g. {name}=(48, 96, 192); got {value!r}")
+
+
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
     "red_net": red_net,
     "plain_cnn": plain_cnn,
     "dncnn": dncnn,
     "fsrcnn": fsrcnn,
     "red_net_sr": red_net_sr,
+    "unet": unet,
 }
 
 
 def build_model(name: str, /, **kwargs: Any) -> keras.Model:
-    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr")."""
+    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr", "unet")."""
     try:
         builder = BUILDERS[name]
     except (KeyError, TypeError):
@@ -394,3 +506,189 @@ def width_for_params(builder: str | Callable[..., keras.Model], target_params: i
     if lo > 1 and target_params - params_at(lo - 1) <= params_at(lo) - target_params:
         return lo - 1
     return lo
+
+
+# ------------------------------------------------------------------------------------ cost and receptive field
+# Both walk the functional graph once and track, for every feature map and each spatial axis, its *jump* (input
+# pixels per feature pixel, a Fraction: 2 after a stride-2 conv, 1/3 after a x3 upsampler) and how far, in input
+# pixels, its values reach beyond the input block a feature pixel sits on (left and right).
+
+_POINTWISE = (
+    keras.layers.Activation, keras.layers.ReLU, keras.layers.LeakyReLU, keras.layers.PReLU, keras.layers.ELU,
+    keras.layers.Softmax, keras.layers.BatchNormalization, keras.layers.LayerNormalization,
+    keras.layers.Dropout, keras.layers.SpatialDropout2D, keras.layers.GaussianNoise, keras.layers.Identity,
+    keras.layers.Rescaling, PadToMultiple,
+)
+_MERGES = (
+    keras.layers.Add, keras.layers.Subtract, keras.layers.Multiply, keras.layers.Average, keras.layers.Maximum,
+    keras.layers.Minimum, keras.layers.Concatenate, Blend,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reach:
+    """One spatial axis of a feature map: jump and reach beyond its block, in input pixels."""
+
+    jump: Fraction
+    left: Fraction = Fraction(0)
+    right: Fraction = Fraction(0)
+
+
+def _conv_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Reach:
+    # 'same' pads max(k - s, 0) in total, half of it (rounded down) before: output o reads taps s*o - a ... s*o + b
+    k = dilation * (kernel - 1) + 1
+    a = max(k - stride, 0) // 2
+    b = k - 1 - a
+    return _Reach(r.jump * stride, r.left + a * r.jump, r.right + (b + 1 - stride) * r.jump)
+
+
+def _transposed_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Reach:
+    # input i feeds outputs s*i - a ... s*i - a + k - 1; take the farthest reach over the s output phases
+    k = dilation * (kernel - 1) + 1
+    a = max(k - stride, 0) // 2
+    jump = r.jump / stride
+    left = right = None
+    for o in range(stride):
+        lo = -((-(o + a - k + 1)) // stride)  # ceil division
+        hi = (o + a) // stride
+        reach_left = Fraction(o, stride) * r.jump - lo * r.jump
+        reach_right = (hi + 1) * r.jump - Fraction(o + 1, stride) * r.jump
+        left = reach_left if left is None else max(left, reach_left)
+        right = reach_right if right is None else max(right, reach_right)
+    return _Reach(jump, r.left + left, r.right + right)
+
+
+def _resize_reach(r: _Reach, factor: int, bilinear: bool) -> _Reach:
+    """Nearest (and sub-pixel shuffle) reads input floor(o / f); bilinear with half-pixel centres two neighbours."""
+    left = right = Fraction(0)
+    for o in range(factor):
+        if bilinear:
+            src = (Fraction(2 * o + 1, 2 * factor)) - Fraction(1, 2)
+            lo, hi = math.floor(src), math.floor(src) + 1
+        else:
+            lo = hi = o // factor
+        left = max(left, Fraction(o, factor) * r.jump - lo * r.jump)
+        right = max(right, (hi + 1) * r.jump - Fraction(o + 1, factor) * r.jump)
+    return _Reach(r.jump / factor, r.left + left, r.right + right)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _layer_reach(layer, reaches: list[tuple[_Reach, _Reach]]) -> tuple[_Reach, _Reach]:
+    """How one layer changes the (height, width) reaches of its input(s)."""
+    if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
+                          keras.layers.SeparableConv2D)):
+        kernel, stride, dilation = _pair(layer.kernel_size), _pair(layer.strides), _pair(layer.dilation_rate)
+        if layer.padding != "same" and kernel != (1, 1):  # a 1x1 kernel pads nothing either way
+            raise ArgumentError(f"layer {layer.name} uses padding={layer.padding!r}: only 'same' keeps the "
+                                "image size, which tiling and per-pixel costs assume")
+        step = _transposed_reach if isinstance(layer, keras.layers.Conv2DTranspose) else _conv_reach
+        return tuple(step(reaches[0][ax], kernel[ax], stride[ax], dilation[ax]) for ax in (0, 1))
+    if isinstance(layer, keras.layers.UpSampling2D):
+        size = _pair(layer.size)
+        return tuple(_resize_reach(reaches[0][ax], size[ax], layer.interpolation != "nearest") for ax in (0, 1))
+    if isinstance(layer, (DepthToSpace, BilinearUpsample)):
+        factor = layer.block_size if isinstance(layer, DepthToSpace) else layer.factor
+        return tuple(_resize_reach(reaches[0][ax], factor, isinstance(layer, BilinearUpsample)) for ax in (0, 1))
+    if isinstance(layer, CropToReference):
+        return reaches[0]  # the reference only lends its size
+    if isinstance(layer, _POINTWISE) or (isinstance(layer, keras.layers.Dense)):
+        return reaches[0]
+    if isinstance(layer, _MERGES):
+        merged = []
+        for ax in (0, 1):
+            jumps = {r[ax].jump for r in reaches}
+            if len(jumps) != 1:
+                raise ArgumentError(f"layer {layer.name} merges feature maps of different resolutions {jumps}")
+            merged.append(_Reach(jumps.pop(), max(r[ax].left for r in reaches), max(r[ax].right for r in reaches)))
+        return tuple(merged)
+    raise ArgumentError(f"cannot trace layer {layer.name} ({type(layer).__name__}) through the image grid: "
+                        "pass tile_predict an overlap (and count its cost by hand)")
+
+
+def _trace(model: keras.Model) -> tuple[dict[int, tuple[_Reach, _Reach]], Any]:
+    """(id(tensor) -> (height, width) reaches, the output tensor) over a single-input, single-output functional model."""
+    inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
+    if not inputs or not outputs or len(inputs) != 1 or len(outputs) != 1:
+        raise ArgumentError(f"model {model.name} is not a functional model with one image input and output: "
+                            "pass tile_predict an overlap (and count its cost by hand)")
+    start = _Reach(Fraction(1))
+    reaches: dict[int, tuple[_Reach, _Reach]] = {id(inputs[0]): (start, start)}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        ins = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+        try:
+            known = [reaches[id(t)] for t in ins]
+        except KeyError:
+            raise ArgumentError(f"layer {layer.name} of {model.name} is used more than once or out of order: "
+                                "pass tile_predict an overlap") from None
+        reaches[id(layer.output)] = _layer_reach(layer, known)
+    return reaches, outputs[0]
+
+
+def receptive_field_radius(model: keras.Model) -> int:
+    """How far, in input pixels, an output pixel's value reaches beyond its own input pixel.
+
+    Read from the layers (kernel sizes, strides, dilations, upsampling factors), not measured: d stride-1 3x3
+    layers reach d pixels; the shipped 15+15 RED-Net 30. For a super-resolution model the reach is in
+    low-resolution pixels. :func:`deconvlab.infer.tile_predict` discards this many pixels at inner tile edges.
+    """
+    reaches, output = _trace(model)
+    return int(math.ceil(max(max(r.left, r.right, 0) for r in reaches[id(output)])))
+
+
+def total_stride(model: keras.Model) -> int:
+    """The grid every tile origin must sit on: lcm of all downsampling factors (and pad multiples) in the model.
+
+    A stride-2 conv followed by another is 4; a model without strided layers is 1.
+    """
+    reaches, _ = _trace(model)
+    stride = 1
+    for pair in reaches.values():
+        for r in pair:
+            stride = math.lcm(stride, r.jump.numerator)
+    for layer in model.layers:
+        if isinstance(layer, PadToMultiple):
+            stride = math.lcm(stride, layer.multiple)
+    return stride
+
+
+def _kernel_macs(layer) -> Fraction:
+    """Multiply-adds per output pixel of the layer itself (0 for layers without a kernel)."""
+    def size(variable) -> int:
+        return math.prod(int(d) for d in variable.shape)
+
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        # every input pixel scatters the whole kernel: kh*kw*in*out multiply-adds per s*s output pixels
+        sh, sw = _pair(layer.strides)
+        return Fraction(size(layer.kernel), sh * sw)
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return Fraction(size(layer.depthwise_kernel) + size(layer.pointwise_kernel))
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+        # a grouped conv's kernel already holds in/groups input channels
+        return Fraction(size(layer.kernel))
+    return Fraction(0)
+
+
+def macs_per_pixel(model: keras.Model, scale: int | None = None) -> float:
+    """Multiply-adds per OUTPUT pixel of every convolution, transposed convolution and per-pixel dense layer.
+
+    A layer at half resolution costs a quarter per output pixel, a stride-s transposed conv kh*kw*in*out/s^2;
+    activations, normalisation, additions and fixed resizes (bilinear, nearest, sub-pixel shuffle) count 0.
+    For a super-resolution model the cost is per high-resolution pixel; `scale`, when given, must agree with the
+    model's own. The shipped 15+15 RED-Net (64 channels): 1,033,344.
+    """
+    reaches, output = _trace(model)
+    out_h, out_w = reaches[id(output)]
+    if scale is not None and (Fraction(1, integer("scale", scale, 1)) != out_h.jump or out_h.jump != out_w.jump):
+        raise ArgumentError(f"model {model.name} upsamples by {1 / out_h.jump}, not scale={scale}")
+    total = Fraction(0)
+    for layer in model.layers:
+        macs = _kernel_macs(layer)
+        if macs:
+            h, w = reaches[id(layer.output)]
+            total += macs * (out_h.jump / h.jump) * (out_w.jump / w.jump)
+    return float(total)

@@ -27,6 +27,7 @@ import math
 import os
 import subprocess
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -166,13 +167,23 @@ def write_atomic(path: Path, data: bytes) -> None:
 def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every model card (``*.json`` but not ``*.history.json``) in the weights folder, sorted by id.
 
+    A ``.json`` that is not a valid card is skipped with a warning.
+
     Taught in chapter 4 (notebooks/04_code_example).
     """
     folder = _directory(directory)
     if not folder.is_dir():
         return []
-    paths = [p for p in folder.glob("*.json") if not p.name.endswith(HISTORY_SUFFIX)]
-    return sorted((read_card(p) for p in paths), key=lambda c: str(c["id"]))
+    cards = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(HISTORY_SUFFIX):
+            continue
+        try:
+            cards.append(read_card(path))
+        except WeightsError as exc:
+            # one stray or broken .json must not make every other card unusable
+            warnings.warn(f"skipping {path.name} in {folder}: not a model card ({exc})", UserWarning, stacklevel=2)
+    return sorted(cards, key=lambda c: str(c["id"]))
 
 
 def list_weights(directory: str | os.PathLike | None = None) -> list[str]:
@@ -231,13 +242,14 @@ def find_card(
 ) -> dict[str, Any]:
     """The card for a task and its exact sigma or scale (a blind card's ``sigma_range`` also matches).
 
-    Exact sigma beats a range; with ``channels`` given, a card with that many channels beats a gray one.
-    No match raises :class:`ArgumentError` listing the cards that exist.
-    Taught in chapter 4 (notebooks/04_code_example).
+    Exact sigma beats a range; with ``channels`` given, a card with that many channels beats a gray one. When
+    several cards remain, the one marked ``"default": true`` (for SR: true, or a list of the scales it is the
+    default for) is chosen; none or several defaults raise :class:`ArgumentError` naming them, as does no match
+    (listing the cards that exist). Taught in chapter 4 (notebooks/04_code_example).
     """
     if task not in TASKS:
         raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
-    candidates: list[tuple[tuple[int, int, str], dict[str, Any]]] = []
+    candidates: list[tuple[tuple[int, int], dict[str, Any]]] = []
     for card in list_cards(directory):
         if card["task"] != task:
             continue
@@ -251,12 +263,66 @@ def find_card(
             continue
         # With no channel preference, the gray (per-channel) model is the default.
         want = 1 if channels is None else int(channels)
-        candidates.append(((rank, 0 if card_channels(card) == want else 1, str(card["id"])), card))
+        candidates.append(((rank, 0 if card_channels(card) == want else 1), card))
+    asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
+             "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
     if not candidates:
-        asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
-                 "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
         raise ArgumentError(f"no shipped weights for {task}{asked}; {_available_text(directory)}")
-    return min(candidates, key=lambda item: item[0])[1]
+    best = min(key for key, _ in candidates)
+    tied = [card for key, card in candidates if key == best]
+    if len(tied) == 1:
+        return tied[0]
+    defaults = [card for card in tied if is_default(card, scale)]
+    if len(defaults) == 1:
+        return defaults[0]
+    ids = ", ".join(str(c["id"]) for c in (defaults or tied))
+    problem = "several are marked" if defaults else "none is marked"
+    raise ArgumentError(f"{len(tied)} cards serve {task}{asked} ({ids}) and {problem} \"default\": true; "
+                        "pass one by id (--weights ID) or mark exactly one default in its card")
+
+
+def is_default(card: Mapping[str, Any], scale: int | None = None) -> bool:
+    """Whether a card is the default for its setting (SR: for ``scale``; ``"default": [2, 3]`` names scales)."""
+    flag = card.get("default", False)
+    if isinstance(flag, list):
+        return bool(flag) if scale is None else int(scale) in [int(k) for k in flag]
+    return flag is True
+
+
+def set_default(card_id: str, scales: Iterable[int] | None = None,
+                directory: str | os.PathLike | None = None) -> list[str]:
+    """Make a card the default for its setting (SR: for `scales`, default all it serves); returns the ids rewritten.
+
+    Every other card of the same task, channels and setting loses its default flag (an SR card only for those
+    scales), so :func:`find_card` keeps exactly one default per setting. Only the ``default`` field changes.
+    """
+    target = read_card(card_id, directory)
+    task, channels, own = target["task"], card_channels(target), card_scales(target)
+    wanted = sorted({int(k) for k in (scales if scales is not None else own)})
+    if task == "sr" and (not wanted or not set(wanted) <= set(own)):
+        raise ArgumentError(f"card {target['id']} serves {card_setting(target)}; pass scales among {own}")
+    changed = []
+    for card in list_cards(Path(target["_path"]).parent):
+        if card["task"] != task or card_channels(card) != channels:
+            continue
+        if card["id"] == target["id"]:
+            old = card.get("default", False)
+            kept = [k for k in (old if isinstance(old, list) else (own if old is True else [])) if k not in wanted]
+            flag: Any = True if task != "sr" or set(kept + wanted) == set(own) else sorted(kept + wanted)
+        elif task == "sr":
+            old = card.get("default", False)
+            current = old if isinstance(old, list) else (card_scales(card) if old is True else [])
+            left = [k for k in current if k not in wanted]
+            flag = (True if left == card_scales(card) else left) if left else False
+        elif card_setting(card) == card_setting(target):
+            flag = False
+        else:
+            continue
+        if card.get("default", False) != flag:
+            card["default"] = flag
+            write_card(card, card["_path"])
+            changed.append(str(card["id"]))
+    return changed
 
 
 def _sigma_rank(card: Mapping[str, Any], sigma: float | None) -> int | None:
@@ -279,8 +345,167 @@ def _card_dir(card: Mapping[str, Any], directory: str | os.PathLike | None) -> P
 
 
 def weights_path(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
-    """The weights file a card names (relative to the card's folder)."""
-    return _card_dir(card, directory) / str(card["weights_file"])
+    """The weights file a card names, relative to the card's folder; WeightsError if it points outside it."""
+    folder = _card_dir(card, directory)
+    name = card["weights_file"]
+    path = folder / str(name)
+    if not isinstance(name, str) or not name or Path(name).is_absolute() \
+            or not path.resolve().is_relative_to(folder.resolve()):
+        raise WeightsError(f"model card {card.get('id', '?')} names weights_file {name!r} outside its folder "
+                           f"{folder}; a card may only name a file next to it")
+    return path
+
+
+#: Limits of builder arguments a card may ask for (inclusive); they keep a forged card from building a giant model.
+ARG_LIMITS: dict[str, tuple[int, int]] = {
+    "channels": (1, 4), "depth": (1, 200), "width": (1, 1024), "kernel_size": (1, 15), "skip_every": (0, 200),
+    "scale": (1, 8), "d": (1, 1024), "s": (1, 1024), "m": (0, 100), "widths": (1, 1024), "depths": (1, 64),
+    "down_kernel": (2, 8), "up_kernel": (2, 16),
+}
+MAX_CARD_PARAMS = 50_000_000  # 100 MB of float16: far above any shipped card, far below running out of memory
+
+
+def _builder_parameters(builder: str) -> dict[str, Any]:
+    """name -> default of every argument the builder takes (red_net_sr also takes red_net's)."""
+    import inspect
+
+    from . import models
+
+    params = {}
+    for fn in (models.BUILDERS[builder], models.red_net) if builder == "red_net_sr" else (models.BUILDERS[builder],):
+        for name, p in inspect.signature(fn).parameters.items():
+            if p.kind is not inspect.Parameter.VAR_KEYWORD:
+                # a required argument (fsrcnn's scale) is an integer
+                params.setdefault(name, None if p.default is inspect.Parameter.empty else p.default)
+    return params
+
+
+def _check_argument(source: str, name: str, value: Any, default: Any) -> None:
+    def refuse(what: str) -> WeightsError:
+        return WeightsError(f"model card {source}: architecture argument {name}={value!r} {what}; "
+                            "git checkout data/weights or re-run training")
+
+    lo, hi = ARG_LIMITS.get(name, (0, 10_000))
+    if value is None and default is None:  # an optional argument left out, e.g. red_net_sr's scale for "pre"
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise refuse("is not true/false")
+    elif isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or not value or len(value) > 16 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value):
+            raise refuse(f"is not a list of 1 to 16 integers in [{lo}, {hi}]")
+    elif isinstance(default, str):
+        if not isinstance(value, str) or len(value) > 64:
+            raise refuse("is not a short string")
+    elif isinstance(default, int) or default is None:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise refuse(f"is not an integer in [{lo}, {hi}]")
+    elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                         or not math.isfinite(value)):
+        raise refuse("is not a finite number")
+
+
+def _probe_shapes(builder: str, kwargs: Mapping[str, Any]) -> tuple[list[tuple[int, ...]], int, Any]:
+    """(shapes of model.weights, trainable parameters, the model) built without allocating a single weight.
+
+    Keras defers variable initialisation inside a ``StatelessScope(initialize_variables=False)``; the deferred
+    variables are taken off Keras' to-initialise list afterwards, so nothing is ever allocated for them.
+    """
+    import keras
+    from keras.src.backend.common import global_state  # the deferred-variable list has no public accessor
+
+    from . import models
+
+    pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            model = models.build_model(builder, **kwargs)
+    finally:
+        global_state.set_global_attribute("uninitialized_variables", pending)
+    shapes = [tuple(int(d) for d in v.shape) for v in model.weights]
+    trainable = sum(math.prod(int(d) for d in v.shape) for v in model.trainable_weights)
+    return shapes, trainable, model
+
+
+def _npz_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Shapes of the weight arrays of a .npz, read from the array headers only (no data is decompressed)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shapes = {}
+            for info in archive.infolist():
+                key = info.filename.removesuffix(".npy")
+                if key == _PATHS_KEY:
+                    continue
+                with archive.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read_header is None:
+                        raise ValueError(f"array {key} has .npy format {version}, not 1.0 or 2.0")
+                    shape, _, _ = read_header(fh)
+                shapes[key] = tuple(int(d) for d in shape)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise WeightsError(f"weights file {path} is corrupt ({type(exc).__name__}: {exc}); "
+                           "re-download / git checkout data/weights") from None
+    return [shapes[k] for k in sorted(shapes)]
+
+
+def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = None,
+                  directory: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Check a card before anything is built or loaded; return it, or raise one-line :class:`WeightsError`.
+
+    Checks: the required fields and task; ``weights_file`` inside the card's folder; a known builder; every
+    architecture argument known to it, of the right type and inside :data:`ARG_LIMITS`; ``default`` true/false
+    (SR: or a list of the card's scales); then the architecture is built without allocating weights and must
+    have at most :data:`MAX_CARD_PARAMS` parameters, as many as ``params`` says, and exactly the array shapes
+    of ``npz_path`` (read from the .npz headers).
+    """
+    from . import models
+
+    card = _validate_card(dict(card), str(card.get("id", "?")) if isinstance(card, Mapping) else "?")
+    source = str(card["id"])
+    weights_path(card, directory)  # refuses a weights_file outside the card's folder
+    arch = card["architecture"]
+    builder = arch["builder"]
+    if builder not in models.BUILDERS:
+        raise WeightsError(f"model card {source} names unknown builder {builder!r}; "
+                           f"this deconvlab has {', '.join(models.BUILDERS)}")
+    kwargs = arch.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise WeightsError(f"model card {source}: architecture.kwargs is not an object")
+    kwargs = {k: v for k, v in kwargs.items() if k != "name"}
+    known = _builder_parameters(builder)
+    for name, value in kwargs.items():
+        if name not in known:
+            raise WeightsError(f"model card {source}: {builder} takes no argument {name!r}; "
+                               "the card does not match this version of deconvlab")
+        _check_argument(source, name, value, known[name])
+    flag = card.get("default", False)
+    scales = card_scales(card)
+    if not (isinstance(flag, bool) or (isinstance(flag, list) and scales and all(
+            isinstance(k, int) and not isinstance(k, bool) and k in scales for k in flag))):
+        raise WeightsError(f"model card {source}: default={flag!r}; use true or false"
+                           + (f", or a list of its scales {scales}" if scales else ""))
+    try:
+        shapes, trainable, _ = _probe_shapes(builder, kwargs)
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise WeightsError(f"model card {source} does not match this version of deconvlab ({exc}); "
+                           "git checkout data/weights or re-run training") from None
+    total = sum(math.prod(shape) for shape in shapes)
+    if total > MAX_CARD_PARAMS:
+        raise WeightsError(f"model card {source} describes a model of {total:,} parameters, more than "
+                           f"{MAX_CARD_PARAMS:,}; refusing to build it")
+    if card.get("params") is not None and card["params"] != trainable:
+        raise WeightsError(f"model card {source} says params={card['params']!r}, its architecture has "
+                           f"{trainable:,}; the card does not match its architecture")
+    if npz_path is not None:
+        stored = _npz_shapes(Path(npz_path))
+        if stored != shapes:
+            stored_total = sum(math.prod(shape) for shape in stored)
+            raise WeightsError(f"weights file {npz_path} holds {len(stored)} arrays ({stored_total:,} values), the "
+                               f"card's architecture {len(shapes)} ({total:,}); the card does not match its weights")
+    return card
 
 
 def verify_weights(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
@@ -420,8 +645,73 @@ def load_pretrained(
         card = read_card(card, directory)
     card = _validate_card(dict(card), str(card.get("id", "?")))
     path = verify_weights(card, directory)
+    card = validate_card(card, path, directory)  # architecture and shapes, before a weight is allocated
     model = build_from_card(card)
     return load_weights_fp16(model, path)
+
+
+def card_macs_per_pixel(card: Mapping[str, Any]) -> int | float | dict[str, int | float]:
+    """Multiply-adds per output pixel of a card's architecture (:func:`deconvlab.models.macs_per_pixel`).
+
+    A number for denoising and deblurring; for super-resolution ``{"2": ..., "3": ...}`` per scale the card
+    serves (a pre-upsampling model costs the same at every scale: it runs on the bicubic-upscaled image).
+    Computed from the architecture without allocating its weights.
+    """
+    from . import models
+
+    arch = card["architecture"]
+    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
+    _, _, model = _probe_shapes(arch["builder"], kwargs)
+    macs = _macs_value(models.macs_per_pixel(model))
+    if card.get("task") != "sr":
+        return macs
+    return {str(k): macs for k in card_scales(card)}
+
+
+def _macs_value(macs: float) -> int | float:
+    # whole numbers stay integers in the JSON; a x3 model's count per output pixel can be fractional
+    return int(macs) if float(macs).is_integer() else round(macs, 1)
+
+
+def card_macs(card: Mapping[str, Any], scale: int | None = None) -> float | None:
+    """The ``macs_per_pixel`` a card records (for SR at ``scale``, or its first scale), or None if it has none."""
+    value = card.get("macs_per_pixel")
+    if isinstance(value, Mapping):
+        scales = card_scales(card)
+        key = str(scale if scale is not None else (scales[0] if scales else ""))
+        value = value.get(key)
+    return None if value is None else float(value)
+
+
+def model_rows(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """One row per card for ``python -m deconvlab models``: what it does, whether it loads by default, its cost.
+
+    Keys: id, task, setting, default ("yes", "no" or the SR scales it is the default for), builder, params,
+    macs_per_pixel (SR: text per scale), test_psnr (full test sets, "dataset: dB" joined by "; "), and
+    cpu_s_per_mpx when the card records one (else None).
+    """
+    rows = []
+    for card in list_cards(directory):
+        flag = card.get("default", False)
+        default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
+            "yes" if flag is True else "no")
+        macs = card.get("macs_per_pixel")
+        if isinstance(macs, Mapping):
+            macs_text = ", ".join(f"x{k}: {float(v) / 1e6:.3f} M" for k, v in macs.items())
+        else:
+            macs_text = "" if macs is None else f"{float(macs) / 1e6:.3f} M"
+        psnr = "; ".join(f"{_where(m)}{_sigma_text(m)}: {m['psnr']:.2f}" for m in _table_metrics(card)
+                         if not m.get("limit") and m.get("psnr") is not None)
+        rows.append({
+            "id": str(card["id"]), "task": card["task"], "setting": card_setting(card), "default": default,
+            "builder": card["architecture"]["builder"], "params": card.get("params"), "macs_per_pixel": macs_text,
+            "test_psnr": psnr, "cpu_s_per_mpx": card.get("cpu_s_per_mpx"),
+        })
+    return rows
+
+
+def _sigma_text(entry: Mapping[str, Any]) -> str:
+    return f" sigma={entry['sigma']:g}" if entry.get("sigma") is not None else ""
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:
@@ -455,8 +745,9 @@ def save_pretrained(
 
     ``card_fields`` must give ``task``; ``architecture`` ({builder, kwargs}) defaults to
     ``deconvlab.models.model_spec(model)`` and ``id`` to :func:`default_card_id`. The card gains
-    weights_file, weights_sha256, weights_dtype, params (trainable), channels, backend, keras version,
-    hardware, precision, commit and created (UTC).
+    weights_file, weights_sha256, weights_dtype, params (trainable), macs_per_pixel (per scale for SR), channels,
+    backend, keras version, hardware, precision, commit and created (UTC). ``"default": true`` is the caller's
+    decision (see :func:`find_card`).
     """
     import keras
 
@@ -498,6 +789,7 @@ def save_pretrained(
         "weights_file": weights_file,
         "weights_sha256": sha256_file(folder / weights_file),
         "weights_dtype": dtype,
+        "macs_per_pixel": _model_macs(model, fields),
         "backend": keras_backend(),
         "keras": keras.__version__,
         "hardware": device_name(),
@@ -505,6 +797,8 @@ def save_pretrained(
         "commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
+    if card["macs_per_pixel"] is None:
+        del card["macs_per_pixel"]
     # Caller's fields win except for the ones computed from the file itself.
     computed = {"weights_file", "weights_sha256", "weights_dtype", "params", "id", "architecture"}
     for key, value in fields.items():
@@ -513,6 +807,20 @@ def save_pretrained(
     write_card(card, folder / f"{card_id}.json")
     card["_path"] = str(folder / f"{card_id}.json")
     return card
+
+
+def _model_macs(model: Any, fields: Mapping[str, Any]) -> float | dict[str, float] | None:
+    """macs_per_pixel for a new card (per scale for SR), or None for a model whose layers cannot be traced."""
+    from . import models
+
+    try:
+        macs = _macs_value(models.macs_per_pixel(model))
+    except ArgumentError:
+        return None
+    if fields.get("task") != "sr":
+        return macs
+    scales = fields.get("scales") or ([fields["scale"]] if fields.get("scale") is not None else [])
+    return {str(int(k)): macs for k in scales}
 
 
 def load_history(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,0 +1,28 @@
+"""full_float32: the chapters' exactness checks must not run in TF32 on GPUs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from deconvlab import config
+
+
+def test_full_float32_switches_tensorflow_off_tf32():
+    import tensorflow as tf
+
+    try:
+        assert "TensorFlow" in config.full_float32()
+        assert tf.config.experimental.tensor_float_32_execution_enabled() is False
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(True)
+
+
+def test_full_float32_sets_jax_matmul_precision_to_highest():
+    code = ("import jax, deconvlab.config as c; print(c.full_float32()); "
+            "print(jax.config.jax_default_matmul_precision)")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.split()[-1] == "highest"
