@@ -79,12 +79,12 @@ def _run(browser: str, *args: str, timeout: int = 120) -> subprocess.CompletedPr
     return proc
 
 
-def probe(browser: str, page: Path) -> dict:
-    """Open a copy of ``page`` (same folder, so relative links work) with the probe script; return its report."""
+def probe(browser: str, page: Path, script: str = PROBE, *flags: str):
+    """Open a copy of ``page`` (same folder, so relative links work) with a probe script; return its report."""
     copy = page.with_name(f".probe-{page.name}")
-    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>", 1), encoding="utf-8")
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", script + "</body>", 1), encoding="utf-8")
     try:
-        proc = _run(browser, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
+        proc = _run(browser, *flags, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
     finally:
         copy.unlink(missing_ok=True)
     pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
@@ -187,16 +187,7 @@ def test_answers_stay_hidden_until_their_toggle_is_opened(book_html, chromium):
     for page in _chapter_pages(book_html):
         if page.stem.startswith("00_"):
             continue
-        copy = page.with_name(f".probe-{page.name}")
-        copy.write_text(page.read_text(encoding="utf-8").replace("</body>", SOLUTIONS_PROBE + "</body>", 1),
-                        encoding="utf-8")
-        try:
-            proc = _run(chromium, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
-        finally:
-            copy.unlink(missing_ok=True)
-        pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
-        assert pre is not None, f"{page.name}: the page did not finish loading"
-        answers = json.loads(pre.get_text())
+        answers = probe(chromium, page, SOLUTIONS_PROBE)
         assert len(answers) >= 4, f"{page.name}: {len(answers)} answers rendered"
         for a in answers:
             assert a["button"] and a["parts"] >= 2, f"{page.name} {a['id']}: an answer without toggle or content"
@@ -229,16 +220,7 @@ def test_formulas_render_with_the_network_blocked(book_html, chromium):
     pages = [p for p in _chapter_pages(book_html) if 'class="math' in p.read_text(encoding="utf-8")]
     assert len(pages) >= 3, "expected formulas in at least three chapters"
     for page in pages:
-        copy = page.with_name(f".probe-{page.name}")
-        copy.write_text(page.read_text(encoding="utf-8").replace("</body>", MATH_PROBE + "</body>", 1),
-                        encoding="utf-8")
-        try:
-            proc = _run(chromium, OFFLINE, "--virtual-time-budget=20000", "--dump-dom", copy.as_uri())
-        finally:
-            copy.unlink(missing_ok=True)
-        pre = BeautifulSoup(proc.stdout, "html.parser").find(id=PROBE_ID)
-        assert pre is not None, f"{page.name}: the page did not finish loading offline"
-        report = json.loads(pre.get_text())
+        report = probe(chromium, page, MATH_PROBE, OFFLINE)
         assert report["state"] == "done", f"{page.name}: MathJax {report['state']} offline"
         assert report["formulas"] > 0 and report["typeset"] == report["formulas"], \
             f"{page.name}: {report['typeset']} of {report['formulas']} formulas rendered offline"
