@@ -31,3 +31,27 @@ def book_html(tmp_path_factory) -> Path:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def save_tiny_cards():
+    """A function that writes untrained tiny cards into a folder: gray and colour denoisers (sigma 25), a
+    post-upsampling x2 super-resolver and, with ``pre_x3``, a pre-upsampling x3 one; it returns the folder."""
+
+    def save(folder: Path, seed: int, pre_x3: bool = False) -> Path:
+        import keras
+
+        from deconvlab import models, weights
+
+        keras.utils.set_random_seed(seed)
+        for channels in (1, 3):
+            weights.save_pretrained(models.red_net(channels=channels, depth=2, width=4),
+                                    {"task": "denoise", "sigma": 25}, folder)
+        weights.save_pretrained(models.red_net_sr(scale=2, channels=1, depth=2, width=4, upsample="post"),
+                                {"task": "sr", "scale": 2, "upsample": "post"}, folder)
+        if pre_x3:
+            weights.save_pretrained(models.red_net_sr(scale=3, channels=1, depth=2, width=4, upsample="pre"),
+                                    {"task": "sr", "scale": 3, "upsample": "pre"}, folder)
+        return folder
+
+    return save

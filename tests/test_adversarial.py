@@ -26,7 +26,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from deconvlab import cli, io, models, recipes, weights
+from deconvlab import cli, io, recipes, weights
 
 UNWRITABLE = Path("/proc/self")  # a folder no process can create files in, root included
 CARD = "denoise-sigma25"
@@ -36,15 +36,9 @@ CARD = "denoise-sigma25"
 
 
 @pytest.fixture(scope="module")
-def wdir(tmp_path_factory) -> Path:
+def wdir(tmp_path_factory, save_tiny_cards) -> Path:
     """Tiny untrained cards: gray and colour denoisers (sigma 25) and a post-upsampling x2 SR model."""
-    folder = tmp_path_factory.mktemp("weights")
-    keras.utils.set_random_seed(3)
-    weights.save_pretrained(models.red_net(channels=1, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
-    weights.save_pretrained(models.red_net(channels=3, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
-    weights.save_pretrained(models.red_net_sr(scale=2, channels=1, depth=2, width=4, upsample="post"),
-                            {"task": "sr", "scale": 2, "upsample": "post"}, folder)
-    return folder
+    return save_tiny_cards(tmp_path_factory.mktemp("weights"), seed=3)
 
 
 @pytest.fixture

@@ -18,21 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deconvlab import cli, infer, io, metrics, models, plots, tasks, weights
+from deconvlab import cli, infer, io, metrics, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
-def wdir(tmp_path_factory) -> Path:
-    """A weights folder with a gray and a colour denoiser (sigma 25) and a post-upsampling x2 SR model."""
-    folder = tmp_path_factory.mktemp("weights")
-    keras.utils.set_random_seed(1)
-    weights.save_pretrained(models.red_net(channels=1, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
-    weights.save_pretrained(models.red_net(channels=3, depth=2, width=4), {"task": "denoise", "sigma": 25}, folder)
-    weights.save_pretrained(models.red_net_sr(scale=2, channels=1, depth=2, width=4, upsample="post"),
-                            {"task": "sr", "scale": 2, "upsample": "post"}, folder)
-    weights.save_pretrained(models.red_net_sr(scale=3, channels=1, depth=2, width=4, upsample="pre"),
-                            {"task": "sr", "scale": 3, "upsample": "pre"}, folder)
-    return folder
+def wdir(tmp_path_factory, save_tiny_cards) -> Path:
+    """A weights folder with a gray and a colour denoiser (sigma 25), a post x2 and a pre x3 SR model."""
+    return save_tiny_cards(tmp_path_factory.mktemp("weights"), seed=1, pre_x3=True)
 
 
 @pytest.fixture
