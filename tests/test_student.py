@@ -9,7 +9,6 @@ empty cell to work in. Solutions are not executed here (nbval executes every cel
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -23,8 +22,6 @@ import nbtools  # noqa: E402
 NOTEBOOKS = nbtools.chapter_paths()
 CHAPTERS = [p for p in NOTEBOOKS if not p.name.startswith("00_")]  # 00_setup is a check, not a chapter
 MIN_EXERCISES = 4
-EXERCISE = re.compile(r"^:::\{exercise\}.*\n:label: (\S+)", re.M)
-SOLUTION_OF = re.compile(r"\{solution-start\} (\S+)")
 
 
 def _tags(cell) -> list[str]:
@@ -88,10 +85,11 @@ def test_answer_check_sees_prose():
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_every_exercise_has_one_answer_and_each_ran_cleanly(path):
     nb = nbformat.read(path, as_version=4)
-    labels = [m for c in nb.cells if c.cell_type == "markdown" for m in EXERCISE.findall(c.source)]
+    labels = [nbtools.EXERCISE_LABEL.search(c.source).group(1) for c in nb.cells
+              if c.cell_type == "markdown" and nbtools.EXERCISE_DIRECTIVE.match(c.source)]
     assert len(labels) >= MIN_EXERCISES, f"{path.name}: {len(labels)} exercises, need {MIN_EXERCISES}"
     regions = nbtools.solution_regions(nb)
-    answered = [SOLUTION_OF.search(nb.cells[start].source).group(1) for start, _ in regions]
+    answered = [nbtools.SOLUTION_OF.search(nb.cells[start].source).group(1) for start, _ in regions]
     assert answered == labels, f"{path.name}: exercises {labels} but answers to {answered}"
     for start, end in regions:
         assert ":class: dropdown" in nb.cells[start].source, f"{path.name} cell {start}: the answer must be a dropdown"

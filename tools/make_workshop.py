@@ -91,10 +91,6 @@ TIME_TO_LEARN = re.compile(
     r"(?P<n>\d+(?:\.\d+)?|an?|one|two|three|four)\s*(?P<unit>hours?|h\b|minutes?|mins?\b)"
     r"(?P<half>\s+and\s+a\s+half)?", re.I)
 NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4}
-EXERCISE_DIRECTIVE = re.compile(r"^\s*(?::{3,}|`{3,})\{exercise\}[ \t]*(?P<title>[^\n]*)")
-LABEL = re.compile(r"^:label:\s*(\S+)", re.M)
-SOLUTION_START = re.compile(r"\{solution-start\}\s*(\S+)?")
-SOLUTION_END = "{solution-end}"
 HIDDEN_TAGS = {"remove-cell", nbtools.COLAB_TAG}
 
 
@@ -512,17 +508,17 @@ def read_chapter(path: Path) -> Chapter:
                 learn = time_to_learn(src)
             if first.startswith("## "):
                 sections.append(Section(first[3:].strip()))
-            if (directive := EXERCISE_DIRECTIVE.match(src)) is not None:
-                named = LABEL.search(src)
+            if (directive := nbtools.EXERCISE_DIRECTIVE.match(src)) is not None:
+                named = nbtools.EXERCISE_LABEL.search(src)
                 label = named.group(1) if named else f"{path.stem}-exercise-{len(exercises) + 1}"
                 exercises[label] = Exercise(label, directive["title"].strip())
-            if (start := SOLUTION_START.search(src)) is not None:
+            if (start := nbtools.SOLUTION_OF.search(src)) is not None:
                 label = start.group(1) or next(reversed(exercises), "")
                 if label not in exercises:
                     raise SystemExit(f"make_workshop: {path.name}: a solution for {label!r}, which no {{exercise}} "
                                      "directive above defines")
                 answering = exercises[label]
-            elif SOLUTION_END in src:
+            elif nbtools.SOLUTION_END in src:
                 answering = None
             elif answering is None:
                 sections[-1].words += len(src.split())

@@ -38,6 +38,10 @@ SOLUTION_TAG = "solution"
 COLAB_TAG = "colab"
 SOLUTION_START = "{solution-start}"
 SOLUTION_END = "{solution-end}"
+#: The markers of exercises and answers, parsed here once for the student edition, the workshop planner and tests.
+EXERCISE_DIRECTIVE = re.compile(r"^\s*(?::{3,}|`{3,})\{exercise\}[ \t]*(?P<title>[^\n]*)")
+EXERCISE_LABEL = re.compile(r"^:label:\s*(\S+)", re.M)
+SOLUTION_OF = re.compile(r"\{solution-start\}[ \t]*(\S+)?")
 STUDENT_PLACEHOLDER = "# Your solution here."
 #: What a chapter's outputs depend on besides its own code.
 DEPENDENCIES = ("src/deconvlab", "requirements.txt")

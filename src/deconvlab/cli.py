@@ -551,24 +551,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
 
-    p = sub.add_parser("enhance", help="restore one image file (denoise, super-resolve or deblur)",
-                       description="Restore one image with the shipped weights; any size, gray or RGB, 8/16-bit.")
-    _enhance_args(p)
-    p = sub.add_parser("evaluate", help="PSNR/SSIM of weights on a test set (and check a card's numbers)",
-                       description="Evaluate weights on a test set; with --card, exit 1 if the mean PSNR "
-                                   "differs from the card by more than --tolerance.")
-    _evaluate_args(p)
-    p = sub.add_parser("train", help="train a model and save its weights and model card",
-                       description="Train with a profile; writes <id>.weights.npz, <id>.json and "
-                                   "<id>.history.json into --out.")
-    _train_args(p)
-    p = sub.add_parser("benchmark", help="seconds per megapixel of enhance on synthetic images",
-                       description="Time enhance on random images of the given sizes (CPU by default).")
-    _benchmark_args(p)
-    p = sub.add_parser("fetch", help="download (or verify) all data sets in parallel",
-                       description="Fetch every registered data set (or the SETs named) into the cache, in "
-                                   "parallel, verified by sha256; with DECONVLAB_DATA set, verify that copy.")
-    _fetch_args(p)
+    commands = (
+        ("enhance", _enhance_args, "restore one image file (denoise, super-resolve or deblur)",
+         "Restore one image with the shipped weights; any size, gray or RGB, 8/16-bit."),
+        ("evaluate", _evaluate_args, "PSNR/SSIM of weights on a test set (and check a card's numbers)",
+         "Evaluate weights on a test set; with --card, exit 1 if the mean PSNR differs from the card by more "
+         "than --tolerance."),
+        ("train", _train_args, "train a model and save its weights and model card",
+         "Train with a profile; writes <id>.weights.npz, <id>.json and <id>.history.json into --out."),
+        ("benchmark", _benchmark_args, "seconds per megapixel of enhance on synthetic images",
+         "Time enhance on random images of the given sizes (CPU by default)."),
+        ("fetch", _fetch_args, "download (or verify) all data sets in parallel",
+         "Fetch every registered data set (or the SETs named) into the cache, in parallel, verified by sha256; "
+         "with DECONVLAB_DATA set, verify that copy."),
+    )
+    for name, add_arguments, summary, description in commands:
+        add_arguments(sub.add_parser(name, help=summary, description=description))
     return parser
 
 
