@@ -41,118 +41,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 TARGET_DB = 29.27
-VAL_IMAGES = 8  # the last 8 Train400 images, held aside for checkpoint choice
-VAL_NOISE_SEED = 10_000
-
-
-def cosine_lr(step, total, peak, warmup, final_fraction=0.01):
-    """Linear warmup from peak/10 to peak over ``warmup`` steps, then cosine decay to ``final_fraction * peak``.
-
-    The recipe of ``deconvlab.train.learning_rate_schedule``; here ``total`` may be a traced value, so the
-    run's length can be fixed after the warm-up has measured the speed.
-    """
-    import jax.numpy as jnp
-
-    step = jnp.asarray(step, jnp.float32)
-    warm = peak / 10 + (peak - peak / 10) * step / max(warmup, 1)
-    progress = jnp.clip((step - warmup) / jnp.maximum(total - warmup, 1), 0.0, 1.0)
-    decay = peak * (final_fraction + (1 - final_fraction) * 0.5 * (1 + jnp.cos(jnp.pi * progress)))
-    return jnp.where(step < warmup, warm, decay)
-
-
-class FusedTrainer:
-    """``steps_per_call`` Adam steps of a Keras model per jitted dispatch, batches from a sampler or fixed arrays.
-
-    ``state = trainer.init()``; ``state, loss = trainer.run(state, first_step, total_steps)``. With a
-    ``sampler`` each step draws batch ``step`` on the device; with ``fixed=(x, y)`` every step reuses those
-    device arrays (the like-for-like speed benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
-    written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``.
-    With a ``strategy`` (:func:`deconvlab.distribute.data_parallel`, JAX) the state is replicated and each step's
-    batch is split over the replicas (build the sampler with ``device=strategy.replicated()``).
-    """
-
-    def __init__(self, model, steps_per_call: int, sampler=None, fixed=None, peak_lr: float = 1e-3,
-                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None) -> None:
-        import jax
-        import jax.numpy as jnp
-        import keras
-
-        self.model = model
-        self.steps_per_call = int(steps_per_call)
-        self.optimizer = keras.optimizers.Adam(peak_lr, global_clipnorm=global_clipnorm)
-        self.optimizer.build(model.trainable_variables)
-        lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v.path.endswith("learning_rate"))
-
-        def loss_fn(trainable, non_trainable, x, y):
-            pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
-            return jnp.mean(jnp.square(pred.astype(jnp.float32) - y)), non_trainable
-
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-        def one_step(state, step, data, total):
-            trainable, non_trainable, opt_vars = state
-            if sampler is not None:
-                x, y = sampler.sample(*data, step)
-            else:
-                x, y = data
-            if strategy is not None:  # data parallel: each replica computes on its slice of the global batch
-                x = jax.lax.with_sharding_constraint(x, strategy.batch_sharding())
-                y = jax.lax.with_sharding_constraint(y, strategy.batch_sharding())
-            (loss, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
-            opt_vars = list(opt_vars)
-            opt_vars[lr_index] = cosine_lr(step, total, peak_lr, warmup).astype(opt_vars[lr_index].dtype)
-            trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
-            return (trainable, non_trainable, opt_vars), loss
-
-        def run(state, data, first, total):
-            steps = first + jnp.arange(self.steps_per_call, dtype=jnp.int32)
-            state, losses = jax.lax.scan(lambda s, k: one_step(s, k, data, total), state, steps)
-            return state, jnp.mean(losses)
-
-        self._run = jax.jit(run, donate_argnums=0)
-        self._data = sampler.state() if sampler is not None else tuple(fixed)
-        self.strategy = strategy
-
-        def predict(trainable, non_trainable, x):
-            return model.stateless_call(trainable, non_trainable, x, training=False)[0]
-
-        self._predict = jax.jit(predict)
-
-    def init(self):
-        import jax
-
-        state = ([v.value for v in self.model.trainable_variables],
-                 [v.value for v in self.model.non_trainable_variables],
-                 [v.value for v in self.optimizer.variables])
-        # committed like the step's outputs: an uncommitted first state would compile the step a second time
-        where = self.strategy.replicated() if self.strategy else jax.tree.leaves(self._data)[0].sharding
-        return jax.device_put(state, where)
-
-    def run(self, state, first_step: int, total_steps: int):
-        return self._run(state, self._data, np.int32(first_step), np.float32(total_steps))
-
-    def predict(self, state, x):
-        return self._predict(state[0], state[1], x)
-
-    def write_back(self, trainable, non_trainable) -> None:
-        """Copy weights (e.g. a kept checkpoint) into the Keras model's variables."""
-        for var, value in zip(self.model.trainable_variables, trainable, strict=True):
-            var.assign(value)
-        for var, value in zip(self.model.non_trainable_variables, non_trainable, strict=True):
-            var.assign(value)
+# the trainer and the held-aside split live in the package, where the shipped U-Net cards are trained with them
+from deconvlab.fused import VAL_IMAGES, FusedTrainer, cosine_lr, held_aside  # noqa: E402,F401
 
 
 def validation_split(images):
-    """(train images, (noisy, clean) NHWC validation arrays): the last ``VAL_IMAGES`` images are held aside."""
-    from deconvlab.degrade import add_gaussian_noise
-
-    train, held = images[:-VAL_IMAGES], images[-VAL_IMAGES:]
-    clean = np.stack(held)[..., None].astype(np.float32)
-    noisy = np.stack([add_gaussian_noise(img, 25, seed=VAL_NOISE_SEED + i) for i, img in enumerate(held)])
-    return train, (noisy[..., None].astype(np.float32), clean)
+    """(train images, (noisy, clean) NHWC validation arrays): the last ``VAL_IMAGES`` images held aside, sigma 25."""
+    return held_aside(images, (25.0,))
 
 
 def run(args) -> dict:
