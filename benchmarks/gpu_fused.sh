@@ -17,8 +17,11 @@ for job in "$@"; do
   python3 -m deconvlab.fused --out "$out/weights" --shared $# $job > "$out/fused-$n.log" 2>&1 &
   pids+=($!)
 done
+set +f
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for log in "$out"/fused-*.log; do grep -v '^[IWE]0000\|absl' "$log" > "$log.tmp" && mv "$log.tmp" "$log"; done
 grep -h '^RESULT' "$out"/fused-*.log
+# the device tool returns a few files per call: one archive carries every card and log
+tar -C "$out" -czf "$out/fused.tar.gz" weights $(cd "$out" && ls fused-*.log)
 exit $status
