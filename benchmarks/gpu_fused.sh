@@ -23,5 +23,5 @@ for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for log in "$out"/fused-*.log; do grep -v '^[IWE]0000\|absl' "$log" > "$log.tmp" && mv "$log.tmp" "$log"; done
 grep -h '^RESULT' "$out"/fused-*.log
 # the device tool returns a few files per call: one archive carries every card and log
-tar -C "$out" -czf "$out/fused.tar.gz" weights $(cd "$out" && ls fused-*.log)
+tar -C "$out" -czf "$out/fused.tar.gz" weights $(cd "$out" && ls fused-*.log) && rm -r "$out/weights" "$out"/fused-*.log
 exit $status
