@@ -18,8 +18,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=1)
     parser.add_argument("--weights-dir", default=None)
+    parser.add_argument("--ids", nargs="*", default=None, help="only these cards (default: all)")
     args = parser.parse_args(argv)
     for card in weights.list_cards(args.weights_dir):
+        if args.ids is not None and card["id"] not in args.ids:
+            continue
         model = weights.load_pretrained(card=card, directory=args.weights_dir)
         full = [m for m in card.get("metrics") or [] if m.get("limit") is None]
         first = full[0]["dataset"]

@@ -17,7 +17,8 @@ from deconvlab import cli, data, weights
 from deconvlab.paths import weights_dir
 
 CARDS = weights.list_cards()
-SHIPPED = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4", "deblur"}
+SHIPPED = {"denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4", "deblur",
+           "denoise-unet-sigma15", "denoise-unet-sigma25", "denoise-unet-sigma50", "denoise-unet-blind"}
 REQUIRED = ("id", "task", "architecture", "command", "commit", "hardware", "backend", "precision", "wall_time_s",
             "params", "history", "data", "metrics", "weights_file", "weights_sha256", "keras")
 
@@ -83,3 +84,40 @@ def test_cpu_reproduces_the_cards_subset_numbers(card_id, entry, capsys):
 
 def test_each_card_carries_a_subset_for_ci():
     assert all(any(m.get("limit") for m in c.get("metrics") or []) for c in CARDS)
+
+
+FUSED = [c for c in CARDS if "gpu_metrics" in c]
+
+
+@pytest.mark.parametrize("card", FUSED, ids=_ids(FUSED))
+def test_cpu_reproduces_the_gpu_numbers_of_fused_cards(card):
+    # metrics: float16 file reloaded, TensorFlow on CPU, float32; gpu_metrics: the trained model, JAX, bf16
+    for m in card["metrics"]:
+        if m.get("limit") is None:
+            assert m["psnr"] == pytest.approx(card["gpu_metrics"][f"{m['dataset']}@{m['sigma']:g}"], abs=0.02)
+
+
+@pytest.mark.parametrize("card", FUSED, ids=_ids(FUSED))
+def test_fused_cards_chose_their_checkpoint_on_training_images(card):
+    chosen_on = card["data"]["validation"].lower()
+    assert chosen_on.startswith("held-aside train400") and not {"bsd68", "set12"} & set(chosen_on.split())
+
+
+def _bsd68(card, sigma):
+    return next(m["psnr"] for m in card["metrics"] if m["dataset"] == "bsd68" and m["sigma"] == sigma
+                and m.get("limit") is None)
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+def test_the_default_denoiser_is_the_cheaper_one_unless_it_loses_more_than_the_tie_margin(sigma):
+    # the rule of the cards' default flags: the U-Net (a quarter of the MACs) is the default unless its BSD68
+    # PSNR is more than 0.05 dB below RED-Net's (whose checkpoint was chosen on BSD68 itself)
+    red, unet = weights.read_card(f"denoise-sigma{sigma}"), weights.read_card(f"denoise-unet-sigma{sigma}")
+    assert unet["macs_per_pixel"] * 4 <= red["macs_per_pixel"]
+    expected = unet if _bsd68(unet, sigma) >= _bsd68(red, sigma) - 0.05 else red
+    assert weights.find_card("denoise", sigma=sigma)["id"] == expected["id"]
+
+
+def test_without_a_sigma_the_blind_card_is_found():
+    card = weights.find_card("denoise")
+    assert card["blind"] is True and card["sigma_range"] == [0, 55]

@@ -211,6 +211,25 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
             "best_val_psnr": round(best, 4), "curve": curve}
 
 
+def card_history(record: dict[str, Any], out_dir: Path, card_id: str) -> dict[str, Any]:
+    """Card fields for the validation curve (one "epoch" per validation interval), with the history file that
+    :func:`deconvlab.train.train` would write (``<id>.history.json``, read by ``weights.load_history``)."""
+    from .recipes import dataset_digest
+    from .train import HISTORY_FORMAT
+    from .weights import HISTORY_SUFFIX, write_atomic
+
+    curve = record["curve"]
+    history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
+    seconds = [b["seconds"] - a for a, b in zip([0.0] + [p["seconds"] for p in curve], curve, strict=False)]
+    meta = {"epoch_seconds": [round(t, 3) for t in seconds], "epochs_done": len(curve),
+            "steps_done": record["steps"], "monitor": "val_psnr", "monitor_mode": "max",
+            "note": "one entry per validation interval of the fused trainer (deconvlab.fused)"}
+    text = json.dumps({"format": HISTORY_FORMAT, "meta": meta, "history": history}, indent=1) + "\n"
+    write_atomic(Path(out_dir) / f"{card_id}{HISTORY_SUFFIX}", text.encode("utf-8"))
+    return {"history": history, "epochs_run": len(curve), "stopped_by_time_limit": record.get("budget_s") is not None,
+            "registry_sha256": dataset_digest(["train400"])}
+
+
 def _arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
     parser.add_argument("--builder", default="unet")
@@ -227,6 +246,7 @@ def _arguments(argv) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--steps-per-call", type=int, default=50, help="training steps fused into one dispatch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", default="bsd68,set12", help="test sets measured on the GPU after training")
     parser.add_argument("--shared", type=int, default=1, help="how many runs shared the GPU (for the card)")
@@ -238,7 +258,7 @@ def _arguments(argv) -> argparse.Namespace:
 def main(argv=None) -> int:
     import keras
 
-    from . import data, evaluate, models, weights
+    from . import data, evaluate, models, tasks, weights
 
     args = _arguments(argv)
     keras.utils.set_random_seed(args.seed)
@@ -246,12 +266,13 @@ def main(argv=None) -> int:
     wall = time.perf_counter()
     train_set = data.load_dataset("train400", mode="gray", limit=args.train_limit)
     sigma = tuple(args.sigma_range) if args.sigma_range else args.sigma
-    val_sigmas = (15.0, 25.0, 50.0) if args.sigma_range else (args.sigma,)
+    val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
     train_images, validation = held_aside(list(train_set.images), val_sigmas)
     model = models.build_model(args.builder, channels=1, **json.loads(args.arch))
     record = train_denoiser(model, train_images, validation, sigma=sigma, patch=args.patch, batch=args.batch,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s,
-                            steps=args.steps, eval_every=args.eval_every)
+                            steps=args.steps, eval_every=args.eval_every,
+                            steps_per_call=args.steps_per_call)
     names = list(train_set.names)
     fields = {
         "id": args.id, "task": "denoise", "command": "python -m deconvlab.fused " + " ".join(argv or sys.argv[1:]),
@@ -264,6 +285,9 @@ def main(argv=None) -> int:
                  "fallback": bool(train_set.is_fallback)},
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
+    extra = card_history(dict(record, budget_s=args.budget_s), args.out, args.id)
+    fields["data"]["registry_sha256"] = extra.pop("registry_sha256")
+    fields.update(extra)
     card = weights.save_pretrained(model, fields, args.out)
     gpu = {}
     for name in [n for n in args.eval.split(",") if n]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import itertools
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,6 +23,7 @@ import numpy as np
 
 from . import tasks
 from .errors import ArgumentError, DeconvlabError, OutputError
+from .tasks import BLIND_LEVELS
 
 
 def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, sigma: float | None,
@@ -239,9 +242,9 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
     shipped = weights.load_pretrained(card=card)
     names = recipe.eval_datasets or [recipe.val_dataset or tasks.DEFAULT_DATASETS[recipe.task]]
     metrics = []
-    for name in names:
+    sigmas = [recipe.sigma] if recipe.sigma_range is None else list(BLIND_LEVELS)
+    for name, sigma in itertools.product(names, sigmas):
         for scale in recipe.scales or [recipe.scale]:
-            sigma = recipe.sigma if recipe.sigma_range is None else 25.0
             result = run_evaluation(shipped, recipe.task, name, channels=recipe.channels, sigma=sigma, scale=scale,
                                     seed=0, limit=recipe.eval_limit)
             protocol = {k: v for k, v in result.protocol.items() if k != "date"}
@@ -252,6 +255,37 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
             metrics.append(entry)
             log(f"{name}{f' x{scale}' if scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
     return metrics
+
+
+def card_anchors(card: dict[str, Any], recipe: CardRecipe) -> list[dict[str, Any]]:
+    """The published numbers for every (sigma, scale) a card was measured at (blind: each level)."""
+    from . import weights
+
+    datasets = sorted({m["dataset"] for m in card["metrics"]})
+    sigmas = [recipe.sigma] if recipe.sigma_range is None else list(BLIND_LEVELS)
+    return [dict(a, scale=k) if k else dict(a, sigma=s) if recipe.sigma_range is not None else a
+            for s in sigmas for k in (recipe.scales or [recipe.scale])
+            for a in weights.anchors_for(recipe.task, s, k, datasets)]
+
+
+def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str], default: bool | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Measure a denoiser card written elsewhere (e.g. by :mod:`deconvlab.fused` on the GPU host) here, from its
+    stored float16 file, and write its ``metrics``, ``anchors`` and (if given) ``default`` into it."""
+    from . import weights
+
+    path = Path(path)
+    card = weights.read_card(path)
+    rng = card.get("sigma_range")
+    recipe = CardRecipe(task=card["task"], out_dir=path.parent, sigma=card.get("sigma"),
+                        sigma_range=tuple(rng) if rng else None, eval_datasets=list(eval_datasets))
+    card["metrics"] = measure_card(card, recipe, log)
+    card["anchors"] = card_anchors(card, recipe)
+    if default is not None:
+        card["default"] = default
+    card.pop("_path", None)
+    weights.write_card(card, path)
+    return card
 
 
 def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -294,9 +328,7 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
                       {"scale": recipe.scale, "upsample": "post" if post else "pre"})
     card = weights.save_pretrained(model, fields, recipe.out_dir)
     card["metrics"] = measure_card(card, recipe, log)
-    card["anchors"] = [dict(a, scale=k) if k else a for k in (recipe.scales or [recipe.scale])
-                       for a in weights.anchors_for(recipe.task, recipe.sigma, k,
-                                                    sorted({m["dataset"] for m in card["metrics"]}))]
+    card["anchors"] = card_anchors(card, recipe)
     weights.write_card(card, card["_path"])
     log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
         f"({card['params']:,} parameters, {wall:.0f} s)")

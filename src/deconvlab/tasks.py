@@ -58,6 +58,10 @@ def check_scale(scale: int | None) -> int | None:
     return int(scale)
 
 
+# the noise levels a blind denoiser is chosen and measured at: the three of the DnCNN tables
+BLIND_LEVELS = (15.0, 25.0, 50.0)
+
+
 def check_task_args(task: str, sigma: float | None, scale: int | None) -> tuple[float | None, int | None]:
     """(sigma, scale) checked for one task: sigma for denoise only, a scale required for sr and only there."""
     check_task(task)
