@@ -374,7 +374,7 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
 def unet(channels: int = 1, widths: tuple[int, ...] = (48, 96, 192), depths: tuple[int, ...] = (2, 2, 2),
          kernel_size: int = 3, down_kernel: int = 2, up_kernel: int = 4, up_init: str = "bilinear",
          fusion: str = "add", global_residual: bool = True, name: str = "unet") -> keras.Model:
-    """Multi-scale encoder-decoder whose transposed convolutions bring features back up a scale.
+    """Multi-scale encoder-decoder whose transposed convolutions bring features back up a scale. Taught in chapter 5.
 
     Scale ``l`` (``len(widths)`` of them, each half the resolution of the one before) runs ``depths[l]``
     conv+ReLU layers of ``widths[l]`` channels; a ``down_kernel`` x ``down_kernel`` stride-2 conv+ReLU goes
@@ -630,7 +630,7 @@ def _trace(model: keras.Model) -> tuple[dict[int, tuple[_Reach, _Reach]], Any]:
 
 
 def receptive_field_radius(model: keras.Model) -> int:
-    """How far, in input pixels, an output pixel's value reaches beyond its own input pixel.
+    """How far, in input pixels, an output pixel's value reaches beyond its own input pixel. Taught in chapter 5.
 
     Read from the layers (kernel sizes, strides, dilations, upsampling factors), not measured: d stride-1 3x3
     layers reach d pixels; the shipped 15+15 RED-Net 30. For a super-resolution model the reach is in
@@ -643,7 +643,7 @@ def receptive_field_radius(model: keras.Model) -> int:
 def total_stride(model: keras.Model) -> int:
     """The grid every tile origin must sit on: lcm of all downsampling factors (and pad multiples) in the model.
 
-    A stride-2 conv followed by another is 4; a model without strided layers is 1.
+    A stride-2 conv followed by another is 4; a model without strided layers is 1. Taught in chapter 5.
     """
     reaches, _ = _trace(model)
     stride = 1
@@ -675,6 +675,7 @@ def _kernel_macs(layer) -> Fraction:
 
 def macs_per_pixel(model: keras.Model, scale: int | None = None) -> float:
     """Multiply-adds per OUTPUT pixel of every convolution, transposed convolution and per-pixel dense layer.
+    Taught in chapter 5.
 
     A layer at half resolution costs a quarter per output pixel, a stride-s transposed conv kh*kw*in*out/s^2;
     activations, normalisation, additions and fixed resizes (bilinear, nearest, sub-pixel shuffle) count 0.
