@@ -236,6 +236,9 @@ def test_existing_output_is_kept_without_overwrite(capsys, work):
     (("--task", "denoise", "--sigma", "25", "--overlap", "-1"), "pass sizes >= 0"),
     (("--task", "denoise", "--sigma", "25", "--tile", "8", "--overlap", "4"), "larger than twice --overlap"),
     (("--task", "denoise", "--sigma", "25", "--overlap", "1000000000000000000"), "larger than twice --overlap"),
+    # no --overlap: the model's (tiny cards: 2 x radius 4 = 8) must fit twice in a tile of an image that needs tiles
+    (("--task", "denoise", "--sigma", "25", "--tile", "16"), "--tile 16 is too small for denoise-sigma25"),
+    (("--task", "sr", "--scale", "2", "--tile", "1"), "--tile 1 is too small for sr-x2"),
     (("--task", "denoise", "--sigma", "25", "--bit-depth", "12"), "invalid choice: 12"),
     (("--task", "denoise", "--sigma", "25", "--bit-depth", "0"), "invalid choice: 0"),
     (("--task", "sr"), "--task sr needs --scale"),

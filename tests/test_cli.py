@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deconvlab import cli, infer, io, metrics, plots, tasks, weights
+from deconvlab import cli, infer, io, metrics, models, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
@@ -370,13 +371,74 @@ def test_overwrite_replaces_output(capsys, gray_png, tmp_path, wdir):
 def test_tiles_match_the_whole_image(capsys, tmp_path, wdir):
     src = tmp_path / "big.png"
     Image.fromarray((np.random.default_rng(7).random((50, 61)) * 255).astype(np.uint8)).save(src)
-    whole, tiled = tmp_path / "whole.png", tmp_path / "tiled.png"
+    whole, tiled, derived = tmp_path / "whole.png", tmp_path / "tiled.png", tmp_path / "derived.png"
     assert run(capsys, *denoise_args(src, whole, wdir, "--tile", "0"))[0] == 0
     # four 3x3 convolutions see 4 pixels each way; overlap // 4 = 4 makes the blend exact
     assert run(capsys, *denoise_args(src, tiled, wdir, "--tile", "36", "--overlap", "16"))[0] == 0
+    # without --overlap it is derived from the model: 2 x radius 4 = 8, so tiles of 17 are the smallest allowed
+    assert run(capsys, *denoise_args(src, derived, wdir, "--tile", "17"))[0] == 0
     a = np.asarray(Image.open(whole)).astype(int)
-    b = np.asarray(Image.open(tiled)).astype(int)
-    assert np.abs(a - b).max() <= 1
+    for out in (tiled, derived):
+        assert np.abs(a - np.asarray(Image.open(out)).astype(int)).max() <= 1
+
+
+def test_default_overlap_comes_from_the_model(capsys, tmp_path, wdir, monkeypatch):
+    src, out = tmp_path / "big.png", tmp_path / "out.png"
+    Image.fromarray((np.random.default_rng(7).random((40, 40)) * 255).astype(np.uint8)).save(src)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir, "--tile", "16"))
+    assert_one_line_error(code, err, out, "--tile 16 is too small for denoise-sigma25: its receptive field needs an "
+                                          "overlap of 8 pixels, so pass --tile 17 or more")
+    # an image that fits in one tile needs no overlap, so no tile is too small for it
+    small = tmp_path / "small.png"
+    Image.fromarray(np.full((12, 16), 90, np.uint8)).save(small)
+    assert run(capsys, *denoise_args(small, out, wdir, "--tile", "16"))[0] == 0
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["overlap"])
+        return np.zeros((40, 40), np.float32)
+
+    monkeypatch.setattr(infer, "enhance", spy)
+    for extra, overlap in (((), None), (("--overlap", "12"), 12)):
+        assert run(capsys, *denoise_args(src, out, wdir, "--overwrite", *extra))[0] == 0
+        assert seen.pop() == overlap  # None: tile_predict derives the exact overlap and margin
+
+
+def test_denoise_without_sigma_estimates_it_and_uses_the_blind_card(capsys, tmp_path, wdir):
+    folder = tmp_path / "weights"
+    shutil.copytree(wdir, folder)
+    keras.utils.set_random_seed(3)
+    weights.save_pretrained(models.red_net(channels=1, depth=2, width=4),
+                            {"task": "denoise", "sigma_range": [0, 55], "blind": True}, folder)
+    y, x = np.mgrid[0:64, 0:64] / 64
+    clean = 0.5 + 0.3 * np.sin(6 * x) * np.cos(4 * y)  # smooth: the wavelet estimate sees the noise only
+    src, out = tmp_path / "noisy.png", tmp_path / "out.png"
+    noisy = clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape)
+    Image.fromarray(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)).save(src)
+    argv = ("enhance", src, out, "--task", "denoise", "--weights-dir", folder)
+    code, stdout, err = run(capsys, *argv)
+    assert code == 0 and err == "", err
+    first = stdout.splitlines()[0]
+    match = re.fullmatch(r"estimated noise sigma (\d+\.\d) \(0-255 scale\); using the blind model denoise-blind0-55",
+                         first)
+    assert match, stdout
+    assert abs(float(match.group(1)) - 25) < 3
+    assert "with denoise-blind0-55" in stdout.splitlines()[1]
+    assert np.asarray(Image.open(out)).shape == (64, 64)
+    code, stdout, err = run(capsys, *argv, "--overwrite", "--quiet")
+    assert code == 0 and stdout == "" and err == "", err
+    # a folder without a blind card: one line that names the --sigma cards there are
+    code, _, err = run(capsys, "enhance", src, tmp_path / "other.png", "--task", "denoise", "--weights-dir", wdir)
+    assert_one_line_error(code, err, tmp_path / "other.png", "no shipped weights for denoise (no --sigma)")
+
+
+def test_enhance_help_says_what_the_denoisers_were_trained_for(capsys):
+    code, out, _ = run(capsys, "enhance", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "trained for white Gaussian noise" in text
+    assert "real camera noise or JPEG artefacts they remove some of it but are not trained for it" in text
+    assert "Without --sigma, --task denoise estimates the noise level" in text
 
 
 def test_sr_post_upsampling_gray_and_colour(capsys, gray_png, tmp_path, wdir):
@@ -458,6 +520,36 @@ def test_benchmark_untrained_arch(capsys):
                          "--profile", "quick")
     assert code == 0, err
     assert "dncnn (untrained" in out and "| 16x16 |" in out
+
+
+# ------------------------------------------------------------------------------------- models
+
+
+def test_models_lists_every_card(capsys, tmp_path, wdir):
+    code, out, err = run(capsys, "models", "--weights-dir", wdir)
+    assert code == 0 and err == "", err
+    lines = out.splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == [
+        "id", "task", "setting", "default", "arch", "params", "MACs/px", "test PSNR (dB)", "CPU s/Mpx"]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")]
+                                          for line in lines[2:] if line.startswith("| "))}
+    assert set(rows) == set(weights.list_weights(wdir))
+    card = weights.read_card("denoise-sigma25", wdir)
+    assert rows["denoise-sigma25"][1:6] == ["denoise", "sigma=25", "no", "red_net", f"{card['params']:,}"]
+    assert rows["denoise-sigma25"][-1] == "-"  # no speed recorded: nothing is measured
+    assert rows["sr-x2"][2] == "x2"
+    # the shipped cards: every one listed, the blind U-Net at the three levels of its card
+    code, out, err = run(capsys, "models")
+    assert code == 0 and err == "", err
+    for card_id in weights.list_weights():
+        assert f"| {card_id} " in out
+    if "denoise-unet-blind" in weights.list_weights():
+        blind = next(line for line in out.splitlines() if line.startswith("| denoise-unet-blind "))
+        assert "sigma in [0, 55]" in blind and re.search(r"bsd68 sigma=15: [\d.]+, sigma=25: [\d.]+, sigma=50", blind)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "models", "--weights-dir", empty)
+    assert_one_line_error(code, err, None, f"no model cards in {empty}")
 
 
 # ------------------------------------------------------------------------------------- evaluate and train

@@ -317,12 +317,20 @@ def test_validate_card_compares_npz_shapes_and_confines_the_weights_file(saved, 
         weights.validate_card(bad_default)
 
 
-def test_model_rows_for_the_models_command(tmp_path):
+def test_model_rows_for_the_models_command(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("cards")
     _write(_fake_card("d25", "denoise", sigma=25, params=1234, macs_per_pixel=1_033_344, default=True,
                       metrics=[{"dataset": "bsd68", "sigma": 25, "psnr": 29.271},
                                {"dataset": "bsd68", "sigma": 25, "psnr": 30.0, "limit": 2}]), tmp_path)
     _write(_fake_card("sr", "sr", scales=[2, 4], default=[4], macs_per_pixel={"2": 267_664, "4": 67_108},
                       metrics=[{"dataset": "set5", "scale": 2, "psnr": 37.4881}]), tmp_path)
+    _write(_fake_card("blind", "denoise", sigma_range=[0, 55], cpu_s_per_mpx=3.5, metrics=[
+        {"dataset": "set12", "sigma": s, "psnr": p} for s, p in ((15, 32.5), (25, 30.2))] + [
+        {"dataset": "bsd68", "sigma": s, "psnr": p} for s, p in ((15, 31.541), (25, 29.1115), (50, 26.18))]), tmp_path)
+    _write(_fake_card("sr3", "sr", scales=[2, 3], macs_per_pixel={"2": 1_033_344, "3": 1_033_344},
+                      metrics=[{"dataset": "set14", "scale": 3, "psnr": 29.75}]), tmp_path)
+    _write(_fake_card("blur", "deblur", metrics=[{"dataset": "set12", "psnr": 30.38},
+                                                 {"dataset": "bsd68", "psnr": 29.158}]), tmp_path)
     rows = {r["id"]: r for r in weights.model_rows(tmp_path)}
     assert rows["d25"] == {"id": "d25", "task": "denoise", "setting": "sigma=25", "default": "yes",
                            "builder": "red_net", "params": 1234, "macs_per_pixel": "1.033 M",
@@ -330,6 +338,31 @@ def test_model_rows_for_the_models_command(tmp_path):
     assert rows["sr"]["default"] == "x4" and rows["sr"]["setting"] == "x2,4"
     assert rows["sr"]["macs_per_pixel"] == "x2: 0.268 M, x4: 0.067 M"
     assert rows["sr"]["test_psnr"] == "set5 x2: 37.49"
+    # the task's test set (bsd68 / set5 / bsd68), a blind card at each level; another set only if that one is absent
+    assert rows["blind"]["test_psnr"] == "bsd68 sigma=15: 31.54, sigma=25: 29.11, sigma=50: 26.18"
+    assert rows["blind"]["setting"] == "sigma in [0, 55]" and rows["blind"]["cpu_s_per_mpx"] == 3.5
+    assert rows["blur"]["test_psnr"] == "bsd68: 29.16" and rows["blur"]["default"] == "no"
+    assert rows["sr3"]["test_psnr"] == "set14 x3: 29.75" and rows["sr3"]["macs_per_pixel"] == "1.033 M"
+    # a benchmarks/speed_cpu.py result fills in the card it names (its largest image), never over the card's field
+    speed = tmp_path_factory.mktemp("results") / "speed_cpu.json"
+    speed.write_text(json.dumps({"meta": {"model": "d25 (shipped)"}, "rows": [
+        {"method": "enhance", "megapixels": 0.26, "seconds_per_megapixel": 93.6},
+        {"method": "enhance", "megapixels": 8.29, "seconds_per_megapixel": 42.95},
+        {"method": "bm3d", "megapixels": 9.0, "seconds_per_megapixel": 500.0}]}))
+    rows = {r["id"]: r for r in weights.model_rows(tmp_path, speed_file=speed)}
+    assert rows["d25"]["cpu_s_per_mpx"] == 42.95 and rows["sr"]["cpu_s_per_mpx"] is None
+    # today's format: a card per row; enhance's default tile (256) on the largest image wins
+    speed.write_text(json.dumps({"meta": {}, "rows": [
+        {"method": "rednet", "card": "d25", "tile": 256, "megapixels": 0.26, "s_per_mpx": 9.0},
+        {"method": "rednet", "card": "d25", "tile": 512, "megapixels": 8.29, "s_per_mpx": 7.0},
+        {"method": "rednet", "card": "d25", "tile": 256, "megapixels": 8.29, "s_per_mpx": 8.0},
+        {"method": "unet", "card": "sr", "tile": 512, "megapixels": 8.29, "s_per_mpx": 2.5},
+        {"method": "unet", "card": "sr", "tile": 0, "megapixels": 0.26, "errors": ["timed out"]},
+        {"method": "bm3d", "card": None, "tile": 0, "megapixels": 1.0, "s_per_mpx": 40.0}]}))
+    rows = {r["id"]: r for r in weights.model_rows(tmp_path, speed_file=speed)}
+    assert rows["d25"]["cpu_s_per_mpx"] == 8.0 and rows["sr"]["cpu_s_per_mpx"] == 2.5
+    speed.write_text("{not json")
+    assert {r["id"]: r["cpu_s_per_mpx"] for r in weights.model_rows(tmp_path, speed_file=speed)}["d25"] is None
 
 
 def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):

@@ -1,4 +1,4 @@
-"""The command line: ``python -m deconvlab {enhance,evaluate,train,benchmark,fetch}``. Taught in chapter 4.
+"""The command line: ``python -m deconvlab {enhance,evaluate,train,benchmark,fetch,models}``. Taught in chapter 4.
 
 Every failure a user can cause prints ONE line, ``deconvlab: error: <what to do>``, on stderr and exits
 with status 2 (as argparse does for usage errors); nothing is written. Output paths are checked before
@@ -38,12 +38,12 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import tasks  # noqa: E402
-from .config import DEFAULT_OVERLAP, DEFAULT_TILE, import_keras  # noqa: E402
+from .config import DEFAULT_TILE, import_keras  # noqa: E402
 from .errors import ArgumentError, DeconvlabError, ImageTooLargeError, OutputError  # noqa: E402
 from .io import check_output_path  # noqa: E402
 
 PROG = "deconvlab"
-COMMANDS = ("enhance", "evaluate", "train", "benchmark", "fetch")
+COMMANDS = ("enhance", "evaluate", "train", "benchmark", "fetch", "models")
 PROGRESS_PIXELS = 1_000_000  # show a progress bar from one megapixel on
 EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
 EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
@@ -208,9 +208,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from . import io
 
     args.sigma, args.scale = tasks.check_task_args(args.task, args.sigma, args.scale)
-    if args.tile < 0 or args.overlap < 0:
-        raise ArgumentError(f"--tile {args.tile} / --overlap {args.overlap}: pass sizes >= 0 (--tile 0: no tiles)")
-    if args.tile != 0 and args.tile <= 2 * args.overlap:
+    for option, value in (("--tile", args.tile), ("--overlap", args.overlap)):
+        if value is not None and value < 0:
+            raise ArgumentError(f"{option} {value}: pass sizes >= 0 (--tile 0: no tiles)")
+    if args.overlap is not None and args.tile != 0 and args.tile <= 2 * args.overlap:
         # Each tile advances by tile - overlap; below 2x the overlap most of the work is thrown away.
         raise ArgumentError(f"--tile {args.tile} must be larger than twice --overlap ({args.overlap}), or 0")
     if _same_file(args.input, args.output):
@@ -231,9 +232,16 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     from .infer import enhance, has_colour
     from .recipes import resolve_weights
 
-    model, _card, label = resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
-                                          channels=3 if has_colour(image) else 1, directory=args.weights_dir)
+    model, card, label = resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
+                                         channels=3 if has_colour(image) else 1, directory=args.weights_dir)
+    if args.overlap is None and args.tile and max(image.shape[:2]) * scale > args.tile:
+        _check_exact_overlap(model, label, args.tile)
+    if args.task == "denoise" and args.sigma is None and not args.quiet:
+        blind = card is not None and card.get("sigma_range") is not None
+        _info(f"estimated noise sigma {_estimate_sigma(image):.1f} (0-255 scale); using "
+              f"{'the blind model ' if blind else ''}{label}")
     pixels = image.shape[0] * image.shape[1] * scale * scale
+    # overlap None: tile_predict derives the exact one (twice the receptive-field radius) from the model
     result = enhance(model, image, args.task, scale=scale, tile=args.tile or None, overlap=args.overlap,
                      progress=not args.quiet and pixels >= PROGRESS_PIXELS)
     _STATE.checkpoint()
@@ -243,6 +251,30 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     _info(f"wrote {out} ({w}x{h} {'RGB' if result.ndim == 3 else 'gray'}, {bit_depth}-bit) with {label} "
           f"in {time.perf_counter() - start:.1f} s", args.quiet)
     return 0
+
+
+def _check_exact_overlap(model: Any, label: str, tile: int) -> None:
+    """One-line error unless ``tile`` exceeds twice the overlap that tiles ``model`` exactly (its stride grid kept)."""
+    from .infer import default_overlap, tiling_geometry
+
+    geometry = tiling_geometry(model)
+    if geometry is None:
+        raise ArgumentError(f"cannot read the receptive field of {label} from its layers, so no tile overlap can be "
+                            "derived: pass --overlap N (e.g. 64) or --tile 0")
+    overlap, stride = default_overlap(model), geometry[1]
+    least = -(-(2 * overlap + 1) // stride) * stride
+    if tile < least:
+        raise ArgumentError(f"--tile {tile} is too small for {label}: its receptive field needs an overlap of "
+                            f"{overlap} pixels, so pass --tile {least} or more, --tile 0 (no tiles), or a smaller "
+                            "--overlap (seams then blended, not exact)")
+
+
+def _estimate_sigma(image: Any) -> float:
+    """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: mean of the channels)."""
+    from skimage.restoration import estimate_sigma
+
+    colour = image.ndim == 3
+    return 255.0 * float(estimate_sigma(image, channel_axis=-1 if colour else None, average_sigmas=colour))
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -444,12 +476,39 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ models
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``models``: the model cards, one Markdown row each (from :func:`deconvlab.weights.model_rows`)."""
+    from .paths import weights_dir
+    from .weights import MODEL_ROW_DATASETS, model_rows
+
+    rows = model_rows(args.weights_dir)
+    if not rows:
+        raise ArgumentError(f"no model cards in {args.weights_dir or weights_dir()}: git checkout data/weights, "
+                            "or train one with `python -m deconvlab train`")
+    header = ("id", "task", "setting", "default", "arch", "params", "MACs/px", "test PSNR (dB)", "CPU s/Mpx")
+    cells = [[r["id"], r["task"], r["setting"], r["default"], r["builder"],
+              "" if r["params"] is None else f"{r['params']:,}", r["macs_per_pixel"], r["test_psnr"],
+              "" if r["cpu_s_per_mpx"] is None else f"{r['cpu_s_per_mpx']:.1f}"] for r in rows]
+    cells = [[c or "-" for c in row] for row in cells]
+    widths = [max(map(len, column)) for column in zip(header, *cells, strict=True)]
+    for row in (header, ["-" * w for w in widths], *cells):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+    sets = ", ".join(f"{task}: {name}" for task, name in MODEL_ROW_DATASETS.items())
+    print(f"\nPSNR: mean over the full test set ({sets}); MACs: multiply-adds per output pixel; CPU s/Mpx: from the "
+          "card or benchmarks/results/speed_cpu.json (first enhance call on its largest image, default tile; '-': not "
+          "measured); default: the card enhance picks for its setting.")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ parser
 
 
-def _add_task_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+def _add_task_args(p: argparse.ArgumentParser, required: bool = True, sigma_help: str = "") -> None:
     p.add_argument("--task", choices=tasks.TASKS, required=required, help="what to restore")
-    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale, in (0, 100] (denoise)")
+    p.add_argument("--sigma", type=float, help="noise level on the 0-255 scale, in (0, 100] (denoise)" + sigma_help)
     p.add_argument("--scale", type=int, help=f"upscaling factor, one of {tasks.SUPPORTED_SCALES} (sr)")
 
 
@@ -463,10 +522,12 @@ def _add_weights_args(p: argparse.ArgumentParser) -> None:
 def _enhance_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="image file (PNG, BMP, TIFF, JPEG)")
     p.add_argument("output", help="PNG file to write")
-    _add_task_args(p)
+    _add_task_args(p, sigma_help="; picks the model trained for that level. Default: the blind model, with the "
+                   "level estimated from the image and printed")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile side for large images (default {DEFAULT_TILE}; 0: whole image at once)")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default: twice the model's receptive-field "
+                   "radius, e.g. 60 for RED-Net, 64 for the U-Net, which makes tiles match the whole image exactly)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample of the PNG (default: 16 for 16-bit inputs, else 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
@@ -543,6 +604,12 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_fetch)
 
 
+def _models_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights-dir", type=Path, metavar="DIR",
+                   help="folder of model cards and weights (default: <repo>/data/weights)")
+    p.set_defaults(func=cmd_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``python -m deconvlab``."""
     parser = _Parser(prog=PROG, description="Image restoration with the book's conv/deconv networks.")
@@ -553,7 +620,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands = (
         ("enhance", _enhance_args, "restore one image file (denoise, super-resolve or deblur)",
-         "Restore one image with the shipped weights; any size, gray or RGB, 8/16-bit."),
+         "Restore one image with the shipped weights; any size, gray or RGB, 8/16-bit. The denoisers were trained "
+         "for white Gaussian noise (the same level at every pixel, independent between pixels); on real camera noise "
+         "or JPEG artefacts they remove some of it but are not trained for it, so expect leftover blotches or "
+         "blocks. Without --sigma, --task denoise estimates the noise level, prints it and uses the blind model."),
         ("evaluate", _evaluate_args, "PSNR/SSIM of weights on a test set (and check a card's numbers)",
          "Evaluate weights on a test set; with --card, exit 1 if the mean PSNR differs from the card by more "
          "than --tolerance."),
@@ -564,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("fetch", _fetch_args, "download (or verify) all data sets in parallel",
          "Fetch every registered data set (or the SETs named) into the cache, in parallel, verified by sha256; "
          "with DECONVLAB_DATA set, verify that copy."),
+        ("models", _models_args, "list the model cards: setting, default, size, cost, test PSNR",
+         "One row per model card: its setting, whether enhance picks it by default, parameters, multiply-adds per "
+         "pixel, test PSNR and CPU seconds per megapixel (where measured)."),
     )
     for name, add_arguments, summary, description in commands:
         add_arguments(sub.add_parser(name, help=summary, description=description))

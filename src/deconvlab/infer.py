@@ -256,12 +256,13 @@ def has_colour(image: np.ndarray) -> bool:
 
 
 def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1, tile: int | None = DEFAULT_TILE,
-            overlap: int = DEFAULT_OVERLAP, progress: bool = False, clip: bool = True) -> np.ndarray:
+            overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, clip: bool = True) -> np.ndarray:
     """Restore one image (H, W) or (H, W, 3) with a model, choosing how colour is handled. Taught in chapter 4.
 
     A gray model restores each RGB channel in turn (an image stored as RGB with R = G = B only once);
     for super-resolution it restores the Y channel and upscales Cb/Cr bicubically (the SR protocol);
-    a pre-upsampling SR model gets the bicubic-upscaled image. Large images go through tiles.
+    a pre-upsampling SR model gets the bicubic-upscaled image. Large images go through tiles
+    (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does).
     """
     from .degrade import upscale
     from .io import rgb_to_gray

@@ -346,13 +346,13 @@ def enhance_speed(model: Any, task: str, sizes: Sequence[int], *, scale: int = 1
     def image(n: int) -> np.ndarray:
         return rng.random((n, n) if channels == 1 else (n, n, 3), dtype=np.float32)
 
-    enhance(model, image(min(sizes)), task, scale=scale, tile=tile)
+    enhance(model, image(min(sizes)), task, scale=scale, tile=tile, overlap=None)
     rows = []
     for n in sizes:
         img, times = image(n), []
         for _ in range(repeat):
             t0 = time.perf_counter()
-            enhance(model, img, task, scale=scale, tile=tile)
+            enhance(model, img, task, scale=scale, tile=tile, overlap=None)
             times.append(time.perf_counter() - t0)
         seconds, megapixels = float(np.median(times)), n * n * scale * scale / 1e6
         rows.append((n, megapixels, seconds, seconds / megapixels))

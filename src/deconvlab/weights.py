@@ -683,35 +683,86 @@ def card_macs(card: Mapping[str, Any], scale: int | None = None) -> float | None
     return None if value is None else float(value)
 
 
-def model_rows(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+#: The test set of each task's PSNR in ``python -m deconvlab models`` (denoisers at their sigma, blind ones at
+#: 15/25/50; SR at every scale the card serves).
+MODEL_ROW_DATASETS = {"denoise": "bsd68", "sr": "set5", "deblur": "bsd68"}
+
+
+def model_rows(directory: str | os.PathLike | None = None,
+               speed_file: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """One row per card for ``python -m deconvlab models``: what it does, whether it loads by default, its cost.
 
     Keys: id, task, setting, default ("yes", "no" or the SR scales it is the default for), builder, params,
-    macs_per_pixel (SR: text per scale), test_psnr (full test sets, "dataset: dB" joined by "; "), and
-    cpu_s_per_mpx when the card records one (else None).
+    macs_per_pixel (SR: text per scale unless all are equal), test_psnr (full test set of
+    :data:`MODEL_ROW_DATASETS`, or the card's first full set when it has no number on that one: "dataset
+    setting: dB, setting: dB"), and cpu_s_per_mpx: the card's field, else what ``speed_file`` (default, for the
+    shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id, else None.
     """
+    if speed_file is None and directory is None:
+        from .paths import results_dir
+
+        speed_file = results_dir() / "speed_cpu.json"
+    speeds = _benchmark_speeds(speed_file) if speed_file is not None else {}
     rows = []
     for card in list_cards(directory):
         flag = card.get("default", False)
         default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
             "yes" if flag is True else "no")
         macs = card.get("macs_per_pixel")
-        if isinstance(macs, Mapping):
+        if isinstance(macs, Mapping) and len({float(v) for v in macs.values()}) > 1:
             macs_text = ", ".join(f"x{k}: {float(v) / 1e6:.3f} M" for k, v in macs.items())
+        elif isinstance(macs, Mapping):
+            macs_text = f"{float(next(iter(macs.values()))) / 1e6:.3f} M" if macs else ""
         else:
             macs_text = "" if macs is None else f"{float(macs) / 1e6:.3f} M"
-        psnr = "; ".join(f"{_where(m)}{_sigma_text(m)}: {m['psnr']:.2f}" for m in _table_metrics(card)
-                         if not m.get("limit") and m.get("psnr") is not None)
+        speed = card.get("cpu_s_per_mpx", speeds.get(str(card["id"])))
         rows.append({
             "id": str(card["id"]), "task": card["task"], "setting": card_setting(card), "default": default,
             "builder": card["architecture"]["builder"], "params": card.get("params"), "macs_per_pixel": macs_text,
-            "test_psnr": psnr, "cpu_s_per_mpx": card.get("cpu_s_per_mpx"),
+            "test_psnr": _row_psnr(card), "cpu_s_per_mpx": speed,
         })
     return rows
 
 
-def _sigma_text(entry: Mapping[str, Any]) -> str:
-    return f" sigma={entry['sigma']:g}" if entry.get("sigma") is not None else ""
+def _row_psnr(card: Mapping[str, Any]) -> str:
+    """'bsd68 sigma=15: 31.54, sigma=25: 29.11', 'set5 x2: 37.49, x3: 33.64', 'bsd68: 29.16' or ''."""
+    full = [m for m in card.get("metrics") or [] if not m.get("limit") and m.get("psnr") is not None]
+    wanted = MODEL_ROW_DATASETS.get(str(card.get("task")))
+    dataset = wanted if any(m["dataset"] == wanted for m in full) else (full[0]["dataset"] if full else None)
+    parts = []
+    for m in (m for m in full if m["dataset"] == dataset):
+        setting = (f"sigma={m['sigma']:g}: " if m.get("sigma") is not None
+                   else f"x{int(m['scale'])}: " if m.get("scale") is not None else "")
+        parts.append(f"{setting}{m['psnr']:.2f}")
+    if not parts:
+        return ""
+    return f"{dataset} {', '.join(parts)}" if ":" in parts[0] else f"{dataset}: {', '.join(parts)}"
+
+
+def _benchmark_speeds(path: str | os.PathLike) -> dict[str, float]:
+    """{card id: CPU seconds per megapixel} from a ``benchmarks/speed_cpu.py`` result, {} if unreadable: for each
+    card it measured, the (first-call) number on its largest image, at ``enhance``'s default tile where measured.
+
+    Rows name their card (``card``, ``s_per_mpx``); older files name one card in ``meta.model`` for their
+    ``enhance`` rows (``seconds_per_megapixel``).
+    """
+    from .config import DEFAULT_TILE
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        named = str((data.get("meta") or {}).get("model") or "").split(" ")[0]
+        best: dict[str, tuple[tuple[bool, float], float]] = {}
+        for row in data["rows"]:
+            card_id = row.get("card") or (named if row.get("method") == "enhance" else "")
+            value = row.get("s_per_mpx", row.get("seconds_per_megapixel"))
+            if not card_id or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            key = (row.get("tile") in (None, DEFAULT_TILE), float(row.get("megapixels") or 0))
+            if card_id not in best or key > best[card_id][0]:
+                best[str(card_id)] = (key, float(value))
+        return {card_id: value for card_id, (_, value) in best.items()}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def git_commit(root: str | os.PathLike | None = None) -> str:
