@@ -29,7 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 # The shipped cards the book promises (ids of data/weights/<id>.json).
-SHIPPED = ("deblur", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4")
+SHIPPED = ("deblur", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4",
+           "denoise-unet-sigma15", "denoise-unet-sigma25", "denoise-unet-sigma50", "denoise-unet-blind")
+# The figure shows the RED-Net family, one model per setting (all nine would crowd the denoising panel);
+# the table lists every card, and chapter 5 compares the U-Nets with RED-Net.
+FIGURE_CARDS = ("deblur", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4")
 # One example per task: (card selector, test set, file, sigma or scale). None of them is the "Lena" image.
 EXAMPLES = (
     ("denoise", {"sigma": 25}, "bsd68", "test003"),
@@ -316,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     if str(args.readme) != "-":
         print(f"{'updated' if update_readme(args.readme, table) else 'unchanged'}: {args.readme}")
     if not args.table_only:
-        print(f"wrote {make_figure(cards, args.weights, args.figure, examples=not args.no_examples)}")
+        shown = [c for c in cards if c["id"] in FIGURE_CARDS] or cards
+        print(f"wrote {make_figure(shown, args.weights, args.figure, examples=not args.no_examples)}")
     if args.screenshot:
         print(f"wrote {shrink_screenshot(args.screenshot, ROOT / 'book' / '_static' / 'screenshot.png')}")
     return 0

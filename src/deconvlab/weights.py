@@ -905,10 +905,14 @@ def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
     return out
 
 
-def _where(entry: Mapping[str, Any]) -> str:
-    """'set5' or, for an entry of a multi-scale card, 'set5 x3'."""
+def _where(entry: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> str:
+    """'set5'; for an entry of a multi-scale card 'set5 x3', of a blind card 'bsd68 sigma=25'."""
     scale = entry.get("scale")
-    return f"{entry['dataset']} x{int(scale)}" if scale is not None else str(entry["dataset"])
+    if scale is not None:
+        return f"{entry['dataset']} x{int(scale)}"
+    if card is not None and card.get("sigma_range") is not None and entry.get("sigma") is not None:
+        return f"{entry['dataset']} sigma={entry['sigma']:g}"
+    return str(entry["dataset"])
 
 
 def _table_metrics(card: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -923,8 +927,8 @@ def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
 
     Taught in chapter 4 (notebooks/04_code_example).
     """
-    header = ("| id | task | setting | architecture | params | test PSNR / SSIM | published | trained on | time |\n"
-              "|---|---|---|---|---:|---|---|---|---:|")
+    header = ("| id | task | setting | architecture | params | MACs / px | test PSNR / SSIM | published | trained on "
+              "| time |\n|---|---|---|---|---:|---:|---|---|---|---:|")
     rows = [header]
     for card in cards:
         arch = card.get("architecture", {})
@@ -932,15 +936,17 @@ def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
         arch_text = arch.get("builder", "?") + (
             "(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else "")
         metrics = "<br>".join(
-            f"{_where(m)}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
-            else f"{_where(m)}: {m['psnr']:.2f} dB"
+            f"{_where(m, card)}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
+            else f"{_where(m, card)}: {m['psnr']:.2f} dB"
             for m in _table_metrics(card))
-        anchors = "<br>".join(f"{a['method']} {_where(a)}: {a['psnr']:.2f}" for a in card.get("anchors") or [])
+        anchors = "<br>".join(f"{a['method']} {_where(a, card)}: {a['psnr']:.2f}"
+                             for a in card.get("anchors") or [])
         wall = card.get("wall_time_s")
         time_text = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
         params = card.get("params")
         params_text = f"{params:,}" if isinstance(params, int) else ""
+        macs = card_macs(card, (card_scales(card) or [None])[0])
         cells = [str(card.get("id", "")), str(card.get("task", "")), card_setting(card), f"`{arch_text}`",
-                 params_text, metrics or "n/a", anchors or "", str(card.get("hardware", "")), time_text]
+                 params_text, f"{macs:,.0f}" if macs else "", metrics or "n/a", anchors or "", str(card.get("hardware", "")), time_text]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
