@@ -16,7 +16,7 @@ __all__ = ["DeconvlabError", "__version__", "describe_runtime", "get_profile", "
 _SUBMODULES = frozenset({
     "checks", "classical", "cli", "config", "data", "degrade", "diagrams", "distribute", "errors", "evaluate",
     "grads", "infer", "io", "layers", "metrics", "models", "paths", "plots", "recipes", "registry", "report",
-    "sampler", "tasks", "train", "weights",
+    "sampler", "tasks", "train", "weights", "fused",
 })
 
 
