@@ -350,7 +350,12 @@ def test_model_rows_for_the_models_command(tmp_path_factory):
         {"method": "enhance", "megapixels": 8.29, "seconds_per_megapixel": 42.95},
         {"method": "bm3d", "megapixels": 9.0, "seconds_per_megapixel": 500.0}]}))
     rows = {r["id"]: r for r in weights.model_rows(tmp_path, speed_file=speed)}
-    assert rows["d25"]["cpu_s_per_mpx"] == 42.95 and rows["sr"]["cpu_s_per_mpx"] is None
+    assert rows["d25"]["cpu_s_per_mpx"] == 42.95
+    # a card of the same architecture shares the measurement (speed does not depend on the weights), another not
+    assert rows["blur"]["cpu_s_per_mpx"] == 42.95
+    _write(_fake_card("other", "deblur", architecture={"builder": "unet", "kwargs": {}}), tmp_path)
+    rows = {r["id"]: r for r in weights.model_rows(tmp_path, speed_file=speed)}
+    assert rows["other"]["cpu_s_per_mpx"] is None
     # today's format: a card per row; enhance's default tile (256) on the largest image wins
     speed.write_text(json.dumps({"meta": {}, "rows": [
         {"method": "rednet", "card": "d25", "tile": 256, "megapixels": 0.26, "s_per_mpx": 9.0},

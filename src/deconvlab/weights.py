@@ -696,15 +696,20 @@ def model_rows(directory: str | os.PathLike | None = None,
     macs_per_pixel (SR: text per scale unless all are equal), test_psnr (full test set of
     :data:`MODEL_ROW_DATASETS`, or the card's first full set when it has no number on that one: "dataset
     setting: dB, setting: dB"), and cpu_s_per_mpx: the card's field, else what ``speed_file`` (default, for the
-    shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id, else None.
+    shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id or for another card of the
+    same architecture, else None.
     """
     if speed_file is None and directory is None:
         from .paths import results_dir
 
         speed_file = results_dir() / "speed_cpu.json"
     speeds = _benchmark_speeds(speed_file) if speed_file is not None else {}
+    cards = list_cards(directory)
+    # the speed of a network does not depend on its weights: a card shares a measurement of its architecture
+    by_arch = {json.dumps(c["architecture"], sort_keys=True): speeds[str(c["id"])]
+               for c in cards if str(c["id"]) in speeds}
     rows = []
-    for card in list_cards(directory):
+    for card in cards:
         flag = card.get("default", False)
         default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
             "yes" if flag is True else "no")
@@ -715,7 +720,8 @@ def model_rows(directory: str | os.PathLike | None = None,
             macs_text = f"{float(next(iter(macs.values()))) / 1e6:.3f} M" if macs else ""
         else:
             macs_text = "" if macs is None else f"{float(macs) / 1e6:.3f} M"
-        speed = card.get("cpu_s_per_mpx", speeds.get(str(card["id"])))
+        speed = card.get("cpu_s_per_mpx", speeds.get(str(card["id"]),
+                                                     by_arch.get(json.dumps(card["architecture"], sort_keys=True))))
         rows.append({
             "id": str(card["id"]), "task": card["task"], "setting": card_setting(card), "default": default,
             "builder": card["architecture"]["builder"], "params": card.get("params"), "macs_per_pixel": macs_text,
