@@ -99,6 +99,9 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 #: Variance scale of RED-Net's linear output layer (He init uses 2): the untrained net is close to the identity.
 OUTPUT_INIT_SCALE = 1e-4
+#: How :func:`plain_cnn` starts its linear output conv: He normal, or "small" (variance scale
+#: :data:`OUTPUT_INIT_SCALE`, as RED-Net's and the U-Net's output layers start).
+OUTPUT_INITS = ("he_normal", "small")
 
 
 def _conv_args(kernel_size: int) -> dict[str, Any]:
@@ -247,23 +250,29 @@ def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: in
 
 @_records_spec
 def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: int = 3,
-              residual: bool = False, name: str = "plain_cnn") -> keras.Model:
+              residual: bool = False, name: str = "plain_cnn", output_init: str = "he_normal") -> keras.Model:
     """Plain deep CNN (no transposed convs, no skips), the control for RED-Net comparisons. Taught in chapter 3.
 
     `depth` conv layers: `depth - 1` Conv2D+ReLU of `width` channels, then a linear conv to `channels`.
     ``plain_cnn(depth=2 * d, width=w)`` has exactly the parameters of ``red_net(depth=d, width=w,
     fusion="add")`` (a 3x3 transposed conv has as many weights as a 3x3 conv), so comparisons are matched
-    in both depth and size; use :func:`width_for_params` to match other configurations.
+    in both depth and size; use :func:`width_for_params` to match other configurations. `output_init`
+    "small" starts the linear output conv as RED-Net's (variance scale :data:`OUTPUT_INIT_SCALE`, near zero)
+    instead of He normal, so both families start alike (the ablation ladder, ``benchmarks/ladder.py``).
     """
     integer("channels", channels, 1)
     integer("depth", depth, 1)
     integer("width", width, 1)
     integer("kernel_size", kernel_size, 1)
+    _check_choice("output_init", output_init, OUTPUT_INITS)
     inputs = _image_input(channels)
     x = inputs
     for i in range(1, depth):
         x = keras.layers.Conv2D(width, activation="relu", name=f"conv{i}", **_conv_args(kernel_size))(x)
-    x = keras.layers.Conv2D(channels, name=f"conv{depth}", **_conv_args(kernel_size))(x)
+    last_args = _conv_args(kernel_size)
+    if output_init == "small":
+        last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
+    x = keras.layers.Conv2D(channels, name=f"conv{depth}", **last_args)(x)
     if residual:
         x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
     return keras.Model(inputs, _float32_output(x), name=name)
