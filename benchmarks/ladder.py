@@ -46,7 +46,6 @@ import contextlib
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -370,22 +369,11 @@ def check_transposed_as_convolution(model=None, image=None, *, seed: int = 0, fl
 
 
 # ----------------------------------------------------------------------------------------------- training
-def _commit() -> str:
-    commit = os.environ.get("DECONVLAB_COMMIT", "").strip()
-    if commit:
-        return commit
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from deconvlab.weights import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
 def run_path(out: Path, rung: str, seed: int) -> Path:
@@ -416,6 +404,7 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
     from deconvlab import models
     from deconvlab.evaluate import evaluate
     from deconvlab.fused import train_denoiser
+    from deconvlab.weights import git_commit
 
     wall = time.perf_counter()
     model = build(spec, seed)
@@ -458,7 +447,7 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
         "steps": record["steps"], "batch": args.batch, "patch": args.patch,
         "minutes": round(record["train_seconds"] / 60, 3),
         "params": params, "macs_per_pixel": macs,
-        "commit": _commit(), "hardware": jax.devices()[0].device_kind,
+        "commit": git_commit(), "hardware": jax.devices()[0].device_kind,
         "name": RUNG_NAMES[rung], "builder": spec["builder"], "kwargs": spec["kwargs"],
         "lr": args.lr, "warmup_steps": record["warmup_steps"], "steps_per_call": record["steps_per_call"],
         "eval_every": args.eval_every, "sigma": SIGMA, "precision": args.precision,
