@@ -84,6 +84,7 @@ BUDGET_TOLERANCE = 0.05
 GRAD_RUNGS = ("a", "b", "d", "e")
 GRAD_BATCH_SEED = 4242  # the fixed batch of the gradient norms: PatchSampler(seed=4242).batch(0)
 SPREAD_SEEDS = (0, 1, 2)
+OVERFIT_TRAIN_EVAL = 64  # experiment 3 measures training PSNR on at most this many of the training images
 RULE = ("A difference between two rungs (mean BSD68 PSNR over training seeds) is 'supported' only when it exceeds "
         "twice the pooled seed standard deviation of the two rungs AND the evaluation-noise spread (the larger of "
         "the two rungs' ranges, max - min, of BSD68 PSNR over evaluation noise seeds 0, 1, 2 of one trained "
@@ -376,8 +377,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
-def run_path(out: Path, rung: str, seed: int) -> Path:
-    return Path(out) / f"ladder-{rung}-seed{seed}.json"
+def run_path(out: Path, rung: str, seed: int, train_images: int | None = None) -> Path:
+    if train_images is None:
+        return Path(out) / f"ladder-{rung}-seed{seed}.json"
+    return Path(out) / f"overfit-n{train_images}-{rung}-seed{seed}.json"
 
 
 def _grad_norms(model, batch) -> list[list[Any]] | dict[str, str]:
@@ -396,8 +399,14 @@ def _output_kernel_std(model) -> float:
     return float(np.std(keras.ops.convert_to_numpy(kernels[-1])))
 
 
-def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], args, log) -> dict[str, Any]:
-    """Build (seeded), train, evaluate and measure one rung; returns its record."""
+def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], args, log,
+              train_images: int | None = None) -> dict[str, Any]:
+    """Build (seeded), train, evaluate and measure one rung; returns its record.
+
+    ``train_images`` (experiment 3): train on the first n of the training images only, keep the final weights
+    and also measure PSNR on (up to :data:`OVERFIT_TRAIN_EVAL`) of those training images and on the 8 held-aside
+    ones, so the record holds the generalisation gap.
+    """
     import jax
     import keras
 
@@ -412,16 +421,24 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
     grads = rung in args.grad_rungs
     grad_init = _grad_norms(model, data["grad_batch"]) if grads else None
     output_std = _output_kernel_std(model)
-    record = train_denoiser(model, data["train"], data["validation"], sigma=SIGMA, patch=args.patch,
+    train = data["train"] if train_images is None else data["train"][:train_images]
+    record = train_denoiser(model, train, data["validation"], sigma=SIGMA, patch=args.patch,
                             batch=args.batch, lr=args.lr, warmup=args.warmup, seed=seed, steps=args.steps,
                             steps_per_call=args.steps_per_call, eval_every=args.eval_every,
-                            log=lambda line: log(f"[{rung} seed {seed}] {line}"))
+                            log=lambda line: log(f"[{rung} seed {seed} n {train_images}] {line}"))
     start_eval = time.perf_counter()
+    gap = None
+    if train_images is not None:
+        seen = train[:OVERFIT_TRAIN_EVAL]
+        gap = {"train_psnr": evaluate(model, ([f"train{i}" for i in range(len(seen))], seen), "denoise",
+                                      sigma=SIGMA, seed=0).mean_psnr,
+               "heldaside_psnr": evaluate(model, (data["held_names"], data["held"]), "denoise",
+                                          sigma=SIGMA, seed=0).mean_psnr}
     bsd = evaluate(model, data["bsd68"], "denoise", sigma=SIGMA, seed=0)
     set12 = evaluate(model, data["set12"], "denoise", sigma=SIGMA, seed=0)
     first_eval = time.perf_counter() - start_eval
     noise = None
-    if seed == args.seeds[0]:  # one run per rung: the evaluation-noise spread on BSD68
+    if seed == args.seeds[0] and train_images is None:  # one run per rung: the evaluation-noise spread on BSD68
         noise = {"0": round(bsd.mean_psnr, 4)}
         for s in args.spread_seeds:
             if s != 0:
@@ -430,7 +447,7 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
     spread_seconds = time.perf_counter() - start_eval - first_eval
     grad_final = _grad_norms(model, data["grad_batch"]) if grads else None
     conv_check = None
-    if rung == "c" and seed == args.seeds[0]:
+    if rung == "c" and seed == args.seeds[0] and train_images is None:
         try:
             conv_check = check_transposed_as_convolution(model, data["bsd68"].images[0])
         except Exception as err:
@@ -464,10 +481,15 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
                        f"seed={GRAD_BATCH_SEED}).batch(0)") if grads else None,
         "conv_equivalence": conv_check,
         "test_images": {"bsd68": len(data["bsd68"].images), "set12": len(data["set12"].images)},
-        "train_images": len(data["train"]), "init": INIT_NOTE,
+        "train_images": len(train), "init": INIT_NOTE,
         "keras": keras.__version__, "jax": jax.__version__,
         "command": "python benchmarks/ladder.py " + " ".join(args.argv),
     }
+    if gap is not None:
+        result.update({k: round(v, 4) for k, v in gap.items()})
+        result["train_eval_images"] = len(train[:OVERFIT_TRAIN_EVAL])
+        result["gap_db"] = round(gap["train_psnr"] - bsd.mean_psnr, 4)
+        result["heldaside_gap_db"] = round(gap["train_psnr"] - gap["heldaside_psnr"], 4)
     return result
 
 
@@ -480,8 +502,10 @@ def _load_data(args) -> dict[str, Any]:
     train, validation = held_aside(list(train_set.images), (SIGMA,))
     sampler = PatchSampler(train, patch_size=args.patch, batch_size=args.batch, sigma=SIGMA, seed=GRAD_BATCH_SEED)
     x, y = sampler.batch(0)
+    held = list(train_set.images[len(train):])
     return {
         "train": train, "validation": validation, "grad_batch": (np.asarray(x), np.asarray(y)),
+        "held": held, "held_names": list(train_set.names[len(train):]),
         "bsd68": load_dataset("bsd68", mode="gray", limit=args.test_limit),
         "set12": load_dataset("set12", mode="gray", limit=args.test_limit),
     }
@@ -517,6 +541,8 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--compile-cache", type=Path, default=None, help="JAX persistent compilation cache")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--train-images", default="",
+                        help="experiment 3: comma-separated training-set sizes (first n images); final weights kept")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke test: tiny widths, 20 steps, 2 train images, 2 test images, float32")
     args = parser.parse_args(argv)
@@ -534,6 +560,11 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
     args.grad_rungs = _csv(args.grad_rungs)
     args.spread_seeds = _csv(args.spread_seeds, int)
     args.unet_depths = _csv(args.unet_depths, int)
+    args.train_images = _csv(args.train_images, int)
+    if any(n < 1 for n in args.train_images):
+        parser.error("--train-images: sizes must be >= 1")
+    if args.train_images:  # the overfitting gap needs the final weights: no checkpoint choice, no side measures
+        args.eval_every, args.grad_rungs, args.spread_seeds = args.steps, (), (0,)
     if args.warmup is None:
         args.warmup = max(args.steps_per_call, args.steps // 20)
     return args
@@ -576,30 +607,32 @@ def train_main(argv: list[str]) -> int:
     log(f"data: {len(data['train'])} training images, 8 held aside; BSD68 {len(data['bsd68'].images)}, "
         f"Set12 {len(data['set12'].images)}; device {jax.devices()[0].device_kind}")
     last = None
-    for seed in args.seeds:
-        for rung in args.rungs:
-            path = run_path(args.out, rung, seed)
-            elapsed = time.perf_counter() - start
-            if args.deadline_s is not None and last is not None and elapsed + last > args.deadline_s:
-                log(f"skip {rung} seed {seed}: {elapsed:.0f} s + {last:.0f} s (last run) > deadline {args.deadline_s:.0f} s")
-                _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
-                            "reason": f"deadline {args.deadline_s} s: {elapsed:.0f} s elapsed, last run {last:.0f} s"})
-                continue
-            t0 = time.perf_counter()
-            try:
-                result = train_one(rung, seed, specs[rung], data, args, log)
-            except Exception as err:  # one failed run must not stop the other seeds
-                import traceback
+    plan = [(seed, n, rung) for seed in args.seeds for n in (args.train_images or (None,)) for rung in args.rungs]
+    for seed, n, rung in plan:
+        path = run_path(args.out, rung, seed, n)
+        elapsed = time.perf_counter() - start
+        if args.deadline_s is not None and last is not None and elapsed + last > args.deadline_s:
+            log(f"skip {rung} seed {seed}: {elapsed:.0f} s + {last:.0f} s (last run) > deadline {args.deadline_s:.0f} s")
+            _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
+                        "train_images": n, "reason": f"deadline {args.deadline_s} s: {elapsed:.0f} s elapsed, last run {last:.0f} s"})
+            continue
+        t0 = time.perf_counter()
+        try:
+            result = train_one(rung, seed, specs[rung], data, args, log, n)
+        except Exception as err:  # one failed run must not stop the other seeds
+            import traceback
 
-                log(f"FAILED {rung} seed {seed}: {traceback.format_exc()}")
-                _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
-                            "reason": f"failed: {type(err).__name__}: {err}"})
-                continue
-            # the next seed's time: this one's, less half its compilation (cached now) and the noise-spread passes
-            last = (time.perf_counter() - t0 - 0.5 * result["first_interval_overhead_s"]
-                    - result["spread_eval_seconds"])
-            _write_json(path, result)
-            log(f"RESULT {json.dumps({k: result[k] for k in ('rung', 'seed', 'bsd68_psnr', 'set12_psnr', 'steps', 'minutes', 'params', 'best_val_psnr')})}")
+            log(f"FAILED {rung} seed {seed}: {traceback.format_exc()}")
+            _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
+                        "train_images": n, "reason": f"failed: {type(err).__name__}: {err}"})
+            continue
+        # the next seed's time: this one's, less half its compilation (cached now) and the noise-spread passes
+        last = (time.perf_counter() - t0 - 0.5 * result["first_interval_overhead_s"]
+                - result["spread_eval_seconds"])
+        _write_json(path, result)
+        keys = ("rung", "seed", "train_images", "bsd68_psnr", "set12_psnr", "steps", "minutes", "params",
+                "best_val_psnr", "gap_db")
+        log(f"RESULT {json.dumps({k: result.get(k) for k in keys})}")
     return 0
 
 
@@ -649,15 +682,15 @@ def verdict(x: Sequence[float], y: Sequence[float], spread_x: float | None, spre
     return out
 
 
-def _read_runs(paths: Sequence[Path]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _read_runs(paths: Sequence[Path], prefix: str = "ladder") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     files = []
     for p in map(Path, paths):
-        files += sorted(p.glob("ladder-*.json")) if p.is_dir() else [p]
+        files += sorted(p.glob(f"{prefix}-*.json")) if p.is_dir() else [p] if p.name.startswith(prefix) else []
     runs, skipped = [], []
     for f in files:
         data = json.loads(f.read_text())
         (skipped if data.get("skipped") else runs).append(data)
-    runs.sort(key=lambda r: (r["rung"], r["seed"]))
+    runs.sort(key=lambda r: (r.get("train_images") or 0, r["rung"], r["seed"]))
     return runs, skipped
 
 
@@ -677,6 +710,8 @@ def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
     """Merge run JSONs into ``results/ladder.json`` and ``ladder.md``: mean +- std per rung, verdicts by :data:`RULE`."""
     runs, skipped = _read_runs(paths)
     if not runs:
+        if collect_overfit(paths, results) is not None:
+            return {}
         raise SystemExit(f"no ladder runs under {', '.join(map(str, paths))}")
     rungs = {}
     for rung in RUNGS:
@@ -735,7 +770,90 @@ def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
     results.mkdir(parents=True, exist_ok=True)
     _write_json(results / "ladder.json", summary)
     (results / "ladder.md").write_text(to_markdown(summary))
+    collect_overfit(paths, results)
     return summary
+
+
+OVERFIT_COMPARISONS = (("b", "e", "global residual and fusion (plain CNN + residual vs RED-Net)"),
+                       ("d", "e", "global residual on the encoder-decoder"))
+
+
+def collect_overfit(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any] | None:
+    """Experiment 3: ``results/overfit.json`` and ``overfit.md`` from the ``overfit-n*`` runs (None if there are none).
+
+    The gap is training PSNR (noise seed 0, on up to :data:`OVERFIT_TRAIN_EVAL` training images) minus full-BSD68
+    PSNR, both for the final weights. Two rungs' gaps differ ("supported") only when the difference of their means
+    exceeds twice the pooled seed standard deviation of the gaps.
+    """
+    runs, skipped = _read_runs(paths, "overfit")
+    if not runs:
+        return None
+    table = []
+    for n in sorted({r["train_images"] for r in runs}):
+        for rung in RUNGS:
+            recs = [r for r in runs if r["train_images"] == n and r["rung"] == rung]
+            if recs:
+                row = {"train_images": n, "rung": rung, "seeds": [r["seed"] for r in recs]}
+                for key in ("train_psnr", "heldaside_psnr", "bsd68_psnr", "gap_db"):
+                    row[f"{key}_mean"], row[f"{key}_std"] = _mean([r[key] for r in recs]), _std([r[key] for r in recs])
+                table.append(row)
+    verdicts = []
+    for n in sorted({r["train_images"] for r in runs}):
+        for a, b, what in OVERFIT_COMPARISONS:
+            xs = [r["gap_db"] for r in runs if r["train_images"] == n and r["rung"] == a]
+            ys = [r["gap_db"] for r in runs if r["train_images"] == n and r["rung"] == b]
+            if xs and ys:
+                v = verdict(xs, ys, 0.0, 0.0)  # the gap's own seed spread is the yardstick here
+                v.pop("noise_spread")
+                verdicts.append({"train_images": n, "from": a, "to": b, "change": what, **v})
+    first = runs[0]
+    summary = {
+        "experiment": "overfitting: gap between training and held-out PSNR against the number of training images",
+        "rule": ("A difference in gap between two rungs at one training-set size is 'supported' only when it exceeds "
+                 "twice the pooled seed standard deviation of the two rungs' gaps; otherwise 'not distinguishable'."),
+        "gap": "training PSNR (first min(n, 64) training images, noise seed 0) - full BSD68 PSNR, final weights",
+        "steps": sorted({r["steps"] for r in runs}), "batch": sorted({r["batch"] for r in runs}),
+        "patch": sorted({r["patch"] for r in runs}), "hardware": sorted({r["hardware"] for r in runs}),
+        "commit": sorted({r["commit"] for r in runs}), "precision": sorted({r.get("precision", "") for r in runs}),
+        "params": {r["rung"]: r["params"] for r in runs}, "test_images": first.get("test_images"),
+        "table": table, "verdicts": verdicts, "skipped": skipped, "runs": runs,
+        "collected_by": "python benchmarks/ladder.py collect " + " ".join(map(str, paths)),
+    }
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    _write_json(results / "overfit.json", summary)
+    (results / "overfit.md").write_text(overfit_markdown(summary))
+    return summary
+
+
+def overfit_markdown(summary: dict[str, Any]) -> str:
+    lines = [
+        "# Experiment 3: does the encoder-decoder overfit less? (gray denoising, sigma 25)", "",
+        f"`benchmarks/ladder.py --train-images ...` (issue 14): rungs of the ladder trained on the first n Train400 "
+        f"images for {', '.join(map(str, summary['steps']))} steps x batch {', '.join(map(str, summary['batch']))} "
+        f"(patch {', '.join(map(str, summary['patch']))}), final weights (no checkpoint choice, so early stopping "
+        f"cannot hide overfitting). Gap = {summary['gap']}. Mean ± sample std over seeds. Hardware: "
+        f"{', '.join(summary['hardware'])}; precision {', '.join(summary['precision'])}; "
+        f"commit {', '.join(summary['commit'])}.", "",
+        f"**Rule.** {summary['rule']}", "",
+        "| n images | rung | seeds | train PSNR | held-aside 8 | BSD68 | gap (train - BSD68) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["table"]:
+        lines.append(f"| {r['train_images']} | {r['rung']} | {len(r['seeds'])} | "
+                     f"{_pm(r['train_psnr_mean'], r['train_psnr_std'])} | "
+                     f"{_pm(r['heldaside_psnr_mean'], r['heldaside_psnr_std'])} | "
+                     f"{_pm(r['bsd68_psnr_mean'], r['bsd68_psnr_std'])} | {_pm(r['gap_db_mean'], r['gap_db_std'])} |")
+    lines += ["", "Verdicts on the gap (difference = second rung - first; negative: the second overfits less):", "",
+              "| n images | comparison | what changes | gap difference dB | 2 x pooled seed std | verdict |",
+              "|---|---|---|---|---|---|"]
+    for v in summary["verdicts"]:
+        lines.append(f"| {v['train_images']} | {v['from']} -> {v['to']} | {v['change']} | {_num(v['difference_db'])} | "
+                     f"{_num(v['twice_pooled_std'])} | **{v['verdict']}** |")
+    if summary["skipped"]:
+        lines += ["", "Skipped: " + ", ".join(f"{s['rung']} n {s.get('train_images')} seed {s['seed']}"
+                                              for s in summary["skipped"])]
+    return "\n".join(lines) + "\n"
 
 
 def _pm(mean: float | None, std: float | None) -> str:
@@ -817,7 +935,11 @@ def collect_main(argv: list[str]) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     summary = collect(args.paths, args.results)
-    print(to_markdown(summary))
+    if summary:
+        print(to_markdown(summary))
+    overfit = Path(args.results) / "overfit.md"
+    if overfit.exists() and any(_read_runs(args.paths, "overfit")[0]):
+        print(overfit.read_text())
     return 0
 
 
