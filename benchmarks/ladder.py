@@ -706,6 +706,51 @@ def _grad_summary(records: Sequence[dict[str, Any]], key: str) -> dict[str, floa
             "layers": [name for name, _ in lists[0]], "mean_over_seeds": [float(v) for v in mean]}
 
 
+GRADIENT_COMPARISONS = (("a", "d", "symmetric skip fusion (a is c reparametrised: same gradient norms)"),
+                        ("b", "e", "skip fusion, both with the global residual"))
+GRADIENT_RULE = ("Middle of the network: the median kernel-gradient norm of the middle third of the hidden layers "
+                 "divided by the largest hidden-layer norm (the output layer left out: its near-zero start scales "
+                 "every gradient upstream by the same small factor, so it cancels in a ratio but not in a raw "
+                 "first-layer norm); log10 per seed. Fusion 'reduces vanishing gradients' (supported) only when it "
+                 "raises the mean log10 ratio by more than twice the pooled seed std and the rung without fusion is "
+                 "below 0.1 (something vanishes); 'no vanishing gradient to reduce' when both rungs are at 0.1 or "
+                 "above; otherwise 'not distinguishable'.")
+
+
+def middle_ratio(norms: Sequence[Sequence[Any]]) -> float | None:
+    """Median kernel-gradient norm of the middle third of the hidden layers over the largest hidden-layer norm."""
+    if not isinstance(norms, list) or len(norms) < 4:
+        return None
+    hidden = np.array([n for _, n in norms[:-1]], dtype=np.float64)
+    third = len(hidden) // 3
+    top = hidden.max()
+    return float(np.median(hidden[third:len(hidden) - third]) / top) if top > 0 else None
+
+
+def gradient_verdicts(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:data:`GRADIENT_RULE` for :data:`GRADIENT_COMPARISONS`, at initialisation and for the trained checkpoints."""
+    out = []
+    for when in ("init", "final"):
+        for a, b, what in GRADIENT_COMPARISONS:
+            logs = {}
+            for rung in (a, b):
+                ratios = [middle_ratio(r.get(f"grad_norms_{when}")) for r in runs if r["rung"] == rung]
+                logs[rung] = [math.log10(x) for x in ratios if x]
+            if not logs[a] or not logs[b]:
+                continue
+            v = verdict(logs[a], logs[b], 0.0, 0.0)
+            v.pop("noise_spread")
+            mean_a, mean_b = 10 ** float(np.mean(logs[a])), 10 ** float(np.mean(logs[b]))
+            if min(mean_a, mean_b) >= 0.1:
+                v.update(verdict="no vanishing gradient to reduce", reason="both middle ratios >= 0.1")
+            elif v["verdict"] == "supported" and (v["difference_db"] < 0 or mean_a >= 0.1):
+                v.update(verdict="not distinguishable", reason="fusion does not raise a vanishing middle")
+            out.append({"when": when, "from": a, "to": b, "change": what,
+                        "middle_ratio_from": mean_a, "middle_ratio_to": mean_b,
+                        "log10_difference": v.pop("difference_db"), **v})
+    return out
+
+
 def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
     """Merge run JSONs into ``results/ladder.json`` and ``ladder.md``: mean +- std per rung, verdicts by :data:`RULE`."""
     runs, skipped = _read_runs(paths)
@@ -762,6 +807,7 @@ def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
         "test_images": first.get("test_images"),
         "conv_equivalence_rung_c": conv,
         "rungs": rungs, "verdicts": verdicts, "all_pairs": all_pairs,
+        "gradient_rule": GRADIENT_RULE, "gradient_verdicts": gradient_verdicts(runs),
         "skipped": skipped,
         "collected_by": "python benchmarks/ladder.py collect " + " ".join(map(str, paths)),
         "runs": runs,
@@ -913,6 +959,14 @@ def to_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"| {rung} | {i['first_layer']:.3g} | {i['last_layer']:.3g} | {i['min_over_max']:.3g} | "
                          f"{f.get('first_layer', float('nan')):.3g} | {f.get('last_layer', float('nan')):.3g} | "
                          f"{f.get('min_over_max', float('nan')):.3g} |")
+    if summary.get("gradient_verdicts"):
+        lines += ["", f"**Gradient rule.** {summary['gradient_rule']}", "",
+                  "| when | comparison | what changes | middle ratio (from) | middle ratio (to) | "
+                  "log10 difference | 2 x pooled seed std | verdict |", "|---|---|---|---|---|---|---|---|"]
+        for v in summary["gradient_verdicts"]:
+            lines.append(f"| {v['when']} | {v['from']} -> {v['to']} | {v['change']} | {v['middle_ratio_from']:.3g} | "
+                         f"{v['middle_ratio_to']:.3g} | {_num(v['log10_difference'], 2)} | "
+                         f"{_num(v['twice_pooled_std'], 2)} | **{v['verdict']}** |")
     conv = summary.get("conv_equivalence_rung_c")
     lines += ["", "Notes:", "",
               f"- Initialisation: {summary['initialisation']}.",
