@@ -177,3 +177,48 @@ def test_collect_with_one_seed_says_not_distinguishable(tmp_path):
     assert summary["verdicts"] == []  # a and e are no listed comparison; every pair still gets a verdict
     assert summary["all_pairs"]["a->e"]["verdict"] == "not distinguishable"
     assert "29.000 (1 seed)" in (tmp_path / "results" / "ladder.md").read_text()
+
+
+def test_middle_ratio_leaves_out_the_output_layer():
+    norms = [["c1", 1.0], ["c2", 0.5], ["c3", 0.01], ["c4", 0.02], ["c5", 0.5], ["c6", 2.0], ["out", 1e-4]]
+    # hidden c1..c6: middle third c3, c4 -> median 0.015 over the largest 2.0
+    assert ladder.middle_ratio(norms) == pytest.approx(0.0075)
+    assert ladder.middle_ratio({"error": "x"}) is None and ladder.middle_ratio(norms[:2]) is None
+
+
+def _grads(middle: float, seed: int) -> list:
+    return [[f"c{i}", v] for i, v in enumerate([1.0, 0.8, middle * (1 + 0.01 * seed), middle, 0.9, 1.0, 1e-4])]
+
+
+def test_gradient_verdicts_use_the_middle_of_the_network():
+    runs = []
+    for seed in (0, 1, 2):
+        for rung, middle in (("a", 1e-4), ("d", 0.3), ("b", 0.5), ("e", 0.6)):
+            runs.append({"rung": rung, "seed": seed, "grad_norms_init": _grads(middle, seed),
+                         "grad_norms_final": _grads(middle, seed)})
+    verdicts = {(v["when"], v["from"], v["to"]): v for v in ladder.gradient_verdicts(runs)}
+    assert verdicts["init", "a", "d"]["verdict"] == "supported"  # 1e-4 -> 0.3: fusion rescues the middle
+    assert verdicts["final", "b", "e"]["verdict"] == "no vanishing gradient to reduce"  # both >= 0.1
+    reverse = [dict(r, rung={"a": "d", "d": "a"}.get(r["rung"], r["rung"])) for r in runs]
+    flipped = {(v["when"], v["from"], v["to"]): v for v in ladder.gradient_verdicts(reverse)}
+    assert flipped["init", "a", "d"]["verdict"] == "not distinguishable"  # fusion lowering the middle is no support
+
+
+def test_overfit_runs_collect_into_their_own_table(tmp_path):
+    for n, gaps in ((2, {"b": 1.0, "e": 0.5}), (392, {"b": 0.02, "e": 0.03})):
+        for rung, gap in gaps.items():
+            for seed in (0, 1, 2):
+                rec = _record(rung, seed, 28.0, 29.0)
+                g = gap + 0.01 * seed
+                rec.update(train_images=n, train_psnr=28.0 + g, heldaside_psnr=27.9, gap_db=g, patch=50)
+                (tmp_path / ladder.run_path(tmp_path, rung, seed, n).name).write_text(json.dumps(rec))
+    assert ladder.run_path(tmp_path, "b", 1, 8).name == "overfit-n8-b-seed1.json"
+    summary = ladder.collect([tmp_path], tmp_path / "results")  # no ladder runs: the overfit table only
+    assert summary == {}
+    data = json.loads((tmp_path / "results" / "overfit.json").read_text())
+    verdicts = {(v["train_images"], v["from"], v["to"]): v["verdict"] for v in data["verdicts"]}
+    assert verdicts[2, "b", "e"] == "supported" and verdicts[392, "b", "e"] == "not distinguishable"
+    row = next(r for r in data["table"] if r["train_images"] == 2 and r["rung"] == "b")
+    assert row["gap_db_mean"] == pytest.approx(1.01) and row["gap_db_std"] == pytest.approx(0.01)
+    md = (tmp_path / "results" / "overfit.md").read_text()
+    assert md.index("**Rule.**") < md.index("| n images |") and "| 2 | b -> e |" in md
