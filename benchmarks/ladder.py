@@ -377,7 +377,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))
 
 
-def run_path(out: Path, rung: str, seed: int, train_images: int | None = None) -> Path:
+def run_path(out: Path, rung: str, seed: int, train_images: int | None = None, tag: str = "") -> Path:
+    if tag:
+        return Path(out) / f"{tag}-{rung}-seed{seed}.json"
     if train_images is None:
         return Path(out) / f"ladder-{rung}-seed{seed}.json"
     return Path(out) / f"overfit-n{train_images}-{rung}-seed{seed}.json"
@@ -543,6 +545,7 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--train-images", default="",
                         help="experiment 3: comma-separated training-set sizes (first n images); final weights kept")
+    parser.add_argument("--tag", default="", help="run-file prefix instead of ladder / overfit-n<N> (e.g. res-p100)")
     parser.add_argument("--quick", action="store_true",
                         help="CPU smoke test: tiny widths, 20 steps, 2 train images, 2 test images, float32")
     args = parser.parse_args(argv)
@@ -552,6 +555,8 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
         args.steps_per_call, args.eval_every, args.warmup = 5, 10, 5
         args.train_limit, args.test_limit, args.precision = 8 + 2, 2, "float32"
     args.argv = argv
+    if args.tag and (not args.tag.replace("-", "").replace("_", "").isalnum() or args.tag.startswith(("ladder", "overfit"))):
+        parser.error(f"--tag {args.tag!r}: letters, digits, - and _ only, not starting with ladder or overfit")
     args.rungs = _csv(args.rungs)
     unknown = sorted(set(args.rungs) - set(RUNGS))
     if unknown:
@@ -564,7 +569,7 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
     if any(n < 1 for n in args.train_images):
         parser.error("--train-images: sizes must be >= 1")
     if args.train_images:  # the overfitting gap needs the final weights: no checkpoint choice, no side measures
-        args.eval_every, args.grad_rungs, args.spread_seeds = args.steps, (), (0,)
+        args.eval_every, args.spread_seeds = args.steps, (0,)
     if args.warmup is None:
         args.warmup = max(args.steps_per_call, args.steps // 20)
     return args
