@@ -162,6 +162,11 @@ def test_results_page_shows_the_generated_card_table(book_html):
     if "--pending" in generated:
         assert "not in <code" in html or "pending" in html.lower()
     else:
-        for card_id in re.findall(r"^\| ([\w.-]+) \|", generated, re.M)[1:]:
+        ids = re.findall(r"^\| `([\w.-]+)` \|", generated, re.M)
+        assert ids, "book/_generated/model_cards.md lists no card"
+        for card_id in ids:
             assert card_id in html, f"results page lacks card {card_id}"
+        tables = (ROOT / "book" / "_generated" / "results_tables.md").read_text(encoding="utf-8")
+        for value in re.findall(r"\| (\d+\.\d\d|[+-]\d+\.\d\d (?:tie|ahead|behind)) ", tables):
+            assert value in html, f"results page lacks {value!r} of the generated result tables"
     assert "results.png" in html

@@ -61,15 +61,54 @@ def chapter4_verdict(ours, bm3d, dncnn):
 # ----------------------------------------------------------------------------------------------- tests
 
 
-def test_tables_match_the_chapter_helpers():
+def right_aligned_md(text):
+    """chapter 4's table with the number columns of ROWS (the 2nd and 3rd) right-aligned."""
+    return text.replace("|---|---|---|", "|---|---:|---:|", 1)
+
+
+def right_aligned_html(text):
+    """chapter 1's table with every cell after the first of a row (ROWS's number columns) of class text-right."""
+    return (text.replace("</th><th>", '</th><th class="text-right">')
+            .replace("</td><td>", '</td><td class="text-right">'))
+
+
+def test_tables_match_the_chapter_helpers_with_numbers_right_aligned():
     for digits in (1, 2, 4):
-        assert report.html_table(ROWS, digits) == chapter1_table(ROWS, digits)
-        assert report.markdown_table(ROWS, digits) == chapter4_table(ROWS, digits)
+        assert report.html_table(ROWS, digits) == right_aligned_html(chapter1_table(ROWS, digits))
+        assert report.markdown_table(ROWS, digits) == right_aligned_md(chapter4_table(ROWS, digits))
     assert "&lt;fast&gt;" in report.html_table(ROWS) and "28.57" in report.markdown_table(ROWS)
+    assert report.html_table(ROWS).count('class="text-right"') == 2 * (1 + len(ROWS))
     rows = [["red_net", "29.10", 0.5], ["bm3d", "28.57", 12]]
     assert report.grid_table(["method", "PSNR", "seconds"], rows) == chapter5_md_table(["method", "PSNR", "seconds"], rows)
-    assert report.table(ROWS).data == chapter4_table(ROWS)
-    assert report.table(ROWS, html=True).data == chapter1_table(ROWS)
+    assert report.grid_table(["method", "PSNR", "seconds"], rows, align="lrl").splitlines()[1] == "|:--|--:|:--|"
+    with pytest.raises(ValueError):
+        report.grid_table(["method", "PSNR"], rows, align="lrr")
+    assert report.table(ROWS).data == right_aligned_md(chapter4_table(ROWS))
+    assert report.table(ROWS, html=True).data == right_aligned_html(chapter1_table(ROWS))
+
+
+def test_a_column_is_numeric_only_when_every_row_holds_a_number():
+    rows = [{"a": 1, "b": 2.5, "c": "x", "d": True, "e": np.float32(1.5)},
+            {"a": 2, "b": "n/a", "c": "y", "d": False, "e": np.int64(3)}]
+    assert report.numeric_columns(rows) == [True, False, False, False, True]
+    assert report.markdown_table(rows).splitlines()[1] == "|---:|---|---|---|---:|"
+
+
+@pytest.mark.parametrize(("diff", "verdict"), [(0.0, "tie"), (0.03, "tie"), (-0.04, "tie"), (0.05, "ahead"),
+                                               (-0.05, "behind"), (0.12, "ahead"), (-1.0, "behind")])
+def test_difference_verdict_ties_below_the_margin(diff, verdict):
+    assert report.difference_verdict(diff) == verdict
+    assert report.signed_difference(diff) == f"{diff:+.2f} {verdict}"
+
+
+def test_difference_verdict_on_shown_numbers_and_a_measured_spread():
+    # differences of two-decimal numbers are not exact in binary: 29.27 - 29.22 must count as 0.05
+    assert report.difference_verdict(29.27 - 29.22) == "ahead" and report.difference_verdict(26.18 - 26.23) == "behind"
+    assert report.difference_verdict(0.08, spread_db=0.1) == "tie"  # within the measured spread
+    assert report.difference_verdict(0.12, spread_db=0.1) == "ahead"
+    assert report.difference_verdict(0.08, spread_db=0.01) == "ahead"  # the margin still applies below it
+    assert report.difference_verdict(0.03, spread_db=0.01) == "tie"
+    assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
 
 
 @pytest.mark.parametrize("d_psnr", [-0.3, 0.0, 0.2])

@@ -159,6 +159,8 @@ def test_results_table_and_readme_match_the_cards():
     table = make_figures.TABLE_PATH.read_text(encoding="utf-8")
     expected = make_figures.render_table(cards) if cards else make_figures.PENDING
     assert table == expected, "book/_generated/model_cards.md is stale: run `make figures`"
+    if cards:
+        expected = make_figures.readme_section(cards, make_figures.load_quality())
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split(make_figures.README_START, 1)[1].split(make_figures.README_END, 1)[0]
     copy = ROOT / "_build" / "README.check.md"

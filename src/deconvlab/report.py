@@ -17,28 +17,47 @@ def _cell(value: Any, digits: int) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def numeric_columns(rows: Sequence[Mapping[str, Any]]) -> list[bool]:
+    """For each key of the first row: True when every row holds a number there (those columns are right-aligned)."""
+    return [all(_is_number(row[k]) for row in rows) for k in rows[0]]
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
-    """A list of dicts (one per row, same keys) as Markdown text; floats rounded to ``digits``. Taught in chapter 4."""
+    """A list of dicts (one per row, same keys) as Markdown text; floats rounded to ``digits``, columns of numbers
+    right-aligned. Taught in chapter 4."""
     keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    align = ["---:" if numeric else "---" for numeric in numeric_columns(rows)]
+    lines = ["| " + " | ".join(keys) + " |", "|" + "".join(f"{a}|" for a in align)]
     lines += ["| " + " | ".join(_cell(row[k], digits) for k in keys) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def html_table(rows: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
-    """A list of dicts (one per row, same keys) as an HTML table; text escaped, floats rounded. Taught in chapter 1."""
+    """A list of dicts (one per row, same keys) as an HTML table; text escaped, floats rounded, cells of number
+    columns of class ``text-right`` (the class MyST gives right-aligned cells, so the book's CSS treats both alike).
+    Taught in chapter 1."""
 
     def cell(value: Any) -> str:
         return _cell(value, digits) if isinstance(value, float) else _html.escape(str(value))
 
-    head = "".join(f"<th>{_html.escape(key)}</th>" for key in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row.values()) + "</tr>" for row in rows)
+    cls = [' class="text-right"' if numeric else "" for numeric in numeric_columns(rows)]
+    head = "".join(f"<th{c}>{_html.escape(key)}</th>" for c, key in zip(cls, rows[0], strict=True))
+    body = "".join("<tr>" + "".join(f"<td{c}>{cell(v)}</td>" for c, v in zip(cls, row.values(), strict=True))
+                   + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def grid_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """Rows of preformatted cells under ``header`` as Markdown: first column left-aligned, the others right. Taught in chapter 5."""
-    lines = ["| " + " | ".join(header) + " |", "|:--|" + "--:|" * (len(header) - 1)]
+def grid_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str | None = None) -> str:
+    """Rows of preformatted cells under ``header`` as Markdown: first column left-aligned, the others right, or as
+    ``align`` says ("l" or "r" per column, e.g. "llrr"). Taught in chapter 5."""
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"align={align!r}: give 'l' or 'r' for each of the {len(header)} columns")
+    lines = ["| " + " | ".join(header) + " |", "|" + "".join(":--|" if a == "l" else "--:|" for a in align)]
     return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
@@ -63,6 +82,29 @@ def claim_verdict(gain_db: float, threshold: float = 0.1) -> str:
     if gain_db >= threshold:
         return "supported"
     return "contradicted" if gain_db <= -threshold else "inconclusive"
+
+
+#: The book's tie margin for models trained once (no seed spread measured): a PSNR difference under 0.05 dB is a
+#: tie (chapter 5). Where a spread is measured, a difference must exceed it as well (:func:`difference_verdict`).
+TIE_DB = 0.05
+
+
+def difference_verdict(diff_db: float, spread_db: float | None = None, tie_db: float = TIE_DB) -> str:
+    """'ahead' or 'behind' when a PSNR difference counts, 'tie' when it does not. Taught on the results page.
+
+    A difference counts only when it is at least ``tie_db`` and larger than the measured spread ``spread_db``
+    (None when nothing was measured, e.g. one training run per model): 0.03 dB is a tie, 0.05 dB counts.
+    Pass the difference of the numbers as shown (rounded to 0.01 dB) so that readers can check it by hand.
+    """
+    margin = round(abs(float(diff_db)), 9)  # 29.27 - 29.22 is 0.0500000000000007 in binary floating point
+    if margin < tie_db or (spread_db is not None and margin <= spread_db):
+        return "tie"
+    return "ahead" if diff_db > 0 else "behind"
+
+
+def signed_difference(diff_db: float, spread_db: float | None = None, tie_db: float = TIE_DB) -> str:
+    """A difference as shown in the book's result tables and figure: '+0.04 tie', '-0.10 behind', '+1.55 ahead'."""
+    return f"{diff_db:+.2f} {difference_verdict(diff_db, spread_db, tie_db)}"
 
 
 def anchor_verdict(ours: float, bm3d: float, dncnn: float) -> str:
