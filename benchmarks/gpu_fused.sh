@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Train several denoiser cards at once on one GPU with `python -m deconvlab.fused` (they share it).
+# Train several cards at once on one GPU with `python -m deconvlab.fused` (they share it): denoisers, or
+# super-resolution with `--task sr --scale S` (data from DECONVLAB_DATA, e.g. the packs of benchmarks/pack_sr_data.py).
 #   benchmarks/gpu_fused.sh "<fused args for job 1>" "<fused args for job 2>" ...
+# JSON in a job must hold no spaces (each job is split on spaces).
 # Each job gets --out $OUT/weights --shared <number of jobs>; its log goes to $OUT/fused-<id>.log.
 # The GPU host's tree has no .git: pass the commit as DECONVLAB_COMMIT so the cards record it.
 set -uo pipefail

@@ -36,8 +36,13 @@ def test_cosine_schedule_warms_up_then_decays_to_one_percent():
     assert lr[3] == lr[4] == pytest.approx(1e-5)
 
 
+SHARED = Path("/work/shared/datasets")
+
+
 def _run(tmp_path, *args):
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    if (SHARED / "train400").is_dir():  # offline, the fallback photographs differ in size and cannot be held aside
+        env.setdefault("DECONVLAB_DATA", str(SHARED))
     cmd = [sys.executable, "-m", "deconvlab.fused", "--arch", '{"widths": [4, 8], "depths": [1, 1]}',
            "--out", str(tmp_path), "--patch", "16", "--batch", "2", "--warmup", "10", "--eval-every", "10", "--steps-per-call", "10",
            "--train-limit", "12", "--eval", "set12", "--precision", "float32", *args]
@@ -66,3 +71,56 @@ def test_a_budget_run_stops_inside_its_budget(tmp_path):
     # the schedule's length was planned from the measured speed and the run ended before the budget
     assert record["train_seconds"] <= 25 + 5
     assert record["steps"] <= record["curve"][-1]["planned_steps"]
+
+
+def test_held_aside_sr_crops_the_last_images_to_one_batch():
+    images = [np.full((40 + 3 * i, 50 - i), i / 10, dtype=np.float32) for i in range(6)]
+    train, (lr, hr) = fused.held_aside_sr(images, 3, count=2)
+    assert len(train) == 4 and [float(t[0, 0]) for t in train] == pytest.approx([0, 0.1, 0.2, 0.3])
+    # the largest size both held images share, rounded down to the scale; inputs are 3 times smaller
+    assert hr.shape == (2, 51, 45, 1) and lr.shape == (2, 17, 15, 1)
+    assert np.allclose(hr[1], 0.5) and np.allclose(lr[0], 0.4, atol=1e-6)
+
+
+def test_l1_and_mse_losses_differ_and_unknown_losses_are_refused():
+    import keras
+
+    from deconvlab import models
+
+    x = np.zeros((1, 8, 8, 1), np.float32)
+    y = np.full_like(x, 0.5)
+    losses = {}
+    for loss in ("mse", "l1"):
+        keras.utils.set_random_seed(0)
+        model = models.red_net(depth=1, width=2)  # a run donates its state: one model per trainer
+        trainer = fused.FusedTrainer(model, 1, fixed=(jax.numpy.asarray(x), jax.numpy.asarray(y)), peak_lr=0.0,
+                                     loss=loss)
+        losses[loss] = float(trainer.run(trainer.init(), 0, 10)[1])
+    # the untrained model returns about its input (0): L1 ~ 0.5, MSE ~ 0.25
+    assert losses["l1"] == pytest.approx(0.5, abs=0.01) and losses["mse"] == pytest.approx(0.25, abs=0.01)
+    with pytest.raises(ValueError, match="loss"):
+        fused.FusedTrainer(model, 1, fixed=(x, y), loss="huber")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "t91" / "MANIFEST.tsv").is_file(), reason="no local copy of T91")
+def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "DECONVLAB_DATA": str(SHARED)}
+    arch = '{"body": "resblocks", "skip": "bicubic", "depth": 1, "width": 4, "up_init": "bilinear"}'
+    cmd = [sys.executable, "-m", "deconvlab.fused", "--task", "sr", "--scale", "3", "--arch", arch, "--id", "tiny-sr",
+           "--out", str(tmp_path), "--steps", "20", "--patch", "10", "--batch", "2", "--warmup", "10",
+           "--eval-every", "10", "--steps-per-call", "10", "--train-sets", "t91", "--train-limit", "12",
+           "--val-images", "3", "--eval", "set5", "--precision", "float32", "--loss", "l1"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = weights.read_card(tmp_path / "tiny-sr.json")
+    weights.validate_card(card, tmp_path / card["weights_file"])
+    assert card["task"] == "sr" and card["scale"] == 3 and card["upsample"] == "post"
+    assert card["training"]["steps"] == 20 and card["training"]["loss"] == "l1"
+    assert set(card["macs_per_pixel"]) == {"3"} and card["data"]["validation"].startswith("held-aside T91")
+    assert not {"set5", "set14"} & set(card["data"]["validation"].lower().split())
+    assert set(card["data"]["registry_sha256"]) == {"t91"}
+    # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline
+    assert 29.0 < card["gpu_metrics"]["set5@x3"] < 32.0
+    model = weights.load_pretrained(card=card)
+    assert model(np.zeros((1, 7, 5, 1), np.float32)).shape == (1, 21, 15, 1)

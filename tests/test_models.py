@@ -463,3 +463,41 @@ def test_receptive_field_radius_matches_a_measurement(builder, kwargs, scale):
     measured = _measured_reach(model, 64, stride, scale)
     # never too small (tiling would not be exact), and tight to within one pixel
     assert radius - 1 <= measured <= radius, (measured, radius)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (9, 14)])
+def test_bicubic_upsample_layer_equals_the_protocols_matlab_bicubic(shape):
+    from deconvlab.degrade import upscale
+    from deconvlab.layers import BicubicUpsample
+
+    x = np.random.default_rng(0).random(shape).astype(np.float32)
+    for factor in (2, 3, 4):
+        out = np.asarray(BicubicUpsample(factor)(x[None, ..., None]))[0, ..., 0]
+        assert out.shape == (shape[0] * factor, shape[1] * factor)
+        assert np.abs(out - upscale(x, factor)).max() < 2e-6
+
+
+@pytest.mark.parametrize("scale,depth", [(2, 12), (3, 14), (4, 24)])
+def test_post_upsampling_resblocks_start_as_bicubic_and_cost_a_fraction_of_pre(scale, depth):
+    from deconvlab.degrade import upscale
+
+    model = models.red_net_sr(scale=scale, upsample="post", body="resblocks", skip="bicubic", depth=depth,
+                              up_init="bilinear")
+    x = np.random.default_rng(1).random((11, 7)).astype(np.float32)
+    out = np.asarray(model(x[None, ..., None]))[0, ..., 0]
+    assert out.shape == (11 * scale, 7 * scale)
+    # the small-gain upsampler adds a few hundredths at first (at gain 1 it would add an O(1) random image):
+    # the untrained model is about the bicubic baseline
+    assert np.abs(out - upscale(x, scale)).max() < 0.1
+    # issue 16's cost goals against the shipped pre-upsampling card (1,033,344 MACs per output pixel)
+    share = models.macs_per_pixel(model, scale) / 1_033_344
+    assert share <= (0.25 if scale == 2 else 0.125)
+
+
+def test_sr_body_and_skip_are_checked():
+    with pytest.raises(ArgumentError, match="body"):
+        models.red_net_sr(scale=2, upsample="post", body="unet")
+    with pytest.raises(ArgumentError, match="upsample='post'"):
+        models.red_net_sr(upsample="pre", skip="bicubic")
+    with pytest.raises(ArgumentError, match="down='none'"):
+        models.red_net_sr(scale=2, upsample="post", body="resblocks", down="strided")

@@ -123,3 +123,39 @@ def test_bad_arguments_say_what_to_pass(kw, match):
 def test_colour_images_are_refused():
     with pytest.raises(ArgumentError, match="gray"):
         _sampler([np.zeros((20, 20, 3), np.float32)])
+
+
+def _sr_pairs(scale, n=3, seed=0):
+    from deconvlab.sampler import sr_pairs
+
+    rng = np.random.default_rng(seed)
+    return sr_pairs([rng.random((30 + 6 * i, 42)).astype(np.float32) for i in range(n)], scale)
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_sr_sampler_pairs_stay_aligned_under_every_symmetry(scale):
+    from deconvlab.degrade import downscale
+    from deconvlab.sampler import SRPatchSampler
+
+    pairs = _sr_pairs(scale)
+    sampler = SRPatchSampler(pairs, scale=scale, patch_size=8, batch_size=16, seed=1, device=CPU)
+    lr, hr = (np.asarray(a) for a in sampler.batch(0))
+    assert lr.shape == (16, 8, 8, 1) and hr.shape == (16, 8 * scale, 8 * scale, 1)
+    # bicubic downscaling commutes with the symmetries, so every target's own downscale equals its input away
+    # from the crop's border (the antialiased kernel reaches 2 low-resolution pixels; a shift by one would not)
+    for x, y in zip(lr, hr, strict=True):
+        assert np.abs(downscale(y[..., 0], scale)[2:-2, 2:-2] - x[2:-2, 2:-2, 0]).max() < 1e-5
+    choice = sampler.draw(sampler.key, 0, sampler.sizes, sampler.logits)
+    assert set(np.asarray(choice["turns"]).tolist()) - set(range(8)) == set()
+
+
+def test_sr_sampler_is_reproducible_and_refuses_misaligned_pairs():
+    from deconvlab.sampler import SRPatchSampler
+
+    pairs = _sr_pairs(2)
+    a = SRPatchSampler(pairs, scale=2, patch_size=6, batch_size=4, seed=3, device=CPU)
+    b = SRPatchSampler(pairs, scale=2, patch_size=6, batch_size=4, seed=3, device=CPU)
+    assert np.array_equal(np.asarray(a.batch(5)[1]), np.asarray(b.batch(5)[1]))
+    assert not np.array_equal(np.asarray(a.batch(5)[1]), np.asarray(a.batch(6)[1]))
+    with pytest.raises(ArgumentError, match="is not 3 x lr"):
+        SRPatchSampler(pairs, scale=3, patch_size=4, batch_size=2, device=CPU)

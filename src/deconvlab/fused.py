@@ -1,4 +1,5 @@
-"""The GPU host's fast training path for denoisers: Keras on JAX, fused steps, batches drawn on the device.
+"""The GPU host's fast training path for denoisers and super-resolution: Keras on JAX, fused steps, batches
+drawn on the device.
 
 ``model.fit`` on JAX dispatches one step at a time and waits for the host between them; here one jitted call runs
 ``steps_per_call`` Adam steps in a ``lax.scan`` over ``model.stateless_call`` + ``optimizer.stateless_apply``,
@@ -9,6 +10,13 @@ and every step draws its batch on the GPU with :class:`deconvlab.sampler.PatchSa
 schedule's length is re-estimated from the measured speed, so the decay ends inside the budget even when other
 runs share the GPU. The checkpoint is chosen on held-aside training images (:func:`held_aside`), never on a test
 set. ``python -m deconvlab.fused`` trains one model card with it (the paper profile's shipped U-Net denoisers).
+
+:func:`train_sr` is the same loop for post-upsampling super-resolution (``--task sr --scale S``): the Y channel
+of T91 (8-bit, as the SRCNN/VDSR code reads it) and optionally Train400 (gray, mapped into Y's [16, 235] range)
+are downscaled once on the host with the protocol's MATLAB bicubic (:func:`deconvlab.sampler.sr_pairs`), the
+device crops aligned pairs (:class:`deconvlab.sampler.SRPatchSampler`), and the checkpoint is chosen on the last
+:data:`SR_VAL_IMAGES` T91 images (:func:`held_aside_sr`), never on Set5 or Set14. On a machine without the
+files, ``$DECONVLAB_DATA`` may hold packs (:mod:`deconvlab.packed`, ``benchmarks/pack_sr_data.py``).
 JAX only; other backends train with :func:`deconvlab.train.train`.
 """
 
@@ -26,10 +34,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FusedTrainer", "cosine_lr", "held_aside", "train_denoiser", "VAL_IMAGES", "VAL_NOISE_SEED"]
+__all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
+           "held_aside_sr", "sr_training_images", "train_denoiser", "train_sr"]
 
 VAL_IMAGES = 8  # the last 8 Train400 images (file order) are held aside to choose the checkpoint
 VAL_NOISE_SEED = 10_000
+SR_VAL_IMAGES = 8  # the last 8 T91 images (registry order) choose an SR checkpoint
+LOSSES = ("mse", "l1")
 
 
 def cosine_lr(step, total, peak, warmup, final_fraction=0.01):
@@ -51,15 +62,16 @@ class FusedTrainer:
     """``steps_per_call`` Adam steps of a Keras model per jitted dispatch, batches from a sampler or fixed arrays.
 
     ``state = trainer.init()``; ``state, loss = trainer.run(state, first_step, total_steps)``. With a
-    ``sampler`` each step draws batch ``step`` on the device; with ``fixed=(x, y)`` every step reuses those
+    ``sampler`` (any object with ``state()`` and a pure ``sample(*state, step)``) each step draws batch ``step`` on the device; with ``fixed=(x, y)`` every step reuses those
     device arrays (the like-for-like speed benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
-    written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``.
+    written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``;
+    ``loss`` "mse" or "l1" (mean absolute error).
     With a ``strategy`` (:func:`deconvlab.distribute.data_parallel`, JAX) the state is replicated and each step's
     batch is split over the replicas (build the sampler with ``device=strategy.replicated()``).
     """
 
     def __init__(self, model, steps_per_call: int, sampler=None, fixed=None, peak_lr: float = 1e-3,
-                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None) -> None:
+                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None, loss: str = "mse") -> None:
         import jax
         import jax.numpy as jnp
         import keras
@@ -70,9 +82,15 @@ class FusedTrainer:
         self.optimizer.build(model.trainable_variables)
         lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v.path.endswith("learning_rate"))
 
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r}: use one of {LOSSES}")
+        # L1 is the SR literature's choice (EDSR, LapSRN's Charbonnier): it weighs the many small residual
+        # errors more than MSE does, which the PSNR of a well-trained model is made of
+        penalty = jnp.abs if loss == "l1" else jnp.square
+
         def loss_fn(trainable, non_trainable, x, y):
             pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
-            return jnp.mean(jnp.square(pred.astype(jnp.float32) - y)), non_trainable
+            return jnp.mean(penalty(pred.astype(jnp.float32) - y)), non_trainable
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -159,7 +177,7 @@ def _validation(trainer: FusedTrainer, val_noisy, val_clean) -> Callable[[Any], 
 def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float | tuple[float, float],
                    patch: int = 96, batch: int = 64, lr: float = 1e-3, warmup: int = 1000, seed: int = 0,
                    budget_s: float | None = None, steps: int | None = None, steps_per_call: int = 50,
-                   eval_every: int = 1000, reserve_s: float = 10.0,
+                   eval_every: int = 1000, reserve_s: float = 10.0, loss: str = "mse",
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``model`` in place; its variables end as the checkpoint best on ``validation``; returns the record.
 
@@ -167,24 +185,34 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     cosine schedule's total is then re-estimated at every validation from the speed of the last interval, and
     training stops at the budget whatever the estimate said.
     """
+    from .sampler import PatchSampler
+
+    start = time.perf_counter()
+    sampler = PatchSampler(train_images, patch_size=patch, batch_size=batch, sigma=sigma, seed=seed)
+    record = _train_loop(model, sampler, lambda trainer: _validation(trainer, *validation), start=start,
+                         batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
+                         steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
+                         log=log)
+    return {**record, "patch": patch, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma}
+
+
+def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr: float, warmup: int, seed: int,
+                budget_s: float | None, steps: int | None, steps_per_call: int, eval_every: int, reserve_s: float,
+                loss: str, log: Callable[[str], None]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
-    from .sampler import PatchSampler
-
     if (steps is None) == (budget_s is None):
         raise ValueError("give steps or budget_s")
-    start = time.perf_counter()
     k = int(steps_per_call)
     warmup, eval_every = -(-warmup // k) * k, -(-eval_every // k) * k
-    sampler = PatchSampler(train_images, patch_size=patch, batch_size=batch, sigma=sigma, seed=seed)
-    trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup)
-    val_psnr = _validation(trainer, *validation)
+    trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss)
+    val_psnr = make_validation(trainer)
     state = trainer.init()
     total = steps if steps is not None else 10**9  # a budget run: placeholder until the speed is known
     step, curve, best, best_state, mark = 0, [], -math.inf, None, None
     while step < total:
-        state, loss = trainer.run(state, step, total)
+        state, loss_value = trainer.run(state, step, total)
         step += k
         if step % eval_every and step < total:
             continue
@@ -196,22 +224,106 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
             mark = (now, step)
         if psnr > best:
             best, best_state = psnr, jax.tree.map(jnp.copy, (state[0], state[1]))
-        curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": float(loss),
+        curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": float(loss_value),
                       "val_psnr": round(psnr, 4), "planned_steps": int(min(total, 10**9))})
-        log(f"step {step:6d}  {now - start:6.1f} s  loss {float(loss):.6f}  val {psnr:.3f} dB"
+        log(f"step {step:6d}  {now - start:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
             f"{'  *' if psnr >= best else ''}  (of {total if total < 10**9 else '?'})")
         if budget_s is not None and now - start > budget_s:
             break
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
     trainer.write_back(*best_state)
-    return {"steps": step, "batch": batch, "patch": patch, "lr": lr, "warmup_steps": warmup,
-            "steps_per_call": k, "seed": seed, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma,
-            "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
+    return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
+            "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
             "best_val_psnr": round(best, 4), "curve": curve}
 
 
-def card_history(record: dict[str, Any], out_dir: Path, card_id: str) -> dict[str, Any]:
+# ------------------------------------------------------------------------------------------- super-resolution
+
+
+def y_range(gray: np.ndarray) -> np.ndarray:
+    """A gray [0, 1] image mapped into the range of MATLAB's luma, [16, 235] / 255 (Train400 as SR data)."""
+    return (16.0 + 219.0 * np.asarray(gray, np.float32)) / 255.0
+
+
+def sr_training_images(sets: tuple[str, ...] = ("t91",), limit: int | None = None) -> tuple[list, dict[str, list[str]]]:
+    """(gray images, names per set) for SR training: T91 as 8-bit luma, Train400 mapped by :func:`y_range`.
+
+    Each set comes from a pack in ``$DECONVLAB_DATA`` if there is one (:mod:`deconvlab.packed`), else from the
+    registry's verified files. T91 comes last in the list, so :func:`held_aside_sr` holds back its last images.
+    """
+    from . import packed
+
+    images, names = [], {}
+    for name in sorted(sets, key=lambda n: n == "t91"):
+        if name == "t91":
+            found = packed.load_dataset("t91", view="y", limit=limit)
+            images += list(found.images)
+        elif name == "train400":
+            found = packed.load_dataset("train400", view="stored", mode="gray", limit=limit)
+            images += [y_range(x) for x in found.images]
+        else:
+            raise ValueError(f"SR training set {name!r}: use t91 and/or train400")
+        names[name] = list(found.names)
+    return images, names
+
+
+def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
+    """(training images, (lr, hr) NHWC validation arrays): the last ``count`` images are held aside.
+
+    Every held image is cropped about its centre to the largest size all of them share (a multiple of
+    ``scale``), so validation is one batch; each low-resolution input is the protocol's MATLAB-bicubic
+    downscale of its crop.
+    """
+    from .degrade import downscale
+
+    train, held = list(images[:-count]), list(images[-count:])
+    h = min(x.shape[0] for x in held) // scale * scale
+    w = min(x.shape[1] for x in held) // scale * scale
+    crops = []
+    for x in held:
+        top, left = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
+        crops.append(np.asarray(x[top : top + h, left : left + w], np.float32))
+    lows = [downscale(c, scale) for c in crops]
+    return train, (np.stack(lows)[..., None].astype(np.float32), np.stack(crops)[..., None].astype(np.float32))
+
+
+def _sr_validation(trainer: FusedTrainer, val_lr, val_hr, scale: int) -> Callable[[Any], float]:
+    """Mean PSNR of the held crops on Y with ``scale`` pixels shaved, outputs clipped: the protocol's metric."""
+    import jax
+    import jax.numpy as jnp
+
+    x, y = jax.device_put(val_lr), jax.device_put(val_hr[:, scale:-scale, scale:-scale])
+
+    def psnr(state) -> float:
+        out = jnp.clip(trainer.predict(state, x).astype(jnp.float32), 0, 1)[:, scale:-scale, scale:-scale]
+        return float(jnp.mean(-10 * jnp.log10(jnp.mean(jnp.square(out - y), axis=(1, 2, 3)))))
+
+    return psnr
+
+
+def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
+             lr: float = 1e-3, warmup: int = 1000, seed: int = 0, budget_s: float | None = None,
+             steps: int | None = None, steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
+             loss: str = "l1", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train a post-upsampling SR ``model`` (low-resolution in, ``scale`` times larger out) in place, as
+    :func:`train_denoiser` does; ``patch`` is the low-resolution side (the target is ``scale * patch``)."""
+    from .sampler import SRPatchSampler, sr_pairs
+
+    start = time.perf_counter()
+    sampler = SRPatchSampler(sr_pairs(train_images, scale), scale=scale, patch_size=patch, batch_size=batch, seed=seed)
+    log(f"SR x{scale}: {sampler.num_images} training images, {sampler.pixels / 1e6:.2f} Mpx high-resolution, "
+        f"pairs ready in {time.perf_counter() - start:.1f} s")
+    record = _train_loop(model, sampler, lambda trainer: _sr_validation(trainer, *validation, scale), start=start,
+                         batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
+                         steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
+                         log=log)
+    return {**record, "patch": patch, "patch_hr": patch * scale, "scale": scale,
+            "train_images_used": sampler.num_images}
+
+
+def card_history(record: dict[str, Any], out_dir: Path, card_id: str,
+                 datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
     """Card fields for the validation curve (one "epoch" per validation interval), with the history file that
     :func:`deconvlab.train.train` would write (``<id>.history.json``, read by ``weights.load_history``)."""
     from .recipes import dataset_digest
@@ -227,60 +339,93 @@ def card_history(record: dict[str, Any], out_dir: Path, card_id: str) -> dict[st
     text = json.dumps({"format": HISTORY_FORMAT, "meta": meta, "history": history}, indent=1) + "\n"
     write_atomic(Path(out_dir) / f"{card_id}{HISTORY_SUFFIX}", text.encode("utf-8"))
     return {"history": history, "epochs_run": len(curve), "stopped_by_time_limit": record.get("budget_s") is not None,
-            "registry_sha256": dataset_digest(["train400"])}
+            "registry_sha256": dataset_digest(list(datasets))}
 
 
 def _arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
-    parser.add_argument("--builder", default="unet")
+    parser.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    parser.add_argument("--builder", default=None, help="default: unet (denoise), red_net_sr (sr)")
     parser.add_argument("--arch", default="{}", help="builder keyword arguments as JSON")
-    level = parser.add_mutually_exclusive_group(required=True)
+    level = parser.add_mutually_exclusive_group()
     level.add_argument("--sigma", type=float)
     level.add_argument("--sigma-range", type=float, nargs=2, metavar=("LO", "HI"))
+    parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR factor (--task sr)")
+    parser.add_argument("--train-sets", default="t91,train400", help="SR training sets: t91 and/or train400")
     parser.add_argument("--id", required=True, help="card id")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=None)
     parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--patch", type=int, default=96)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--patch", type=int, default=None, help="patch side (SR: low-resolution side); "
+                        "default 96 (denoise), 32 (sr)")
+    parser.add_argument("--batch", type=int, default=None, help="default 64 (denoise), 32 (sr)")
+    parser.add_argument("--loss", choices=LOSSES, default=None, help="default mse (denoise), l1 (sr)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--steps-per-call", type=int, default=50, help="training steps fused into one dispatch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval", default="bsd68,set12", help="test sets measured on the GPU after training")
+    parser.add_argument("--eval", default=None, help="test sets measured on the GPU after training "
+                        "(default bsd68,set12 for denoise, set5,set14 for sr; sets not in DECONVLAB_DATA are skipped "
+                        "with a note for sr)")
     parser.add_argument("--shared", type=int, default=1, help="how many runs shared the GPU (for the card)")
     parser.add_argument("--precision", default="mixed_bfloat16")
-    parser.add_argument("--train-limit", type=int, default=None, help="first N Train400 images (CPU smoke test)")
-    return parser.parse_args(argv)
+    parser.add_argument("--train-limit", type=int, default=None, help="first N images of each training set (CPU smoke test)")
+    parser.add_argument("--val-images", type=int, default=None, help="held-aside images (default 8)")
+    args = parser.parse_args(argv)
+    if args.task == "denoise":
+        if args.sigma is None and args.sigma_range is None:
+            parser.error("--task denoise needs --sigma or --sigma-range")
+        if args.scale is not None:
+            parser.error("--scale applies to --task sr")
+    else:
+        if args.scale is None:
+            parser.error("--task sr needs --scale 2, 3 or 4")
+        if args.sigma is not None or args.sigma_range is not None:
+            parser.error("--sigma applies to --task denoise")
+    sr = args.task == "sr"
+    defaults = {"builder": "red_net_sr" if sr else "unet", "patch": 32 if sr else 96, "batch": 32 if sr else 64,
+                "loss": "l1" if sr else "mse", "eval": "set5,set14" if sr else "bsd68,set12",
+                "val_images": SR_VAL_IMAGES if sr else VAL_IMAGES}
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def main(argv=None) -> int:
     import keras
 
-    from . import data, evaluate, models, tasks, weights
-
     args = _arguments(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
+    command = "python -m deconvlab.fused " + " ".join(argv or sys.argv[1:])
+    return _main_sr(args, command) if args.task == "sr" else _main_denoise(args, command)
+
+
+def _main_denoise(args, command: str) -> int:
+    from . import data, evaluate, models, tasks, weights
+
     wall = time.perf_counter()
     train_set = data.load_dataset("train400", mode="gray", limit=args.train_limit)
     sigma = tuple(args.sigma_range) if args.sigma_range else args.sigma
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
-    train_images, validation = held_aside(list(train_set.images), val_sigmas)
+    count = args.val_images
+    train_images, validation = held_aside(list(train_set.images), val_sigmas, count=count)
     model = models.build_model(args.builder, channels=1, **json.loads(args.arch))
     record = train_denoiser(model, train_images, validation, sigma=sigma, patch=args.patch, batch=args.batch,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s,
                             steps=args.steps, eval_every=args.eval_every,
-                            steps_per_call=args.steps_per_call)
+                            steps_per_call=args.steps_per_call, loss=args.loss)
     names = list(train_set.names)
     fields = {
-        "id": args.id, "task": "denoise", "command": "python -m deconvlab.fused " + " ".join(argv or sys.argv[1:]),
+        "id": args.id, "task": "denoise", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": {k: v for k, v in record.items()},
         "gpu_shared_by": args.shared,
-        "data": {"train": f"train400 without its last {VAL_IMAGES} images ({len(train_images)} images)",
-                 "validation": f"held-aside Train400 {', '.join(names[-VAL_IMAGES:])}, sigma "
+        "data": {"train": f"train400 without its last {count} images ({len(train_images)} images)",
+                 "validation": f"held-aside Train400 {', '.join(names[-count:])}, sigma "
                                + "/".join(f"{s:g}" for s in val_sigmas),
                  "fallback": bool(train_set.is_fallback)},
     }
@@ -294,12 +439,63 @@ def main(argv=None) -> int:
         test = data.load_dataset(name, mode="gray")
         for s in val_sigmas:
             gpu[f"{name}@{s:g}"] = round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
+    return _finish(card, record, gpu, args.id)
+
+
+def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float], card_id: str) -> int:
+    from . import weights
+
     card["gpu_metrics"] = gpu
     weights.write_card(card, card.pop("_path"))
-    print("RESULT " + json.dumps({"id": args.id, "params": card["params"], "macs": card.get("macs_per_pixel"),
+    print("RESULT " + json.dumps({"id": card_id, "params": card["params"], "macs": card.get("macs_per_pixel"),
                                   "steps": record["steps"], "train_s": record["train_seconds"],
                                   "val": record["best_val_psnr"], **gpu}), flush=True)
     return 0
+
+
+def _main_sr(args, command: str) -> int:
+    from . import evaluate, models, packed, weights
+    from .errors import DataError
+
+    wall = time.perf_counter()
+    sets = tuple(dict.fromkeys(n.strip() for n in args.train_sets.split(",") if n.strip()))
+    if "t91" not in sets:
+        raise SystemExit("--train-sets must include t91: the checkpoint is chosen on held-aside T91 images")
+    images, names = sr_training_images(sets, limit=args.train_limit)
+    count, scale = args.val_images, args.scale
+    train_images, validation = held_aside_sr(images, scale, count=count)
+    arch = {"scale": scale, "upsample": "post", **json.loads(args.arch)}
+    model = models.build_model(args.builder, channels=1, **arch)
+    record = train_sr(model, train_images, validation, scale=scale, patch=args.patch, batch=args.batch,
+                      lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s, steps=args.steps,
+                      eval_every=args.eval_every, steps_per_call=args.steps_per_call, loss=args.loss)
+    held = names["t91"][-count:]
+    parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without its last {count} images ({len(names['t91']) - count})"]
+    if "train400" in names:
+        parts.append(f"train400 mapped to [16, 235]/255 ({len(names['train400'])})")
+    fields = {
+        "id": args.id, "task": "sr", "scale": scale, "upsample": "post", "command": command,
+        "profile": "paper", "seed": args.seed, "precision": args.precision,
+        "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
+        "gpu_shared_by": args.shared,
+        "data": {"train": " + ".join(parts) + f", pairs by MATLAB bicubic x1/{scale} of modcrop(hr, {scale})",
+                 "validation": f"held-aside T91 {', '.join(held)} (Y, centre crops "
+                               f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
+                 "fallback": False},
+    }
+    extra = card_history(dict(record, budget_s=args.budget_s), args.out, args.id, datasets=tuple(sorted(sets)))
+    fields["data"]["registry_sha256"] = extra.pop("registry_sha256")
+    fields.update(extra)
+    card = weights.save_pretrained(model, fields, args.out)
+    gpu = {}
+    for name in [n for n in args.eval.split(",") if n]:
+        try:  # the SR protocol reads the sets as stored (it takes Y of colour images itself)
+            test = packed.load_dataset(name, view="stored")
+        except DataError as exc:
+            print(f"note: {name} not measured here ({exc})", flush=True)
+            continue
+        gpu[f"{name}@x{scale}"] = round(evaluate.evaluate(model, test, "sr", scale=scale).mean_psnr, 4)
+    return _finish(card, record, gpu, args.id)
 
 
 if __name__ == "__main__":

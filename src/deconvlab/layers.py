@@ -8,6 +8,7 @@ registered with ``package="deconvlab"`` so ``keras.saving.load_model(path, safe_
 * :class:`DepthToSpace` is the sub-pixel (pixel-shuffle) upsampler (chapter 5, upsampling variants).
 * :class:`BilinearUpsample` is an integer-factor bilinear resize that also works on unknown sizes (Keras'
   ``UpSampling2D(interpolation="bilinear")`` needs static sizes on TensorFlow) (chapter 4, super-resolution).
+  :class:`BicubicUpsample` is the same for MATLAB's bicubic (the SR protocol's baseline, a global skip).
 * :class:`Blend` is the output of a learned gate, ``g * a + (1 - g) * b`` (chapter 2, fusion).
 * :class:`BilinearKernel` and :class:`ICNR` initialise learned upsamplers so that every output phase starts
   alike: no checkerboard at initialisation (chapter 5, upsampling variants).
@@ -213,6 +214,62 @@ class BilinearUpsample(keras.layers.Layer):
         return {**super().get_config(), "factor": self.factor}
 
 
+def _cubic(x):
+    """Keys' cubic kernel with a = -0.5 (MATLAB's bicubic), as :func:`deconvlab.degrade.bicubic_resize` uses."""
+    ax = ops.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    near = (1.5 * ax3 - 2.5 * ax2 + 1.0) * ops.cast(ax <= 1.0, x.dtype)
+    far = (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ops.cast((ax > 1.0) & (ax <= 2.0), x.dtype)
+    return near + far
+
+
+def _bicubic_axis(x, factor: int, axis: int):
+    """Upsample one axis by an integer factor as MATLAB ``imresize(..., 'bicubic')`` does (no antialias when
+    enlarging): four taps around the half-pixel-centred source, borders mirrored with the edge repeated."""
+    n = ops.shape(x)[axis]
+    o = ops.arange(n * factor, dtype="float32")
+    src = (o + 0.5) / factor - 0.5
+    lo = ops.floor(src)
+    frac = src - lo
+    lo = ops.cast(lo, "int32")
+    period = 2 * n
+    out = None
+    for k in range(4):
+        idx = ops.mod(lo - 1 + k, period)  # floor mod: non-negative on every backend
+        # MATLAB's mirror: [0 .. n-1, n-1 .. 0] repeated, so even a 1-pixel axis has four valid taps
+        idx = ops.where(idx < n, idx, period - 1 - idx)
+        weight = ops.reshape(ops.cast(_cubic(frac + 1.0 - k), x.dtype), (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+        term = weight * ops.take(x, idx, axis=axis)
+        out = term if out is None else out + term
+    return out
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class BicubicUpsample(keras.layers.Layer):
+    """MATLAB-bicubic upsampling by an integer factor on unknown image sizes (the SR protocol's baseline).
+
+    Equals :func:`deconvlab.degrade.upscale` (float64 there, float32 here: within 1e-6), so a post-upsampling
+    model's global skip starts from exactly the bicubic image its PSNR is compared with.
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = integer("factor", factor, 1)
+
+    def call(self, x):
+        if self.factor == 1:
+            return x
+        return _bicubic_axis(_bicubic_axis(x, self.factor, 1), self.factor, 2)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        f = self.factor
+        return (b, None if h is None else h * f, None if w is None else w * f, c)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 # ------------------------------------------------------------------------------------- upsampler initialisers
 # A stride-s transposed convolution computes s*s interleaved "phases", each with its own taps of the kernel; with
 # independent random taps a flat input already comes out as an s x s checkerboard. Both initialisers below give
@@ -232,12 +289,14 @@ class BilinearKernel(keras.initializers.Initializer):
     """Conv2DTranspose kernel ``(2s, 2s, out, in)`` = bilinear filter x a He-normal ``out x in`` channel mixing.
 
     At initialisation the layer is bilinear upsampling followed by a 1x1 convolution: a flat input gives a flat
-    output away from the borders.
+    output away from the borders. ``gain`` multiplies the whole kernel (a small gain starts a residual output
+    near zero).
     """
 
-    def __init__(self, stride: int, seed: int | None = None):
+    def __init__(self, stride: int, seed: int | None = None, gain: float = 1.0):
         self.stride = integer("stride", stride, 1)
         self.seed = seed
+        self.gain = float(gain)
 
     def __call__(self, shape, dtype=None):
         kh, kw, c_out, c_in = shape
@@ -247,10 +306,10 @@ class BilinearKernel(keras.initializers.Initializer):
         taps = ops.convert_to_tensor(bilinear_filter(self.stride), dtype="float32")
         spatial = ops.reshape(taps, (-1, 1, 1, 1)) * ops.reshape(taps, (1, -1, 1, 1))
         mix = keras.random.normal((1, 1, c_out, c_in), stddev=(2.0 / c_in) ** 0.5, seed=self.seed)
-        return ops.cast(spatial * mix, dtype or "float32")
+        return ops.cast(spatial * mix * self.gain, dtype or "float32")
 
     def get_config(self):
-        return {"stride": self.stride, "seed": self.seed}
+        return {"stride": self.stride, "seed": self.seed, "gain": self.gain}
 
 
 @keras.saving.register_keras_serializable(package="deconvlab")
@@ -261,13 +320,14 @@ class ICNR(keras.initializers.Initializer):
     ``a * stride + p`` of each axis gets sub-tap ``a`` for every phase ``p``. ``transposed=False``: the convolution
     before a :class:`DepthToSpace` shuffle, ``(k, k, in, out * stride**2)``, whose channel ``phase * out + c``
     gets channel ``c`` of one ``(k, k, in, out)`` kernel. Either way the layer starts as nearest-neighbour
-    upsampling combined with a random convolution.
+    upsampling combined with a random convolution. ``gain`` multiplies the whole kernel.
     """
 
-    def __init__(self, stride: int, transposed: bool = True, seed: int | None = None):
+    def __init__(self, stride: int, transposed: bool = True, seed: int | None = None, gain: float = 1.0):
         self.stride = integer("stride", stride, 1)
         self.transposed = bool(transposed)
         self.seed = seed
+        self.gain = float(gain)
 
     def __call__(self, shape, dtype=None):
         s = self.stride
@@ -285,7 +345,7 @@ class ICNR(keras.initializers.Initializer):
             sub = keras.random.normal((kh, kw, a, b // (s * s)), stddev=(2.0 / (kh * kw * a)) ** 0.5,
                                       seed=self.seed)
             kernel = ops.tile(sub, (1, 1, 1, s * s))
-        return ops.cast(kernel, dtype or "float32")
+        return ops.cast(kernel * self.gain, dtype or "float32")
 
     def get_config(self):
-        return {"stride": self.stride, "transposed": self.transposed, "seed": self.seed}
+        return {"stride": self.stride, "transposed": self.transposed, "seed": self.seed, "gain": self.gain}

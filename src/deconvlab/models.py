@@ -37,6 +37,7 @@ from .checks import integer
 from .errors import ArgumentError
 from .layers import (
     ICNR,
+    BicubicUpsample,
     BilinearKernel,
     BilinearUpsample,
     Blend,
@@ -52,6 +53,12 @@ UPS = ("transposed", "resize", "subpixel")
 #: (transposed convolution only) or ICNR (transposed or sub-pixel); the last two start checkerboard-free.
 UP_INITS = ("he_normal", "bilinear", "icnr")
 SR_UPSAMPLES = ("pre", "post")
+#: The low-resolution body of a post-upsampling SR model: RED-Net's encoder-decoder with symmetric skips, or a
+#: stack of residual blocks (conv-ReLU-conv plus identity, EDSR without its scaling) behind one long skip.
+SR_BODIES = ("red_net", "resblocks")
+#: How a post-upsampling SR model's global skip enlarges its input: bilinear, or MATLAB's bicubic (the
+#: protocol's own baseline, so the network learns only what bicubic misses).
+SR_SKIPS = ("bilinear", "bicubic")
 
 # builder name and arguments of every model built in this session (see `model_spec`)
 _SPECS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -133,28 +140,30 @@ def _check_up_init(up_init: str, up: str) -> str:
     return up_init
 
 
-def _up_initializer(up_init: str, factor: int, transposed: bool):
+def _up_initializer(up_init: str, factor: int, transposed: bool, gain: float = 1.0):
     if up_init == "bilinear":
-        return BilinearKernel(factor)
+        return BilinearKernel(factor, gain=gain)
     if up_init == "icnr":
-        return ICNR(factor, transposed=transposed)
-    return "he_normal"
+        return ICNR(factor, transposed=transposed, gain=gain)
+    return "he_normal" if gain == 1.0 else keras.initializers.VarianceScaling(scale=2.0 * gain**2)
 
 
 def _upsample(x, filters: int, factor: int, up: str, kernel_size: int, activation, name: str,
-              up_init: str = "he_normal"):
+              up_init: str = "he_normal", gain: float = 1.0):
     """Upsample feature maps by an integer `factor` with a transposed conv, resize+conv or sub-pixel conv."""
     if up == "transposed":
         # kernel a multiple of the stride: even overlap, no checkerboard from the layer itself
         return keras.layers.Conv2DTranspose(
             filters, kernel_size=2 * factor, strides=factor, padding="same",
-            kernel_initializer=_up_initializer(up_init, factor, True), activation=activation, name=name,
+            kernel_initializer=_up_initializer(up_init, factor, True, gain), activation=activation, name=name,
         )(x)
     if up == "resize":
         x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=f"{name}_resize")(x)
-        return keras.layers.Conv2D(filters, activation=activation, name=name, **_conv_args(kernel_size))(x)
+        args = _conv_args(kernel_size)
+        args["kernel_initializer"] = _up_initializer(up_init, factor, False, gain)
+        return keras.layers.Conv2D(filters, activation=activation, name=name, **args)(x)
     args = _conv_args(kernel_size)
-    args["kernel_initializer"] = _up_initializer(up_init, factor, False)
+    args["kernel_initializer"] = _up_initializer(up_init, factor, False, gain)
     x = keras.layers.Conv2D(filters * factor * factor, activation=activation, name=name, **args)(x)
     return DepthToSpace(factor, name=f"{name}_shuffle")(x)
 
@@ -338,22 +347,30 @@ def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
 
 @_records_spec(inherits=red_net)
 def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre", name: str = "red_net_sr",
-               **kwargs: Any) -> keras.Model:
+               body: str = "red_net", skip: str = "bilinear", **kwargs: Any) -> keras.Model:
     """RED-Net for super-resolution, pre- or post-upsampling. Taught in chapter 5.
 
     "pre": the input is the bicubic-upsampled image (as VDSR and RED-Net do), the model is :func:`red_net`
-    and `scale` is only recorded. "post": the input is the LR image; the RED-Net body runs at low
-    resolution, ends with `width` features, an upsampler by `scale` (selected by `up`, default a
-    transposed conv with kernel 2*scale) maps them to `channels`, and the global fusion adds the
-    bilinearly upsampled input; ``up_init="bilinear"`` (transposed) or ``"icnr"`` (transposed or sub-pixel)
-    starts that upsampler free of checkerboard artifacts. Other keyword arguments go to :func:`red_net`.
+    and `scale` is only recorded. "post": the input is the LR image; the body runs at low resolution and ends
+    with `width` features, an upsampler by `scale` (selected by `up`, default a transposed conv with kernel
+    2*scale) maps them to `channels`, and the global fusion adds the input enlarged by `skip` ("bilinear" or
+    "bicubic", MATLAB's). `body` "red_net" is RED-Net's encoder-decoder; "resblocks" is `depth` residual blocks
+    (conv-ReLU-conv + identity) between a linear head conv and a linear end conv joined by a long skip, so
+    `depth` blocks cost as many convolutions as RED-Net's `depth` + `depth` layers. ``up_init="bilinear"``
+    (transposed) or ``"icnr"`` (transposed or sub-pixel) starts the upsampler free of checkerboard artifacts.
+    Other keyword arguments go to :func:`red_net`.
     """
     _check_choice("upsample", upsample, SR_UPSAMPLES)
+    _check_choice("body", body, SR_BODIES)
+    _check_choice("skip", skip, SR_SKIPS)
     red_net_params = inspect.signature(red_net).parameters
     unknown = sorted(set(kwargs) - set(red_net_params))
     if unknown:
         raise ArgumentError(f"red_net_sr got unknown arguments {unknown}: use red_net's keyword arguments")
     if upsample == "pre":
+        if body != "red_net" or skip != "bilinear":
+            raise ArgumentError("body and skip choose the post-upsampling model's parts: use upsample='post', "
+                                "or drop them for the pre-upsampling RED-Net")
         if scale is not None:
             integer("scale", scale, 1)
         return red_net(channels=channels, name=name, **kwargs)
@@ -363,20 +380,44 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
     _check_red_net_args(channels, args["depth"], args["width"], args["kernel_size"], args["skip_every"],
                         args["fusion"], args["down"], args["up"], args["up_init"])
+    if body == "resblocks" and args["down"] != "none":
+        raise ArgumentError("body='resblocks' keeps the low resolution throughout: use down='none'")
     inputs = _image_input(channels, name="lr")
     x = PadToMultiple(2, name="pad")(inputs) if args["down"] == "strided" else inputs
-    x = _encoder_decoder(
-        x, out_filters=args["width"], out_activation="relu", depth=args["depth"], width=args["width"],
-        kernel_size=args["kernel_size"], skip_every=args["skip_every"], fusion=args["fusion"],
-        down=args["down"], up=args["up"], up_init=args["up_init"],
-    )
-    x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample", args["up_init"])
+    if body == "resblocks":
+        x = _residual_blocks(x, depth=args["depth"], width=args["width"], kernel_size=args["kernel_size"])
+    else:
+        x = _encoder_decoder(
+            x, out_filters=args["width"], out_activation="relu", depth=args["depth"], width=args["width"],
+            kernel_size=args["kernel_size"], skip_every=args["skip_every"], fusion=args["fusion"],
+            down=args["down"], up=args["up"], up_init=args["up_init"],
+        )
+    # the resblocks body ends linear (no ReLU), so an upsampler with the usual gain would add an O(1) random
+    # image to the skip; started small, the untrained model is the bicubic (or bilinear) baseline itself
+    gain = math.sqrt(OUTPUT_INIT_SCALE) if body == "resblocks" else 1.0
+    x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample", args["up_init"], gain)
     if args["down"] == "strided":
         x = CropToReference(scale, name="crop")([x, inputs])
     if args["global_residual"]:
-        base = BilinearUpsample(scale, dtype="float32", name="input_upsample")(inputs)
+        enlarge = BicubicUpsample if skip == "bicubic" else BilinearUpsample
+        base = enlarge(scale, dtype="float32", name="input_upsample")(inputs)
         x = keras.layers.Add(dtype="float32", name="residual")([base, x])
     return keras.Model(inputs, _float32_output(x), name=name)
+
+
+def _residual_blocks(x, *, depth: int, width: int, kernel_size: int):
+    """Head conv, `depth` blocks x + conv(ReLU(conv(x))), end conv, plus the head (the long skip)."""
+    head = x = keras.layers.Conv2D(width, name="head", **_conv_args(kernel_size))(x)
+    for i in range(1, depth + 1):
+        r = keras.layers.Conv2D(width, activation="relu", name=f"res{i}_conv1", **_conv_args(kernel_size))(x)
+        second = _conv_args(kernel_size)
+        # each block starts near the identity (as RED-Net's output layer does): with He init on both convs and
+        # no normalisation, every block would double the features' variance and a deep stack would blow up
+        second["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
+        r = keras.layers.Conv2D(width, name=f"res{i}_conv2", **second)(r)
+        x = keras.layers.Add(name=f"res{i}")([x, r])
+    x = keras.layers.Conv2D(width, name="body_end", **_conv_args(kernel_size))(x)
+    return keras.layers.Add(name="long_skip")([head, x])
 
 
 @_records_spec
@@ -567,13 +608,14 @@ def _transposed_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Re
     return _Reach(jump, r.left + left, r.right + right)
 
 
-def _resize_reach(r: _Reach, factor: int, bilinear: bool) -> _Reach:
-    """Nearest (and sub-pixel shuffle) reads input floor(o / f); bilinear with half-pixel centres two neighbours."""
+def _resize_reach(r: _Reach, factor: int, taps: int) -> _Reach:
+    """Nearest (and sub-pixel shuffle, ``taps=1``) reads input floor(o / f); with half-pixel centres bilinear
+    (``taps=2``) reads floor(src) and the next, bicubic (``taps=4``) one more on either side."""
     left = right = Fraction(0)
     for o in range(factor):
-        if bilinear:
+        if taps > 1:
             src = (Fraction(2 * o + 1, 2 * factor)) - Fraction(1, 2)
-            lo, hi = math.floor(src), math.floor(src) + 1
+            lo, hi = math.floor(src) - (taps // 2 - 1), math.floor(src) + taps // 2
         else:
             lo = hi = o // factor
         left = max(left, Fraction(o, factor) * r.jump - lo * r.jump)
@@ -597,10 +639,11 @@ def _layer_reach(layer, reaches: list[tuple[_Reach, _Reach]]) -> tuple[_Reach, _
         return tuple(step(reaches[0][ax], kernel[ax], stride[ax], dilation[ax]) for ax in (0, 1))
     if isinstance(layer, keras.layers.UpSampling2D):
         size = _pair(layer.size)
-        return tuple(_resize_reach(reaches[0][ax], size[ax], layer.interpolation != "nearest") for ax in (0, 1))
-    if isinstance(layer, (DepthToSpace, BilinearUpsample)):
+        return tuple(_resize_reach(reaches[0][ax], size[ax], 2 if layer.interpolation != "nearest" else 1) for ax in (0, 1))
+    if isinstance(layer, (DepthToSpace, BilinearUpsample, BicubicUpsample)):
         factor = layer.block_size if isinstance(layer, DepthToSpace) else layer.factor
-        return tuple(_resize_reach(reaches[0][ax], factor, isinstance(layer, BilinearUpsample)) for ax in (0, 1))
+        taps = 4 if isinstance(layer, BicubicUpsample) else 2 if isinstance(layer, BilinearUpsample) else 1
+        return tuple(_resize_reach(reaches[0][ax], factor, taps) for ax in (0, 1))
     if isinstance(layer, CropToReference):
         return reaches[0]  # the reference only lends its size
     if isinstance(layer, _POINTWISE) or (isinstance(layer, keras.layers.Dense)):

@@ -15,7 +15,10 @@ keeps the clean training images on the device and builds each batch there with o
 
 JAX only: the fast training path of the GPU host is Keras on JAX, and a counter-based generator is what makes
 the batches independent of how steps are dispatched. Other backends keep ``PatchDataset``.
-Super-resolution keeps the host path: its MATLAB-bicubic degradation (:mod:`deconvlab.degrade`) is not ported.
+
+Super-resolution (:class:`SRPatchSampler`) does not port the MATLAB-bicubic degradation to the device: the host
+downscales every whole training image once (:func:`deconvlab.degrade.downscale`, the protocol's own function),
+and the device crops aligned pairs from the resident (low-resolution, high-resolution) images.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from .errors import ArgumentError
 
-__all__ = ["PatchSampler", "dihedral_index_grids"]
+__all__ = ["PatchSampler", "SRPatchSampler", "dihedral_index_grids", "sr_pairs"]
 
 
 def dihedral_index_grids(size: int) -> np.ndarray:
@@ -164,3 +167,132 @@ class PatchSampler:
             raise ArgumentError(f"step={step!r}: pass an integer >= 0")
         return self._batch(self.images, self.sizes, self.grids, self.key, np.uint32(step))
 
+
+
+def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(low-resolution, high-resolution) gray float32 pairs of the SR protocol: ``hr = modcrop(image, scale)``,
+    ``lr = downscale(hr, scale)`` (MATLAB bicubic, not rounded), so ``hr`` is exactly ``scale`` times ``lr``."""
+    from .degrade import downscale
+    from .metrics import modcrop
+
+    arrays = _gray_list(images)
+    return [(downscale(modcrop(a, scale), scale), modcrop(a, scale)) for a in arrays]
+
+
+def _gray_list(images: Any) -> list[np.ndarray]:
+    from .data import Dataset
+    from .io import check_image
+
+    if isinstance(images, Dataset):
+        images = images.images
+    out = []
+    for i, img in enumerate(images):
+        arr = check_image(img, f"images[{i}]")
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.ndim != 2:
+            raise ArgumentError(f"images[{i}] has shape {arr.shape}: SR trains on gray (Y) images")
+        out.append(np.asarray(arr, dtype=np.float32))
+    if not out:
+        raise ArgumentError("no training images: pass a non-empty list of gray images")
+    return out
+
+
+class SRPatchSampler:
+    """Seeded aligned (low-resolution, high-resolution) batches built on the device from resident image pairs.
+
+    ``SRPatchSampler(pairs, scale=4, patch_size=24, batch_size=32, seed=0)`` with ``pairs`` from
+    :func:`sr_pairs`; ``patch_size`` is the low-resolution side, the target is ``scale * patch_size``. Low-
+    resolution patch (r, c) pairs with the high-resolution patch at (scale r, scale c): the bicubic kernel is
+    centred on each block, so a pair stays aligned under the 8 symmetries of the square, applied to both. Each
+    patch position of the whole set is equally likely (images of different sizes: an image is chosen in
+    proportion to its number of crop positions). ``sample``/``state``/``batch`` as in :class:`PatchSampler`.
+    """
+
+    def __init__(self, pairs: Any, scale: int, patch_size: int, batch_size: int, seed: int = 0,
+                 augment: bool = True, device: Any = None) -> None:
+        for label, value, low in (("scale", scale, 1), ("patch_size", patch_size, 1), ("batch_size", batch_size, 1),
+                                  ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
+        self.scale, self.patch_size, self.batch_size = int(scale), int(patch_size), int(batch_size)
+        self.seed, self.augment = int(seed), bool(augment)
+        lows, highs = [], []
+        for i, (lr, hr) in enumerate(pairs):
+            lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)
+            if lr.ndim != 2 or hr.shape != (lr.shape[0] * self.scale, lr.shape[1] * self.scale):
+                raise ArgumentError(f"pair {i}: hr {hr.shape} is not {self.scale} x lr {lr.shape}: build pairs "
+                                    "with sr_pairs(images, scale)")
+            if min(lr.shape) < self.patch_size:
+                continue  # too small for one crop, as PatchSampler leaves such images out
+            if lr.shape[0] > lr.shape[1]:
+                # portrait images lie down: a quarter turn is one of the symmetries drawn anyway, and one
+                # orientation pads the stacked arrays far less
+                lr, hr = lr.T, hr.T
+            lows.append(lr)
+            highs.append(hr)
+        if not lows:
+            raise ArgumentError(f"no low-resolution image is at least {self.patch_size}x{self.patch_size}: "
+                                "pass larger images or a smaller patch_size")
+        self.num_images = len(lows)
+        sizes = np.array([a.shape for a in lows], dtype=np.int32)
+        h, w = sizes.max(axis=0)
+        s = self.scale
+        stacked_lr = np.zeros((self.num_images, h, w), np.float32)
+        stacked_hr = np.zeros((self.num_images, h * s, w * s), np.float32)
+        for i, (lr, hr) in enumerate(zip(lows, highs, strict=True)):
+            stacked_lr[i, : lr.shape[0], : lr.shape[1]] = lr
+            stacked_hr[i, : hr.shape[0], : hr.shape[1]] = hr
+        positions = np.prod(sizes - self.patch_size + 1, axis=1).astype(np.float64)
+        self.pixels = int(sum(a.size for a in highs))
+
+        import jax
+
+        self._jax = jax
+        device = device or jax.devices()[0]
+        self.lr = jax.device_put(stacked_lr, device)
+        self.hr = jax.device_put(stacked_hr, device)
+        self.sizes = jax.device_put(sizes, device)
+        self.logits = jax.device_put(np.log(positions / positions.sum()).astype(np.float32), device)
+        self.grids_lr = jax.device_put(dihedral_index_grids(self.patch_size), device)
+        self.grids_hr = jax.device_put(dihedral_index_grids(self.patch_size * s), device)
+        self.key = jax.random.key(self.seed)
+        self._batch = jax.jit(self.sample)
+
+    def state(self) -> tuple[Any, ...]:
+        """The device arrays ``sample`` reads."""
+        return self.lr, self.hr, self.sizes, self.logits, self.grids_lr, self.grids_hr, self.key
+
+    def draw(self, key: Any, step: Any, sizes: Any, logits: Any) -> dict[str, Any]:
+        """The random choices of batch ``step``: image, low-resolution crop corner and symmetry per patch."""
+        jax = self._jax
+        jnp = jax.numpy
+        k_image, k_row, k_col, k_turn = jax.random.split(jax.random.fold_in(key, step), 4)
+        count, size = self.batch_size, self.patch_size
+        which = jax.random.categorical(k_image, logits, shape=(count,))
+        rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
+        cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
+        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
+                 else jnp.zeros((count,), dtype=jnp.int32))
+        return {"which": which, "rows": rows, "cols": cols, "turns": turns}
+
+    def sample(self, lr: Any, hr: Any, sizes: Any, logits: Any, grids_lr: Any, grids_hr: Any, key: Any,
+               step: Any) -> tuple[Any, Any]:
+        """Pure function: NHWC float32 ``(low-resolution, high-resolution)`` of batch ``step``."""
+        choice = self.draw(key, step, sizes, logits)
+        which = choice["which"][:, None, None]
+
+        def crop(images, grids, rows, cols):
+            source = grids[choice["turns"]]
+            return images[which, rows[:, None, None] + source[..., 0], cols[:, None, None] + source[..., 1]][..., None]
+
+        s = self.scale
+        small = crop(lr, grids_lr, choice["rows"], choice["cols"])
+        large = crop(hr, grids_hr, choice["rows"] * s, choice["cols"] * s)
+        return small, large
+
+    def batch(self, step: int) -> tuple[Any, Any]:
+        """Device arrays ``(low-resolution, high-resolution)`` of batch ``step``."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ArgumentError(f"step={step!r}: pass an integer >= 0")
+        return self._batch(*self.state(), np.uint32(step))
