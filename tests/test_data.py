@@ -29,7 +29,7 @@ from deconvlab.errors import (
 
 SHARED = Path("/work/shared/datasets")
 needs_shared = pytest.mark.skipif(not (SHARED / "set12" / "MANIFEST.tsv").is_file(), reason="no local copy of the sets")
-COUNTS = {"train400": 400, "bsd68": 68, "set12": 12, "cbsd68": 68, "set5": 5, "set14": 14}
+COUNTS = {"train400": 400, "bsd68": 68, "set12": 12, "cbsd68": 68, "set5": 5, "set14": 14, "t91": 91}
 
 
 @pytest.fixture(autouse=True)
@@ -54,20 +54,24 @@ def files_under(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------- registry
 
 
-def test_registry_lists_all_six_sets_in_order():
+def test_registry_lists_all_seven_sets_in_order():
     reg = data.registry()
     assert tuple(reg) == data.DATASET_NAMES
     assert {name: len(info.files) for name, info in reg.items()} == COUNTS
     assert {name: info.color for name, info in reg.items()} == {
         "train400": "gray", "bsd68": "gray", "set12": "gray", "cbsd68": "rgb", "set5": "rgb", "set14": "rgb",
+        "t91": "rgb",
     }  # fmt: skip
     for info in reg.values():
         assert info.citation and info.terms
         for f in info.files:
-            assert f.url.startswith("https://raw.githubusercontent.com/cszn/") and f.url.endswith("/" + f.file)
+            assert f.url.startswith("https://raw.githubusercontent.com/") and f.url.endswith("/" + f.file)
             assert len(f.sha256) == 64 and f.bytes > 0 and f.width > 0 and f.height > 0
     assert reg["set14"].file("bridge").mode == "L" and reg["set14"].file("man.bmp").mode == "RGB"
     assert reg["bsd68"].source == "cszn/DnCNN@e93b278:testsets/BSD68"
+    # T91 (Yang et al. 2010) comes from another repository, pinned to a commit like the others
+    assert reg["t91"].source == "jiny2001/dcscn-super-resolution@d382bc3:data/yang91"
+    assert "Yang et al." in reg["t91"].citation
 
 
 @needs_shared
@@ -583,3 +587,38 @@ def test_patch_dataset_passes_worker_options():
 def test_copy_of_shared_sets_is_not_in_the_repo():
     repo_data = paths.data_dir()
     assert not [p for p in repo_data.rglob("*") if p.suffix.lower() in {".png", ".bmp"}]
+
+
+@needs_shared
+def test_packed_sets_load_the_same_pixels_as_the_files(tmp_path, monkeypatch):
+    from deconvlab import packed
+
+    monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+    stored = packed.pack_set("set5", tmp_path, "stored")
+    y_pack = packed.pack_set("t91", tmp_path, "y")
+    files = data.load_dataset("set5")
+    t91 = data.load_dataset("t91", limit=3)
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path))
+    from_pack = packed.load_dataset("set5")
+    assert from_pack.names == files.names and "pack" in from_pack.note
+    for a, b in zip(from_pack.images, files.images, strict=True):
+        assert a.dtype == b.dtype == np.float32 and np.array_equal(a, b)
+    y = packed.load_dataset("t91", view="y", limit=3)
+    for a, rgb in zip(y.images, t91.images, strict=True):
+        # 8-bit luma: within half a level of MATLAB's rgb2ycbcr, and on the 8-bit grid
+        assert np.abs(a - _matlab_y(rgb)).max() <= 0.5 / 255 + 1e-6
+        assert np.allclose(a * 255, np.round(a * 255), atol=1e-4)
+    assert y_pack.stat().st_size < 3.5e6  # T91's luma travels in a few MB
+    # a pack that no longer matches the registry's files is refused
+    with np.load(stored) as pack:
+        fields = dict(pack)
+    fields["file_sha256"] = fields["file_sha256"][::-1]
+    np.savez(stored, **fields)
+    with pytest.raises(DataError, match="other files"):
+        packed.load_dataset("set5")
+
+
+def _matlab_y(rgb):
+    from deconvlab.metrics import rgb_to_y
+
+    return rgb_to_y(rgb)

@@ -2,7 +2,7 @@
 
 Usage: python tools/make_registry.py [DATASETS_DIR] [--verify]
 
-DATASETS_DIR holds one folder per set (train400, bsd68, set12, cbsd68, set5, set14), each with a MANIFEST.tsv
+DATASETS_DIR holds one folder per set (train400, bsd68, set12, cbsd68, set5, set14, t91), each with a MANIFEST.tsv
 whose ``# raw_url_pattern:`` header gives the pinned download URL of every file. ``--verify`` also hashes the
 local files against their manifest rows. No image is copied: the registry only names, sizes and hashes them.
 """
@@ -15,7 +15,7 @@ import hashlib
 import sys
 from pathlib import Path
 
-DATASETS = ("train400", "bsd68", "set12", "cbsd68", "set5", "set14")
+DATASETS = ("train400", "bsd68", "set12", "cbsd68", "set5", "set14", "t91")
 COLUMNS = ("dataset", "file", "url", "sha256", "bytes", "width", "height", "mode")
 REPO = Path(__file__).resolve().parents[1]
 

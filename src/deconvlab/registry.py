@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: The registered sets, in the order the book introduces them.
-DATASET_NAMES = ("train400", "bsd68", "set12", "cbsd68", "set5", "set14")
+DATASET_NAMES = ("train400", "bsd68", "set12", "cbsd68", "set5", "set14", "t91")
 
 #: Offline stand-in for training sets (train400): scikit-image photographs, mostly textures and scenes.
 FALLBACK_TRAIN = (
@@ -71,7 +71,7 @@ FALLBACK_TRAIN = (
 #: ``cat`` is left out (the same pixels as ``chelsea``), and ``clock`` too (motion-blurred on purpose, no clean truth).
 FALLBACK_TEST = ("astronaut", "camera", "chelsea", "coffee", "coins", "rocket")
 FALLBACK_NAMES = ("fallback-train", "fallback-test")
-_TRAINING_SETS = frozenset({"train400"})
+_TRAINING_SETS = frozenset({"train400", "t91"})
 
 # Short citation and terms per set; data/DATASETS.md has the full references.
 _META: dict[str, tuple[str, str]] = {
@@ -90,6 +90,8 @@ _META: dict[str, tuple[str, str]] = {
     ),
     "set5": ("Bevilacqua et al., BMVC 2012", "no licence text found: research benchmark use only"),
     "set14": ("Zeyde et al., Curves and Surfaces 2010", "no licence text found, mixed content: research use only"),
+    "t91": ("Yang et al., IEEE TIP 2010 (image super-resolution via sparse representation)",
+            "no licence text found: research use only"),
 }
 
 _TIMEOUT_S = 10  # one request that long is enough to call the machine offline
