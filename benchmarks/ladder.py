@@ -85,10 +85,11 @@ GRAD_RUNGS = ("a", "b", "d", "e")
 GRAD_BATCH_SEED = 4242  # the fixed batch of the gradient norms: PatchSampler(seed=4242).batch(0)
 SPREAD_SEEDS = (0, 1, 2)
 OVERFIT_TRAIN_EVAL = 64  # experiment 3 measures training PSNR on at most this many of the training images
-RULE = ("A difference between two rungs (mean BSD68 PSNR over training seeds) is 'supported' only when it exceeds "
-        "twice the pooled seed standard deviation of the two rungs AND the evaluation-noise spread (the larger of "
-        "the two rungs' ranges, max - min, of BSD68 PSNR over evaluation noise seeds 0, 1, 2 of one trained "
-        "model); otherwise it is 'not distinguishable'.")
+RULE = ("A difference between two rungs (mean BSD68 PSNR over training seeds, second rung minus first) counts only "
+        "when it exceeds twice the pooled seed standard deviation of the two rungs AND the evaluation-noise spread "
+        "(the larger of the two rungs' ranges, max - min, of BSD68 PSNR over evaluation noise seeds 0, 1, 2 of one "
+        "trained model): then the claim that the second rung is better is 'supported' (positive) or "
+        "'contradicted' (negative); otherwise it is 'not distinguishable'.")
 INIT_NOTE = ("hidden Conv2D and Conv2DTranspose layers (the U-Net's stride-2 down and up layers too, "
              "up_init='he_normal'): he_normal (VarianceScaling 2, fan_in, truncated normal); biases zero; the "
              "linear output layer: VarianceScaling(scale=OUTPUT_INIT_SCALE=1e-4, fan_in, truncated normal), as "
@@ -575,6 +576,12 @@ def _train_arguments(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run_plan(args) -> list[tuple[int, int | None, str, Path]]:
+    """(seed, training-set size or None, rung, run file) in training order: every rung's seed 0 first."""
+    return [(seed, n, rung, run_path(args.out, rung, seed, n, args.tag))
+            for seed in args.seeds for n in (args.train_images or (None,)) for rung in args.rungs]
+
+
 def train_main(argv: list[str]) -> int:
     start = time.perf_counter()
     args = _train_arguments(argv)
@@ -612,9 +619,7 @@ def train_main(argv: list[str]) -> int:
     log(f"data: {len(data['train'])} training images, 8 held aside; BSD68 {len(data['bsd68'].images)}, "
         f"Set12 {len(data['set12'].images)}; device {jax.devices()[0].device_kind}")
     last = None
-    plan = [(seed, n, rung) for seed in args.seeds for n in (args.train_images or (None,)) for rung in args.rungs]
-    for seed, n, rung in plan:
-        path = run_path(args.out, rung, seed, n)
+    for seed, n, rung, path in run_plan(args):
         elapsed = time.perf_counter() - start
         if args.deadline_s is not None and last is not None and elapsed + last > args.deadline_s:
             log(f"skip {rung} seed {seed}: {elapsed:.0f} s + {last:.0f} s (last run) > deadline {args.deadline_s:.0f} s")
@@ -680,7 +685,7 @@ def verdict(x: Sequence[float], y: Sequence[float], spread_x: float | None, spre
     elif spread is None:
         out.update(verdict="not distinguishable", reason="no evaluation-noise spread measured")
     elif abs(diff) > 2 * pooled and abs(diff) > spread:
-        out.update(verdict="supported", reason=f"|{diff:+.3f}| dB > 2 x pooled std {2 * pooled:.3f} and spread {spread:.3f}")
+        out.update(verdict="supported" if diff > 0 else "contradicted", reason=f"|{diff:+.3f}| dB > 2 x pooled std {2 * pooled:.3f} and spread {spread:.3f}")
     else:
         out.update(verdict="not distinguishable",
                    reason=f"|{diff:+.3f}| dB <= max(2 x pooled std {2 * pooled:.3f}, spread {spread:.3f})")
@@ -695,6 +700,9 @@ def _read_runs(paths: Sequence[Path], prefix: str = "ladder") -> tuple[list[dict
     for f in files:
         data = json.loads(f.read_text())
         (skipped if data.get("skipped") else runs).append(data)
+    done = {(r["rung"], r["seed"], r.get("train_images")) for r in runs}
+    # a run skipped in one GPU call and completed in a later one counts as completed
+    skipped = [s for s in skipped if (s["rung"], s["seed"], s.get("train_images")) not in done]
     runs.sort(key=lambda r: (r.get("train_images") or 0, r["rung"], r["seed"]))
     return runs, skipped
 
@@ -716,10 +724,11 @@ GRADIENT_COMPARISONS = (("a", "d", "symmetric skip fusion (a is c reparametrised
 GRADIENT_RULE = ("Middle of the network: the median kernel-gradient norm of the middle third of the hidden layers "
                  "divided by the largest hidden-layer norm (the output layer left out: its near-zero start scales "
                  "every gradient upstream by the same small factor, so it cancels in a ratio but not in a raw "
-                 "first-layer norm); log10 per seed. Fusion 'reduces vanishing gradients' (supported) only when it "
-                 "raises the mean log10 ratio by more than twice the pooled seed std and the rung without fusion is "
-                 "below 0.1 (something vanishes); 'no vanishing gradient to reduce' when both rungs are at 0.1 or "
-                 "above; otherwise 'not distinguishable'.")
+                 "first-layer norm); log10 per seed. A difference counts when the mean log10 ratios differ by more "
+                 "than twice the pooled seed std. 'No vanishing gradient to reduce' when the rung without fusion is "
+                 "at 0.1 or above and fusion does not lower the ratio below 0.1; otherwise fusion 'reduces vanishing "
+                 "gradients' (supported) when it raises the ratio, 'contradicted' when it lowers it, and 'not "
+                 "distinguishable' when the difference does not count.")
 
 
 def middle_ratio(norms: Sequence[Sequence[Any]]) -> float | None:
@@ -748,8 +757,8 @@ def gradient_verdicts(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             mean_a, mean_b = 10 ** float(np.mean(logs[a])), 10 ** float(np.mean(logs[b]))
             if min(mean_a, mean_b) >= 0.1:
                 v.update(verdict="no vanishing gradient to reduce", reason="both middle ratios >= 0.1")
-            elif v["verdict"] == "supported" and (v["difference_db"] < 0 or mean_a >= 0.1):
-                v.update(verdict="not distinguishable", reason="fusion does not raise a vanishing middle")
+            elif v["verdict"] == "supported" and mean_a >= 0.1:
+                v.update(verdict="no vanishing gradient to reduce", reason="the rung without fusion keeps >= 0.1")
             out.append({"when": when, "from": a, "to": b, "change": what,
                         "middle_ratio_from": mean_a, "middle_ratio_to": mean_b,
                         "log10_difference": v.pop("difference_db"), **v})
@@ -822,6 +831,7 @@ def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
     _write_json(results / "ladder.json", summary)
     (results / "ladder.md").write_text(to_markdown(summary))
     collect_overfit(paths, results)
+    collect_resolution(paths, results)
     return summary
 
 
@@ -856,12 +866,16 @@ def collect_overfit(paths: Sequence[Path], results: Path = RESULTS) -> dict[str,
             if xs and ys:
                 v = verdict(xs, ys, 0.0, 0.0)  # the gap's own seed spread is the yardstick here
                 v.pop("noise_spread")
+                # the claim is a *smaller* gap for the second rung: a negative difference supports it
+                v["verdict"] = {"supported": "contradicted", "contradicted": "supported"}.get(v["verdict"], v["verdict"])
                 verdicts.append({"train_images": n, "from": a, "to": b, "change": what, **v})
     first = runs[0]
     summary = {
         "experiment": "overfitting: gap between training and held-out PSNR against the number of training images",
-        "rule": ("A difference in gap between two rungs at one training-set size is 'supported' only when it exceeds "
-                 "twice the pooled seed standard deviation of the two rungs' gaps; otherwise 'not distinguishable'."),
+        "rule": ("The claim is that the second rung overfits less (a smaller gap). A difference in gap between two "
+                 "rungs at one training-set size counts only when it exceeds twice the pooled seed standard deviation "
+                 "of the two rungs' gaps: a smaller gap 'supports' the claim, a larger one 'contradicts' it; "
+                 "otherwise 'not distinguishable'."),
         "gap": "training PSNR (first min(n, 64) training images, noise seed 0) - full BSD68 PSNR, final weights",
         "steps": sorted({r["steps"] for r in runs}), "batch": sorted({r["batch"] for r in runs}),
         "patch": sorted({r["patch"] for r in runs}), "hardware": sorted({r["hardware"] for r in runs}),
@@ -874,6 +888,67 @@ def collect_overfit(paths: Sequence[Path], results: Path = RESULTS) -> dict[str,
     results.mkdir(parents=True, exist_ok=True)
     _write_json(results / "overfit.json", summary)
     (results / "overfit.md").write_text(overfit_markdown(summary))
+    return summary
+
+
+def collect_resolution(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any] | None:
+    """The article's "high-resolution training" claim: ``results/resolution.json`` and ``.md`` from ``res-p*`` runs.
+
+    One rung trained at several patch sizes with the same pixels per step (batch x patch^2) and steps; final
+    weights. The claim is that higher resolution brings overfitting (a larger gap) and vanishing gradients (a
+    lower middle ratio, :func:`middle_ratio`); each is judged smallest patch -> largest by the 2x pooled-std rule.
+    """
+    runs = [r for r in _read_runs(paths, "res")[0] if r.get("gap_db") is not None]
+    if not runs:
+        return None
+    table = []
+    for patch in sorted({r["patch"] for r in runs}):
+        recs = [r for r in runs if r["patch"] == patch]
+        ratios = [middle_ratio(r.get("grad_norms_final")) for r in recs]
+        logs = [math.log10(x) for x in ratios if x]
+        table.append({"patch": patch, "batch": recs[0]["batch"], "rung": recs[0]["rung"],
+                      "seeds": [r["seed"] for r in recs], "pixels_per_step": recs[0]["batch"] * patch ** 2,
+                      **{f"{k}_{f}": fn([r[k] for r in recs]) for k in ("bsd68_psnr", "train_psnr", "gap_db")
+                         for f, fn in (("mean", _mean), ("std", _std))},
+                      "middle_ratio_log10": logs})
+    lo, hi = table[0], table[-1]
+    gap = verdict([r["gap_db"] for r in runs if r["patch"] == lo["patch"]],
+                  [r["gap_db"] for r in runs if r["patch"] == hi["patch"]], 0.0, 0.0)
+    if lo["middle_ratio_log10"] and hi["middle_ratio_log10"]:
+        grad = verdict(hi["middle_ratio_log10"], lo["middle_ratio_log10"], 0.0, 0.0)  # lower at high res: supports
+        grad.pop("noise_spread")
+        grad["difference_log10"] = grad.pop("difference_db")
+    else:
+        grad = {"verdict": "not measured", "reason": "no gradient norms in these runs", "difference_log10": None}
+    gap.pop("noise_spread")
+    summary = {
+        "claim": "training at high resolution brings overfitting and vanishing gradients (article, section 5)",
+        "rule": ("Patch sizes compared smallest -> largest at equal pixels per step and equal steps: the claim is "
+                 "'supported' when the largest patch's gap (training - BSD68 PSNR) is larger, or its middle "
+                 "gradient ratio lower (log10), by more than twice the pooled seed std; 'contradicted' when the "
+                 "opposite holds by that margin; otherwise 'not distinguishable'."),
+        "table": table, "gap_verdict": {"from_patch": lo["patch"], "to_patch": hi["patch"], **gap},
+        "gradient_verdict": {"from_patch": lo["patch"], "to_patch": hi["patch"], **grad},
+        "steps": sorted({r["steps"] for r in runs}), "hardware": sorted({r["hardware"] for r in runs}),
+        "commit": sorted({r["commit"] for r in runs}), "runs": runs,
+    }
+    _write_json(Path(results) / "resolution.json", summary)
+    lines = ["# High-resolution training: overfitting and vanishing gradients? (rung e, sigma 25)", "",
+             f"`benchmarks/ladder.py --tag res-p<patch>`: rung e trained {summary['steps'][0]} steps at each patch "
+             f"size with the same pixels per step, final weights; {', '.join(summary['hardware'])}.", "",
+             f"**Rule.** {summary['rule']}", "",
+             "| patch | batch | seeds | BSD68 | train PSNR | gap | middle gradient ratio (log10) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in table:
+        lines.append(f"| {r['patch']} | {r['batch']} | {len(r['seeds'])} | {_pm(r['bsd68_psnr_mean'], r['bsd68_psnr_std'])}"
+                     f" | {_pm(r['train_psnr_mean'], r['train_psnr_std'])} | {_pm(r['gap_db_mean'], r['gap_db_std'])} |"
+                     f" {_pm(_mean(r['middle_ratio_log10']), _std(r['middle_ratio_log10']))} |")
+    lines += ["", f"- Gap, patch {lo['patch']} -> {hi['patch']}: {gap['difference_db']:+.3f} dB "
+                  f"(2 x pooled std {gap['twice_pooled_std']:.3f}): **{gap['verdict']}**",
+              f"- Middle gradient ratio, patch {lo['patch']} -> {hi['patch']}: " + (
+                  f"{-grad['difference_log10']:+.2f} log10 (2 x pooled std {grad['twice_pooled_std']:.2f}): "
+                  if grad["difference_log10"] is not None else f"{grad['reason']}: ") + f"**{grad['verdict']}**"]
+    (Path(results) / "resolution.md").write_text("\n".join(lines) + "\n")
     return summary
 
 
@@ -1011,8 +1086,33 @@ def check_main(argv: list[str]) -> int:
     return 0 if result["equal"] else 1
 
 
+def recover_resolution_main(argv: list[str]) -> int:
+    """Rebuild ``res-p<patch>-e-seed<s>.json`` from the RESULT lines of ``res<patch>.log`` (see the logs' README)."""
+    parser = argparse.ArgumentParser(prog="python benchmarks/ladder.py recover-resolution")
+    parser.add_argument("logs", type=Path, nargs="+", help="res<patch>.log files of a gpu_ladder.sh call")
+    parser.add_argument("--out", type=Path, default=RESULTS / "ladder_runs")
+    parser.add_argument("--pixels-per-step", type=int, default=64 * 50 ** 2)
+    parser.add_argument("--commit", required=True)
+    parser.add_argument("--hardware", default="NVIDIA H200")
+    args = parser.parse_args(argv)
+    for log in args.logs:
+        patch = int(log.stem.removeprefix("res"))
+        for line in log.read_text().splitlines():
+            if "RESULT " not in line:
+                continue
+            r = json.loads(line.split("RESULT ", 1)[1])
+            record = {**r, "patch": patch, "batch": args.pixels_per_step // patch ** 2, "sigma": SIGMA,
+                      "train_psnr": round(r["bsd68_psnr"] + r["gap_db"], 4), "grad_norms_final": None,
+                      "hardware": args.hardware, "commit": args.commit, "precision": "mixed_bfloat16",
+                      "recovered_from": f"{log.parent.name}/{log.name}"}
+            _write_json(run_path(args.out, r["rung"], r["seed"], tag=f"res-p{patch}"), record)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["recover-resolution"]:
+        return recover_resolution_main(argv[1:])
     if argv[:1] == ["collect"]:
         return collect_main(argv[1:])
     if argv[:1] == ["check"]:

@@ -124,8 +124,8 @@ def test_verdict_rule():
     assert ladder.verdict(wide, y, 0.01, 0.01)["verdict"] == "not distinguishable"  # 2 x pooled std is larger
     assert ladder.verdict([29.0], y, 0.01, 0.01)["reason"] == "fewer than 2 seeds in a rung"
     assert ladder.verdict(x, y, None, None)["verdict"] == "not distinguishable"
-    v = ladder.verdict(y, x, 0.01, 0.02)
-    assert v["verdict"] == "supported" and v["difference_db"] == pytest.approx(-0.29, abs=1e-4)
+    v = ladder.verdict(y, x, 0.01, 0.02)  # the second rung is worse: the claim that it is better is contradicted
+    assert v["verdict"] == "contradicted" and v["difference_db"] == pytest.approx(-0.29, abs=1e-4)
     assert ladder.pooled_std([1.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(math.sqrt(2 / 3))
 
 
@@ -201,7 +201,10 @@ def test_gradient_verdicts_use_the_middle_of_the_network():
     assert verdicts["final", "b", "e"]["verdict"] == "no vanishing gradient to reduce"  # both >= 0.1
     reverse = [dict(r, rung={"a": "d", "d": "a"}.get(r["rung"], r["rung"])) for r in runs]
     flipped = {(v["when"], v["from"], v["to"]): v for v in ladder.gradient_verdicts(reverse)}
-    assert flipped["init", "a", "d"]["verdict"] == "not distinguishable"  # fusion lowering the middle is no support
+    assert flipped["init", "a", "d"]["verdict"] == "contradicted"  # fusion lowering the middle below 0.1
+    mild = [dict(r, grad_norms_final=_grads(0.5 if r["rung"] == "a" else 0.9, r["seed"])) for r in runs]
+    assert {(v["when"], v["from"]): v["verdict"] for v in ladder.gradient_verdicts(mild)}[
+        "final", "a"] == "no vanishing gradient to reduce"
 
 
 def test_overfit_runs_collect_into_their_own_table(tmp_path):
@@ -218,7 +221,19 @@ def test_overfit_runs_collect_into_their_own_table(tmp_path):
     data = json.loads((tmp_path / "results" / "overfit.json").read_text())
     verdicts = {(v["train_images"], v["from"], v["to"]): v["verdict"] for v in data["verdicts"]}
     assert verdicts[2, "b", "e"] == "supported" and verdicts[392, "b", "e"] == "not distinguishable"
+    assert data["verdicts"][0]["difference_db"] == pytest.approx(-0.5)  # e's gap is smaller: the claim holds
     row = next(r for r in data["table"] if r["train_images"] == 2 and r["rung"] == "b")
     assert row["gap_db_mean"] == pytest.approx(1.01) and row["gap_db_std"] == pytest.approx(0.01)
     md = (tmp_path / "results" / "overfit.md").read_text()
     assert md.index("**Rule.**") < md.index("| n images |") and "| 2 | b -> e |" in md
+
+
+def test_run_plan_names_every_run_file_by_experiment():
+    plan = ladder.run_plan(ladder._train_arguments(["--rungs", "b,e", "--seeds", "0,1", "--out", "o"]))
+    assert [p.name for *_, p in plan][:3] == ["ladder-b-seed0.json", "ladder-e-seed0.json", "ladder-b-seed1.json"]
+    sizes = ladder.run_plan(ladder._train_arguments(["--rungs", "e", "--seeds", "2", "--train-images", "2,392"]))
+    assert [p.name for *_, p in sizes] == ["overfit-n2-e-seed2.json", "overfit-n392-e-seed2.json"]
+    tagged = ladder.run_plan(ladder._train_arguments(["--rungs", "e", "--train-images", "392", "--tag", "res-p25"]))
+    assert {p.name for *_, p in tagged} == {f"res-p25-e-seed{s}.json" for s in (0, 1, 2)}  # not the overfit names
+    with pytest.raises(SystemExit):
+        ladder._train_arguments(["--tag", "../x"])
