@@ -1,0 +1,68 @@
+"""The claims ledger (book/claims.md) and chapter 3's verdicts come from the committed results and agree."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from deconvlab import claims
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import make_claims  # noqa: E402
+
+
+def test_ledger_is_up_to_date():
+    assert (REPO / "book" / "claims.md").read_text() == make_claims.render(), (
+        "book/claims.md is stale: run python tools/make_claims.py")
+
+
+def test_ledger_is_in_the_table_of_contents():
+    assert "file: book/claims" in (REPO / "_toc.yml").read_text()
+
+
+def _chapter3_verdict_table() -> str:
+    nb = json.loads((REPO / "notebooks" / "03_conv_deconv_fuse.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "dl.claims.verdict_rows" in "".join(cell["source"]):
+            return "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in cell["outputs"])
+    raise AssertionError("chapter 3 has no cell calling dl.claims.verdict_rows")
+
+
+def test_chapter3_and_the_ledger_give_the_same_verdicts():
+    rows = claims.verdict_rows(claims.load_results("ladder"), claims.load_results("overfit"))
+    chapter, ledger = _chapter3_verdict_table(), (REPO / "book" / "claims.md").read_text()
+    assert len(rows) >= 10
+    for row in rows:
+        assert f"| {row['claim']} | {row['experiment']} | {row['measured']} | {row['verdict']} |" in chapter, row
+        assert f"| {row['claim']} | {row['experiment']} | {row['measured']} | **{row['verdict']}** |" in ledger, row
+
+
+def test_verdicts_come_from_the_committed_json_by_the_rule():
+    ladder = claims.load_results("ladder")
+    assert ladder["params_within_5_percent_of_e"] is True
+    assert all(len(r["seeds"]) >= 3 for r in ladder["rungs"].values())
+    assert ladder["test_images"] == {"bsd68": 68, "set12": 12}
+    for v in ladder["verdicts"]:
+        margin = max(v["twice_pooled_std"], v["noise_spread"])
+        expected = ("not distinguishable" if abs(v["difference_db"]) <= margin
+                    else "supported" if v["difference_db"] > 0 else "contradicted")
+        assert v["verdict"] == expected, v
+
+
+def test_verdict_rows_follow_the_json(tmp_path):
+    ladder = claims.load_results("ladder")
+    flipped = json.loads(json.dumps(ladder))
+    flipped["all_pairs"]["b->e"].update(difference_db=-0.5, verdict="contradicted")
+    row = next(r for r in claims.verdict_rows(flipped) if r["experiment"] == "1, ladder b → e")
+    assert row["verdict"] == "contradicted" and row["measured"].startswith("-0.50 dB")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        claims.load_results("ladder", tmp_path)
+
+
+def test_the_untested_claims_are_said_plainly():
+    ledger = (REPO / "book" / "claims.md").read_text()
+    assert "## Not tested" in ledger and "Detection" in ledger
