@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 # The shipped cards the book promises (ids of data/weights/<id>.json).
 SHIPPED = ("deblur", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4",
-           "denoise-unet-sigma15", "denoise-unet-sigma25", "denoise-unet-sigma50", "denoise-unet-blind")
+           "denoise-unet-sigma15", "denoise-unet-sigma25", "denoise-unet-sigma50", "denoise-unet-blind",
+           "sr-x2-post", "sr-x3-post", "sr-x4-post")
 # The figure shows the RED-Net family, one model per setting (all nine would crowd the denoising panel);
 # the table lists every card, and chapter 5 compares the U-Nets with RED-Net.
 FIGURE_CARDS = ("deblur", "denoise-sigma15", "denoise-sigma25", "denoise-sigma50", "sr-x2-3-4")
@@ -172,7 +173,15 @@ def _psnr_text(value: float | None) -> str:
     return "—" if value is None else f"{shown(value):.2f}"
 
 
+def _is_post_resnet(card: Mapping[str, Any]) -> bool:
+    """A post-upsampling super-resolver with a residual-block body (not RED-Net's encoder-decoder)."""
+    kw = card["architecture"].get("kwargs") or {}
+    return card["architecture"]["builder"] == "red_net_sr" and kw.get("body") == "resblocks"
+
+
 def _family(card: Mapping[str, Any]) -> str:
+    if _is_post_resnet(card):
+        return "post-upsampling ResNet"
     name = FAMILY.get(card["architecture"]["builder"], card["architecture"]["builder"])
     return f"blind {name}" if _is_blind(card) else name
 
@@ -281,8 +290,20 @@ def sr_table(cards, ours, anchors, quality, scale: int, cite: bool) -> tuple[str
             a, o = anchors.get(("sr", scale, ref, d)), ours.get((c["id"], d, scale))
             cells.append(report.signed_difference(difference(o, a[0])) if a and o is not None else "")
         rows.append([f"{_family(c)} − {ref}", "", *cells])
+    # a post-upsampling card against the pre-upsampling one of its scale: the default rule's comparison
+    pre = next((c for c in shipped if (c["architecture"].get("kwargs") or {}).get("upsample") == "pre"), None)
+    for c in (c for c in shipped if pre is not None and _is_post_resnet(c)):
+        cells = []
+        for d in datasets:
+            o, p = ours.get((c["id"], d, scale)), ours.get((pre["id"], d, scale))
+            cells.append(report.signed_difference(difference(o, p)) if o is not None and p is not None else "")
+        rows.append([f"{_family(c)} − {_family(pre)}", "", *cells])
+    default = next((c for c in shipped if weights.is_default(c, scale)), None)
+    notes = [f"Default for ×{scale} (`enhance --task sr --scale {scale}`): `{default['id']}`; a post-upsampling card "
+             "is the default unless it is *behind* the pre-upsampling one on Set5 or Set14."
+             if default is not None and pre is not None and len(shipped) > 1 else ""]
     return _table(["model", "MACs / px", *(DATASET_NAMES[d] for d in datasets)], rows), [
-        _citations(anchors, "sr", [scale], methods)]
+        _citations(anchors, "sr", [scale], methods), *notes]
 
 
 def _deblur_rows(quality: Mapping[str, Any]) -> dict[str, dict[str, Mapping[str, Any]]]:
@@ -395,6 +416,10 @@ def render_results(cards: Sequence[Mapping[str, Any]], quality: Mapping[str, Any
 def _network_text(card: Mapping[str, Any]) -> str:
     kw = card["architecture"].get("kwargs") or {}
     builder = card["architecture"]["builder"]
+    if builder == "red_net_sr" and kw.get("body") == "resblocks":
+        up = {"transposed": "transposed conv", "subpixel": "sub-pixel"}.get(kw.get("up"), kw.get("up"))
+        skip = f", {kw['skip']} skip" if kw.get("skip") else ""
+        return f"ResNet, {int(kw.get('depth', 0))} blocks at low res., {up} ×{kw.get('scale')}{skip}"
     if builder in ("red_net", "red_net_sr"):
         pre = ", bicubic in" if kw.get("upsample") == "pre" else ""
         return f"RED-Net, {2 * int(kw.get('depth', 0))} layers{pre}"
@@ -405,8 +430,8 @@ def _network_text(card: Mapping[str, Any]) -> str:
 
 def _chosen_on(card: Mapping[str, Any]) -> str:
     validation = str((card.get("data") or {}).get("validation", ""))
-    if validation.startswith("held-aside"):
-        return "Train400 (held out)"
+    if validation.startswith("held-aside"):  # "held-aside Train400 test_393, ..." or "held-aside T91 t59, ..."
+        return f"{validation.split()[1]} (held out)"
     return f"{DATASET_NAMES.get(validation, validation)} (test)" if validation else "—"
 
 

@@ -270,15 +270,23 @@ def card_anchors(card: dict[str, Any], recipe: CardRecipe) -> list[dict[str, Any
 
 def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str], default: bool | None = None,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure a denoiser card written elsewhere (e.g. by :mod:`deconvlab.fused` on the GPU host) here, from its
-    stored float16 file, and write its ``metrics``, ``anchors`` and (if given) ``default`` into it."""
+    """Measure a card written elsewhere (e.g. by :mod:`deconvlab.fused` on the GPU host) here, from its stored
+    float16 file, and write its ``metrics``, ``anchors`` and (if given) ``default`` into it.
+
+    Denoisers are measured at their sigma (blind ones at each of :data:`BLIND_LEVELS`), super-resolvers at every
+    scale they serve (``scale`` or ``scales``) under the SR protocol; ``eval_datasets`` are full test sets."""
     from . import weights
 
     path = Path(path)
     card = weights.read_card(path)
     rng = card.get("sigma_range")
+    scales = weights.card_scales(card) if card["task"] == "sr" else []
+    if card["task"] == "sr" and not scales:
+        raise ArgumentError(f"SR card {card['id']} records no scale or scales: it cannot be measured")
     recipe = CardRecipe(task=card["task"], out_dir=path.parent, sigma=card.get("sigma"),
-                        sigma_range=tuple(rng) if rng else None, eval_datasets=list(eval_datasets))
+                        sigma_range=tuple(rng) if rng else None, scale=scales[0] if len(scales) == 1 else None,
+                        scales=scales if len(scales) > 1 else None, channels=weights.card_channels(card),
+                        eval_datasets=list(eval_datasets))
     card["metrics"] = measure_card(card, recipe, log)
     card["anchors"] = card_anchors(card, recipe)
     if default is not None:
