@@ -13,6 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # `make test` runs every test on TensorFlow (`make unit`), then those marked `backends` and not `slow` again on JAX
+    # (`make unit-jax`), so that a backend-specific bug in the models, layers, training, gradients, tiling, weights
+    # or evaluation fails CI.
+    config.addinivalue_line("markers", "backends: holds on every Keras backend; `make unit-jax` repeats these on JAX")
+
+
 @pytest.fixture(scope="session")
 def book_html(tmp_path_factory) -> Path:
     """The book built once per test session with warnings as errors (``jupyter-book build -W --keep-going``).

@@ -106,3 +106,24 @@ print("RESULT", json.dumps({
     assert result["all_reduce"] == [False, True]
     assert np.isfinite(result["loss"]).all() and abs(result["loss"][0] - result["loss"][1]) < 1e-5
     assert result["moved"] > 1e-4 and result["max_weight_diff"] < 1e-5  # training moved the weights, alike
+
+
+def test_torch_data_parallel_is_one_replica_and_refuses_several_devices(monkeypatch):
+    # Keras 3 has no data-parallel engine for PyTorch (torchrun + DDP sit outside Keras): chapter 5's cells get one
+    # replica on the device Keras computes on, and gpu_count() asks torch (keras.distribution cannot there).
+    import keras
+    import pytest
+
+    from deconvlab import distribute
+    from deconvlab.errors import ArgumentError
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    for gpus, device in ((0, "cpu"), (1, "cuda:0"), (2, "cuda:0")):
+        monkeypatch.setattr(distribute, "_torch_gpu_count", lambda gpus=gpus: gpus)
+        s = data_parallel()
+        assert (s.engine, s.num_replicas, s.devices) == ("none (PyTorch: one device)", 1, [device])
+        with s.scope():
+            pass
+        assert distribute.gpu_count() == gpus
+    with pytest.raises(ArgumentError, match="torchrun"):
+        data_parallel(["cuda:0", "cuda:1"])

@@ -14,6 +14,9 @@ from deconvlab.data import load_dataset
 from deconvlab.errors import ArgumentError
 from deconvlab.evaluate import COLUMNS, EvalResult, evaluate, protocol_psf
 
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
+
 SHARED = Path("/work/shared/datasets")
 
 

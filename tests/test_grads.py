@@ -1,4 +1,4 @@
-"""Tests for deconvlab.grads on the TensorFlow backend (JAX is covered in test_models)."""
+"""Tests for deconvlab.grads on the active backend: TensorFlow in `make unit`, then JAX (the `backends` subset)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import pytest
 
 from deconvlab import grads, models
 from deconvlab.errors import ArgumentError
+
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
 
 
 def _rand(shape, seed=0) -> np.ndarray:

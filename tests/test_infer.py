@@ -9,6 +9,9 @@ import pytest
 from deconvlab import infer, models
 from deconvlab.errors import ArgumentError, ImageValueError
 
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
+
 
 def _rand(shape, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).random(shape, dtype=np.float32)

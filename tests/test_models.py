@@ -15,6 +15,9 @@ import pytest
 from deconvlab import layers, models
 from deconvlab.errors import ArgumentError
 
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
+
 ODD_SIZES = [(1, 1), (7, 9), (41, 41), (33, 50)]
 
 # tiny versions of every model (key: (builder, kwargs)), so each builds and runs in well under a second
@@ -125,6 +128,7 @@ def test_red_net_default_matches_plain_cnn_of_twice_the_depth():
     assert models.count_params(models.plain_cnn(depth=30)) == models.count_params(red)
 
 
+@pytest.mark.slow  # 13 s on JAX (a model built per width tried), backend-neutral: left out of the JAX subset
 def test_width_for_params_finds_the_matching_width():
     target = models.count_params(models.plain_cnn(depth=4, width=12))
     assert models.width_for_params("plain_cnn", target, depth=4, max_width=64) == 12
@@ -269,6 +273,8 @@ JAX_SCRIPT = textwrap.dedent(
 
 
 def test_red_net_on_jax_backend():
+    if keras.backend.backend() == "jax":
+        pytest.skip("this run is on JAX already: every test here covers it")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     run = subprocess.run([sys.executable, "-c", JAX_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]

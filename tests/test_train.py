@@ -20,6 +20,9 @@ from deconvlab.degrade import noise_degradation
 from deconvlab.errors import ArgumentError, OutputError
 from deconvlab.evaluate import evaluate
 
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
+
 SHARED = Path("/work/shared/datasets")
 
 

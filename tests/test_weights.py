@@ -11,6 +11,9 @@ import pytest
 from deconvlab import models, weights
 from deconvlab.errors import ArgumentError, WeightsError
 
+# Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
+pytestmark = pytest.mark.backends
+
 
 @pytest.fixture(scope="module")
 def tiny() -> keras.Model:

@@ -5,7 +5,8 @@ every global batch across the replicas:
 
 * JAX: ``keras.distribution.DataParallel`` over the visible accelerators;
 * TensorFlow: ``tf.distribute.MirroredStrategy`` (one replica on a CPU-only machine);
-* PyTorch: not provided; Keras 3 leaves multi-GPU PyTorch to ``torchrun`` and DDP.
+* PyTorch: one replica on the device Keras computes on (no scope to enter); Keras 3 leaves multi-GPU PyTorch to
+  ``torchrun`` and DDP, so asking for more than one device raises.
 
 On JAX the strategy also gives the shardings of the same device mesh (:meth:`Strategy.batch_sharding`,
 :meth:`Strategy.replicated`), for training loops that build the global batch on the devices themselves
@@ -61,7 +62,10 @@ class Strategy:
 
 
 def data_parallel(devices: list[str] | None = None) -> Strategy:
-    """Pick the data-parallel engine of the active Keras backend; ``devices`` defaults to every GPU (else CPU)."""
+    """Pick the data-parallel engine of the active Keras backend; ``devices`` defaults to every GPU (else CPU).
+
+    On PyTorch it is one replica on one device (more raise :class:`ArgumentError`): see the module's docstring.
+    """
     import keras
 
     backend = keras.backend.backend()
@@ -76,11 +80,21 @@ def data_parallel(devices: list[str] | None = None) -> Strategy:
         names = list(strategy.extended.worker_devices)
         return Strategy("tf.distribute.MirroredStrategy", strategy.num_replicas_in_sync, names, strategy.scope)
     if backend == "torch":
-        raise ArgumentError(
-            "data_parallel() covers the JAX and TensorFlow backends; on PyTorch use torchrun with "
-            "DistributedDataParallel, or set KERAS_BACKEND=jax"
-        )
+        if devices and len(devices) > 1:
+            raise ArgumentError(
+                "data_parallel() on PyTorch runs on one device; for several GPUs use torchrun with "
+                "DistributedDataParallel, or set KERAS_BACKEND=jax"
+            )
+        # Keras computes on the first GPU when there is one: one replica there, the same code path as on one device.
+        found = list(devices or (["cuda:0"] if _torch_gpu_count() else ["cpu"]))
+        return Strategy("none (PyTorch: one device)", 1, found, contextlib.nullcontext)
     return Strategy("none", 1, ["cpu"], contextlib.nullcontext)
+
+
+def _torch_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _jax_devices() -> list[str]:
@@ -98,6 +112,8 @@ def gpu_count() -> int:
     """Number of GPUs the active backend sees (0 on a CPU-only machine)."""
     import keras
 
+    if keras.backend.backend() == "torch":  # keras.distribution has no PyTorch implementation
+        return _torch_gpu_count()
     try:
         return len(keras.distribution.list_devices("gpu"))
     except Exception:  # backends without GPU support raise instead of returning []
