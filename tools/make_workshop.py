@@ -506,8 +506,14 @@ def read_chapter(path: Path) -> Chapter:
                 original = " ".join(re.sub(r"^原标题\s*[—-]+\s*", "", found.group(1)).split())
             if learn is None:
                 learn = time_to_learn(src)
-            if first.startswith("## "):
-                sections.append(Section(first[3:].strip()))
+            # a section heading may sit inside a markdown cell: the words before it belong to the section above
+            chunks = re.split(r"^## (.+)$", src, flags=re.M)
+            if answering is None and len(chunks) > 1 and sections:
+                sections[-1].words += len(chunks[0].split())
+            for heading, body in zip(chunks[1::2], chunks[2::2], strict=True):
+                sections.append(Section(heading.strip()))
+                if answering is None:
+                    sections[-1].words += len(heading.split()) + 1 + len(body.split())  # "##" counted as before
             if (directive := nbtools.EXERCISE_DIRECTIVE.match(src)) is not None:
                 named = nbtools.EXERCISE_LABEL.search(src)
                 label = named.group(1) if named else f"{path.stem}-exercise-{len(exercises) + 1}"
@@ -520,7 +526,7 @@ def read_chapter(path: Path) -> Chapter:
                 answering = exercises[label]
             elif nbtools.SOLUTION_END in src:
                 answering = None
-            elif answering is None:
+            elif answering is None and len(chunks) == 1:
                 sections[-1].words += len(src.split())
             continue
         if cell.cell_type != "code" or not src:
