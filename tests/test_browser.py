@@ -176,7 +176,7 @@ window.addEventListener('load', function () { setTimeout(function () {
     pre.id = '__PROBE_ID__';
     pre.textContent = JSON.stringify(out);
     document.body.appendChild(pre);
-  }, 500);
+  }, 1500);  // the toggle's transition: 500 ms was too short once on a loaded 2-core CI machine
 }, 300); });
 </script>
 """.replace("__PROBE_ID__", PROBE_ID)
