@@ -359,7 +359,8 @@ def test_train_one_step_moves_its_files_in_on_success(capsys, work):
     (work / "runs").mkdir()
     (work / "runs" / "keep.txt").write_text("someone else's file")
     accepts(capsys, train("--epochs", "1", "--steps", "1", "--patch-size", "16", "--train-limit", "1",
-                          "--eval-limit", "1", "--arch-kwargs", '{"depth": 2, "width": 4}', "--id", "tiny.v1"))
+                          "--eval-datasets", "fallback-test", "--eval-limit", "1",
+                          "--arch-kwargs", '{"depth": 2, "width": 4}', "--id", "tiny.v1"))
     names = sorted(p.name for p in (work / "runs").iterdir())
     assert names == ["keep.txt", "tiny.v1.history.json", "tiny.v1.json", "tiny.v1.weights.npz"]
     card = weights.read_card("tiny.v1", work / "runs")

@@ -597,7 +597,7 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     out_dir = tmp_path / "trained"
     argv = ["train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out_dir,
             "--epochs", "1", "--steps", "2", "--patch-size", "24", "--train-dataset", "fallback-train",
-            "--train-limit", "2", "--val-dataset", "fallback-test", "--eval-limit", "1", "--quiet",
+            "--train-limit", "2", "--eval-datasets", "fallback-test", "--eval-limit", "1", "--quiet",
             "--arch-kwargs", '{"depth": 2, "width": 4}']
     code, out, err = run(capsys, *argv)
     assert code == 0, err
@@ -605,6 +605,8 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     assert card["command"].startswith("python -m deconvlab train --task denoise --sigma 25")
     assert card["architecture"]["kwargs"]["depth"] == 2
     assert len(card["history"]["loss"]) == 1
+    # the checkpoint was chosen on the last training image, held aside, not on the test set it reports
+    assert card["data"]["validation"].startswith("fallback-train[") and card["data"]["train"] == "fallback-train"
     assert card["metrics"][0]["dataset"] == "fallback-test" and card["metrics"][0]["limit"] == 1
     history_file = out_dir / "denoise-sigma25.history.json"
     fig = plots.plot_history(history_file)  # the JSON train() wrote plots as is

@@ -98,3 +98,13 @@ def test_checks_refuse_bools_non_numbers_and_out_of_range():
             checks.number("sigma", bad)
     with pytest.raises(ArgumentError, match=r"> 0, e\.g\. 1"):
         checks.number("scale", 0, strict=True, hint=", e.g. 1")
+
+
+@pytest.mark.parametrize(("n", "held"), [(2, 1), (9, 1), (64, 8), (400, 8)])
+def test_held_aside_count_leaves_most_images_for_training(n, held):
+    assert tasks.held_aside_count(n) == held
+
+
+def test_a_single_training_image_cannot_be_split():
+    with pytest.raises(ArgumentError, match="cannot spare"):
+        tasks.held_aside_count(1)

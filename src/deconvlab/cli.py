@@ -573,8 +573,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="override the profile's mixed precision")
     p.add_argument("--train-dataset", default="train400", help="training set (default train400)")
     p.add_argument("--train-limit", type=int, help="only the first N training images")
-    p.add_argument("--val-dataset", help="validation set (default: bsd68 / set5 / set12 by task)")
-    p.add_argument("--eval-datasets", help="comma-separated test sets for the card (default: the validation set)")
+    p.add_argument("--val-dataset", help="validation set that chooses the checkpoint (default: the last 8 images "
+                   "of the training set, held aside; never pass a test set)")
+    p.add_argument("--eval-datasets", help="comma-separated test sets for the card (default: bsd68 / set5 / set12 "
+                   "by task)")
     p.add_argument("--eval-limit", type=int, help="only the first N test images (recorded in the card)")
     p.add_argument("--seed", type=int, default=0, help=f"random seed, 0 to {SEED_MAX}")
     p.add_argument("--overwrite", action="store_true", help="replace an existing card with the same id")

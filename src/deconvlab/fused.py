@@ -34,10 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from .tasks import HELD_ASIDE_IMAGES
+
 __all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
            "held_aside_sr", "sr_training_images", "train_denoiser", "train_sr"]
 
-VAL_IMAGES = 8  # the last 8 Train400 images (file order) are held aside to choose the checkpoint
+VAL_IMAGES = HELD_ASIDE_IMAGES  # the last 8 Train400 images (file order) are held aside to choose the checkpoint
 VAL_NOISE_SEED = 10_000
 SR_VAL_IMAGES = 8  # the last 8 T91 images (registry order) choose an SR checkpoint
 LOSSES = ("mse", "l1")
@@ -408,6 +410,8 @@ def _main_denoise(args, command: str) -> int:
     from . import data, evaluate, models, tasks, weights
 
     wall = time.perf_counter()
+    # the test sets are loaded first: a missing one should stop the run before training, not after
+    tests = {name: data.load_dataset(name, mode="gray") for name in args.eval.split(",") if name}
     train_set = data.load_dataset("train400", mode="gray", limit=args.train_limit)
     sigma = tuple(args.sigma_range) if args.sigma_range else args.sigma
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
@@ -435,8 +439,7 @@ def _main_denoise(args, command: str) -> int:
     fields.update(extra)
     card = weights.save_pretrained(model, fields, args.out)
     gpu = {}
-    for name in [n for n in args.eval.split(",") if n]:
-        test = data.load_dataset(name, mode="gray")
+    for name, test in tests.items():
         for s in val_sigmas:
             gpu[f"{name}@{s:g}"] = round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
     return _finish(card, record, gpu, args.id)

@@ -209,14 +209,26 @@ class CardRecipe:
             check_output_path(self.out_dir, overwrite=False, suffix=None)  # its parent must be writable
 
 
+def held_aside(train_set: Any) -> tuple[Any, Any]:
+    """(training part, validation part) of a loaded set: its last :func:`tasks.held_aside_count` images held aside.
+    The validation part is named e.g. ``train400[test_393..test_400]``, as cards record it."""
+    k = tasks.held_aside_count(len(train_set))
+    names = train_set.names
+    part = dataclasses.replace(train_set, images=train_set.images[-k:], names=names[-k:],
+                               name=f"{train_set.name}[{names[-k]}..{names[-1]}]")
+    return dataclasses.replace(train_set, images=train_set.images[:-k], names=names[:-k]), part
+
+
 def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any, Any, Any]:
     """(train PatchDataset, validation PatchDataset, train set, validation set) of a recipe."""
     from . import data
 
     mode = "rgb" if recipe.channels == 3 else "gray"
     train_set = data.load_dataset(recipe.train_dataset, mode=mode, limit=recipe.train_limit or profile.train_images)
-    val_set = data.load_dataset(recipe.val_dataset or tasks.DEFAULT_DATASETS[recipe.task], mode=mode,
-                                limit=profile.test_images)
+    if recipe.val_dataset:
+        val_set = data.load_dataset(recipe.val_dataset, mode=mode, limit=profile.test_images)
+    else:  # the checkpoint is chosen on training images held aside, never on a test set
+        train_set, val_set = held_aside(train_set)
     degradation = tasks.training_degradation(recipe.task, sigma=recipe.sigma_range or recipe.sigma,
                                              scale=recipe.scale, scales=recipe.scales, post=post)
     steps = recipe.steps or profile.steps_per_epoch
@@ -240,7 +252,7 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
     from . import weights
 
     shipped = weights.load_pretrained(card=card)
-    names = recipe.eval_datasets or [recipe.val_dataset or tasks.DEFAULT_DATASETS[recipe.task]]
+    names = recipe.eval_datasets or [tasks.DEFAULT_DATASETS[recipe.task]]
     metrics = []
     sigmas = [recipe.sigma] if recipe.sigma_range is None else list(BLIND_LEVELS)
     for name, sigma in itertools.product(names, sigmas):

@@ -21,8 +21,11 @@ from .errors import ArgumentError
 TASKS = ("denoise", "sr", "deblur")
 SUPPORTED_SCALES = (2, 3, 4)
 SIGMA_MAX = 100.0  # on the 255 scale; beyond it the "image" is mostly noise and no card is trained for it
-#: The validation set of training and the test set of ``evaluate`` when none is named.
+#: The test set of ``evaluate`` and of a new card's metrics when none is named. Never a validation set: training
+#: chooses its checkpoint on images held aside from its own training set (:func:`held_aside_count`).
 DEFAULT_DATASETS = {"denoise": "bsd68", "sr": "set5", "deblur": "set12"}
+#: Training images held aside (the last ones, in file order) to choose a checkpoint: Train400's test_393..400.
+HELD_ASIDE_IMAGES = 8
 DEFAULT_BUILDERS = {"denoise": "red_net", "sr": "red_net_sr", "deblur": "red_net"}
 #: What the degraded input is called in result tables (the "input" columns).
 INPUT_LABEL = {"denoise": "noisy", "sr": "bicubic", "deblur": "degraded"}
@@ -60,6 +63,14 @@ def check_scale(scale: int | None) -> int | None:
 
 # the noise levels a blind denoiser is chosen and measured at: the three of the DnCNN tables
 BLIND_LEVELS = (15.0, 25.0, 50.0)
+
+
+def held_aside_count(n_images: int) -> int:
+    """How many of ``n_images`` training images are held aside for validation: :data:`HELD_ASIDE_IMAGES`, or a
+    fifth of a small set (e.g. 12 of the quick profile's 64), so at least as many are left for training."""
+    if n_images < 2:
+        raise ArgumentError(f"a training set of {n_images} image(s) cannot spare one for validation")
+    return max(1, min(HELD_ASIDE_IMAGES, n_images // 5))
 
 
 def check_task_args(task: str, sigma: float | None, scale: int | None) -> tuple[float | None, int | None]:
