@@ -66,8 +66,8 @@ BLIND_LEVELS = (15.0, 25.0, 50.0)
 
 
 def held_aside_count(n_images: int) -> int:
-    """How many of ``n_images`` training images are held aside for validation: :data:`HELD_ASIDE_IMAGES`, or a
-    fifth of a small set (e.g. 12 of the quick profile's 64), so at least as many are left for training."""
+    """How many of ``n_images`` training images are held aside for validation: :data:`HELD_ASIDE_IMAGES` (8 of
+    Train400, 8 of the quick profile's 64), or a fifth of a set under 40 images (at least one)."""
     if n_images < 2:
         raise ArgumentError(f"a training set of {n_images} image(s) cannot spare one for validation")
     return max(1, min(HELD_ASIDE_IMAGES, n_images // 5))

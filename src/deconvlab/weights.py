@@ -748,19 +748,15 @@ def _row_psnr(card: Mapping[str, Any]) -> str:
 def _benchmark_speeds(path: str | os.PathLike) -> dict[str, float]:
     """{card id: CPU seconds per megapixel} from a ``benchmarks/speed_cpu.py`` result, {} if unreadable: for each
     card it measured, the (first-call) number on its largest image, at ``enhance``'s default tile where measured.
-
-    Rows name their card (``card``, ``s_per_mpx``); older files name one card in ``meta.model`` for their
-    ``enhance`` rows (``seconds_per_megapixel``).
+    Rows name their card (``card``) and its speed (``s_per_mpx``).
     """
     from .config import DEFAULT_TILE
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        named = str((data.get("meta") or {}).get("model") or "").split(" ")[0]
         best: dict[str, tuple[tuple[bool, float], float]] = {}
         for row in data["rows"]:
-            card_id = row.get("card") or (named if row.get("method") == "enhance" else "")
-            value = row.get("s_per_mpx", row.get("seconds_per_megapixel"))
+            card_id, value = row.get("card"), row.get("s_per_mpx")
             if not card_id or not isinstance(value, (int, float)) or not math.isfinite(value):
                 continue
             key = (row.get("tile") in (None, DEFAULT_TILE), float(row.get("megapixels") or 0))
