@@ -162,7 +162,6 @@ def difference(ours: float, other: float) -> float:
     return round(shown(ours) - shown(other), 2)
 
 
-LADDER_PATH = ROOT / "benchmarks" / "results" / "ladder.json"
 #: the ladder rung that trained each denoiser family's recipe three times at half size (chapter 3)
 RECIPE_RUNG = {"red_net": "e", "unet": "f"}
 
@@ -170,10 +169,13 @@ RECIPE_RUNG = {"red_net": "e", "unet": "f"}
 def card_spread(card: Mapping[str, Any]) -> float | None:
     """A denoising card's measured spread: twice the BSD68 seed std of the ladder rung with its recipe (None:
     nothing measured, e.g. SR and deblurring cards, or no ladder.json)."""
+    from deconvlab import claims
+
     rung = RECIPE_RUNG.get(card["architecture"]["builder"]) if card["task"] == "denoise" else None
-    if rung is None or not LADDER_PATH.exists():
+    try:
+        std = claims.load_results("ladder")["rungs"].get(rung, {}).get("bsd68_std") if rung else None
+    except FileNotFoundError:
         return None
-    std = json.loads(LADDER_PATH.read_text())["rungs"].get(rung, {}).get("bsd68_std")
     return None if std is None else 2 * std
 
 
