@@ -26,7 +26,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from deconvlab import cli, io, recipes, weights
+from deconvlab import cli, console, io, recipes, weights
 
 UNWRITABLE = Path("/proc/self")  # a folder no process can create files in, root included
 CARD = "denoise-sigma25"
@@ -604,7 +604,7 @@ def test_unexpected_exception_is_one_line_and_status_70(capsys, work, monkeypatc
 
     monkeypatch.setattr(io, "read_image", bug)
     line = refuses(capsys, work, enhance("in.png", "out.png"), "unexpected RuntimeError: something that spans",
-                   code=cli.EX_SOFTWARE)
+                   code=console.EX_SOFTWARE)
     assert "DECONVLAB_DEBUG=1" in line
     monkeypatch.setenv("DECONVLAB_DEBUG", "1")
     with pytest.raises(RuntimeError):
@@ -630,7 +630,7 @@ def test_swallowed_ctrl_c_still_ends_the_run(capsys, work, monkeypatch):
             pass
         return keras
 
-    monkeypatch.setattr(cli, "import_keras", swallowing_start)
+    monkeypatch.setattr(console, "import_keras", swallowing_start)
     refuses(capsys, work, enhance("in.png", "out.png"), "interrupted; nothing was written", code=130)
 
 
@@ -655,7 +655,7 @@ def test_ctrl_c_does_not_replay_the_start_up_log(capsys, work, monkeypatch):
         sys.stderr.write("I0000 tensorflow: oneDNN custom operations are on\nW0000 cuda: no GPU\n")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "import_keras", noisy_start)
+    monkeypatch.setattr(console, "import_keras", noisy_start)
     refuses(capsys, work, enhance("in.png", "out.png"), "interrupted", code=130)
 
 

@@ -606,7 +606,7 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     assert card["architecture"]["kwargs"]["depth"] == 2
     assert len(card["history"]["loss"]) == 1
     # the checkpoint was chosen on the last training image, held aside, not on the test set it reports
-    assert card["data"]["validation"].startswith("fallback-train[") and card["data"]["train"] == "fallback-train"
+    assert card["data"]["validation"].startswith("held-aside fallback-train ") and card["data"]["train"] == "fallback-train"
     assert card["metrics"][0]["dataset"] == "fallback-test" and card["metrics"][0]["limit"] == 1
     history_file = out_dir / "denoise-sigma25.history.json"
     fig = plots.plot_history(history_file)  # the JSON train() wrote plots as is
@@ -660,3 +660,42 @@ def test_debug_shows_the_traceback(gray_png, tmp_path, monkeypatch):
     with pytest.raises(ImageFileError):
         cli.main(["enhance", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--task", "denoise",
                   "--sigma", "25"])
+
+
+def test_colour_photo_is_denoised_by_the_blind_model_on_y_cb_cr(capsys, monkeypatch, tmp_path, wdir):
+    folder = tmp_path / "weights"
+    shutil.copytree(wdir, folder)
+    weights.save_pretrained(models.red_net(channels=1, depth=2, width=4),
+                            {"task": "denoise", "sigma_range": [0, 55], "blind": True}, folder)
+    rgb, gray = tmp_path / "rgb.png", tmp_path / "gray.png"
+    pixels = (np.random.default_rng(0).random((24, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(rgb)
+    Image.fromarray(pixels[..., 0]).save(gray)
+    seen = []
+
+    def spy(model, image, task, **kwargs):
+        seen.append((model.name, kwargs["colour"]))
+        return np.zeros(image.shape, np.float32)
+
+    monkeypatch.setattr(infer, "enhance", spy)
+
+    def enhance(src, *extra):
+        code, stdout, err = run(capsys, "enhance", src, tmp_path / "out.png", "--task", "denoise", "--overwrite",
+                                "--weights-dir", folder, *extra)
+        assert code == 0, err
+        return seen.pop(), stdout
+
+    blind = weights.find_card("denoise", sigma=None, directory=folder)
+    (name, colour), out = enhance(rgb)
+    assert colour == "ycbcr" and blind["id"] in out
+    assert enhance(gray)[0][1] == "rgb"  # a gray image has no colour to convert
+    # --sigma with a colour card for that level: the colour model sees the three channels together
+    assert enhance(rgb, "--sigma", "25")[0][1] == "rgb"
+    for card in weights.list_cards(folder):  # without one, the blind model on Y/Cb/Cr wins over the gray sigma card
+        if card["task"] == "denoise" and weights.card_channels(card) == 3:
+            for path in folder.glob(f"{card['id']}.*"):
+                path.unlink()
+    (name, colour), out = enhance(rgb, "--sigma", "25")
+    assert colour == "ycbcr" and out.startswith("--sigma 25 on a colour image: using the blind model on Y, Cb and Cr")
+    (name, colour), out = enhance(rgb, "--sigma", "25", "--colour", "rgb")
+    assert colour == "rgb" and "denoise-sigma25" in out

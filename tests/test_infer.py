@@ -197,3 +197,17 @@ def test_explicit_margin_and_untraceable_models():
     np.testing.assert_allclose(out, 2.0 * _rand((20, 20)), atol=1e-6)
     with pytest.raises(ArgumentError, match="margin"):
         infer.tile_predict(opaque, _rand((20, 20)), tile=8, overlap=4, margin=3)
+
+
+def test_enhance_hands_a_colour_image_to_a_gray_model_per_rgb_or_per_ycbcr_channel():
+    identity = keras.Sequential([keras.Input((None, None, 1)),
+                                 keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")])
+    image = np.random.default_rng(0).random((9, 13, 3)).astype(np.float32) * 0.8 + 0.1
+    for colour in infer.COLOURS:  # Y/Cb/Cr and back is the identity up to float rounding
+        np.testing.assert_allclose(infer.enhance(identity, image, "denoise", colour=colour), image, atol=1e-5)
+    zero = keras.Sequential([keras.Input((None, None, 1)),
+                              keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="zeros")])
+    # a model that outputs 0 maps Y/Cb/Cr = 0 to an RGB image unlike the RGB zeros: the two paths differ
+    assert not np.allclose(infer.enhance(zero, image, "denoise", colour="ycbcr", clip=False), 0)
+    with pytest.raises(ArgumentError, match="colour='lab'"):
+        infer.enhance(identity, image, "denoise", colour="lab")

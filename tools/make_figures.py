@@ -162,21 +162,12 @@ def difference(ours: float, other: float) -> float:
     return round(shown(ours) - shown(other), 2)
 
 
-#: the ladder rung that trained each denoiser family's recipe three times at half size (chapter 3)
-RECIPE_RUNG = {"red_net": "e", "unet": "f"}
-
-
 def card_spread(card: Mapping[str, Any]) -> float | None:
-    """A denoising card's measured spread: twice the BSD68 seed std of the ladder rung with its recipe (None:
-    nothing measured, e.g. SR and deblurring cards, or no ladder.json)."""
+    """A denoising card's measured spread, :func:`deconvlab.claims.recipe_spread` of its builder (None: nothing
+    measured, e.g. SR and deblurring cards, or no ladder.json)."""
     from deconvlab import claims
 
-    rung = RECIPE_RUNG.get(card["architecture"]["builder"]) if card["task"] == "denoise" else None
-    try:
-        std = claims.load_results("ladder")["rungs"].get(rung, {}).get("bsd68_std") if rung else None
-    except FileNotFoundError:
-        return None
-    return None if std is None else 2 * std
+    return claims.recipe_spread(card["architecture"]["builder"]) if card["task"] == "denoise" else None
 
 
 # ---------------------------------------------------------------------------------------------- the tables

@@ -24,6 +24,8 @@ from .errors import ArgumentError, ImageValueError
 from .io import check_image
 
 _PROBE = 16  # side of the blank image used to measure a model's scale factor
+#: How :func:`enhance` hands a colour image to a gray model: per RGB channel, or per Y / Cb / Cr channel.
+COLOURS = ("rgb", "ycbcr")
 
 
 def model_channels(model) -> int | None:
@@ -249,6 +251,28 @@ def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: in
 
 # ------------------------------------------------------------------------------------------------ enhance
 
+def check_exact_tile(model: keras.Model, label: str, tile: int) -> None:
+    """ArgumentError unless ``tile`` exceeds twice the overlap that tiles ``model`` exactly (its stride grid kept)."""
+    geometry = tiling_geometry(model)
+    if geometry is None:
+        raise ArgumentError(f"cannot read the receptive field of {label} from its layers, so no tile overlap can be "
+                            "derived: pass --overlap N (e.g. 64) or --tile 0")
+    overlap, stride = default_overlap(model), geometry[1]
+    least = -(-(2 * overlap + 1) // stride) * stride
+    if tile < least:
+        raise ArgumentError(f"--tile {tile} is too small for {label}: its receptive field needs an overlap of "
+                            f"{overlap} pixels, so pass --tile {least} or more, --tile 0 (no tiles), or a smaller "
+                            "--overlap (seams then blended, not exact)")
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: mean of the channels)."""
+    from skimage.restoration import estimate_sigma
+
+    colour = image.ndim == 3
+    return 255.0 * float(estimate_sigma(image, channel_axis=-1 if colour else None, average_sigmas=colour))
+
+
 def has_colour(image: np.ndarray) -> bool:
     """False for gray images and for gray stored as RGB (R = G = B), which a gray model restores once."""
     return image.ndim == 3 and not (np.array_equal(image[..., 0], image[..., 1])
@@ -256,10 +280,13 @@ def has_colour(image: np.ndarray) -> bool:
 
 
 def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1, tile: int | None = DEFAULT_TILE,
-            overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, clip: bool = True) -> np.ndarray:
+            overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, clip: bool = True,
+            colour: str = "rgb") -> np.ndarray:
     """Restore one image (H, W) or (H, W, 3) with a model, choosing how colour is handled. Taught in chapter 4.
 
-    A gray model restores each RGB channel in turn (an image stored as RGB with R = G = B only once);
+    A gray model restores each RGB channel in turn (``colour="rgb"``; an image stored as RGB with R = G = B only
+    once) or, with ``colour="ycbcr"``, each of Y, Cb and Cr (MATLAB ``rgb2ycbcr``) and converts back: chapter 5
+    measures the blind denoiser that way on CBSD68, where the chroma planes' correlated noise is easier to remove;
     for super-resolution it restores the Y channel and upscales Cb/Cr bicubically (the SR protocol);
     a pre-upsampling SR model gets the bicubic-upscaled image. Large images go through tiles
     (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does).
@@ -268,6 +295,8 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     from .io import rgb_to_gray
     from .metrics import rgb_to_ycbcr, ycbcr_to_rgb
 
+    if colour not in COLOURS:
+        raise ArgumentError(f"colour={colour!r}: use one of {', '.join(COLOURS)}")
     img = check_image(image)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
@@ -296,7 +325,9 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
         y = run(ycc[None, :, :, :1])[0]
         out = ycbcr_to_rgb(np.concatenate([y, upscale(ycc[..., 1:], scale).astype(np.float32)], axis=-1))
     else:
-        batch, layout = to_model_batch(img, 1, per_channel=True)
+        planes = rgb_to_ycbcr(img) if colour == "ycbcr" else img
+        batch, layout = to_model_batch(planes, 1, per_channel=True)
         out = from_model_batch(run(batch), layout)
+        out = ycbcr_to_rgb(out) if colour == "ycbcr" else out
     out = out.astype(np.float32)
     return np.clip(out, 0.0, 1.0) if clip else out

@@ -11,9 +11,13 @@ import dataclasses
 import hashlib
 import inspect
 import itertools
+import json
 import math
 import os
+import re
+import shutil
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,6 +65,34 @@ def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: 
             warnings.warn(f"card {card['id']} was trained for sigma={card['sigma']:g}, not {sigma:g}",
                           UserWarning, stacklevel=3)
     return weights.load_pretrained(card=card, directory=directory), card, str(card["id"])
+
+
+def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | None, spec: str | None,
+                   directory: Path | None = None) -> tuple[str, float | None, str | None]:
+    """(colour for :func:`deconvlab.infer.enhance`, sigma that picks the card, a note for the user or None).
+
+    ``colour`` is ``enhance --colour``: with "auto" a colour photo to denoise goes through the blind model on Y, Cb
+    and Cr (chapter 5 measures that way above the per-channel one on CBSD68), unless weights were named (then R,
+    G, B, or Y/Cb/Cr with "ycbcr") or a colour card exists for the sigma asked (it sees the channels together)."""
+    if task != "denoise" or not colour_image or colour == "rgb":
+        return "rgb", sigma, None
+    if spec is not None:
+        return ("ycbcr" if colour == "ycbcr" else "rgb"), sigma, None
+    if sigma is not None and colour == "auto" and _has_colour_card(sigma, directory):
+        return "rgb", sigma, None
+    note = None if sigma is None else (
+        f"--sigma {sigma:g} on a colour image: using the blind model on Y, Cb and Cr, which measures higher on "
+        "colour test images than the per-sigma model on R, G and B (--colour rgb picks that one)")
+    return "ycbcr", None, note
+
+
+def _has_colour_card(sigma: float, directory: Path | None) -> bool:
+    from .weights import card_channels, find_card
+
+    try:
+        return card_channels(find_card("denoise", sigma=sigma, channels=3, directory=directory)) == 3
+    except ArgumentError:
+        return False
 
 
 def card_metric(card: dict[str, Any], dataset: str, sigma: float | None, scale: int | None,
@@ -211,11 +243,12 @@ class CardRecipe:
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
     """(training part, validation part) of a loaded set: its last :func:`tasks.held_aside_count` images held aside.
-    The validation part is named e.g. ``train400[test_393..test_400]``, as cards record it."""
+    The validation part is named e.g. ``held-aside train400 test_393, ..., test_400``, as every card records it
+    (:mod:`deconvlab.fused` too)."""
     k = tasks.held_aside_count(len(train_set))
     names = train_set.names
     part = dataclasses.replace(train_set, images=train_set.images[-k:], names=names[-k:],
-                               name=f"{train_set.name}[{names[-k]}..{names[-1]}]")
+                               name=f"held-aside {train_set.name} {', '.join(names[-k:])}")
     return dataclasses.replace(train_set, images=train_set.images[:-k], names=names[:-k]), part
 
 
@@ -353,6 +386,81 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
     log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
         f"({card['params']:,} parameters, {wall:.0f} s)")
     return card
+
+
+#: A card id becomes file names inside the output folder: one path component, no hidden files, no "..".
+CARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
+    """The :class:`CardRecipe` of ``deconvlab train``'s options (argparse's names), checked before Keras starts."""
+    o = dict(options)
+    if o["scales"] is not None and (o["task"] != "sr" or o["scale"] is not None or o["upsample"] != "pre"):
+        raise ArgumentError("--scales replaces --scale and needs --task sr with --upsample pre")
+    scales = None if o["scales"] is None else tasks.parse_scales(o["scales"])
+    if scales is None:
+        o["sigma"], o["scale"] = tasks.check_task_args(o["task"], o["sigma"], o["scale"])
+    elif o["sigma"] is not None:
+        raise ArgumentError("--sigma applies to --task denoise only; drop it for --task sr")
+    if o["sigma_range"] is not None and (o["task"] != "denoise" or o["sigma"] is not None):
+        raise ArgumentError("--sigma-range (blind denoising) replaces --sigma and needs --task denoise")
+    sigma_range = None if o["sigma_range"] is None else tasks.check_sigma_range(*o["sigma_range"])
+    if o["task"] == "denoise" and o["sigma"] is None and sigma_range is None:
+        raise ArgumentError("--task denoise needs --sigma S (or --sigma-range LO HI for a blind model)")
+    if o["id"] is not None and (not CARD_ID.fullmatch(o["id"]) or ".." in o["id"]):
+        raise ArgumentError(f"--id {o['id']!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
+                            "it names the files written into --out")
+    try:
+        extra = json.loads(o["arch_kwargs"]) if o["arch_kwargs"] else {}
+    except json.JSONDecodeError as exc:
+        raise ArgumentError(f"--arch-kwargs is not JSON ({exc.msg}): e.g. '{{\"fusion\": \"concat\"}}'") from None
+    if not isinstance(extra, dict):
+        raise ArgumentError("--arch-kwargs must be a JSON object, e.g. '{\"fusion\": \"concat\"}'")
+    evals = [n.strip() for n in o["eval_datasets"].split(",") if n.strip()] if o["eval_datasets"] else None
+    return CardRecipe(
+        task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,
+        scale=o["scale"], scales=scales, channels=o["channels"], arch=o["arch"], arch_kwargs=extra,
+        upsample=o["upsample"], profile=o["profile"], card_id=o["id"], epochs=o["epochs"], steps=o["steps"],
+        patch_size=o["patch_size"], learning_rate=o["learning_rate"], mixed_precision=o["mixed_precision"],
+        train_dataset=o["train_dataset"], train_limit=o["train_limit"], val_dataset=o["val_dataset"],
+        eval_datasets=evals, eval_limit=o["eval_limit"], seed=o["seed"], workers=o["workers"],
+        time_limit_min=o["time_limit"], command=command, verbose=0 if o["quiet"] else "auto",
+    )
+
+
+def train_card_into(recipe: CardRecipe, overwrite: bool, log: Callable[[str], None] = print,
+                    before_move: Callable[[], None] = lambda: None) -> list[Path]:
+    """:func:`train_card` in a hidden temporary folder next to (or inside) ``recipe.out_dir``, whose files move in
+    only when the run finished (``before_move`` may still stop it, e.g. after a Ctrl-C): a failure leaves the
+    folder as it was. Returns the files moved in."""
+    out_dir = recipe.out_dir
+    # mkdir rather than mkdtemp: a new out_dir is this folder renamed, and gets the umask's permissions, not 0700
+    tmp = (out_dir if out_dir.is_dir() else out_dir.parent) / f".{recipe.id}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        # train_card reports the files where it wrote them; they end up in out_dir under the same names.
+        train_card(dataclasses.replace(recipe, out_dir=tmp),
+                   log=lambda message: log(message.replace(str(tmp), str(out_dir))))
+        before_move()
+        return _move_results(tmp, out_dir, recipe.id, overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> list[Path]:
+    """Move a finished run into ``out_dir``, the card last, so a reader that lists the folder never sees a card
+    whose weights are not there yet."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
+        return sorted(out_dir.iterdir())
+    card = f"{card_id}.json"
+    if (out_dir / card).exists() and not overwrite:
+        raise OutputError(f"{out_dir / card} appeared while training: pass --overwrite or another --out")
+    names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == card)
+    for name in names:
+        os.replace(tmp / name, out_dir / name)
+    tmp.rmdir()
+    return [out_dir / n for n in names]
 
 
 def enhance_speed(model: Any, task: str, sizes: Sequence[int], *, scale: int = 1, channels: int = 1,

@@ -730,6 +730,27 @@ def model_rows(directory: str | os.PathLike | None = None,
     return rows
 
 
+def model_table(directory: str | os.PathLike | None = None) -> str:
+    """:func:`model_rows` as an aligned Markdown table with a legend (``python -m deconvlab models``)."""
+    rows = model_rows(directory)
+    if not rows:
+        raise ArgumentError(f"no model cards in {directory or weights_dir()}: git checkout data/weights, "
+                            "or train one with `python -m deconvlab train`")
+    header = ("id", "task", "setting", "default", "arch", "params", "MACs/px", "test PSNR (dB)", "CPU s/Mpx")
+    cells = [[r["id"], r["task"], r["setting"], r["default"], r["builder"],
+              "" if r["params"] is None else f"{r['params']:,}", r["macs_per_pixel"], r["test_psnr"],
+              "" if r["cpu_s_per_mpx"] is None else f"{r['cpu_s_per_mpx']:.1f}"] for r in rows]
+    cells = [[c or "-" for c in row] for row in cells]
+    widths = [max(map(len, column)) for column in zip(header, *cells, strict=True)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in (header, ["-" * w for w in widths], *cells)]
+    sets = ", ".join(f"{task}: {name}" for task, name in MODEL_ROW_DATASETS.items())
+    lines += ["", f"PSNR: mean over the full test set ({sets}); MACs: multiply-adds per output pixel; CPU s/Mpx: "
+              "from the card or benchmarks/results/speed_cpu.json (first enhance call on its largest image, default "
+              "tile; '-': not measured); default: the card enhance picks for its setting."]
+    return "\n".join(lines)
+
+
 def _row_psnr(card: Mapping[str, Any]) -> str:
     """'bsd68 sigma=15: 31.54, sigma=25: 29.11', 'set5 x2: 37.49, x3: 33.64', 'bsd68: 29.16' or ''."""
     full = [m for m in card.get("metrics") or [] if not m.get("limit") and m.get("psnr") is not None]

@@ -1,0 +1,223 @@
+"""Process plumbing of the command line (:mod:`deconvlab.cli`): one-line errors and warnings, Ctrl-C, exit codes.
+
+Every failure a user can cause prints ONE line, ``deconvlab: error: <what to do>``, on stderr and exits with status
+2 (as argparse does for usage errors). Anything unexpected (a bug) is one line too, with status 70
+(``EX_SOFTWARE``); Ctrl-C at any point exits 130. ``DECONVLAB_DEBUG=1`` shows the traceback behind an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+from .config import import_keras
+from .errors import ArgumentError, DeconvlabError
+
+PROG = "deconvlab"
+EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
+EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (which keras.utils.set_random_seed calls) takes no more
+
+
+class UsageError(DeconvlabError):
+    """A command line argparse rejected (unknown option, missing argument, bad number)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse's own error prints the usage block too)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show warnings as ``deconvlab: warning: ...`` on one line, without the source line Python adds."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
+def fail(message: str) -> None:
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+
+
+def info(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(message, flush=True)
+
+
+def debug() -> bool:
+    return os.environ.get("DECONVLAB_DEBUG", "").strip() not in ("", "0")
+
+
+class Interrupts:
+    """Counts SIGINTs while a command runs, so a Ctrl-C that a library swallows (a bare ``except:`` during
+    TensorFlow's start-up, a worker thread) still ends the run: :meth:`checkpoint` raises it again before
+    anything is written, and :func:`run` reports it at the end."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.wrote: list[Path] = []  # outputs already in place, for an honest "interrupted" line
+        self.note = "nothing was written"
+
+    def handler(self, signum, frame) -> None:
+        self.count += 1
+        raise KeyboardInterrupt
+
+    def checkpoint(self) -> None:
+        if self.count:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signal handlers can only be set from the main thread; Python's default then applies
+            return
+        previous = signal.signal(signal.SIGINT, self.handler)
+        stderr = sys.stderr
+        # A KeyboardInterrupt raised inside a library's C-to-Python callback (TensorFlow's nest.flatten) can make
+        # the library print a traceback of its own on the way out; after a Ctrl-C only run()'s line is shown.
+        sys.stderr = _MutedAfterInterrupt(stderr, self)
+        try:
+            yield
+        finally:
+            sys.stderr = stderr
+            signal.signal(signal.SIGINT, previous)
+
+    def message(self) -> str:
+        if self.wrote:
+            return f"interrupted after writing {', '.join(map(str, self.wrote))}"
+        return f"interrupted; {self.note}"
+
+
+class _MutedAfterInterrupt:
+    """sys.stderr that drops what is written once a SIGINT has arrived (see :meth:`Interrupts.watching`)."""
+
+    def __init__(self, stream: Any, state: Interrupts) -> None:
+        self._stream, self._state = stream, state
+
+    def write(self, text: str) -> int:
+        return len(text) if self._state.count else self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+#: The running command's interrupt state; :func:`run` starts a fresh one for every command.
+state = Interrupts()
+
+
+def start_keras(cpu_only: bool = False) -> Any:
+    """import_keras, whose start-up log (replayed on a failure, a Ctrl-C included) only DECONVLAB_DEBUG shows:
+    every failure here is reported in one line by :func:`run`."""
+    replay = StringIO()
+    try:
+        with contextlib.redirect_stderr(replay):
+            keras = import_keras(cpu_only=cpu_only)
+    except BaseException:
+        if debug():
+            sys.stderr.write(replay.getvalue())
+        raise
+    state.checkpoint()
+    return keras
+
+
+def count(option: str, value: int | None, minimum: int = 1, maximum: int | None = None) -> int | None:
+    """An integer option that, when given, is in [minimum, maximum]; 0 never silently means "the default"."""
+    if value is None:
+        return None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum:,}" if maximum is not None else ""
+        raise ArgumentError(f"{option} {value}: pass an integer >= {minimum}{upper}")
+    return value
+
+
+def positive(option: str, value: float | None, allow_zero: bool = False) -> float | None:
+    """A float option that, when given, is finite and > 0 (>= 0 with ``allow_zero``)."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ArgumentError(f"{option} {value:g}: pass a finite number {'>=' if allow_zero else '>'} 0")
+    return value
+
+
+def seed(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ArgumentError(f"--seed {value}: pass an integer from 0 to {SEED_MAX} (2**32 - 1)")
+    return value
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def run(command: Callable[[], int]) -> int:
+    """Run one command (argument parsing included) under the rules above; returns the exit status."""
+    global state
+    state = current = Interrupts()
+    verbose = debug()
+    try:
+        with current.watching(), one_line_warnings():
+            code = int(command())
+            current.checkpoint()  # a Ctrl-C some library swallowed still ends in 130
+            return code
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or (current.count and isinstance(exc, Exception)):
+            # After a Ctrl-C, whatever breaks next (a library half imported, an interrupt swallowed and turned
+            # into another error) is its consequence: report the interruption, not that.
+            if verbose:  # where it was stopped, e.g. to see what hung; still status 130
+                traceback.print_exc()
+            fail(current.message())
+            return EX_INTERRUPTED
+        if verbose or not isinstance(exc, Exception):
+            raise
+        fail(failure(exc))
+        return EX_SOFTWARE if is_bug(exc) else 2
+
+
+def is_bug(exc: Exception) -> bool:
+    return not isinstance(exc, (DeconvlabError, OSError, MemoryError))
+
+
+def failure(exc: Exception) -> str:
+    """The one line for an exception that ended a command."""
+    if isinstance(exc, DeconvlabError):
+        return str(exc)
+    if isinstance(exc, OSError):  # e.g. a disk that filled up mid-run
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}; check the path, free space and permissions"
+    if isinstance(exc, MemoryError):
+        return "out of memory: pass a smaller --tile, or crop the image"
+    # The last resort: a bug, reported in one line rather than a traceback.
+    return (f"unexpected {type(exc).__name__}: {one_line(str(exc))[:300]}; rerun with DECONVLAB_DEBUG=1 to see "
+            "the traceback, and please report it")
+
+
+__all__ = ["EX_INTERRUPTED", "EX_SOFTWARE", "PROG", "SEED_MAX", "Interrupts", "OneLineParser", "UsageError",
+           "count", "debug", "fail", "failure", "info", "is_bug", "one_line", "one_line_warnings", "positive", "run",
+           "same_file", "seed", "start_keras", "state"]
