@@ -211,3 +211,17 @@ def test_enhance_hands_a_colour_image_to_a_gray_model_per_rgb_or_per_ycbcr_chann
     assert not np.allclose(infer.enhance(zero, image, "denoise", colour="ycbcr", clip=False), 0)
     with pytest.raises(ArgumentError, match="colour='lab'"):
         infer.enhance(identity, image, "denoise", colour="lab")
+
+
+def test_ycbcr_path_equals_the_colour_benchmarks_plane_by_plane_computation():
+    """benchmarks/colour_denoise.py runs Y, Cb, Cr one call each; enhance batches them: the same numbers."""
+    from deconvlab import metrics
+
+    keras.utils.set_random_seed(0)
+    model = models.red_net(channels=1, depth=2, width=4)
+    image = np.random.default_rng(1).random((20, 24, 3)).astype(np.float32)
+    ycc = metrics.rgb_to_ycbcr(image)
+    planes = [infer.enhance(model, ycc[..., c], "denoise", clip=False) for c in range(3)]
+    expected = metrics.ycbcr_to_rgb(np.stack(planes, axis=-1))
+    np.testing.assert_allclose(infer.enhance(model, image, "denoise", colour="ycbcr", clip=False), expected,
+                               atol=1e-5)
