@@ -14,7 +14,7 @@ __all__ = ["DeconvlabError", "__version__", "describe_runtime", "get_profile", "
 
 # Submodules load on first use (``dl.models``), so ``import deconvlab`` stays cheap and Keras starts only when needed.
 _SUBMODULES = frozenset({
-    "checks", "claims", "classical", "cli", "config", "data", "degrade", "diagrams", "distribute", "errors", "evaluate",
+    "checks", "claims", "classical", "cli", "config", "console", "data", "degrade", "diagrams", "distribute", "errors", "evaluate",
     "grads", "infer", "io", "layers", "metrics", "models", "paths", "plots", "recipes", "registry", "report",
     "sampler", "tasks", "train", "weights", "fused",
 })
