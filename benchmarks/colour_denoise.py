@@ -41,7 +41,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import keras
-    import numpy as np
 
     from deconvlab import classical, data, degrade, infer, metrics, weights
 
@@ -52,17 +51,12 @@ def main(argv=None) -> int:
         return 1
     blind = weights.load_pretrained(card=weights.read_card("denoise-unet-blind"))
 
-    def per_ycbcr(model, noisy):
-        ycc = metrics.rgb_to_ycbcr(noisy)
-        planes = [infer.enhance(model, ycc[..., c], "denoise", clip=False) for c in range(3)]
-        return metrics.ycbcr_to_rgb(np.stack(planes, axis=-1))
-
     psnr = {m: {s: [] for s in SIGMAS} for m in METHODS}
     seconds = {m: 0.0 for m in METHODS}
     for s in SIGMAS:
         known = weights.load_pretrained(card=weights.read_card(f"denoise-unet-sigma{s}"))
         run = {"blind RGB": lambda x: infer.enhance(blind, x, "denoise"),
-               "blind YCbCr": lambda x: per_ycbcr(blind, x),
+               "blind YCbCr": lambda x: infer.enhance(blind, x, "denoise", colour="ycbcr"),
                "sigma RGB": lambda x, m=known: infer.enhance(m, x, "denoise"),
                "CBM3D": lambda x, s=s: classical.bm3d_denoise(x, s)}
         for i, clean in enumerate(cbsd68.images):
