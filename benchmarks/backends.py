@@ -1,16 +1,19 @@
 """Execute every chapter on the Keras backend of this environment and record pass/fail, wall time, first error.
 
-The numbers of ``benchmarks/results/backends.md`` (issue 18, item 4). Each chapter's MyST source
+The numbers of ``benchmarks/results/backends.md`` (issue 18, item 4), on this machine's CPU or on the GPU host
+(``benchmarks/gpu_chapters.sh``). Each chapter's MyST source
 (``notebooks/NN_name.md``, as it is in the work tree) is executed with nbclient in a kernel of *this* interpreter,
 so ``KERAS_BACKEND`` and the installed backend decide what runs; the ``.ipynb`` files are not touched. A chapter
 passes when no cell outside those tagged ``raises-exception`` raised, as under ``pytest --nbval-lax``; with
 ``--reference`` the cells marked ``# NBVAL_CHECK_OUTPUT`` must also print what they printed in the reference run
 (nbval-lax compares exactly those cells with the committed outputs, which are TensorFlow's).
 
-    DECONVLAB_PROFILE=quick KERAS_BACKEND=jax python benchmarks/backends_cpu.py run OUT/jax
-    DECONVLAB_PROFILE=quick KERAS_BACKEND=torch python benchmarks/backends_cpu.py run OUT/torch --reference OUT/tf
+    DECONVLAB_PROFILE=quick KERAS_BACKEND=jax python benchmarks/backends.py run OUT/jax
+    DECONVLAB_PROFILE=quick KERAS_BACKEND=torch python benchmarks/backends.py run OUT/torch --reference OUT/tf
 
-Writes ``OUT/<backend>/results.json`` and the executed notebooks beside it.
+Writes ``OUT/<backend>/results.json`` and the executed notebooks beside it. ``reference DIR`` writes the committed
+(TensorFlow) notebooks with only their checked cells' printed outputs kept: a few kilobytes to carry to the GPU host
+instead of the executed notebooks' megabytes.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ CHECK = "NBVAL_CHECK_OUTPUT"
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+    try:  # the GPU host's copy of the tree has no .git folder, and maybe no git
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def printed(cell) -> str:
@@ -60,6 +66,19 @@ def check_differences(nb, reference) -> list[str]:
     return found
 
 
+def write_reference(out_dir: Path) -> None:
+    """The committed notebooks reduced to what ``check_differences`` reads: checked cells' stdout and text/plain."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for source in nbtools.source_paths():
+        nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            keep = CHECK in cell.source
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=printed(cell))] if keep else []
+        nbformat.write(nb, out_dir / source.with_suffix(".ipynb").name)
+
+
 def run(out_dir: Path, names: list[str], reference: Path | None, timeout: int) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DECONVLAB_PROFILE", "quick")
@@ -70,7 +89,9 @@ def run(out_dir: Path, names: list[str], reference: Path | None, timeout: int) -
     for name in names or [p.stem for p in nbtools.source_paths()]:
         source = ROOT / "notebooks" / f"{name}.md"
         nb = jupytext.read(source)
-        nb.cells.append(nbformat.v4.new_code_cell("import sys, keras; print(sys.executable, keras.backend.backend())"))
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "import sys, keras\n"
+            "print(sys.executable, keras.backend.backend(), keras.ops.convert_to_tensor(0.0).device)"))
         start = time.perf_counter()
         crash = None
         try:
@@ -85,7 +106,7 @@ def run(out_dir: Path, names: list[str], reference: Path | None, timeout: int) -
             errors += check_differences(nb, nbformat.read(reference / f"{name}.ipynb", as_version=4))
         results[name] = {
             "ok": not errors, "seconds": round(seconds, 1), "errors": errors, "kernel": kernel,
-            "head": _git("rev-parse", "--short", "HEAD"),
+            "head": _git("rev-parse", "--short", "HEAD") or os.environ.get("DECONVLAB_COMMIT", ""),
             "source_commit": _git("log", "-1", "--format=%h", "--", str(source)),
             "uncommitted": _git("status", "--short", "--", str(source), "src"),
         }
@@ -106,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("names", nargs="*", help="chapter stems (default: all)")
     r.add_argument("--reference", type=Path, help="a run (e.g. TensorFlow's) whose checked outputs must be matched")
     r.add_argument("--timeout", type=int, default=900, help="seconds per cell")
+    f = sub.add_parser("reference", help="the committed notebooks' checked outputs, for a run elsewhere")
+    f.add_argument("out", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "reference":
+        write_reference(args.out)
+        return 0
     return run(args.out, args.names, args.reference, args.timeout)
 
 
