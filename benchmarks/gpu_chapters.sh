@@ -32,8 +32,11 @@ python3 - "$work" "$out/backends_gpu.json" <<'PY'
 import json, subprocess, sys
 from pathlib import Path
 work, target = Path(sys.argv[1]), Path(sys.argv[2])
-gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                     capture_output=True, text=True).stdout.strip()
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout.strip()
+except OSError:
+    gpu = "none"
 merged = {"host": {"gpu": gpu}}
 for log in sorted((work / "logs").glob("*.log")):
     backend, name = log.stem.split("-", 1)
