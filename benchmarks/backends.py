@@ -30,6 +30,8 @@ import jupytext
 import nbformat
 from nbclient import NotebookClient
 
+from deconvlab import weights
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
@@ -38,7 +40,7 @@ CHECK = "NBVAL_CHECK_OUTPUT"
 
 
 def _git(*args: str) -> str:
-    try:  # the GPU host's copy of the tree has no .git folder, and maybe no git
+    try:  # git may be missing where the tree was copied to (the GPU host)
         return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
     except OSError:
         return ""
@@ -106,7 +108,7 @@ def run(out_dir: Path, names: list[str], reference: Path | None, timeout: int) -
             errors += check_differences(nb, nbformat.read(reference / f"{name}.ipynb", as_version=4))
         results[name] = {
             "ok": not errors, "seconds": round(seconds, 1), "errors": errors, "kernel": kernel,
-            "head": _git("rev-parse", "--short", "HEAD") or os.environ.get("DECONVLAB_COMMIT", ""),
+            "head": weights.git_commit(ROOT),  # $DECONVLAB_COMMIT wins: the GPU host's .git copy can be stale
             "source_commit": _git("log", "-1", "--format=%h", "--", str(source)),
             "uncommitted": _git("status", "--short", "--", str(source), "src"),
         }
