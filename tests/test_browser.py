@@ -167,16 +167,28 @@ window.addEventListener('load', function () { setTimeout(function () {
     if (button) { button.click(); }
     return {id: s.id, parts: content.length, before: before, button: !!button};
   });
-  setTimeout(function () {
+  // Poll instead of one fixed delay: on a loaded 2-core CI machine the toggle's transition
+  // outlasted 1.5 s. A click that did not register (still marked hidden) is repeated.
+  var waited = 0;
+  (function poll() {
+    var done = true;
     out.forEach(function (o) {
       var s = document.getElementById(o.id);
       o.after = Array.prototype.slice.call(s.querySelectorAll(parts)).filter(shown).length;
+      if (o.after < o.parts) {
+        done = false;
+        var button = s.querySelector('.toggle-button');
+        if (button && s.classList.contains('toggle-hidden') && waited % 2000 === 1000) {
+          button.click();
+        }
+      }
     });
+    if (!done && waited < 15000) { waited += 250; setTimeout(poll, 250); return; }
     var pre = document.createElement('pre');
     pre.id = '__PROBE_ID__';
     pre.textContent = JSON.stringify(out);
     document.body.appendChild(pre);
-  }, 1500);  // the toggle's transition: 500 ms was too short once on a loaded 2-core CI machine
+  })();
 }, 300); });
 </script>
 """.replace("__PROBE_ID__", PROBE_ID)
