@@ -13,7 +13,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from deconvlab import fused, weights  # noqa: E402
+from deconvlab import degrade, fused, weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,8 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     cmd = [sys.executable, "-m", "deconvlab.fused", "--task", "sr", "--scale", "3", "--arch", arch, "--id", "tiny-sr",
            "--out", str(tmp_path), "--steps", "20", "--patch", "10", "--batch", "2", "--warmup", "10",
            "--eval-every", "10", "--steps-per-call", "10", "--train-sets", "t91", "--train-limit", "12",
-           "--val-images", "3", "--eval", "set5", "--precision", "float32", "--loss", "l1"]
+           "--val-images", "3", "--eval", "set5", "--precision", "float32", "--loss", "l1",
+           "--scale-augment", "0.9"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     card = weights.read_card(tmp_path / "tiny-sr.json")
@@ -124,7 +125,22 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     assert set(card["macs_per_pixel"]) == {"3"} and card["data"]["validation"].startswith("held-aside T91")
     assert not {"set5", "set14"} & set(card["data"]["validation"].lower().split())
     assert set(card["data"]["registry_sha256"]) == {"t91"}
+    # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not
+    assert card["training"]["train_images_used"] == 18 and "resized by 0.9" in card["data"]["train"]
     # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline
     assert 29.0 < card["gpu_metrics"]["set5@x3"] < 32.0
     model = weights.load_pretrained(card=card)
     assert model(np.zeros((1, 7, 5, 1), np.float32)).shape == (1, 21, 15, 1)
+
+
+def test_scale_augmentation_adds_a_bicubic_copy_per_factor_and_refuses_factors_outside_0_1(capsys):
+    images = [np.random.default_rng(0).random((40, 30), dtype=np.float32)]
+    out = fused.scale_augmented(images, (0.9, 0.5))
+    assert [x.shape for x in out] == [(40, 30), (36, 27), (20, 15)]
+    np.testing.assert_allclose(out[2], degrade.bicubic_resize(images[0], 0.5))
+    base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o"]
+    assert fused._arguments(base + ["--scale-augment", "0.9,0.6"]).scale_augment == (0.9, 0.6)
+    for bad in ("1.5", "0", "a,b"):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + ["--scale-augment", bad])
+        assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
