@@ -165,6 +165,28 @@ def default_tile(model: keras.Model, overlap: int | None = None) -> int:
     return _round_up(max(DEFAULT_TILE, 4 * overlap), stride)
 
 
+def _tile_plan(model: keras.Model, tile: int | None, overlap: int | None,
+               margin: int | None) -> tuple[int, int, int | None, int]:
+    """(tile, overlap, margin, stride) of :func:`tile_predict`, checked and put on the model's stride grid."""
+    geometry = tiling_geometry(model)
+    stride = 1 if geometry is None else geometry[1]
+    if overlap is None:
+        overlap = default_overlap(model)
+        margin = geometry[0] if margin is None else margin
+    overlap = integer("overlap", overlap, 0)
+    tile = default_tile(model, overlap) if tile is None else integer("tile", tile, 1)
+    # origins on the stride grid: tile side rounded down, overlap up, to multiples of the stride
+    tile = max(tile // stride * stride, stride)
+    overlap = _round_up(overlap, stride)
+    if overlap >= tile:
+        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
+                            + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
+                            + "): e.g. tile=256, overlap=32")
+    if margin is not None and not 0 <= integer("margin", margin, 0) <= overlap // 2:
+        raise ArgumentError(f"margin ({margin}) must be at most overlap // 2 ({overlap // 2}): raise the overlap")
+    return tile, overlap, margin, stride
+
+
 def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: int | None = None,
                  batch_size: int = 4, progress: bool = False, scale: int | None = None,
                  margin: int | None = None) -> np.ndarray:
@@ -181,23 +203,8 @@ def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: in
     and may be up to stride - 1 pixels longer (the model pads it as it pads the whole image). At most
     `batch_size` tiles are in memory at a time. `scale` (the SR factor) is measured on a small probe when None.
     """
-    geometry = tiling_geometry(model)
-    stride = 1 if geometry is None else geometry[1]
-    if overlap is None:
-        overlap = default_overlap(model)
-        margin = geometry[0] if margin is None else margin
-    overlap = integer("overlap", overlap, 0)
-    tile = default_tile(model, overlap) if tile is None else integer("tile", tile, 1)
+    tile, overlap, margin, stride = _tile_plan(model, tile, overlap, margin)
     batch_size = integer("batch_size", batch_size, 1)
-    # origins on the stride grid: tile side rounded down, overlap up, to multiples of the stride
-    tile = max(tile // stride * stride, stride)
-    overlap = _round_up(overlap, stride)
-    if overlap >= tile:
-        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
-                            + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
-                            + "): e.g. tile=256, overlap=32")
-    if margin is not None and not 0 <= integer("margin", margin, 0) <= overlap // 2:
-        raise ArgumentError(f"margin ({margin}) must be at most overlap // 2 ({overlap // 2}): raise the overlap")
     batch, layout = to_model_batch(image, model_channels(model))
     scale = model_scale(model, batch.shape[-1]) if scale is None else integer("scale", scale, 1)
     n, h, w, _ = batch.shape

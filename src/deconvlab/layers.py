@@ -16,6 +16,9 @@ registered with ``package="deconvlab"`` so ``keras.saving.load_model(path, safe_
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import ops
 
@@ -188,13 +191,10 @@ def _bilinear_axis(x, factor: int, axis: int):
     return a + frac * (b - a)
 
 
-@keras.saving.register_keras_serializable(package="deconvlab")
-class BilinearUpsample(keras.layers.Layer):
-    """Bilinear upsampling by an integer factor that works on unknown image sizes. Taught in chapter 2.
+class _IntegerUpsample(keras.layers.Layer):
+    """Separable upsampling by an integer ``factor``: a subclass sets ``axis_upsample(x, factor, axis)``."""
 
-    Equals ``keras.ops.image.resize(x, (f*H, f*W), "bilinear")`` (half-pixel centres, no antialias, which
-    only matters when shrinking) but is built from gathers, so TensorFlow accepts ``None`` spatial sizes.
-    """
+    axis_upsample: Callable[..., Any]
 
     def __init__(self, factor: int, **kwargs):
         super().__init__(**kwargs)
@@ -203,7 +203,7 @@ class BilinearUpsample(keras.layers.Layer):
     def call(self, x):
         if self.factor == 1:
             return x
-        return _bilinear_axis(_bilinear_axis(x, self.factor, 1), self.factor, 2)
+        return self.axis_upsample(self.axis_upsample(x, self.factor, 1), self.factor, 2)
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
@@ -212,6 +212,17 @@ class BilinearUpsample(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="deconvlab")
+class BilinearUpsample(_IntegerUpsample):
+    """Bilinear upsampling by an integer factor that works on unknown image sizes. Taught in chapter 2.
+
+    Equals ``keras.ops.image.resize(x, (f*H, f*W), "bilinear")`` (half-pixel centres, no antialias, which
+    only matters when shrinking) but is built from gathers, so TensorFlow accepts ``None`` spatial sizes.
+    """
+
+    axis_upsample = staticmethod(_bilinear_axis)
 
 
 def _cubic(x):
@@ -245,29 +256,14 @@ def _bicubic_axis(x, factor: int, axis: int):
 
 
 @keras.saving.register_keras_serializable(package="deconvlab")
-class BicubicUpsample(keras.layers.Layer):
+class BicubicUpsample(_IntegerUpsample):
     """MATLAB-bicubic upsampling by an integer factor on unknown image sizes (the SR protocol's baseline).
 
     Equals :func:`deconvlab.degrade.upscale` (float64 there, float32 here: within 1e-6), so a post-upsampling
     model's global skip starts from exactly the bicubic image its PSNR is compared with.
     """
 
-    def __init__(self, factor: int, **kwargs):
-        super().__init__(**kwargs)
-        self.factor = integer("factor", factor, 1)
-
-    def call(self, x):
-        if self.factor == 1:
-            return x
-        return _bicubic_axis(_bicubic_axis(x, self.factor, 1), self.factor, 2)
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        f = self.factor
-        return (b, None if h is None else h * f, None if w is None else w * f, c)
-
-    def get_config(self):
-        return {**super().get_config(), "factor": self.factor}
+    axis_upsample = staticmethod(_bicubic_axis)
 
 
 # ------------------------------------------------------------------------------------- upsampler initialisers
