@@ -602,16 +602,23 @@ def gpu_runs(weights: Path = WEIGHTS) -> list[dict[str, Any]]:
         history = weights / f"{card['id']}{w.HISTORY_SUFFIX}"
         meta = json.loads(history.read_text())["meta"] if history.is_file() else {}
         profile = config.get_profile(card.get("profile", "paper"))
-        patch = int(meta.get("patch_size") or profile.patch_size)
-        batch = int(meta.get("batch_size") or profile.batch_size)
+        # cards of the fused loop record their own batch and patch (SR: also its output side, which the MACs per
+        # output pixel multiply); `train` runs, their history
+        training = card.get("training") or {}
+        patch = int(training.get("patch_hr") or training.get("patch") or meta.get("patch_size")
+                    or profile.patch_size)
+        batch = int(training.get("batch") or meta.get("batch_size") or profile.batch_size)
         steps = int(meta.get("steps_done") or card.get("epochs_run", profile.epochs) * profile.steps_per_epoch)
         flops = count_train_flops(card["architecture"], patch, batch, steps)
         wall = float(card["wall_time_s"])
+        shared = int(card.get("gpu_shared_by") or 1)
         achieved = flops / wall / 1e12
-        runs.append({"id": card["id"], "hardware": card["hardware"], "kind": kind, "peak": peak, "precision": card.get("precision", "?"),
-                     "patch": patch, "batch": batch, "steps": steps, "flops": flops, "wall_s": wall,
-                     "tflops": achieved, "mfu": achieved / peak,
-                     "t4_s": flops / (T4_PEAK_TFLOPS * 1e12 * (achieved / peak))})
+        # jobs that shared one GPU each got about 1/shared of it: the GPU's utilisation is shared x one job's
+        mfu = achieved * shared / peak
+        runs.append({"id": card["id"], "hardware": card["hardware"], "kind": kind, "peak": peak,
+                     "precision": card.get("precision", "?"), "patch": patch, "batch": batch, "steps": steps,
+                     "flops": flops, "wall_s": wall, "shared": shared, "tflops": achieved, "mfu": mfu,
+                     "t4_s": flops / (T4_PEAK_TFLOPS * 1e12 * mfu)})
     return runs
 
 
@@ -962,12 +969,13 @@ def render_timings(chapters: Sequence[Chapter], runs: Sequence[dict[str, Any]],
                          f"{'n/a' if t4 is None else f'{t4:.0f}'} |")
     lines += ["", "## Training on the GPU (measured) and on a Colab T4 (estimate)", ""]
     if runs:
-        lines += ["| card | hardware | precision | steps × batch × patch | counted TFLOP | GPU wall (min) | "
-                  "achieved TFLOPS | MFU | T4 (min, estimate) |", "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        lines += ["| card | hardware | precision | steps × batch × output patch | counted TFLOP | GPU wall (min) | "
+                  "jobs sharing the GPU | achieved TFLOPS (this job) | MFU (GPU) | T4 (min, estimate) |",
+                  "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for r in runs:
             lines.append(f"| {r['id']} | {r['hardware']} | {r['precision']} | {r['steps']} × {r['batch']} × "
-                         f"{r['patch']}² | {r['flops'] / 1e12:,.0f} | {r['wall_s'] / 60:.1f} | {r['tflops']:.1f} | "
-                         f"{r['mfu']:.1%} | {r['t4_s'] / 60:.0f} |")
+                         f"{r['patch']}² | {r['flops'] / 1e12:,.0f} | {r['wall_s'] / 60:.1f} | {r['shared']} | "
+                         f"{r['tflops']:.1f} | {r['mfu']:.1%} | {r['t4_s'] / 60:.0f} |")
     else:
         lines.append("No shipped card trained on an H100 or H200 is in `data/weights/` yet: GPU columns read n/a.")
     rows = speed_rows()
@@ -987,6 +995,8 @@ def render_timings(chapters: Sequence[Chapter], runs: Sequence[dict[str, Any]],
               *(f"- {kind} peak: {peak:.0f} TFLOPS ({src})." for peak, src, kind in peaks),
               "- Counted FLOPs: every Conv2D and Conv2DTranspose at stride 1, 2 FLOPs per multiply-add; a training "
               "step is 3 forward passes (`benchmarks/speed_gpu.py`).",
+              "- MFU (GPU) = the job's achieved TFLOPS × the jobs that shared the GPU / its peak: the jobs on one "
+              "GPU were alike, so each had about an equal share.",
               "- T4 estimate = counted FLOPs / (T4 peak × MFU measured on the data-centre GPU). It assumes the T4 "
               "reaches the same fraction of its peak as that GPU did; a T4's memory bandwidth is lower, so treat "
               "it as a lower bound for one run."]
