@@ -50,25 +50,7 @@ def dihedral_index_grids(size: int) -> np.ndarray:
 
 def _stack_images(images: Any) -> tuple[np.ndarray, np.ndarray]:
     """Gray images as one zero-padded (N, H, W) float32 array plus their (N, 2) true sizes."""
-    from .data import Dataset
-    from .io import check_image
-
-    if isinstance(images, Dataset):
-        images = images.images
-    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
-        images = list(images)
-    arrays = []
-    for i, img in enumerate(images):
-        arr = check_image(img, f"images[{i}]")
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.ndim != 2:
-            raise ArgumentError(
-                f"images[{i}] has shape {arr.shape}: the sampler trains gray denoisers; load the set with mode='gray'"
-            )
-        arrays.append(np.asarray(arr, dtype=np.float32))
-    if not arrays:
-        raise ArgumentError("no training images: pass a non-empty list of gray images")
+    arrays = _gray_list(images, "the sampler trains gray denoisers; load the set with mode='gray'")
     sizes = np.array([a.shape for a in arrays], dtype=np.int32)
     height, width = sizes.max(axis=0)
     stacked = np.zeros((len(arrays), height, width), dtype=np.float32)
@@ -179,19 +161,22 @@ def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(downscale(modcrop(a, scale), scale), modcrop(a, scale)) for a in arrays]
 
 
-def _gray_list(images: Any) -> list[np.ndarray]:
+def _gray_list(images: Any, hint: str = "SR trains on gray (Y) images") -> list[np.ndarray]:
+    """Gray float32 (H, W) arrays from a Dataset, a list of images or an (N, H, W[, 1]) array."""
     from .data import Dataset
     from .io import check_image
 
     if isinstance(images, Dataset):
         images = images.images
+    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
+        images = list(images)
     out = []
     for i, img in enumerate(images):
         arr = check_image(img, f"images[{i}]")
         if arr.ndim == 3 and arr.shape[-1] == 1:
             arr = arr[..., 0]
         if arr.ndim != 2:
-            raise ArgumentError(f"images[{i}] has shape {arr.shape}: SR trains on gray (Y) images")
+            raise ArgumentError(f"images[{i}] has shape {arr.shape}: {hint}")
         out.append(np.asarray(arr, dtype=np.float32))
     if not out:
         raise ArgumentError("no training images: pass a non-empty list of gray images")
