@@ -144,3 +144,32 @@ def test_scale_augmentation_adds_a_bicubic_copy_per_factor_and_refuses_factors_o
         with pytest.raises(SystemExit) as exc:
             fused._arguments(base + ["--scale-augment", bad])
         assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_ema_state_is_the_moving_average_of_the_weights_and_is_what_validation_sees(capsys):
+    import keras
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("deconvlab.fused trains on the JAX backend")
+
+    from deconvlab import models
+
+    rng = np.random.default_rng(0)
+    x = jax.numpy.asarray(rng.random((2, 8, 8, 1), dtype=np.float32))
+    y = jax.numpy.asarray(rng.random((2, 8, 8, 1), dtype=np.float32))
+    keras.utils.set_random_seed(0)
+    model = models.red_net(depth=1, width=2)
+    start = [np.asarray(v.value) for v in model.trainable_variables]
+    trainer = fused.FusedTrainer(model, 1, fixed=(x, y), peak_lr=1e-2, ema=0.5)
+    state, _ = trainer.run(trainer.init(), 0, 10)
+    # one step from w0 to w1: the average is 0.5 * w0 + 0.5 * w1, and validation reads the average
+    for avg, w0, w1 in zip(state[3], start, state[0], strict=True):
+        np.testing.assert_allclose(np.asarray(avg), 0.5 * w0 + 0.5 * np.asarray(w1), rtol=1e-6, atol=1e-7)
+    assert trainer.weights(state)[0] is state[3]
+    assert fused.FusedTrainer(models.red_net(depth=1, width=2), 1, fixed=(x, y)).weights(state)[0] is state[0]
+    base = ["--sigma", "25", "--id", "x", "--out", "o"]
+    assert fused._arguments(base + ["--ema", "0.999"]).ema == 0.999
+    for bad in ("1", "0", "x"):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + ["--ema", bad])
+        assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err

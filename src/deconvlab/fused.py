@@ -67,19 +67,22 @@ class FusedTrainer:
     ``sampler`` (any object with ``state()`` and a pure ``sample(*state, step)``) each step draws batch ``step`` on the device; with ``fixed=(x, y)`` every step reuses those
     device arrays (the like-for-like speed benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
     written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``;
-    ``loss`` "mse" or "l1" (mean absolute error).
+    ``loss`` "mse" or "l1" (mean absolute error). With ``ema`` (a decay such as 0.999) the state also carries an
+    exponential moving average of the weights, which :meth:`weights` (validation, the kept checkpoint) returns.
     With a ``strategy`` (:func:`deconvlab.distribute.data_parallel`, JAX) the state is replicated and each step's
     batch is split over the replicas (build the sampler with ``device=strategy.replicated()``).
     """
 
     def __init__(self, model, steps_per_call: int, sampler=None, fixed=None, peak_lr: float = 1e-3,
-                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None, loss: str = "mse") -> None:
+                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None, loss: str = "mse",
+                 ema: float | None = None) -> None:
         import jax
         import jax.numpy as jnp
         import keras
 
         self.model = model
         self.steps_per_call = int(steps_per_call)
+        self.ema = ema
         self.optimizer = keras.optimizers.Adam(peak_lr, global_clipnorm=global_clipnorm)
         self.optimizer.build(model.trainable_variables)
         lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v.path.endswith("learning_rate"))
@@ -97,7 +100,7 @@ class FusedTrainer:
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
         def one_step(state, step, data, total):
-            trainable, non_trainable, opt_vars = state
+            trainable, non_trainable, opt_vars, *averaged = state
             x, y = sampler.sample(*data, step) if sampler is not None else data
             if strategy is not None:  # data parallel: each replica computes on its slice of the global batch
                 x = jax.lax.with_sharding_constraint(x, strategy.batch_sharding())
@@ -106,7 +109,9 @@ class FusedTrainer:
             opt_vars = list(opt_vars)
             opt_vars[lr_index] = cosine_lr(step, total, peak_lr, warmup).astype(opt_vars[lr_index].dtype)
             trainable, opt_vars = self.optimizer.stateless_apply(opt_vars, grads, trainable)
-            return (trainable, non_trainable, opt_vars), loss
+            if ema is not None:  # Polyak averaging: the mean of the last ~1/(1 - ema) steps' weights
+                averaged = [[ema * a + (1 - ema) * w for a, w in zip(averaged[0], trainable, strict=True)]]
+            return (trainable, non_trainable, opt_vars, *averaged), loss
 
         def run(state, data, first, total):
             steps = first + jnp.arange(self.steps_per_call, dtype=jnp.int32)
@@ -128,6 +133,8 @@ class FusedTrainer:
         state = ([v.value for v in self.model.trainable_variables],
                  [v.value for v in self.model.non_trainable_variables],
                  [v.value for v in self.optimizer.variables])
+        if self.ema is not None:  # a copy: the step donates its state, and one buffer cannot be donated twice
+            state = (*state, [jax.numpy.copy(v.value) for v in self.model.trainable_variables])
         # committed like the step's outputs: an uncommitted first state would compile the step a second time
         where = self.strategy.replicated() if self.strategy else jax.tree.leaves(self._data)[0].sharding
         return jax.device_put(state, where)
@@ -135,8 +142,12 @@ class FusedTrainer:
     def run(self, state, first_step: int, total_steps: int):
         return self._run(state, self._data, np.int32(first_step), np.float32(total_steps))
 
+    def weights(self, state) -> tuple:
+        """(trainable, non-trainable) values that validation and checkpoints use: the average with ``ema``."""
+        return (state[3] if self.ema is not None else state[0]), state[1]
+
     def predict(self, state, x):
-        return self._predict(state[0], state[1], x)
+        return self._predict(*self.weights(state), x)
 
     def write_back(self, trainable, non_trainable) -> None:
         """Copy weights (e.g. a kept checkpoint) into the Keras model's variables."""
@@ -179,7 +190,7 @@ def _validation(trainer: FusedTrainer, val_noisy, val_clean) -> Callable[[Any], 
 def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float | tuple[float, float],
                    patch: int = 96, batch: int = 64, lr: float = 1e-3, warmup: int = 1000, seed: int = 0,
                    budget_s: float | None = None, steps: int | None = None, steps_per_call: int = 50,
-                   eval_every: int = 1000, reserve_s: float = 10.0, loss: str = "mse",
+                   eval_every: int = 1000, reserve_s: float = 10.0, loss: str = "mse", ema: float | None = None,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train ``model`` in place; its variables end as the checkpoint best on ``validation``; returns the record.
 
@@ -194,13 +205,13 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     record = _train_loop(model, sampler, lambda trainer: _validation(trainer, *validation), start=start,
                          batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
                          steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
-                         log=log)
+                         ema=ema, log=log)
     return {**record, "patch": patch, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma}
 
 
 def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr: float, warmup: int, seed: int,
                 budget_s: float | None, steps: int | None, steps_per_call: int, eval_every: int, reserve_s: float,
-                loss: str, log: Callable[[str], None]) -> dict[str, Any]:
+                loss: str, ema: float | None, log: Callable[[str], None]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -208,7 +219,7 @@ def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr
         raise ValueError("give steps or budget_s")
     k = int(steps_per_call)
     warmup, eval_every = -(-warmup // k) * k, -(-eval_every // k) * k
-    trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss)
+    trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss, ema=ema)
     val_psnr = make_validation(trainer)
     state = trainer.init()
     total = steps if steps is not None else 10**9  # a budget run: placeholder until the speed is known
@@ -225,7 +236,7 @@ def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr
                 total = step + max(0, int(left * (step - mark[1]) / (now - mark[0]) / k)) * k
             mark = (now, step)
         if psnr > best:
-            best, best_state = psnr, jax.tree.map(jnp.copy, (state[0], state[1]))
+            best, best_state = psnr, jax.tree.map(jnp.copy, trainer.weights(state))
         curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": float(loss_value),
                       "val_psnr": round(psnr, 4), "planned_steps": int(min(total, 10**9))})
         log(f"step {step:6d}  {now - start:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
@@ -237,7 +248,7 @@ def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr
     trainer.write_back(*best_state)
     return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
             "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
-            "best_val_psnr": round(best, 4), "curve": curve}
+            "best_val_psnr": round(best, 4), "curve": curve, **({"ema": ema} if ema is not None else {})}
 
 
 # ------------------------------------------------------------------------------------------- super-resolution
@@ -315,7 +326,7 @@ def _sr_validation(trainer: FusedTrainer, val_lr, val_hr, scale: int) -> Callabl
 def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
              lr: float = 1e-3, warmup: int = 1000, seed: int = 0, budget_s: float | None = None,
              steps: int | None = None, steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
-             loss: str = "l1", log: Callable[[str], None] = print) -> dict[str, Any]:
+             loss: str = "l1", ema: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train a post-upsampling SR ``model`` (low-resolution in, ``scale`` times larger out) in place, as
     :func:`train_denoiser` does; ``patch`` is the low-resolution side (the target is ``scale * patch``)."""
     from .sampler import SRPatchSampler, sr_pairs
@@ -327,7 +338,7 @@ def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch:
     record = _train_loop(model, sampler, lambda trainer: _sr_validation(trainer, *validation, scale), start=start,
                          batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
                          steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
-                         log=log)
+                         ema=ema, log=log)
     return {**record, "patch": patch, "patch_hr": patch * scale, "scale": scale,
             "train_images_used": sampler.num_images}
 
@@ -362,6 +373,16 @@ def _factors(text: str) -> tuple[float, ...]:
     return factors
 
 
+def _decay(text: str) -> float:
+    try:
+        decay = float(text)
+    except ValueError:
+        decay = -1.0
+    if not 0 < decay < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a decay between 0 and 1, e.g. 0.999")
+    return decay
+
+
 def _arguments(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("denoise", "sr"), default="denoise")
@@ -387,6 +408,8 @@ def _arguments(argv) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--steps-per-call", type=int, default=50, help="training steps fused into one dispatch")
+    parser.add_argument("--ema", type=_decay, default=None, metavar="DECAY",
+                        help="validate and keep an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", default=None, help="test sets measured on the GPU after training "
                         "(default bsd68,set12 for denoise, set5,set14 for sr; sets not in DECONVLAB_DATA are skipped "
@@ -442,7 +465,7 @@ def _main_denoise(args, command: str) -> int:
     record = train_denoiser(model, train_images, validation, sigma=sigma, patch=args.patch, batch=args.batch,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s,
                             steps=args.steps, eval_every=args.eval_every,
-                            steps_per_call=args.steps_per_call, loss=args.loss)
+                            steps_per_call=args.steps_per_call, loss=args.loss, ema=args.ema)
     names = list(train_set.names)
     fields = {
         "id": args.id, "task": "denoise", "command": command,
@@ -494,7 +517,8 @@ def _main_sr(args, command: str) -> int:
     model = models.build_model(args.builder, channels=1, **arch)
     record = train_sr(model, train_images, validation, scale=scale, patch=args.patch, batch=args.batch,
                       lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s, steps=args.steps,
-                      eval_every=args.eval_every, steps_per_call=args.steps_per_call, loss=args.loss)
+                      eval_every=args.eval_every, steps_per_call=args.steps_per_call, loss=args.loss,
+                      ema=args.ema)
     held = names["t91"][-count:]
     parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without its last {count} images ({len(names['t91']) - count})"]
     if "train400" in names:
