@@ -993,8 +993,9 @@ def render_timings(chapters: Sequence[Chapter], runs: Sequence[dict[str, Any]],
               "No T4 was available to measure: every T4 number on this page is an estimate.", "",
               f"- T4 peak: {T4_PEAK_TFLOPS:g} TFLOPS (fp16 tensor cores, [NVIDIA T4 datasheet]({T4_URL})).",
               *(f"- {kind} peak: {peak:.0f} TFLOPS ({src})." for peak, src, kind in peaks),
-              "- Counted FLOPs: every Conv2D and Conv2DTranspose at stride 1, 2 FLOPs per multiply-add; a training "
-              "step is 3 forward passes (`benchmarks/speed_gpu.py`).",
+              "- Counted FLOPs: the multiply-adds per output pixel that the cards record (`deconvlab.models."
+              "macs_per_pixel`: every convolution and transposed convolution, strided ones included), 2 FLOPs per "
+              "multiply-add; a training step is 3 forward passes (`benchmarks/speed_gpu.py`).",
               "- MFU (GPU) = the job's achieved TFLOPS × the jobs that shared the GPU / its peak: the jobs on one "
               "GPU were alike, so each had about an equal share.",
               "- T4 estimate = counted FLOPs / (T4 peak × MFU measured on the data-centre GPU). It assumes the T4 "
