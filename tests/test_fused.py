@@ -146,6 +146,7 @@ def test_scale_augmentation_adds_a_bicubic_copy_per_factor_and_refuses_factors_o
         assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
 
 
+@pytest.mark.backends  # runs in the JAX stage of CI (make unit-jax); the TensorFlow stage skips it
 def test_ema_state_is_the_moving_average_of_the_weights_and_is_what_validation_sees(capsys):
     import keras
 
