@@ -615,6 +615,11 @@ def to_markdown(result: dict) -> str:
         if run_:
             lines.append(f"Time to quality ({label_}, `time_to_quality.json`): {run_['tag']}, BSD68"
                          f" {run_['bsd68_psnr']:.3f} dB after {run_['train_seconds']:.0f} s.")
+    if best.get("shortfall", {}).get("mfu_needed_at_least"):
+        s = best["shortfall"]
+        lines.append(f"Shortfall: taking the best run's {s['steps']:,} steps within 180 s needs at least"
+                     f" {s['speedup_needed_at_least']:.2f}x its step rate, an MFU of at least"
+                     f" {s['mfu_needed_at_least']:.2f} (`time_to_quality.md`).")
     lines.append("")
     lines += _what_separates_them(result)
     return "\n".join(lines)

@@ -186,8 +186,13 @@ def evaluate_run(result: dict, test_images: int | None = None) -> dict:
 
 
 def collect(paths: list[Path], out: Path, notes: dict[str, str] | None = None) -> dict:
-    """Gather evaluated runs into ``time_to_quality.json`` / ``.md`` and put the headline into ``speed_gpu.json``."""
-    runs = []
+    """Gather evaluated runs into ``time_to_quality.json`` / ``.md`` and put the headline into ``speed_gpu.json``.
+
+    With no ``paths``, the runs already collected in ``out/time_to_quality.json`` are collected again (to
+    re-render the files after this function changes, without a GPU), and the command that collected them stays.
+    """
+    before = {} if paths else json.loads((out / "time_to_quality.json").read_text())
+    runs = before.get("runs", [])
     for path in paths:
         run_ = json.loads(Path(path).read_text())
         run_.pop("checkpoints", None)  # files on the GPU host, gone with it
@@ -208,13 +213,16 @@ def collect(paths: list[Path], out: Path, notes: dict[str, str] | None = None) -
         "best_of_all_runs": {"tag": best_all["tag"], "train_seconds": best_all["train_seconds"],
                              "bsd68_psnr": best_all["final_checkpoint_bsd68_psnr"]},
     }
-    result = {**summary, "collected_by": "python benchmarks/time_to_quality.py " + " ".join(sys.argv[1:]),
+    speed = out / "speed_gpu.json"
+    if summary["time_to_29_27_s"] is None:
+        summary["shortfall"] = shortfall(best_all, json.loads(speed.read_text()) if speed.is_file() else None)
+    command = "python benchmarks/time_to_quality.py " + " ".join(sys.argv[1:])
+    result = {**summary, "collected_by": before.get("collected_by", command),
               "protocol": __doc__.split("Protocol (issue 17):")[1].split("GPU determinism")[0].strip(),
               "runs": runs}
     out.mkdir(parents=True, exist_ok=True)
     (out / "time_to_quality.json").write_text(json.dumps(result, indent=1))
     (out / "time_to_quality.md").write_text(collect_markdown(result))
-    speed = out / "speed_gpu.json"
     if speed.is_file():
         sys.path.insert(0, str(Path(__file__).parent))
         import speed_gpu
@@ -224,9 +232,46 @@ def collect(paths: list[Path], out: Path, notes: dict[str, str] | None = None) -
         data["time_to_29_27_source"] = "time_to_quality.json"
         data["time_to_29_27_best"] = {"within_180_s": summary["best_within_180_s"],
                                       "of_all_runs": summary["best_of_all_runs"]}
+        if summary.get("shortfall"):
+            data["time_to_29_27_best"]["shortfall"] = summary["shortfall"]
         speed.write_text(json.dumps(data, indent=1))
         (out / "speed_gpu.md").write_text(speed_gpu.to_markdown(data))
     return result
+
+
+def shortfall(run_: dict, speed: dict | None = None) -> dict:
+    """How much faster the best run would have had to train to take all its steps within the goal.
+
+    A lower bound: that run never reached the target, so the steps it needs are at least the steps it took. Its
+    overhead (compilation, validation) is what its clock held beyond its steps at the measured step rate. With the
+    speed benchmark's result, the MFU that rate implies, from the benchmark's fused loop + on-device sampler row
+    at the run's batch and patch (the same computation).
+    """
+    rate = run_["measured_steps_per_s"]
+    overhead = run_["train_seconds"] - run_["total_steps"] / rate
+    needed = run_["total_steps"] / (180 - overhead)
+    out = {"tag": run_["tag"], "steps": run_["total_steps"], "steps_per_s": rate, "overhead_s": overhead,
+           "steps_per_s_needed_at_least": needed, "speedup_needed_at_least": needed / rate}
+    rows = [r for r in (speed or {}).get("rows", []) if r.get("mfu") and "sampler" in r["contender"]
+            and "fused" in r["contender"] and (r["batch"], r["patch"]) == (run_["batch"], run_["patch"])]
+    if rows:
+        out["mfu_of_the_rate"] = rows[0]["mfu"]
+        out["mfu_needed_at_least"] = rows[0]["mfu"] * needed / rate
+        out["best_mfu_measured"] = speed["mfu"]
+    return out
+
+
+def _shortfall_text(s: dict) -> str:
+    text = (f"Why the goal was missed: the best run ({s['tag']}) stopped short of the target after {s['steps']:,}"
+            f" steps at {s['steps_per_s']:.1f} steps/s, plus {s['overhead_s']:.0f} s of compilation and"
+            f" validation. Taking those steps within 180 s needs at least {s['steps_per_s_needed_at_least']:.0f}"
+            f" steps/s, {s['speedup_needed_at_least']:.2f}x the measured rate")
+    if "mfu_needed_at_least" in s:
+        text += (f": an MFU of at least {s['mfu_needed_at_least']:.2f} against the measured bf16 matmul peak"
+                 f" (this rate is {s['mfu_of_the_rate']:.2f}; the best of any setting in `speed_gpu.json`,"
+                 f" {s['best_mfu_measured']:.2f})")
+    return text + (". What is left is arithmetic per step (faster kernels or a cheaper model), not dispatch,"
+                   " which the fused loop has already removed (`speed_gpu.md`).")
 
 
 def collect_markdown(result: dict) -> str:
@@ -243,6 +288,7 @@ def collect_markdown(result: dict) -> str:
         + "".join(f" Best {label}: {b['tag']}, {b['bsd68_psnr']:.3f} dB after {b['train_seconds']:.0f} s."
                   for label, b in (("within the goal", result["best_within_180_s"]),
                                    ("of all runs", result["best_of_all_runs"])) if b), "",
+        *([_shortfall_text(result["shortfall"]), ""] if result.get("shortfall") else []),
         "| run | batch x patch | peak lr | steps | patches | train s | patches/s | BSD68 dB (val-chosen) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -270,7 +316,8 @@ def main(argv=None) -> int:
     parser.add_argument("--phase", choices=("all", "train", "evaluate", "collect"), default="all",
                         help="train only (writes TAG.json and checkpoints), evaluate a trained TAG.json, both, "
                              "or collect evaluated --runs into OUT/time_to_quality.json")
-    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="evaluated run JSONs (--phase collect)")
+    parser.add_argument("--runs", type=Path, nargs="*", default=[],
+                        help="evaluated run JSONs (--phase collect; none: those already in OUT)")
     parser.add_argument("--note", nargs=2, action="append", default=[], metavar=("TAG", "TEXT"),
                         help="a remark on one run, for the collected table (--phase collect)")
     parser.add_argument("--batch", type=int, default=128, help="global batch (split over the replicas)")
