@@ -104,9 +104,8 @@ def check_image(array: object, name: str = "image") -> np.ndarray:
         raise ImageValueError(f"{name} has {arr.shape[-1]} channels (shape {arr.shape}): {hint}")
     if arr.size == 0:
         raise ImageValueError(f"{name} is empty (shape {arr.shape}): check the crop or slice that produced it")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
+    bad = arr.size - np.count_nonzero(np.isfinite(arr))
+    if bad:
         raise ImageValueError(
             f"{name} has {bad} NaN/inf values: fix the step that produced them (e.g. a division by zero) or use np.nan_to_num"
         )
@@ -119,7 +118,9 @@ def as_batch(img: np.ndarray) -> np.ndarray:
     if arr.ndim == 4:
         if 0 in arr.shape or arr.shape[-1] not in (1, 3):
             raise ImageValueError(f"batch has shape {arr.shape}: expected (N, H, W, C) with N, H, W > 0 and C in {{1, 3}}")
-        return _check_batch(arr)
+        for i in range(arr.shape[0]):
+            check_image(arr[i], f"batch[{i}]")
+        return arr.astype(np.float32, copy=False)
     arr = check_image(arr)
     return (arr[..., None] if arr.ndim == 2 else arr)[None]
 
@@ -138,12 +139,6 @@ def from_batch(batch: object) -> np.ndarray:
         raise ImageValueError(f"batch holds {arr.shape[0]} images: pick one with batch[i:i + 1] before from_batch")
     img = check_image(arr[0], "batch[0]")
     return img[..., 0] if img.shape[-1] == 1 else img
-
-
-def _check_batch(arr: np.ndarray) -> np.ndarray:
-    for i in range(arr.shape[0]):
-        check_image(arr[i], f"batch[{i}]")
-    return arr.astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -182,33 +177,31 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
     else:
         img = _read_pillow(p, where, limit, head, notes)
     if notes.alpha:
-        warnings.warn(
-            f"{where}: alpha channel dropped, colour kept as stored; composite onto a background first if "
-            "transparency matters",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn(f"{where}: alpha channel dropped, colour kept as stored; composite onto a background first if "
+              "transparency matters")
     if notes.frames > 1:
-        warnings.warn(
-            f"{where} has {notes.frames} frames (an animation or a multi-page file): only the first is read; "
-            "save the others as files of their own to restore them",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn(f"{where} has {notes.frames} frames (an animation or a multi-page file): only the first is "
+              "read; save the others as files of their own to restore them")
     img = check_image(img, where)
     if notes.float_samples and (img.min() < 0.0 or img.max() > 1.0):
         # A float TIFF exported on the 0-255 scale would otherwise come out all white after clipping.
-        warnings.warn(
-            f"{where} stores floats from {img.min():g} to {img.max():g}, outside [0, 1]: taken as stored and "
-            "clipped when written; divide by 255 (or 65535) first if that is their scale",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn(f"{where} stores floats from {img.min():g} to {img.max():g}, outside [0, 1]: taken as stored "
+              "and clipped when written; divide by 255 (or 65535) first if that is their scale")
+    return np.ascontiguousarray(_to_mode(img, mode), dtype=np.float32)
+
+
+def _warn(message: str) -> None:
+    """A UserWarning attributed to the line that called read_image (read_image -> _warn -> warnings)."""
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _to_mode(img: np.ndarray, mode: str | None) -> np.ndarray:
+    """``"gray"``: the BT.601 luma of colour; ``"rgb"``: gray repeated three times; None: as it is."""
     if mode == "gray" and img.ndim == 3:
-        img = rgb_to_gray(img)
-    elif mode == "rgb" and img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=-1)
-    return np.ascontiguousarray(img, dtype=np.float32)
+        return rgb_to_gray(img)
+    if mode == "rgb" and img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=-1)
+    return img
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:
@@ -254,7 +247,7 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
     with im:
         _check_size(im.size[0], im.size[1], limit, where)
         try:
-            notes.frames = max(notes.frames, int(getattr(im, "n_frames", 1)))
+            notes.frames = int(getattr(im, "n_frames", 1))
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # GIF counts its frames by reading them all
             raise _corrupt(where, exc) from None
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
@@ -262,8 +255,7 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
             return _read_png16(p, where, notes)
         _load_fully(im, where)
         try:
-            if im.getexif().get(0x0112, 1) != 1:  # camera JPEGs: store rotated, show upright
-                im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # camera JPEGs: store rotated, show upright
         except Exception:  # a broken EXIF block must not cost the pixels
             pass
         return _pil_to_array(im, where, notes)
@@ -289,45 +281,38 @@ def _load_fully(im: Image.Image, where: str) -> None:
 
 def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
     mode = im.mode
-    if mode == "1":
-        return np.asarray(im, dtype=bool).astype(np.float32)
-    if mode == "L":
-        return np.asarray(im, dtype=np.float32) / 255.0
-    if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.float32) / 65535.0
+    if mode in ("P", "PA"):
+        notes.alpha = mode == "PA" or "transparency" in im.info
+        with warnings.catch_warnings():
+            # Pillow nags about palette transparency on convert; the alpha warning already tells the reader.
+            warnings.simplefilter("ignore", UserWarning)
+            return _gray_if_neutral(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        notes.alpha = True
+        arr = np.asarray(im.convert(mode[:-1] + "A"))  # undoes the premultiplied La and RGBa first
+        return _unit_float(arr[..., 0] if mode[0] == "L" else arr[..., :3])
+    if mode not in ("1", "L", "I", "F", "RGB") and not mode.startswith("I;16"):
+        try:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+            im = im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise ImageFileError(
+                f"{where} has Pillow mode {mode!r} that cannot become RGB ({exc}): convert the file to PNG"
+            ) from None
+    arr = np.asarray(im)  # bool, uint8, uint16, int32 ("I") or float32 ("F")
     if mode == "I":
-        arr = np.asarray(im)
         if arr.size and (arr.min() < 0 or arr.max() > 65535):
             raise ImageValueError(
                 f"{where} holds 32-bit integers beyond the 16-bit range: save it as 16-bit or float32 TIFF"
             )
         return arr.astype(np.float32) / 65535.0
-    if mode == "F":
-        notes.float_samples = True
-        return np.asarray(im, dtype=np.float32)
-    if mode in ("P", "PA"):
-        if mode == "PA" or "transparency" in im.info:
-            notes.alpha = True
-        with warnings.catch_warnings():
-            # Pillow nags about palette transparency on convert; the alpha warning above already told the reader.
-            warnings.simplefilter("ignore", UserWarning)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-        # An all-gray palette (R = G = B) is a gray image stored with a palette.
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            return rgb[..., 0]
-        return rgb
-    if mode in ("LA", "La"):
-        notes.alpha = True
-        return np.asarray(im.convert("LA"), dtype=np.float32)[..., 0] / 255.0
-    if mode in ("RGBA", "RGBa"):
-        notes.alpha = True
-        return np.asarray(im.convert("RGBA"), dtype=np.float32)[..., :3] / 255.0
-    if mode == "RGB":
-        return np.asarray(im, dtype=np.float32) / 255.0
-    try:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
-        return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (ValueError, OSError) as exc:
-        raise ImageFileError(f"{where} has Pillow mode {mode!r} that cannot become RGB ({exc}): convert the file to PNG") from None
+    notes.float_samples = mode == "F"
+    return _unit_float(arr)
+
+
+def _gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
+    """An all-gray palette (R = G = B everywhere) is a gray image stored with a palette: return (H, W)."""
+    neutral = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
+    return rgb[..., 0] if neutral else rgb
 
 
 def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
@@ -341,11 +326,8 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             page = tif.pages[0]
             _check_size(int(page.imagewidth), int(page.imagelength), limit, where)
             arr = page.asarray()
-            photometric = int(page.photometric)
-            planar = int(page.planarconfig)
-            colormap = page.colormap
-            orientation = page.tags.get(274)
-            orientation = int(orientation.value) if orientation is not None else 1
+            photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
+            orientation = int(page.tags.valueof(274, 1))
             # Reduced-resolution pages are previews of the first image, not images of their own.
             frames = sum(1 for pg in tif.pages if not getattr(pg, "is_reduced", False))
     except ImageTooLargeError:
@@ -358,7 +340,8 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
                 return _read_pillow(p, where, limit, b"", notes)
         except ImageFileError:
             raise _corrupt(where, exc) from None
-    notes.frames = max(notes.frames, frames)
+    notes.frames = frames
+    notes.float_samples = arr.dtype.kind == "f"
     if planar == 2 and arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)  # PLANARCONFIG_SEPARATE: samples come first
     arr = _orient(arr, orientation)
@@ -367,14 +350,10 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         if ink.dtype != np.float32:
             raise ImageValueError(f"{where} stores {arr.dtype} CMYK samples: save it as 8/16-bit RGB")
         notes.alpha = arr.shape[-1] > 4
-        notes.float_samples = arr.dtype.kind == "f"
         # The device-independent approximation (as Pillow's CMYK -> RGB): no ink is white, K darkens all three.
         return (1.0 - ink[..., :3]) * (1.0 - ink[..., 3:4])
     if photometric == 3 and colormap is not None:  # palette: 16-bit colour map entries
-        rgb = np.moveaxis(np.asarray(colormap)[:, arr], 0, -1).astype(np.float32) / 65535.0
-        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            return rgb[..., 0]
-        return rgb
+        return _gray_if_neutral(np.moveaxis(np.asarray(colormap)[:, arr], 0, -1).astype(np.float32) / 65535.0)
     if arr.ndim == 3:
         channels = arr.shape[-1]
         if channels in (2, 4) or channels > 4:
@@ -383,7 +362,6 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     out = _unit_float(arr)
     if out.dtype != np.float32:
         raise ImageValueError(f"{where} stores {arr.dtype} samples: save it as 8/16-bit unsigned or float32 TIFF")
-    notes.float_samples = arr.dtype.kind == "f"
     if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
         out = 1.0 - out
     return out
@@ -418,23 +396,19 @@ def _read_png16(p: Path, where: str, notes: _Notes) -> np.ndarray:
 
 def source_bit_depth(path: str | os.PathLike) -> int:
     """16 for 16-bit (or float) PNG/TIFF files, else 8: enhance keeps 16-bit inputs 16-bit."""
-    p = Path(path)
     try:
-        with open(p, "rb") as fh:
+        with open(path, "rb") as fh:
             head = fh.read(32)
-    except OSError:
-        return 8
-    if head.startswith(_PNG_SIGNATURE) and len(head) > 24 and head[12:16] == b"IHDR":
-        return 16 if head[24] == 16 else 8
-    if head[:4] in _TIFF_MAGICS:
-        try:
+        if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+            return 16 if head[24:25] == b"\x10" else 8
+        if head.startswith(_TIFF_MAGICS):
             import tifffile
 
-            with tifffile.TiffFile(p) as tif:
+            with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 return 16 if page.bitspersample > 8 or page.dtype.kind == "f" else 8
-        except Exception:  # an unreadable TIFF failed read_image already; this is only a hint
-            return 8
+    except Exception:  # an unreadable file failed read_image already; this is only a hint
+        pass
     return 8
 
 
@@ -450,7 +424,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
         raise ArgumentError(f"output {out} does not end in {suffix}: the output is written as {suffix[1:].upper()}")
     if out.exists() and not overwrite:
         raise OutputError(f"output {out} exists: pass --overwrite or choose another name")
-    parent = out.parent if str(out.parent) else Path(".")
+    parent = out.parent  # Path("x.png").parent is Path("."), never empty
     if not parent.exists():
         # A missing folder might have a regular file somewhere above it; name the real problem.
         blocker = next((p for p in parent.parents if p.exists() and not p.is_dir()), None)
@@ -485,8 +459,8 @@ def write_image(
         raise OutputError(f"{out} is a directory: pass a file name ending in .png")
     if out.exists() and not overwrite:
         raise OutputError(f"{out} exists: pass overwrite=True or choose another name")
-    scale = 255.0 if bit_depth == 8 else 65535.0
-    pixels = np.rint(np.clip(img, 0.0, 1.0) * scale).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    pixels = np.rint(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -502,16 +476,13 @@ def write_image(
             if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
                 import png
 
-                height, width = pixels.shape[:2]
-                png.Writer(width, height, greyscale=pixels.ndim == 2, bitdepth=16).write(
-                    fh, pixels.reshape(height, -1))
+                png_mode = "L;16" if pixels.ndim == 2 else "RGB;16"
+                png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
             else:
                 Image.fromarray(pixels).save(fh, format="PNG")
         os.replace(tmp, out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {out} ({exc.strerror or exc}): check free space and permissions") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure (or Ctrl-C); already renamed away after a success
     return out

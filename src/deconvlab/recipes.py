@@ -36,12 +36,9 @@ def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, s
     from . import data, evaluate
 
     dataset = data.load_dataset(dataset_name, mode=tasks.dataset_mode(task, channels), limit=limit, fallback=False)
-    kwargs: dict[str, Any] = {"seed": seed, "tile": tile}
-    if task == "denoise":
-        kwargs["sigma"] = sigma
-    if task == "sr":
-        kwargs["scale"] = scale
-    return evaluate.evaluate(model, dataset, task=task, **kwargs)
+    # a sigma would change deblur's noise level: each task gets only its own setting
+    return evaluate.evaluate(model, dataset, task=task, seed=seed, tile=tile,
+                             sigma=sigma if task == "denoise" else None, scale=scale if task == "sr" else None)
 
 
 def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: int | None, channels: int,
@@ -229,6 +226,12 @@ class CardRecipe:
         return self.card_id or tasks.card_id(self.task, self.sigma, self.scale, self.sigma_range, self.channels,
                                              self.scales)
 
+    @property
+    def settings(self) -> list[tuple[float | None, int | None]]:
+        """Every (sigma, scale) the card is measured at: each of :data:`BLIND_LEVELS` for a blind denoiser."""
+        sigmas = [self.sigma] if self.sigma_range is None else list(BLIND_LEVELS)
+        return list(itertools.product(sigmas, self.scales or [self.scale]))
+
     def check_out_dir(self, overwrite: bool = False) -> None:
         """Fail before any work when the card exists (without ``overwrite``) or the folder cannot be written."""
         from .io import check_output_path
@@ -280,43 +283,34 @@ def _history_lists(history: Any) -> dict[str, list[float | None]]:
             for k, values in history.history.items()}
 
 
-def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], None] = print) -> list[dict]:
-    """The card's metrics, measured on the weights as stored (float16), not on the in-memory float32 model."""
+def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], None] = print) -> None:
+    """Put into the card its ``metrics``, measured on the weights as stored (float16), not on the in-memory
+    float32 model, and its ``anchors``: the published numbers for every (sigma, scale) it was measured at."""
     from . import weights
 
     shipped = weights.load_pretrained(card=card)
     names = recipe.eval_datasets or [tasks.DEFAULT_DATASETS[recipe.task]]
     metrics = []
-    sigmas = [recipe.sigma] if recipe.sigma_range is None else list(BLIND_LEVELS)
-    for name, sigma in itertools.product(names, sigmas):
-        for scale in recipe.scales or [recipe.scale]:
-            result = run_evaluation(shipped, recipe.task, name, channels=recipe.channels, sigma=sigma, scale=scale,
-                                    seed=0, limit=recipe.eval_limit)
-            protocol = {k: v for k, v in result.protocol.items() if k != "date"}
-            entry = {"dataset": name, "protocol": protocol, "psnr": round(result.mean_psnr, 4),
-                     "ssim": round(result.mean_ssim, 5), "limit": recipe.eval_limit}
-            entry.update({"sigma": sigma} if recipe.task == "denoise" else {})
-            entry.update({"scale": scale} if recipe.task == "sr" else {})
-            metrics.append(entry)
-            log(f"{name}{f' x{scale}' if scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
-    return metrics
+    for name, (sigma, scale) in itertools.product(names, recipe.settings):
+        result = run_evaluation(shipped, recipe.task, name, channels=recipe.channels, sigma=sigma, scale=scale,
+                                seed=0, limit=recipe.eval_limit)
+        protocol = {k: v for k, v in result.protocol.items() if k != "date"}
+        entry = {"dataset": name, "protocol": protocol, "psnr": round(result.mean_psnr, 4),
+                 "ssim": round(result.mean_ssim, 5), "limit": recipe.eval_limit}
+        entry.update({"sigma": sigma} if recipe.task == "denoise" else {})
+        entry.update({"scale": scale} if recipe.task == "sr" else {})
+        metrics.append(entry)
+        log(f"{name}{f' x{scale}' if scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
+    card["metrics"] = metrics
+    datasets = sorted({m["dataset"] for m in metrics})
+    card["anchors"] = [dict(a, scale=k) if k else dict(a, sigma=s) if recipe.sigma_range is not None else a
+                       for s, k in recipe.settings for a in weights.anchors_for(recipe.task, s, k, datasets)]
 
 
-def card_anchors(card: dict[str, Any], recipe: CardRecipe) -> list[dict[str, Any]]:
-    """The published numbers for every (sigma, scale) a card was measured at (blind: each level)."""
-    from . import weights
-
-    datasets = sorted({m["dataset"] for m in card["metrics"]})
-    sigmas = [recipe.sigma] if recipe.sigma_range is None else list(BLIND_LEVELS)
-    return [dict(a, scale=k) if k else dict(a, sigma=s) if recipe.sigma_range is not None else a
-            for s in sigmas for k in (recipe.scales or [recipe.scale])
-            for a in weights.anchors_for(recipe.task, s, k, datasets)]
-
-
-def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str], default: bool | None = None,
+def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str],
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Measure a card written elsewhere (e.g. by :mod:`deconvlab.fused` on the GPU host) here, from its stored
-    float16 file, and write its ``metrics``, ``anchors`` and (if given) ``default`` into it.
+    float16 file, and write its ``metrics`` and ``anchors`` into it.
 
     Denoisers are measured at their sigma (blind ones at each of :data:`BLIND_LEVELS`), super-resolvers at every
     scale they serve (``scale`` or ``scales``) under the SR protocol; ``eval_datasets`` are full test sets."""
@@ -332,10 +326,7 @@ def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str], default: 
                         sigma_range=tuple(rng) if rng else None, scale=scales[0] if len(scales) == 1 else None,
                         scales=scales if len(scales) > 1 else None, channels=weights.card_channels(card),
                         eval_datasets=list(eval_datasets))
-    card["metrics"] = measure_card(card, recipe, log)
-    card["anchors"] = card_anchors(card, recipe)
-    if default is not None:
-        card["default"] = default
+    measure_card(card, recipe, log)
     card.pop("_path", None)
     weights.write_card(card, path)
     return card
@@ -380,8 +371,7 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
         fields.update({"scales": recipe.scales, "upsample": "pre"} if recipe.scales else
                       {"scale": recipe.scale, "upsample": "post" if post else "pre"})
     card = weights.save_pretrained(model, fields, recipe.out_dir)
-    card["metrics"] = measure_card(card, recipe, log)
-    card["anchors"] = card_anchors(card, recipe)
+    measure_card(card, recipe, log)
     weights.write_card(card, card["_path"])
     log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
         f"({card['params']:,} parameters, {wall:.0f} s)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import dataclasses
+import functools
 import logging
 import os
 import re
@@ -31,31 +32,13 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .checks import integer
-from .errors import (
-    ArgumentError,
-    DataError,
-    DownloadError,
-    HashMismatchError,
-    UnknownDatasetError,
-)
-from .io import check_image, read_image, rgb_to_gray
+from .errors import ArgumentError, DataError, DownloadError, HashMismatchError, UnknownDatasetError
+from .io import _to_mode, check_image, read_image
 from .paths import data_dir
 
 __all__ = [
-    "DATASET_NAMES",
-    "FALLBACK_NAMES",
-    "FALLBACK_TEST",
-    "FALLBACK_TRAIN",
-    "Dataset",
-    "DatasetInfo",
-    "FileInfo",
-    "NoNetworkError",
-    "FetchReport",
-    "cache_dir",
-    "fetch_all",
-    "fetch_dataset",
-    "fetch_file",
-    "load_dataset",
+    "DATASET_NAMES", "FALLBACK_NAMES", "FALLBACK_TEST", "FALLBACK_TRAIN", "Dataset", "DatasetInfo", "FileInfo",
+    "NoNetworkError", "FetchReport", "cache_dir", "fetch_all", "fetch_dataset", "fetch_file", "load_dataset",
     "registry",
 ]
 
@@ -74,20 +57,13 @@ FALLBACK_NAMES = ("fallback-train", "fallback-test")
 _TRAINING_SETS = frozenset({"train400", "t91"})
 
 # Short citation and terms per set; data/DATASETS.md has the full references.
+_BSDS = "images from BSDS (Martin et al., ICCV 2001)"
+_BSDS_TERMS = "Berkeley Segmentation Dataset: non-commercial research and educational use only"
 _META: dict[str, tuple[str, str]] = {
-    "train400": (
-        "Chen & Pock, TPAMI 2017 (TNRD); Zhang et al., TIP 2017 (DnCNN); images from BSDS (Martin et al., ICCV 2001)",
-        "Berkeley Segmentation Dataset: non-commercial research and educational use only",
-    ),
-    "bsd68": (
-        "Roth & Black, IJCV 2009 (Fields of Experts); images from BSDS (Martin et al., ICCV 2001)",
-        "Berkeley Segmentation Dataset: non-commercial research and educational use only",
-    ),
+    "train400": (f"Chen & Pock, TPAMI 2017 (TNRD); Zhang et al., TIP 2017 (DnCNN); {_BSDS}", _BSDS_TERMS),
+    "bsd68": (f"Roth & Black, IJCV 2009 (Fields of Experts); {_BSDS}", _BSDS_TERMS),
     "set12": ("Zhang et al., TIP 2017 (DnCNN)", "no licence stated, mixed copyright: research use only"),
-    "cbsd68": (
-        "Roth & Black, IJCV 2009; Zhang et al., TIP 2018 (FFDNet); images from BSDS (Martin et al., ICCV 2001)",
-        "Berkeley Segmentation Dataset: non-commercial research and educational use only",
-    ),
+    "cbsd68": (f"Roth & Black, IJCV 2009; Zhang et al., TIP 2018 (FFDNet); {_BSDS}", _BSDS_TERMS),
     "set5": ("Bevilacqua et al., BMVC 2012", "no licence text found: research benchmark use only"),
     "set14": ("Zeyde et al., Curves and Surfaces 2010", "no licence text found, mixed content: research use only"),
     "t91": ("Yang et al., IEEE TIP 2010 (image super-resolution via sparse representation)",
@@ -175,8 +151,6 @@ class Dataset:
 
 # ---------------------------------------------------------------------------------------------- registry
 
-_REGISTRY_CACHE: dict[tuple[str, int, int], dict[str, DatasetInfo]] = {}
-
 
 def registry() -> dict[str, DatasetInfo]:
     """All registered sets from ``<repo>/data/registry.tsv``, by name, files in registry order. Taught in chapter 4."""
@@ -188,14 +162,12 @@ def registry() -> dict[str, DatasetInfo]:
             f"no data registry at {path}: install the package from a clone of the book (pip install -e .) "
             "or set DECONVLAB_ROOT to that clone"
         ) from None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key not in _REGISTRY_CACHE:
-        _REGISTRY_CACHE.clear()
-        _REGISTRY_CACHE[key] = _parse_registry(path)
-    return dict(_REGISTRY_CACHE[key])
+    return dict(_parse_registry(path, stat.st_mtime_ns, stat.st_size))
 
 
-def _parse_registry(path: Path) -> dict[str, DatasetInfo]:
+@functools.lru_cache(maxsize=1)
+def _parse_registry(path: Path, mtime_ns: int, size: int) -> dict[str, DatasetInfo]:
+    """The registry file parsed once per version: a changed file (mtime or size) is parsed again."""
     files: dict[str, list[FileInfo]] = {}
     with open(path, encoding="utf-8", newline="") as fh:
         for line_no, row in enumerate(csv.DictReader(fh, delimiter="\t"), start=2):
@@ -295,15 +267,14 @@ def fetch_all(names: Sequence[str] | None = None, *, workers: int = 8, progress:
     """
     workers = integer("workers", workers, 1)
     sets = registry()
-    chosen = list(sets) if names is None else [_info(n).name for n in names]
-    jobs = [(sets[name], f) for name in dict.fromkeys(chosen) for f in sets[name].files]
+    chosen = dict.fromkeys(sets if names is None else [_info(n).name for n in names])  # once each, in order
+    jobs = [(sets[name], f) for name in chosen for f in sets[name].files]
+    total = sum(f.bytes for _, f in jobs)
     root = _local_root()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(f.bytes for _, f in jobs), unit="B", unit_scale=True, unit_divisor=1024,
-                   desc="verifying" if root is not None else "fetching", file=sys.stderr, leave=True)
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=True,
+               desc="verifying" if root is not None else "fetching", file=sys.stderr, disable=not progress)
     found: dict[tuple[str, str], Path] = {}
     start = time.perf_counter()
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deconvlab-fetch")
@@ -312,21 +283,17 @@ def fetch_all(names: Sequence[str] | None = None, *, workers: int = 8, progress:
         for future in concurrent.futures.as_completed(futures):
             f = futures[future]
             found[(f.dataset, f.file)] = future.result()  # re-raises the worker's DataError here
-            if bar is not None:
-                bar.update(f.bytes)
+            bar.update(f.bytes)
     except BaseException:
-        if bar is not None:
-            bar.leave = False  # the error (one line) replaces the bar
+        bar.leave = False  # the error (one line) replaces the bar
         raise
     finally:
         # On a failure (or Ctrl-C) the queued files are dropped; the few in flight finish into pooch's temporaries.
         pool.shutdown(wait=True, cancel_futures=True)
-        if bar is not None:
-            bar.close()
-    paths = {name: [found[(name, f.file)] for f in sets[name].files] for name in dict.fromkeys(chosen)}
+        bar.close()
+    paths = {name: [found[(name, f.file)] for f in sets[name].files] for name in chosen}
     source = f"the local copy DECONVLAB_DATA={root}" if root is not None else f"the cache {cache_dir()}"
-    return FetchReport(paths=paths, bytes=sum(f.bytes for _, f in jobs), seconds=time.perf_counter() - start,
-                       source=source)
+    return FetchReport(paths=paths, bytes=total, seconds=time.perf_counter() - start, source=source)
 
 
 def _check_limit(limit: int | None) -> int | None:
@@ -434,18 +401,13 @@ def load_dataset(
             f"no network and no DECONVLAB_DATA: using scikit-image's bundled photographs instead of {key}; "
             "set DECONVLAB_DATA=<folder with the sets> or connect to download the real sets; "
             "results are not comparable with published numbers",
-            UserWarning,
-            stacklevel=2,
+            UserWarning, stacklevel=2,
         )
         split = "fallback-train" if key in _TRAINING_SETS else "fallback-test"
         return _load_fallback(split, mode or info.color, limit, stands_in_for=key)
-    files = info.files[: len(paths)]
     images = [read_image(p, mode=mode) for p in paths]
     return Dataset(
-        name=key,
-        images=images,
-        names=[f.name for f in files],
-        is_fallback=False,
+        name=key, images=images, names=[f.name for f in info.files[: len(paths)]], is_fallback=False,
         color=mode or info.color,
         note=f"{key}: {len(images)} of {len(info.files)} images from {info.source} ({info.terms or 'see data/DATASETS.md'})",
     )
@@ -453,25 +415,12 @@ def load_dataset(
 
 def _load_fallback(split: str, mode: str | None, limit: int | None, stands_in_for: str | None) -> Dataset:
     names = list(FALLBACK_TRAIN if split == "fallback-train" else FALLBACK_TEST)[:limit]
-    images = []
-    for photo in names:
-        img = _skimage_photo(photo)
-        if mode == "gray" and img.ndim == 3:
-            img = rgb_to_gray(img)
-        elif mode == "rgb" and img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=-1)
-        images.append(img)
+    images = [_to_mode(_skimage_photo(photo), mode) for photo in names]
     instead = f" standing in for {stands_in_for}" if stands_in_for else ""
     return Dataset(
-        name=split,
-        images=images,
-        names=names,
-        is_fallback=True,
-        color=mode or "rgb",
-        note=(
-            f"offline fallback: {len(images)} scikit-image photographs ({split}){instead}; "
-            "results are not comparable with published numbers"
-        ),
+        name=split, images=images, names=names, is_fallback=True, color=mode or "rgb",
+        note=(f"offline fallback: {len(images)} scikit-image photographs ({split}){instead}; "
+              "results are not comparable with published numbers"),
     )
 
 

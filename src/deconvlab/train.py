@@ -52,26 +52,15 @@ from .models import count_params
 from .weights import load_history, write_atomic
 
 __all__ = [
-    "PSNR",
-    "PSNR_MAX_DB",
-    "HistoryWriter",
-    "bf16_supported",
-    "choose_precision",
-    "learning_rate_schedule",
-    "load_history",
-    "make_validation_pairs",
-    "model_precision",
-    "precision_policy",
-    "psnr_metric",
-    "psnr_per_image",
-    "resolve_jit_compile",
-    "resolve_verbose",
-    "set_precision",
-    "train",
+    "PSNR", "PSNR_MAX_DB", "HistoryWriter", "bf16_supported", "choose_precision", "learning_rate_schedule",
+    "load_history", "make_validation_pairs", "model_precision", "precision_policy", "psnr_metric",
+    "psnr_per_image", "resolve_jit_compile", "resolve_verbose", "set_precision", "train",
 ]
 
 #: Final learning rate of the cosine schedule as a fraction of the initial one.
 FINAL_LR_FRACTION = 0.01
+#: Global norm of the gradients, over all variables at once, that ``train`` clips to.
+GLOBAL_CLIPNORM = 1.0
 HISTORY_FORMAT = "deconvlab-history/1"
 
 
@@ -80,18 +69,14 @@ HISTORY_FORMAT = "deconvlab-history/1"
 
 def _capability_at_least_8(capability: Any) -> bool | None:
     """True/False from a compute capability given as (8, 0), "8.0" or 8.0; None if unreadable."""
-    if capability is None:
-        return None
-    if isinstance(capability, str):
-        match = re.match(r"\s*(\d+)(?:\.(\d+))?", capability)
-        if not match:
-            return None
-        capability = (int(match.group(1)), int(match.group(2) or 0))
+    if isinstance(capability, str):  # only the major version matters: "8.x" >= "8.0" for any minor x
+        match = re.match(r"\s*(\d+)", capability)
+        return None if match is None else int(match.group(1)) >= 8
     if isinstance(capability, (int, float)):
         return float(capability) >= 8.0
     try:
         return tuple(int(c) for c in capability)[:2] >= (8, 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # None too
         return None
 
 
@@ -146,12 +131,8 @@ def choose_precision(mixed: bool | None = None, profile: str | config.Profile | 
     if not mixed:
         return "float32"
     if not gpu:
-        warnings.warn(
-            "mixed precision without a GPU: using mixed_bfloat16, which is usually slower than float32 on CPUs; "
-            "pass mixed_precision=False for CPU runs",
-            UserWarning,
-            stacklevel=3,
-        )
+        warnings.warn("mixed precision without a GPU: using mixed_bfloat16, which is usually slower than "
+                      "float32 on CPUs; pass mixed_precision=False for CPU runs", UserWarning, stacklevel=3)
         return "mixed_bfloat16"
     return "mixed_bfloat16" if bf16_supported() else "mixed_float16"
 
@@ -170,10 +151,8 @@ def set_precision(mixed: bool | None = None, profile: str | config.Profile | Non
 def precision_policy(mixed: bool | None = None, profile: str | config.Profile | None = None) -> Iterator[str]:
     """Context manager: build models inside it to compute in the chosen precision; yields the policy name. Taught in chapter 4."""
     previous = keras.mixed_precision.global_policy()
-    name = choose_precision(mixed, profile)
-    keras.mixed_precision.set_global_policy(name)
     try:
-        yield name
+        yield set_precision(mixed, profile)
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -202,11 +181,7 @@ def resolve_jit_compile(jit_compile: bool | str = "auto") -> bool:
     if jit_compile != "auto":
         raise ArgumentError(f"jit_compile={jit_compile!r}: pass True, False or 'auto'")
     backend = config.keras_backend()
-    if backend == "jax":
-        return True
-    if backend == "tensorflow":
-        return config.gpu_available()
-    return False
+    return backend == "jax" or (backend == "tensorflow" and config.gpu_available())
 
 
 def resolve_verbose(verbose: int | str = "auto") -> int:
@@ -227,14 +202,12 @@ def _profile(profile: str | config.Profile | None) -> config.Profile:
 def learning_rate_schedule(learning_rate: float, total_steps: int,
                            warmup_steps: int = 0) -> keras.optimizers.schedules.LearningRateSchedule:
     """Linear warmup from lr/10 to lr, then cosine decay to 1% of lr at ``total_steps``. Taught in chapter 4."""
-    warmup_steps = min(int(warmup_steps), max(total_steps - 1, 0))
-    if warmup_steps > 0:
-        return keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=learning_rate / 10, decay_steps=total_steps - warmup_steps,
-            alpha=FINAL_LR_FRACTION, warmup_target=learning_rate, warmup_steps=warmup_steps,
-        )
+    warmup_steps = max(0, min(int(warmup_steps), total_steps - 1))
+    warm = warmup_steps > 0  # without warmup, CosineDecay's own defaults (no target, 0 steps) apply
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=learning_rate, decay_steps=max(total_steps, 1), alpha=FINAL_LR_FRACTION
+        initial_learning_rate=learning_rate / 10 if warm else learning_rate,
+        decay_steps=max(total_steps - warmup_steps, 1), alpha=FINAL_LR_FRACTION,
+        warmup_target=learning_rate if warm else None, warmup_steps=warmup_steps,
     )
 
 
@@ -244,10 +217,6 @@ def default_warmup_steps(total_steps: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ history
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None  # JSON has no NaN/inf
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -261,13 +230,11 @@ class HistoryWriter(keras.callbacks.Callback):
                  previous: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.path = None if path is None else Path(path)
-        if previous is not None:
-            self.data = {"format": HISTORY_FORMAT, "meta": {**previous.get("meta", {}), **meta},
-                         "history": {k: list(v) for k, v in previous["history"].items()}}
-            self.data["meta"]["epoch_seconds"] = list(previous.get("meta", {}).get("epoch_seconds", []))
-        else:
-            self.data = {"format": HISTORY_FORMAT, "meta": dict(meta), "history": {}}
-            self.data["meta"]["epoch_seconds"] = []
+        old_meta = {} if previous is None else previous.get("meta", {})
+        old_history = {} if previous is None else previous["history"]
+        self.data = {"format": HISTORY_FORMAT,
+                     "meta": {**old_meta, **meta, "epoch_seconds": list(old_meta.get("epoch_seconds", []))},
+                     "history": {k: list(v) for k, v in old_history.items()}}
         self._epoch_start = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -277,21 +244,21 @@ class HistoryWriter(keras.callbacks.Callback):
         seconds = time.perf_counter() - self._epoch_start
         history, meta = self.data["history"], self.data["meta"]
         logs = dict(logs or {})
-        lr = logs.pop("learning_rate", None)
-        if lr is None:
-            lr = self.model.optimizer.learning_rate  # the value for the next step, after this epoch's updates
-        logs["learning_rate"] = lr
+        lr = logs.pop("learning_rate", None)  # moved last, as in every history file
+        # without a logged rate: the optimizer's value for the next step, after this epoch's updates
+        logs["learning_rate"] = self.model.optimizer.learning_rate if lr is None else lr
         done = len(history.get("loss", []))
         for key, value in logs.items():
             column = history.setdefault(key, [None] * done)  # a metric that appears late keeps the epochs aligned
-            column.append(_finite_or_none(float(np.asarray(keras.ops.convert_to_numpy(value)))))
+            value = float(np.asarray(keras.ops.convert_to_numpy(value)))
+            column.append(value if math.isfinite(value) else None)  # JSON has no NaN/inf
         meta["epoch_seconds"].append(round(seconds, 3))
         meta["epochs_done"] = epoch + 1
         meta["steps_done"] = meta.get("steps_done", 0) + int(meta.get("steps_per_epoch") or 0)
         meta["wall_time_s"] = round(sum(meta["epoch_seconds"]), 3)
         meta["finished"] = _now()
         monitor, mode = meta.get("monitor"), meta.get("monitor_mode", "min")
-        values = [v for v in history.get(monitor, []) if v is not None] if monitor else []
+        values = [v for v in history.get(monitor, []) if v is not None]
         if values:
             best = max(values) if mode == "max" else min(values)
             meta["best"] = {"epoch": history[monitor].index(best) + 1, monitor: best}
@@ -323,8 +290,7 @@ def make_validation_pairs(images, degrade: Callable[[np.ndarray, np.random.Gener
     n = integer("n", n, 1)
     patches = PatchDataset(images, degrade, patch_size=patch_size, batch_size=n, steps_per_epoch=1, seed=seed,
                            augment=False, channels=channels, scale=scale)
-    x, y = patches[0]
-    return x, y
+    return patches[0]
 
 
 def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
@@ -332,9 +298,8 @@ def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
         raise ArgumentError(f"{label} must be (x, y) with two arrays, got {len(data)} items")
     x, y = (np.asarray(a, dtype="float32") for a in data)
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ArgumentError(
-            f"{label} has x {x.shape} and y {y.shape}: pass NHWC arrays with the same, non-zero number of images"
-        )
+        raise ArgumentError(f"{label} has x {x.shape} and y {y.shape}: "
+                            "pass NHWC arrays with the same, non-zero number of images")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ArgumentError(f"{label} has NaN/inf values: fix the step that built it")
     return x, y
@@ -355,24 +320,21 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     history_path: str | os.PathLike | None = None,
     mixed_precision: bool | None = None,
-    jit_compile: bool | str = "auto",
     resume: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    loss: str | Callable = "mse",
     seed: int | None = None,
     warmup_steps: int | None = None,
-    global_clipnorm: float | None = 1.0,
 ) -> keras.callbacks.History:
     """Compile and fit a restoration model: Adam, cosine decay, clipping, checkpoint, JSON history, resume. Taught in chapter 3.
 
     ``train_data`` is a :class:`~deconvlab.data.PatchDataset` (or any PyDataset) or a pair of NHWC arrays;
     ``val_data`` likewise (e.g. from :func:`make_validation_pairs`). Unset sizes come from ``profile``: epochs,
     steps per epoch (a PyDataset's own length otherwise; a PatchDataset is set to ``steps_per_epoch``),
-    learning rate, batch size (arrays only). The learning rate warms up linearly for ``warmup_steps``
-    (default 2% of the run) and decays by a cosine to 1% at the last step; gradients are clipped to a global
-    norm of ``global_clipnorm`` (one norm over all variables keeps the update's direction, unlike per-variable
-    ``clipnorm``) so a deep net survives a bad batch.
+    learning rate, batch size (arrays only). The loss is the mean squared error. The learning rate warms up
+    linearly for ``warmup_steps`` (default 2% of the run) and decays by a cosine to 1% at the last step;
+    gradients are clipped to a global norm of :data:`GLOBAL_CLIPNORM` (unlike per-variable ``clipnorm``, it
+    keeps the update's direction) so a deep net survives a bad batch. :func:`resolve_jit_compile` decides XLA.
 
     The precision is the model's own (build it inside :func:`precision_policy`); ``mixed_precision`` only
     states what the caller expects, and a mismatch warns. ``checkpoint`` (a ``.keras`` file) keeps the best
@@ -385,12 +347,10 @@ def train(
     prof = _profile(profile)
     epochs = integer("epochs", prof.epochs if epochs is None else epochs, 1)
     learning_rate = number("learning_rate", prof.learning_rate if learning_rate is None else learning_rate, 0.0, strict=True)
-    if global_clipnorm is not None:
-        global_clipnorm = number("global_clipnorm", global_clipnorm, 0.0, strict=True)
     if not isinstance(model, keras.Model):
         raise ArgumentError(f"model must be a keras.Model, got {type(model).__name__}: build one with deconvlab.models")
-    verbose, jit = resolve_verbose(verbose), resolve_jit_compile(jit_compile)
-    callbacks = [callbacks] if isinstance(callbacks, keras.callbacks.Callback) else list(callbacks)
+    verbose, jit = resolve_verbose(verbose), resolve_jit_compile()
+    callbacks = list(callbacks)
     if not all(isinstance(cb, keras.callbacks.Callback) for cb in callbacks):
         raise ArgumentError("callbacks must be keras.callbacks.Callback objects (a list, or () for none)")
     fit_args, batch_size = _fit_data(train_data, val_data, steps_per_epoch, prof)
@@ -398,21 +358,16 @@ def train(
     total_steps = epochs * steps_per_epoch
     warmup = default_warmup_steps(total_steps) if warmup_steps is None else integer("warmup_steps", warmup_steps, 0)
     checkpoint, history_path, previous = _run_files(checkpoint, history_path, resume)
-    initial_epoch = 0 if previous is None else int(
-        previous["meta"].get("epochs_done", len(previous["history"].get("loss", []))))
     precision = _checked_precision(model, mixed_precision, prof)
     seed = int(getattr(train_data, "seed", 0) or 0) if seed is None else integer("seed", seed, 0)
     config.set_seed(seed)
-    schedule = learning_rate_schedule(learning_rate, total_steps, warmup)
-    _compile(model, keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=global_clipnorm), loss, precision, jit)
+    _compile(model, learning_rate_schedule(learning_rate, total_steps, warmup), precision, jit)
+    initial_epoch = 0
     if previous is not None:
-        _restore(model, checkpoint, int(previous["meta"].get("steps_done", initial_epoch * steps_per_epoch)))
-        if hasattr(train_data, "epoch"):
-            train_data.epoch = initial_epoch  # fresh patches, not a replay of epoch 0's
+        initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch)
     meta = _run_meta(model, train_data, prof, monitor="val_psnr" if val_data is not None else "loss", jit=jit,
                      seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                     learning_rate=learning_rate, warmup=warmup, global_clipnorm=global_clipnorm, loss=loss,
-                     checkpoint=checkpoint, precision=precision)
+                     learning_rate=learning_rate, warmup=warmup, checkpoint=checkpoint, precision=precision)
     writer, own = _run_callbacks(meta, previous, history_path, checkpoint, initial_epoch)
     if initial_epoch >= epochs and verbose:
         print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
@@ -422,16 +377,17 @@ def train(
     return history
 
 
-def _compile(model: keras.Model, optimizer: Any, loss: Any, precision: str, jit: bool) -> None:
+def _compile(model: keras.Model, schedule: Any, precision: str, jit: bool) -> None:
+    optimizer = keras.optimizers.Adam(learning_rate=schedule, global_clipnorm=GLOBAL_CLIPNORM)
     if precision == "mixed_float16" and model.dtype_policy.name != "mixed_float16":
         # compile only wraps when the model object itself carries the float16 policy
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=loss, metrics=[PSNR(name="psnr")], jit_compile=jit)
+    model.compile(optimizer=optimizer, loss="mse", metrics=[PSNR(name="psnr")], jit_compile=jit)
 
 
 def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, monitor: str, jit: bool, seed: int,
               epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, warmup: int,
-              global_clipnorm: float | None, loss: Any, checkpoint: Path | None, precision: str) -> dict[str, Any]:
+              checkpoint: Path | None, precision: str) -> dict[str, Any]:
     """The run's metadata, as the history file and ``history.meta`` keep it."""
     return {
         "model": model.name, "params": count_params(model), "profile": prof.name,
@@ -441,8 +397,7 @@ def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, moni
         "total_steps": epochs * steps_per_epoch, "batch_size": int(batch_size),
         "patch_size": getattr(train_data, "patch_size", None), "optimizer": "Adam", "learning_rate": learning_rate,
         "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
-        "warmup_steps": warmup, "global_clipnorm": global_clipnorm,
-        "loss": loss if isinstance(loss, str) else getattr(loss, "__name__", type(loss).__name__),
+        "warmup_steps": warmup, "global_clipnorm": GLOBAL_CLIPNORM, "loss": "mse",
         "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
         "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
     }
@@ -459,10 +414,8 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
         elif steps_per_epoch > len(train_data):
-            raise ArgumentError(
-                f"steps_per_epoch={steps_per_epoch} but train_data has only {len(train_data)} batches: "
-                "pass steps_per_epoch=None or a longer dataset"
-            )
+            raise ArgumentError(f"steps_per_epoch={steps_per_epoch} but train_data has only "
+                                f"{len(train_data)} batches: pass steps_per_epoch=None or a longer dataset")
         fit_args["x"] = train_data
         batch_size = getattr(train_data, "batch_size", None) or prof.batch_size
     elif isinstance(train_data, (tuple, list)):
@@ -471,24 +424,21 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
         per_epoch = math.ceil(x.shape[0] / batch_size)
         steps_per_epoch = per_epoch if steps_per_epoch is None else integer("steps_per_epoch", steps_per_epoch, 1)
         if steps_per_epoch > per_epoch:
-            raise ArgumentError(
-                f"steps_per_epoch={steps_per_epoch} but {x.shape[0]} training pairs make {per_epoch} batches of "
-                f"{batch_size}: pass steps_per_epoch=None or a PatchDataset"
-            )
+            raise ArgumentError(f"steps_per_epoch={steps_per_epoch} but {x.shape[0]} training pairs make "
+                                f"{per_epoch} batches of {batch_size}: "
+                                "pass steps_per_epoch=None or a PatchDataset")
         fit_args.update(x=x, y=y, batch_size=batch_size, shuffle=True)
     else:
-        raise ArgumentError(
-            f"train_data of type {type(train_data).__name__}: pass a deconvlab.data.PatchDataset or (x, y) NHWC arrays"
-        )
+        raise ArgumentError(f"train_data of type {type(train_data).__name__}: "
+                            "pass a deconvlab.data.PatchDataset or (x, y) NHWC arrays")
     fit_args["steps_per_epoch"] = steps_per_epoch
     if val_data is not None:
         if isinstance(val_data, (tuple, list)):
             val_data = _check_pairs(val_data, "val_data")
             fit_args["validation_batch_size"] = batch_size
         elif not isinstance(val_data, keras.utils.PyDataset):
-            raise ArgumentError(
-                f"val_data of type {type(val_data).__name__}: pass a PyDataset, (x, y) NHWC arrays or None"
-            )
+            raise ArgumentError(f"val_data of type {type(val_data).__name__}: "
+                                "pass a PyDataset, (x, y) NHWC arrays or None")
         fit_args["validation_data"] = val_data
     return fit_args, batch_size
 
@@ -528,12 +478,9 @@ def _checked_precision(model: keras.Model, mixed_precision: bool | None, prof: c
             warnings.simplefilter("ignore")  # only the mismatch below is worth a warning here
             wanted = choose_precision(mixed_precision, prof)
         if (wanted == "float32") != (precision == "float32"):
-            warnings.warn(
-                f"mixed_precision={mixed_precision} asks for {wanted}, but the model was built under {precision}: "
-                "build it inside deconvlab.train.precision_policy(...) to change its precision",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(f"mixed_precision={mixed_precision} asks for {wanted}, but the model was built "
+                          f"under {precision}: build it inside deconvlab.train.precision_policy(...) "
+                          "to change its precision", UserWarning, stacklevel=3)
     return precision
 
 
@@ -554,8 +501,11 @@ def _run_callbacks(meta: dict[str, Any], previous: dict | None, history_path: Pa
     return writer, own
 
 
-def _restore(model: keras.Model, checkpoint: Path, steps_done: int) -> None:
-    """Load weights and, where they match, the optimizer state of a checkpoint into a compiled model."""
+def _resume(model: keras.Model, train_data: Any, checkpoint: Path, previous: dict[str, Any],
+            steps_per_epoch: int) -> int:
+    """Load weights and, where they match, the optimizer state of a checkpoint into a compiled model, move
+    ``train_data`` on to the next epoch, and return the epoch to continue at."""
+    epoch = int(previous["meta"].get("epochs_done", len(previous["history"].get("loss", []))))
     model.optimizer.build(model.trainable_variables)
     try:
         model.load_weights(checkpoint)  # a .keras file also holds the optimizer's moments and step count
@@ -565,14 +515,12 @@ def _restore(model: keras.Model, checkpoint: Path, steps_done: int) -> None:
             saved = keras.saving.load_model(checkpoint, compile=False, safe_mode=True)
             model.set_weights(saved.get_weights())
         except Exception as exc:
-            raise ArgumentError(
-                f"checkpoint {checkpoint} does not fit this model ({type(exc).__name__}): "
-                "build the same architecture, or pass resume=False to start over"
-            ) from None
-        warnings.warn(
-            f"resumed the weights of {checkpoint} with a fresh optimizer state (it did not match)",
-            UserWarning,
-            stacklevel=3,
-        )
+            raise ArgumentError(f"checkpoint {checkpoint} does not fit this model ({type(exc).__name__}): "
+                                "build the same architecture, or pass resume=False to start over") from None
+        warnings.warn(f"resumed the weights of {checkpoint} with a fresh optimizer state (it did not match)",
+                      UserWarning, stacklevel=3)
     # the schedule continues from the last epoch recorded, even if the best checkpoint is older
-    model.optimizer.iterations.assign(steps_done)
+    model.optimizer.iterations.assign(int(previous["meta"].get("steps_done", epoch * steps_per_epoch)))
+    if hasattr(train_data, "epoch"):
+        train_data.epoch = epoch  # fresh patches, not a replay of epoch 0's
+    return epoch

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import inspect
+import io
 import json
 import math
 import os
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArgumentError, DeconvlabError, WeightsError
-from .paths import repo_root, weights_dir
+from .paths import repo_root, results_dir, weights_dir
 from .tasks import TASKS, card_id
 
 REQUIRED_FIELDS = ("id", "task", "architecture", "weights_file", "weights_sha256")
@@ -47,19 +49,15 @@ HISTORY_SUFFIX = ".history.json"  # training histories kept next to their cards 
 # Published numbers the book compares its own models against (PSNR in dB on the named test set).
 ANCHORS: list[dict[str, Any]] = [
     *[
-        {"method": method, "task": "denoise", "sigma": sigma, "dataset": "bsd68", "psnr": psnr,
-         "citation": "Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table II"}
-        for method, values in (
-            ("BM3D", (31.07, 28.57, 25.62)),
-            ("DnCNN-S", (31.73, 29.23, 26.23)),
-            ("DnCNN-B", (31.61, 29.16, 26.23)),
+        {"method": method, "task": "denoise", "sigma": sigma, "dataset": dataset, "psnr": psnr,
+         "citation": f"Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table {table}"}
+        for method, dataset, table, values in (
+            ("BM3D", "bsd68", "II", (31.07, 28.57, 25.62)),
+            ("DnCNN-S", "bsd68", "II", (31.73, 29.23, 26.23)),
+            ("DnCNN-B", "bsd68", "II", (31.61, 29.16, 26.23)),
+            ("BM3D", "set12", "III", (32.37, 29.97, 26.72)),
+            ("DnCNN-S", "set12", "III", (32.86, 30.44, 27.18)),
         )
-        for sigma, psnr in zip((15, 25, 50), values, strict=True)
-    ],
-    *[
-        {"method": method, "task": "denoise", "sigma": sigma, "dataset": "set12", "psnr": psnr,
-         "citation": "Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table III"}
-        for method, values in (("BM3D", (32.37, 29.97, 26.72)), ("DnCNN-S", (32.86, 30.44, 27.18)))
         for sigma, psnr in zip((15, 25, 50), values, strict=True)
     ],
     *[
@@ -96,9 +94,8 @@ def _validate_card(card: Any, source: str) -> dict[str, Any]:
     if not isinstance(arch, dict) or "builder" not in arch:
         missing.append("architecture.builder")
     if missing:
-        raise WeightsError(
-            f"model card {source} lacks {', '.join(missing)}; git checkout data/weights or re-run training"
-        )
+        raise WeightsError(f"model card {source} lacks {', '.join(missing)}; "
+                           "git checkout data/weights or re-run training")
     if card["task"] not in TASKS:
         raise WeightsError(f"model card {source} has unknown task {card['task']!r}; expected one of {TASKS}")
     return card
@@ -118,7 +115,8 @@ def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = 
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"model card {path} is not valid JSON ({exc}); git checkout data/weights") from None
+        raise WeightsError(f"model card {path} is not valid JSON ({exc}); "
+                           "git checkout data/weights") from None
     card = _validate_card(card, str(path))
     card["_path"] = str(path)
     return card
@@ -126,12 +124,12 @@ def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = 
 
 def _json_ready(value: Any) -> Any:
     """NumPy scalars/arrays and paths as plain JSON values (NaN is refused rather than written as NaN)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
     if isinstance(value, Mapping):
         return {str(k): _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, os.PathLike):
@@ -145,7 +143,8 @@ def write_card(card: Mapping[str, Any], path: str | os.PathLike) -> Path:
     try:
         text = json.dumps(_json_ready(card), indent=2, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise ArgumentError(f"model card is not JSON-serialisable ({exc}); pass numbers, strings, lists") from None
+        raise ArgumentError(f"model card is not JSON-serialisable ({exc}); "
+                            "pass numbers, strings, lists") from None
     write_atomic(path, (text + "\n").encode("utf-8"))
     return path
 
@@ -182,7 +181,8 @@ def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any
             cards.append(read_card(path))
         except WeightsError as exc:
             # one stray or broken .json must not make every other card unusable
-            warnings.warn(f"skipping {path.name} in {folder}: not a model card ({exc})", UserWarning, stacklevel=2)
+            warnings.warn(f"skipping {path.name} in {folder}: not a model card ({exc})", UserWarning,
+                          stacklevel=2)
     return sorted(cards, key=lambda c: str(c["id"]))
 
 
@@ -199,9 +199,7 @@ def card_setting(card: Mapping[str, Any]) -> str:
         lo, hi = card["sigma_range"]
         return f"sigma in [{lo:g}, {hi:g}]"
     scales = card_scales(card)
-    if scales:
-        return "x" + ",".join(str(s) for s in scales)
-    return ""
+    return "x" + ",".join(str(s) for s in scales) if scales else ""
 
 
 def card_scales(card: Mapping[str, Any]) -> list[int]:
@@ -242,28 +240,19 @@ def find_card(
 ) -> dict[str, Any]:
     """The card for a task and its exact sigma or scale (a blind card's ``sigma_range`` also matches).
 
-    Exact sigma beats a range; with ``channels`` given, a card with that many channels beats a gray one. When
-    several cards remain, the one marked ``"default": true`` (for SR: true, or a list of the scales it is the
-    default for) is chosen; none or several defaults raise :class:`ArgumentError` naming them, as does no match
-    (listing the cards that exist). Taught in chapter 4 (notebooks/04_code_example).
+    Exact sigma beats a range; with ``channels`` given, a card with that many channels beats a gray one.
+    When several cards remain, the one marked ``"default": true`` (for SR: true, or a list of the scales it
+    is the default for) is chosen; none or several defaults raise :class:`ArgumentError` naming them, as does
+    no match (listing the cards that exist). Taught in chapter 4 (notebooks/04_code_example).
     """
     if task not in TASKS:
         raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
-    candidates: list[tuple[tuple[int, int], dict[str, Any]]] = []
+    want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
+    candidates = []
     for card in list_cards(directory):
-        if card["task"] != task:
-            continue
-        if task == "denoise":
-            rank = _sigma_rank(card, sigma)
-        elif task == "sr":
-            rank = 0 if scale is not None and int(scale) in card_scales(card) else None
-        else:
-            rank = 0
-        if rank is None:
-            continue
-        # With no channel preference, the gray (per-channel) model is the default.
-        want = 1 if channels is None else int(channels)
-        candidates.append(((rank, 0 if card_channels(card) == want else 1), card))
+        rank = _rank(card, task, sigma, scale)
+        if rank is not None:
+            candidates.append(((rank, 0 if card_channels(card) == want else 1), card))
     asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
              "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
     if not candidates:
@@ -282,7 +271,7 @@ def find_card(
 
 
 def is_default(card: Mapping[str, Any], scale: int | None = None) -> bool:
-    """Whether a card is the default for its setting (SR: for ``scale``; ``"default": [2, 3]`` names scales)."""
+    """Whether a card is the default for its setting (SR: for ``scale``; ``"default": [2, 3]`` names them)."""
     flag = card.get("default", False)
     if isinstance(flag, list):
         return bool(flag) if scale is None else int(scale) in [int(k) for k in flag]
@@ -325,8 +314,18 @@ def set_default(card_id: str, scales: Iterable[int] | None = None,
     return changed
 
 
-def _sigma_rank(card: Mapping[str, Any], sigma: float | None) -> int | None:
-    """0: exact sigma, 1: inside a blind card's range, 2: blind card for an unspecified sigma, None: no."""
+def _rank(card: Mapping[str, Any], task: str, sigma: float | None, scale: int | None) -> int | None:
+    """How well a card serves the request; lower is better, None: not at all.
+
+    0: the task with its exact sigma or a scale the card serves; for denoising also 1: inside a blind card's
+    range, 2: a blind card for an unspecified sigma.
+    """
+    if card["task"] != task:
+        return None
+    if task == "sr":
+        return 0 if scale is not None and int(scale) in card_scales(card) else None
+    if task != "denoise":
+        return 0
     if sigma is None:
         return 2 if card.get("sigma_range") is not None else None
     if card.get("sigma") is not None and math.isclose(float(card["sigma"]), float(sigma), abs_tol=1e-6):
@@ -338,15 +337,9 @@ def _sigma_rank(card: Mapping[str, Any], sigma: float | None) -> int | None:
     return None
 
 
-def _card_dir(card: Mapping[str, Any], directory: str | os.PathLike | None) -> Path:
-    if card.get("_path"):
-        return Path(card["_path"]).parent
-    return _directory(directory)
-
-
 def weights_path(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
     """The weights file a card names, relative to the card's folder; WeightsError if it points outside it."""
-    folder = _card_dir(card, directory)
+    folder = Path(card["_path"]).parent if card.get("_path") else _directory(directory)
     name = card["weights_file"]
     path = folder / str(name)
     if not isinstance(name, str) or not name or Path(name).is_absolute() \
@@ -356,7 +349,7 @@ def weights_path(card: Mapping[str, Any], directory: str | os.PathLike | None = 
     return path
 
 
-#: Limits of builder arguments a card may ask for (inclusive); they keep a forged card from building a giant model.
+#: Limits of builder arguments a card may ask for (inclusive): a forged card cannot build a giant model.
 ARG_LIMITS: dict[str, tuple[int, int]] = {
     "channels": (1, 4), "depth": (1, 200), "width": (1, 1024), "kernel_size": (1, 15), "skip_every": (0, 200),
     "scale": (1, 8), "d": (1, 1024), "s": (1, 1024), "m": (0, 100), "widths": (1, 1024), "depths": (1, 64),
@@ -367,12 +360,10 @@ MAX_CARD_PARAMS = 50_000_000  # 100 MB of float16: far above any shipped card, f
 
 def _builder_parameters(builder: str) -> dict[str, Any]:
     """name -> default of every argument the builder takes (red_net_sr also takes red_net's)."""
-    import inspect
-
     from . import models
 
     params = {}
-    for fn in (models.BUILDERS[builder], models.red_net) if builder == "red_net_sr" else (models.BUILDERS[builder],):
+    for fn in [models.BUILDERS[builder]] + ([models.red_net] if builder == "red_net_sr" else []):
         for name, p in inspect.signature(fn).parameters.items():
             if p.kind is not inspect.Parameter.VAR_KEYWORD:
                 # a required argument (fsrcnn's scale) is an integer
@@ -406,8 +397,18 @@ def _check_argument(source: str, name: str, value: Any, default: Any) -> None:
         raise refuse("is not a finite number")
 
 
-def _probe_shapes(builder: str, kwargs: Mapping[str, Any]) -> tuple[list[tuple[int, ...]], int, Any]:
-    """(shapes of model.weights, trainable parameters, the model) built without allocating a single weight.
+def _builder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """The builder's arguments minus the Keras model ``name`` (cosmetic; build_model would misread it)."""
+    return {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
+
+
+def _corrupt(path: str | os.PathLike, exc: Exception) -> WeightsError:
+    return WeightsError(f"weights file {path} is corrupt ({type(exc).__name__}: {exc}); "
+                        "re-download / git checkout data/weights")
+
+
+def _probe_model(arch: Mapping[str, Any]) -> Any:
+    """The architecture built without allocating a single weight: for its shapes and cost, not for running.
 
     Keras defers variable initialisation inside a ``StatelessScope(initialize_variables=False)``; the deferred
     variables are taken off Keras' to-initialise list afterwards, so nothing is ever allocated for them.
@@ -420,12 +421,9 @@ def _probe_shapes(builder: str, kwargs: Mapping[str, Any]) -> tuple[list[tuple[i
     pending = list(global_state.get_global_attribute("uninitialized_variables") or [])
     try:
         with keras.StatelessScope(initialize_variables=False):
-            model = models.build_model(builder, **kwargs)
+            return models.build_model(arch["builder"], **_builder_kwargs(arch))
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
-    shapes = [tuple(int(d) for d in v.shape) for v in model.weights]
-    trainable = sum(math.prod(int(d) for d in v.shape) for v in model.trainable_weights)
-    return shapes, trainable, model
 
 
 def _npz_shapes(path: Path) -> list[tuple[int, ...]]:
@@ -446,8 +444,7 @@ def _npz_shapes(path: Path) -> list[tuple[int, ...]]:
                     shape, _, _ = read_header(fh)
                 shapes[key] = tuple(int(d) for d in shape)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise WeightsError(f"weights file {path} is corrupt ({type(exc).__name__}: {exc}); "
-                           "re-download / git checkout data/weights") from None
+        raise _corrupt(path, exc) from None
     return [shapes[k] for k in sorted(shapes)]
 
 
@@ -456,10 +453,10 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
     """Check a card before anything is built or loaded; return it, or raise one-line :class:`WeightsError`.
 
     Checks: the required fields and task; ``weights_file`` inside the card's folder; a known builder; every
-    architecture argument known to it, of the right type and inside :data:`ARG_LIMITS`; ``default`` true/false
-    (SR: or a list of the card's scales); then the architecture is built without allocating weights and must
-    have at most :data:`MAX_CARD_PARAMS` parameters, as many as ``params`` says, and exactly the array shapes
-    of ``npz_path`` (read from the .npz headers).
+    architecture argument known to it, of the right type and inside :data:`ARG_LIMITS`; ``default``
+    true/false (SR: or a list of the card's scales); then the architecture is built without allocating
+    weights and must have at most :data:`MAX_CARD_PARAMS` parameters, as many as ``params`` says, and
+    exactly the array shapes of ``npz_path`` (read from the .npz headers).
     """
     from . import models
 
@@ -471,12 +468,10 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
     if builder not in models.BUILDERS:
         raise WeightsError(f"model card {source} names unknown builder {builder!r}; "
                            f"this deconvlab has {', '.join(models.BUILDERS)}")
-    kwargs = arch.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
+    if not isinstance(arch.get("kwargs") or {}, dict):
         raise WeightsError(f"model card {source}: architecture.kwargs is not an object")
-    kwargs = {k: v for k, v in kwargs.items() if k != "name"}
     known = _builder_parameters(builder)
-    for name, value in kwargs.items():
+    for name, value in _builder_kwargs(arch).items():
         if name not in known:
             raise WeightsError(f"model card {source}: {builder} takes no argument {name!r}; "
                                "the card does not match this version of deconvlab")
@@ -488,23 +483,25 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
         raise WeightsError(f"model card {source}: default={flag!r}; use true or false"
                            + (f", or a list of its scales {scales}" if scales else ""))
     try:
-        shapes, trainable, _ = _probe_shapes(builder, kwargs)
+        model = _probe_model(arch)
     except (ArgumentError, TypeError, ValueError) as exc:
         raise WeightsError(f"model card {source} does not match this version of deconvlab ({exc}); "
                            "git checkout data/weights or re-run training") from None
-    total = sum(math.prod(shape) for shape in shapes)
+    shapes = [tuple(int(d) for d in v.shape) for v in model.weights]
+    total = sum(map(math.prod, shapes))
     if total > MAX_CARD_PARAMS:
         raise WeightsError(f"model card {source} describes a model of {total:,} parameters, more than "
                            f"{MAX_CARD_PARAMS:,}; refusing to build it")
+    trainable = sum(math.prod(int(d) for d in v.shape) for v in model.trainable_weights)
     if card.get("params") is not None and card["params"] != trainable:
         raise WeightsError(f"model card {source} says params={card['params']!r}, its architecture has "
                            f"{trainable:,}; the card does not match its architecture")
     if npz_path is not None:
         stored = _npz_shapes(Path(npz_path))
         if stored != shapes:
-            stored_total = sum(math.prod(shape) for shape in stored)
-            raise WeightsError(f"weights file {npz_path} holds {len(stored)} arrays ({stored_total:,} values), the "
-                               f"card's architecture {len(shapes)} ({total:,}); the card does not match its weights")
+            raise WeightsError(f"weights file {npz_path} holds {len(stored)} arrays "
+                               f"({sum(map(math.prod, stored)):,} values), the card's architecture "
+                               f"{len(shapes)} ({total:,}); the card does not match its weights")
     return card
 
 
@@ -512,16 +509,12 @@ def verify_weights(card: Mapping[str, Any], directory: str | os.PathLike | None 
     """The card's weights file after checking it exists and its sha256 matches; else :class:`WeightsError`."""
     path = weights_path(card, directory)
     if not path.is_file():
-        raise WeightsError(
-            f"weights file {path} for card {card['id']} is missing; git checkout data/weights "
-            "(or git lfs pull) to restore it"
-        )
+        raise WeightsError(f"weights file {path} for card {card['id']} is missing; git checkout data/weights "
+                           "(or git lfs pull) to restore it")
     actual = sha256_file(path)
     if actual != card["weights_sha256"]:
-        raise WeightsError(
-            f"weights file {path} has sha256 {actual[:16]}..., the card expects "
-            f"{str(card['weights_sha256'])[:16]}...; re-download / git checkout data/weights"
-        )
+        raise WeightsError(f"weights file {path} has sha256 {actual[:16]}..., the card expects "
+                           f"{str(card['weights_sha256'])[:16]}...; re-download / git checkout data/weights")
     return path
 
 
@@ -531,24 +524,14 @@ def save_weights_fp16(model: Any, path: str | os.PathLike) -> str:
     Returns the dtype summary for the card: ``"float16"``, or ``"float16+float32"`` if some array stayed
     float32.
     """
-    arrays = {}
-    dtypes = set()
-    for i, w in enumerate(model.get_weights()):
-        w = np.asarray(w)
-        stored = _to_fp16_if_faithful(w)
-        dtypes.add(str(stored.dtype))
-        arrays[f"w{i:04d}"] = stored
+    stored = [_to_fp16_if_faithful(np.asarray(w)) for w in model.get_weights()]
+    arrays = {f"w{i:04d}": w for i, w in enumerate(stored)}
     # The variable paths are for humans reading the file; loading matches by order and shape.
     arrays[_PATHS_KEY] = np.array([str(v.path) for v in model.weights], dtype=np.str_)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(Path(path), buffer.getvalue())
+    dtypes = {str(w.dtype) for w in stored}
     return "+".join(sorted(dtypes, key=lambda d: d != "float16")) if dtypes else "float16"
 
 
@@ -569,43 +552,21 @@ def load_weights_fp16(model: Any, path: str | os.PathLike) -> Any:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            keys = sorted(k for k in data.files if k != _PATHS_KEY)
-            stored = [data[k] for k in keys]
+            stored = [data[k] for k in sorted(data.files) if k != _PATHS_KEY]
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise WeightsError(
-            f"weights file {path} is corrupt ({type(exc).__name__}: {exc}); re-download / git checkout data/weights"
-        ) from None
+        raise _corrupt(path, exc) from None
     variables = model.weights
     if len(stored) != len(variables):
-        raise WeightsError(
-            f"weights file {path} holds {len(stored)} arrays but the model has {len(variables)} variables; "
-            "the card's architecture does not match its weights: re-run training or git checkout data/weights"
-        )
-    values = []
+        raise WeightsError(f"weights file {path} holds {len(stored)} arrays but the model has "
+                           f"{len(variables)} variables; the card's architecture does not match its weights: "
+                           "re-run training or git checkout data/weights")
     for var, arr in zip(variables, stored, strict=True):
         if tuple(arr.shape) != tuple(var.shape):
-            raise WeightsError(
-                f"weights file {path}: array of shape {arr.shape} for variable {var.path} of shape "
-                f"{tuple(var.shape)}; the card's architecture does not match its weights"
-            )
-        values.append(arr.astype(np.dtype(var.dtype)))
-    model.set_weights(values)
+            raise WeightsError(f"weights file {path}: array of shape {arr.shape} for variable {var.path} "
+                               f"of shape {tuple(var.shape)}; the card's architecture does not match its "
+                               "weights")
+    model.set_weights([arr.astype(np.dtype(var.dtype)) for var, arr in zip(variables, stored, strict=True)])
     return model
-
-
-def build_from_card(card: Mapping[str, Any]) -> Any:
-    """The card's architecture, untrained: ``deconvlab.models.build_model(builder, **kwargs)``."""
-    from . import models
-
-    arch = card["architecture"]
-    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
-    try:
-        return models.build_model(arch["builder"], **kwargs)
-    except (TypeError, ArgumentError) as exc:
-        raise WeightsError(
-            f"model card {card['id']} does not match this version of deconvlab ({exc}); "
-            "git checkout data/weights or re-run training"
-        ) from None
 
 
 def load_keras_file(path: str | os.PathLike) -> Any:
@@ -616,7 +577,8 @@ def load_keras_file(path: str | os.PathLike) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise ArgumentError(f"--weights {path}: no such .keras file; pass a card id, a card .json or a .keras file")
+        raise ArgumentError(f"--weights {path}: no such .keras file; "
+                            "pass a card id, a card .json or a .keras file")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive; all mean "not a usable model file"
@@ -637,6 +599,8 @@ def load_pretrained(
 
     Taught in chapter 4 (notebooks/04_code_example).
     """
+    from . import models
+
     if card is None:
         if task is None:
             raise ArgumentError("load_pretrained needs a task ('denoise', 'sr', 'deblur') or a card")
@@ -646,35 +610,27 @@ def load_pretrained(
     card = _validate_card(dict(card), str(card.get("id", "?")))
     path = verify_weights(card, directory)
     card = validate_card(card, path, directory)  # architecture and shapes, before a weight is allocated
-    model = build_from_card(card)
-    return load_weights_fp16(model, path)
+    arch = card["architecture"]
+    return load_weights_fp16(models.build_model(arch["builder"], **_builder_kwargs(arch)), path)
 
 
-def card_macs_per_pixel(card: Mapping[str, Any]) -> int | float | dict[str, int | float]:
+def card_macs_per_pixel(card: Mapping[str, Any], model: Any = None) -> int | float | dict[str, int | float]:
     """Multiply-adds per output pixel of a card's architecture (:func:`deconvlab.models.macs_per_pixel`).
 
     A number for denoising and deblurring; for super-resolution ``{"2": ..., "3": ...}`` per scale the card
     serves (a pre-upsampling model costs the same at every scale: it runs on the bicubic-upscaled image).
-    Computed from the architecture without allocating its weights.
+    Computed from the architecture without allocating its weights, or from ``model`` when given.
     """
     from . import models
 
-    arch = card["architecture"]
-    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
-    _, _, model = _probe_shapes(arch["builder"], kwargs)
-    macs = _macs_value(models.macs_per_pixel(model))
-    if card.get("task") != "sr":
-        return macs
-    return {str(k): macs for k in card_scales(card)}
-
-
-def _macs_value(macs: float) -> int | float:
+    macs = models.macs_per_pixel(model if model is not None else _probe_model(card["architecture"]))
     # whole numbers stay integers in the JSON; a x3 model's count per output pixel can be fractional
-    return int(macs) if float(macs).is_integer() else round(macs, 1)
+    macs = int(macs) if float(macs).is_integer() else round(macs, 1)
+    return {str(k): macs for k in card_scales(card)} if card.get("task") == "sr" else macs
 
 
 def card_macs(card: Mapping[str, Any], scale: int | None = None) -> float | None:
-    """The ``macs_per_pixel`` a card records (for SR at ``scale``, or its first scale), or None if it has none."""
+    """The ``macs_per_pixel`` a card records (for SR at ``scale``, else its first scale), or None if none."""
     value = card.get("macs_per_pixel")
     if isinstance(value, Mapping):
         scales = card_scales(card)
@@ -690,18 +646,16 @@ MODEL_ROW_DATASETS = {"denoise": "bsd68", "sr": "set5", "deblur": "bsd68"}
 
 def model_rows(directory: str | os.PathLike | None = None,
                speed_file: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """One row per card for ``python -m deconvlab models``: what it does, whether it loads by default, its cost.
+    """One row per card for ``python -m deconvlab models``: what it does, if it loads by default, its cost.
 
     Keys: id, task, setting, default ("yes", "no" or the SR scales it is the default for), builder, params,
     macs_per_pixel (SR: text per scale unless all are equal), test_psnr (full test set of
     :data:`MODEL_ROW_DATASETS`, or the card's first full set when it has no number on that one: "dataset
-    setting: dB, setting: dB"), and cpu_s_per_mpx: the card's field, else what ``speed_file`` (default, for the
-    shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id or for another card of the
-    same architecture, else None.
+    setting: dB, setting: dB"), and cpu_s_per_mpx: the card's field, else what ``speed_file`` (default, for
+    the shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id or for another
+    card of the same architecture, else None.
     """
     if speed_file is None and directory is None:
-        from .paths import results_dir
-
         speed_file = results_dir() / "speed_cpu.json"
     speeds = _benchmark_speeds(speed_file) if speed_file is not None else {}
     cards = list_cards(directory)
@@ -720,12 +674,12 @@ def model_rows(directory: str | os.PathLike | None = None,
             macs_text = f"{float(next(iter(macs.values()))) / 1e6:.3f} M" if macs else ""
         else:
             macs_text = "" if macs is None else f"{float(macs) / 1e6:.3f} M"
-        speed = card.get("cpu_s_per_mpx", speeds.get(str(card["id"]),
-                                                     by_arch.get(json.dumps(card["architecture"], sort_keys=True))))
+        arch_key = json.dumps(card["architecture"], sort_keys=True)
         rows.append({
             "id": str(card["id"]), "task": card["task"], "setting": card_setting(card), "default": default,
-            "builder": card["architecture"]["builder"], "params": card.get("params"), "macs_per_pixel": macs_text,
-            "test_psnr": _row_psnr(card), "cpu_s_per_mpx": speed,
+            "builder": card["architecture"]["builder"], "params": card.get("params"),
+            "macs_per_pixel": macs_text, "test_psnr": _row_psnr(card),
+            "cpu_s_per_mpx": card.get("cpu_s_per_mpx", speeds.get(str(card["id"]), by_arch.get(arch_key))),
         })
     return rows
 
@@ -734,8 +688,7 @@ def model_table(directory: str | os.PathLike | None = None) -> str:
     """:func:`model_rows` as an aligned Markdown table with a legend (``python -m deconvlab models``)."""
     rows = model_rows(directory)
     if not rows:
-        raise ArgumentError(f"no model cards in {directory or weights_dir()}: git checkout data/weights, "
-                            "or train one with `python -m deconvlab train`")
+        raise ArgumentError(_available_text(directory))  # with no cards: "no model cards in ..."
     header = ("id", "task", "setting", "default", "arch", "params", "MACs/px", "test PSNR (dB)", "CPU s/Mpx")
     cells = [[r["id"], r["task"], r["setting"], r["default"], r["builder"],
               "" if r["params"] is None else f"{r['params']:,}", r["macs_per_pixel"], r["test_psnr"],
@@ -745,9 +698,10 @@ def model_table(directory: str | os.PathLike | None = None) -> str:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
              for row in (header, ["-" * w for w in widths], *cells)]
     sets = ", ".join(f"{task}: {name}" for task, name in MODEL_ROW_DATASETS.items())
-    lines += ["", f"PSNR: mean over the full test set ({sets}); MACs: multiply-adds per output pixel; CPU s/Mpx: "
-              "from the card or benchmarks/results/speed_cpu.json (first enhance call on its largest image, default "
-              "tile; '-': not measured); default: the card enhance picks for its setting."]
+    lines += ["", f"PSNR: mean over the full test set ({sets}); MACs: multiply-adds per output pixel; "
+              "CPU s/Mpx: from the card or benchmarks/results/speed_cpu.json (first enhance call on its "
+              "largest image, default tile; '-': not measured); default: the card enhance picks for its "
+              "setting."]
     return "\n".join(lines)
 
 
@@ -767,9 +721,10 @@ def _row_psnr(card: Mapping[str, Any]) -> str:
 
 
 def _benchmark_speeds(path: str | os.PathLike) -> dict[str, float]:
-    """{card id: CPU seconds per megapixel} from a ``benchmarks/speed_cpu.py`` result, {} if unreadable: for each
-    card it measured, the (first-call) number on its largest image, at ``enhance``'s default tile where measured.
-    Rows name their card (``card``) and its speed (``s_per_mpx``).
+    """{card id: CPU seconds per megapixel} from a ``benchmarks/speed_cpu.py`` result, {} if unreadable.
+
+    For each card it measured: the (first-call) number on its largest image, at ``enhance``'s default tile
+    where measured. Rows name their card (``card``) and its speed (``s_per_mpx``).
     """
     from .config import DEFAULT_TILE
 
@@ -791,17 +746,21 @@ def _benchmark_speeds(path: str | os.PathLike) -> dict[str, float]:
 def git_commit(root: str | os.PathLike | None = None) -> str:
     """The repository's HEAD commit (with ``-dirty`` if tracked files changed), or 'unknown' without git.
 
-    ``$DECONVLAB_COMMIT`` wins: a copy of the tree without ``.git`` (the GPU host gets one) still records its commit.
+    ``$DECONVLAB_COMMIT`` wins: a copy of the tree without ``.git`` (the GPU host gets one) still records
+    its commit.
     """
     if os.environ.get("DECONVLAB_COMMIT"):
         return os.environ["DECONVLAB_COMMIT"]
     cwd = str(root or repo_root())
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10,
+                              check=True).stdout
+
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        head = git("rev-parse", "HEAD").strip()
         # --no-optional-locks: reading the status must not rewrite the index of a repo someone else is using.
-        status = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout
+        status = git("--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head + ("-dirty" if status.strip() else "")
@@ -810,18 +769,15 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
 default_card_id = card_id  # the name chapters and tests use
 
 
-def save_pretrained(
-    model: Any,
-    card_fields: Mapping[str, Any],
-    out_dir: str | os.PathLike | None = None,
-) -> dict[str, Any]:
+def save_pretrained(model: Any, card_fields: Mapping[str, Any],
+                    out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Write ``<id>.weights.npz`` and ``<id>.json`` into ``out_dir``; return the card.
 
     ``card_fields`` must give ``task``; ``architecture`` ({builder, kwargs}) defaults to
     ``deconvlab.models.model_spec(model)`` and ``id`` to :func:`default_card_id`. The card gains
-    weights_file, weights_sha256, weights_dtype, params (trainable), macs_per_pixel (per scale for SR), channels,
-    backend, keras version, hardware, precision, commit and created (UTC). ``"default": true`` is the caller's
-    decision (see :func:`find_card`).
+    weights_file, weights_sha256, weights_dtype, params (trainable), macs_per_pixel (per scale for SR),
+    channels, backend, keras version, hardware, precision, commit and created (UTC). ``"default": true`` is
+    the caller's decision (see :func:`find_card`).
     """
     import keras
 
@@ -833,13 +789,10 @@ def save_pretrained(
         raise ArgumentError(f"card_fields needs task in {TASKS}, got {fields.get('task')!r}")
     arch = fields.get("architecture") or models.model_spec(model)
     if not isinstance(arch, Mapping) or "builder" not in arch:
-        raise ArgumentError(
-            "the model was not built by deconvlab.models and card_fields has no "
-            "architecture={'builder': name, 'kwargs': {...}}: pass it so the card can rebuild the model"
-        )
-    # The Keras model name is cosmetic, and build_model(name, **kwargs) would take it for the builder's name.
-    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k != "name"}
-    arch = {"builder": arch["builder"], "kwargs": kwargs}
+        raise ArgumentError("the model was not built by deconvlab.models and card_fields has no "
+                            "architecture={'builder': name, 'kwargs': {...}}: pass it so the card can "
+                            "rebuild the model")
+    arch = {"builder": arch["builder"], "kwargs": _builder_kwargs(arch)}
     try:  # refuse before writing anything rather than leave weights without a card
         json.dumps(_json_ready(arch), allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -851,9 +804,14 @@ def save_pretrained(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WeightsError(f"cannot create the weights folder {folder} ({exc}); pass a writable out_dir") from None
+        raise WeightsError(f"cannot create the weights folder {folder} ({exc}); "
+                           "pass a writable out_dir") from None
     weights_file = f"{card_id}.weights.npz"
     dtype = save_weights_fp16(model, folder / weights_file)
+    try:
+        macs = card_macs_per_pixel(fields, model)
+    except ArgumentError:  # a model whose layers cannot be traced: its card records no macs_per_pixel
+        macs = None
     card: dict[str, Any] = {
         "id": card_id,
         "task": fields["task"],
@@ -863,7 +821,7 @@ def save_pretrained(
         "weights_file": weights_file,
         "weights_sha256": sha256_file(folder / weights_file),
         "weights_dtype": dtype,
-        "macs_per_pixel": _model_macs(model, fields),
+        "macs_per_pixel": macs,
         "backend": keras_backend(),
         "keras": keras.__version__,
         "hardware": device_name(),
@@ -871,43 +829,32 @@ def save_pretrained(
         "commit": git_commit(),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    if card["macs_per_pixel"] is None:
+    if macs is None:
         del card["macs_per_pixel"]
     # Caller's fields win except for the ones computed from the file itself.
     computed = {"weights_file", "weights_sha256", "weights_dtype", "params", "id", "architecture"}
-    for key, value in fields.items():
-        if key not in computed:
-            card[key] = value
-    write_card(card, folder / f"{card_id}.json")
-    card["_path"] = str(folder / f"{card_id}.json")
+    card.update((key, value) for key, value in fields.items() if key not in computed)
+    card["_path"] = str(write_card(card, folder / f"{card_id}.json"))
     return card
 
 
-def _model_macs(model: Any, fields: Mapping[str, Any]) -> float | dict[str, float] | None:
-    """macs_per_pixel for a new card (per scale for SR), or None for a model whose layers cannot be traced."""
-    from . import models
-
-    try:
-        macs = _macs_value(models.macs_per_pixel(model))
-    except ArgumentError:
-        return None
-    if fields.get("task") != "sr":
-        return macs
-    scales = fields.get("scales") or ([fields["scale"]] if fields.get("scale") is not None else [])
-    return {str(int(k)): macs for k in scales}
-
-
 def load_history(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON history :func:`train` writes: ``{"format", "meta", "history": {metric: [per epoch]}}``. Taught in chapter 3."""
+    """The JSON history :func:`train` writes: ``{"format", "meta", "history": {metric: [per epoch]}}``.
+
+    Taught in chapter 3.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ArgumentError(f"history file {path} does not exist: pass the history_path given to train()") from None
+        raise ArgumentError(f"history file {path} does not exist: "
+                            "pass the history_path given to train()") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArgumentError(f"history file {path} is not readable JSON ({exc}): re-run train() to rewrite it") from None
+        raise ArgumentError(f"history file {path} is not readable JSON ({exc}): "
+                            "re-run train() to rewrite it") from None
     if not isinstance(data, dict) or not isinstance(data.get("history"), dict):
-        raise ArgumentError(f"{path} is not a deconvlab training history (no 'history' table): pass the file train() wrote")
+        raise ArgumentError(f"{path} is not a deconvlab training history (no 'history' table): "
+                            "pass the file train() wrote")
     data.setdefault("meta", {})
     return data
 
@@ -916,16 +863,10 @@ def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
                 datasets: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Published PSNRs (method, dataset, psnr, citation) for a task setting, from :data:`ANCHORS`."""
     wanted = None if datasets is None else {d.lower() for d in datasets}
-    out = []
-    for a in ANCHORS:
-        if a["task"] != task or (wanted is not None and a["dataset"] not in wanted):
-            continue
-        if task == "denoise" and (sigma is None or a["sigma"] != sigma):
-            continue
-        if task == "sr" and (scale is None or a["scale"] != scale):
-            continue
-        out.append({k: a[k] for k in ("method", "dataset", "psnr", "citation")})
-    return out
+    key, value = {"denoise": ("sigma", sigma), "sr": ("scale", scale)}.get(task, (None, None))
+    return [{k: a[k] for k in ("method", "dataset", "psnr", "citation")} for a in ANCHORS
+            if a["task"] == task and (wanted is None or a["dataset"] in wanted)
+            and (key is None or a[key] == value)]
 
 
 def _where(entry: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> str:
@@ -938,38 +879,32 @@ def _where(entry: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> s
     return str(entry["dataset"])
 
 
-def _table_metrics(card: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Full-test-set metrics; the small CI subsets (entries with a ``limit``) only when a card has nothing else."""
-    metrics = list(card.get("metrics") or [])
-    full = [m for m in metrics if not m.get("limit")]
-    return full or metrics
-
-
 def render_card_table(cards: Iterable[Mapping[str, Any]]) -> str:
-    """A Markdown table of model cards (setting, architecture, size, test PSNR/SSIM, anchors, cost) for the book.
+    """A Markdown table of model cards (setting, architecture, size, test PSNR/SSIM, anchors, cost).
 
-    Taught in chapter 4 (notebooks/04_code_example).
+    Test metrics are on the full test sets; a card's small CI subsets (entries with a ``limit``) appear
+    only when it has nothing else. Taught in chapter 4 (notebooks/04_code_example).
     """
-    header = ("| id | task | setting | architecture | params | MACs / px | test PSNR / SSIM | published | trained on "
-              "| time |\n|---|---|---|---|---:|---:|---|---|---|---:|")
-    rows = [header]
+    rows = ["| id | task | setting | architecture | params | MACs / px | test PSNR / SSIM | published "
+            "| trained on | time |\n|---|---|---|---|---:|---:|---|---|---|---:|"]
     for card in cards:
         arch = card.get("architecture", {})
         kwargs = arch.get("kwargs") or {}
         arch_text = arch.get("builder", "?") + (
             "(" + ", ".join(f"{k}={v}" for k, v in kwargs.items()) + ")" if kwargs else "")
-        metrics = "<br>".join(
-            f"{_where(m, card)}: {m['psnr']:.2f} dB / {m['ssim']:.4f}" if m.get("ssim") is not None
-            else f"{_where(m, card)}: {m['psnr']:.2f} dB"
-            for m in _table_metrics(card))
+        metrics = list(card.get("metrics") or [])
+        metrics = [m for m in metrics if not m.get("limit")] or metrics
+        metrics_text = "<br>".join(f"{_where(m, card)}: {m['psnr']:.2f} dB"
+                                   + (f" / {m['ssim']:.4f}" if m.get("ssim") is not None else "")
+                                   for m in metrics)
         anchors = "<br>".join(f"{a['method']} {_where(a, card)}: {a['psnr']:.2f}"
                              for a in card.get("anchors") or [])
         wall = card.get("wall_time_s")
-        time_text = f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
         params = card.get("params")
-        params_text = f"{params:,}" if isinstance(params, int) else ""
-        macs = card_macs(card, (card_scales(card) or [None])[0])
+        macs = card_macs(card)
         cells = [str(card.get("id", "")), str(card.get("task", "")), card_setting(card), f"`{arch_text}`",
-                 params_text, f"{macs:,.0f}" if macs else "", metrics or "n/a", anchors or "", str(card.get("hardware", "")), time_text]
+                 f"{params:,}" if isinstance(params, int) else "", f"{macs:,.0f}" if macs else "",
+                 metrics_text or "n/a", anchors, str(card.get("hardware", "")),
+                 f"{wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
