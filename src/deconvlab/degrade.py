@@ -29,6 +29,7 @@ from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
 from .io import as_numpy
 from .metrics import modcrop
+from .tasks import Degradation
 
 __all__ = [
     "DEBLUR_NOISE_SIGMA", "DEBLUR_PSF_SIGMA", "DEBLUR_PSF_SIZE", "SR_QUANTIZE", "add_gaussian_noise",
@@ -48,6 +49,7 @@ DEBLUR_NOISE_SIGMA = 2.0
 SR_QUANTIZE = False
 
 Seed = int | np.random.Generator | None
+_Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> n noise levels
 
 _BLUR_MODES = {"symmetric": "reflect", "replicate": "nearest", "circular": "wrap", "zero": "constant"}
 
@@ -127,9 +129,7 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
     theta = math.radians(angle_deg)
     dx, dy = math.cos(theta), -math.sin(theta)  # image rows grow downwards: counter-clockwise means up-right
     needed = 2 * math.ceil(length / 2 * max(abs(dx), abs(dy))) + 1
-    if size is None:
-        size = needed
-    size = integer("size", size, 1)
+    size = integer("size", needed if size is None else size, 1)
     if size < needed:
         raise ArgumentError(f"size={size} cannot hold a line of length {length:g}: use size >= {needed} or None")
     c = (size - 1) / 2.0
@@ -170,21 +170,21 @@ def blur(image: np.ndarray, psf: np.ndarray, mode: str = "symmetric") -> np.ndar
         raise ArgumentError(f"mode={mode!r}: use one of {', '.join(_BLUR_MODES)}")
     ndmode = _BLUR_MODES[mode]
     row_axis = 1 if img.ndim == 4 else 0
+    out = img.astype(np.float64)
     separable = _separable_factors(k)
     if separable is not None:
         # A rank-1 PSF (Gaussian, box) as two 1-D passes: 2n instead of n^2 products per pixel, same result.
         column, row = separable
-        out = ndimage.convolve1d(img.astype(np.float64), column, axis=row_axis, mode=ndmode)
+        out = ndimage.convolve1d(out, column, axis=row_axis, mode=ndmode)
         return ndimage.convolve1d(out, row, axis=row_axis + 1, mode=ndmode).astype(np.float32)
     # Size-1 kernel axes on the batch and channel dimensions: one N-D call blurs each plane on its own.
     weights = k.reshape((1,) * (img.ndim == 4) + k.shape + (1,) * (img.ndim >= 3))
-    out = ndimage.convolve(img.astype(np.float64), weights, mode=ndmode)
-    return out.astype(np.float32)
+    return ndimage.convolve(out, weights, mode=ndmode).astype(np.float32)
 
 
 def _separable_factors(psf: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(column, row) with ``psf == outer(column, row)`` to float64 precision, or None if the PSF is not rank 1."""
-    u, s, vt = np.linalg.svd(psf.astype(np.float64))
+    u, s, vt = np.linalg.svd(psf)
     if s[0] == 0 or (len(s) > 1 and s[1] > 1e-12 * s[0]):
         return None
     return u[:, 0] * np.sqrt(s[0]), vt[0] * np.sqrt(s[0])
@@ -204,21 +204,15 @@ def _cubic(x: np.ndarray) -> np.ndarray:
 
 def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
     """The (out_len, in_len) matrix of one 1-D MATLAB imresize pass (``contributions`` in imresize.m)."""
-    width = 4.0
-    if scale < 1 and antialias:
-        # Shrinking: stretch the kernel by 1/scale so it low-passes below the new Nyquist frequency.
-        def kernel(x: np.ndarray) -> np.ndarray:
-            return scale * _cubic(scale * x)
-
-        width /= scale
-    else:
-        kernel = _cubic
+    # Shrinking: stretch the kernel by 1/scale so it low-passes below the new Nyquist frequency.
+    stretch = scale if scale < 1 and antialias else 1.0
+    width = 4.0 / stretch
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)  # output pixel centre in input coordinates (1-based)
     left = np.floor(u - width / 2.0)
     taps = int(math.ceil(width)) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
-    w = kernel(u[:, None] - idx)
+    w = stretch * _cubic(stretch * (u[:, None] - idx))
     w /= w.sum(axis=1, keepdims=True)
     # MATLAB mirrors out-of-range indices (symmetric, edge pixel repeated), periodically for tiny inputs.
     mirror = np.concatenate([np.arange(in_len), np.arange(in_len)[::-1]])
@@ -293,10 +287,8 @@ def downscale(hr: np.ndarray, scale: int, quantize: bool = SR_QUANTIZE) -> np.nd
 def upscale(lr: np.ndarray, scale: int, quantize: bool = False) -> np.ndarray:
     """Bicubic upscaling by an integer ``scale`` to exactly ``scale`` times the size (the bicubic baseline). Taught in chapter 1."""
     scale = integer("scale", scale, 1)
-    img = _as_image(lr, "lr")
-    h_ax = 1 if img.ndim == 4 else 0
-    h, w = img.shape[h_ax : h_ax + 2]
-    return bicubic_resize(img, float(scale), output_shape=(h * scale, w * scale), quantize=quantize)
+    # ceil(size * scale) is exactly size * scale for an integer scale: no output_shape needed.
+    return bicubic_resize(_as_image(lr, "lr"), float(scale), quantize=quantize)
 
 
 # ---------------------------------------------------------------------------------------------- JPEG, low light
@@ -318,7 +310,7 @@ def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     if channels not in (1, 3):
         raise ImageValueError(f"image has {channels} channels: JPEG codes gray (1) or RGB (3) images")
     pixels = np.floor(np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    pil = Image.fromarray(pixels.reshape(pixels.shape[:2]) if channels == 1 else pixels, "L" if channels == 1 else "RGB")
+    pil = Image.fromarray(pixels.reshape(pixels.shape[:2]) if channels == 1 else pixels)  # Pillow infers L or RGB from the shape
     buffer = _io.BytesIO()
     pil.save(buffer, format="JPEG", quality=quality)
     buffer.seek(0)
@@ -349,9 +341,6 @@ def low_light(
 # ---------------------------------------------------------------------------------------------- batches
 
 
-Degradation = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
 def _check_batch(batch: object) -> np.ndarray:
     arr = np.asarray(batch, dtype=np.float32)
     if arr.ndim != 4 or arr.size == 0:
@@ -359,7 +348,7 @@ def _check_batch(batch: object) -> np.ndarray:
     return arr
 
 
-def _sigma_sampler(sigma: float | Sequence[float], name: str) -> Callable[[np.random.Generator, int], np.ndarray]:
+def _sigma_sampler(sigma: float | Sequence[float], name: str) -> _Sampler:
     """A function (rng, n) -> n noise levels: the fixed ``sigma``, or uniform in ``[lo, hi]`` (blind training)."""
     if isinstance(sigma, (tuple, list)):
         if len(sigma) != 2:
@@ -372,22 +361,25 @@ def _sigma_sampler(sigma: float | Sequence[float], name: str) -> Callable[[np.ra
     return lambda rng, n: np.full(n, level)
 
 
-def _add_batch_noise(batch: np.ndarray, sigmas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if not np.any(sigmas):
-        return batch
-    noise = rng.standard_normal(batch.shape, dtype=np.float32)
-    return batch + noise * (sigmas.astype(np.float32) / np.float32(255.0))[:, None, None, None]
+def _noisy(draw: _Sampler, psf: np.ndarray | None = None) -> Degradation:
+    """The batch degradation: blur with ``psf`` (if any), then AWGN of one level per image from ``draw``."""
+
+    def degrade(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        arr = _check_batch(batch)
+        if psf is not None:
+            arr = blur(arr, psf)
+        sigmas = draw(rng, arr.shape[0])
+        if not np.any(sigmas):
+            return arr
+        noise = rng.standard_normal(arr.shape, dtype=np.float32)
+        return arr + noise * (sigmas.astype(np.float32) / np.float32(255.0))[:, None, None, None]
+
+    return degrade
 
 
 def noise_degradation(sigma: float | tuple[float, float]) -> Degradation:
     """A batch degradation adding AWGN of ``sigma`` (or, blind, a level drawn uniformly per image from (lo, hi)). Taught in chapter 3."""
-    draw = _sigma_sampler(sigma, "sigma")
-
-    def degrade(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        arr = _check_batch(batch)
-        return _add_batch_noise(arr, draw(rng, arr.shape[0]), rng)
-
-    return degrade
+    return _noisy(_sigma_sampler(sigma, "sigma"))
 
 
 def blur_degradation(
@@ -395,13 +387,7 @@ def blur_degradation(
 ) -> Degradation:
     """A batch degradation: blur with ``psf`` (default: the book's 25x25 Gaussian, sigma 1.6), then AWGN."""
     k = _check_psf(gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE) if psf is None else psf)
-    draw = _sigma_sampler(noise_sigma, "noise_sigma")
-
-    def degrade(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        arr = _check_batch(batch)
-        return _add_batch_noise(blur(arr, k), draw(rng, arr.shape[0]), rng)
-
-    return degrade
+    return _noisy(_sigma_sampler(noise_sigma, "noise_sigma"), k)
 
 
 def sr_degradation(scale: int, pre_upsample: bool = True, quantize: bool = SR_QUANTIZE) -> Degradation:
@@ -414,17 +400,14 @@ def sr_degradation(scale: int, pre_upsample: bool = True, quantize: bool = SR_QU
 
     def degrade(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         arr = _check_batch(batch)
-        n, h, w, c = arr.shape
-        if not pre_upsample:
-            if h % scale or w % scale:
-                raise ArgumentError(
-                    f"patches are {h}x{w}, not a multiple of scale={scale}: pass scale={scale} to PatchDataset"
-                )
-            return bicubic_resize(arr, 1.0 / scale, output_shape=(h // scale, w // scale), quantize=quantize)
-        ph, pw = -h % scale, -w % scale
-        padded = np.pad(arr, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else arr
+        h, w = arr.shape[1:3]
+        if not pre_upsample and (h % scale or w % scale):
+            raise ArgumentError(
+                f"patches are {h}x{w}, not a multiple of scale={scale}: pass scale={scale} to PatchDataset"
+            )
+        padded = np.pad(arr, ((0, 0), (0, -h % scale), (0, -w % scale), (0, 0)), mode="symmetric")
         hh, ww = padded.shape[1:3]
         lr = bicubic_resize(padded, 1.0 / scale, output_shape=(hh // scale, ww // scale), quantize=quantize)
-        return upscale(lr, scale)[:, :h, :w]
+        return upscale(lr, scale)[:, :h, :w] if pre_upsample else lr
 
     return degrade

@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 import time
@@ -107,9 +108,8 @@ class EvalResult:
         ]
 
         def cells(values: dict[str, Any], bold: bool = False) -> str:
-            fmt = [f"{values['psnr']:.{digits}f}", f"{values['ssim']:.{digits + 2}f}",
-                   f"{values['input_psnr']:.{digits}f}", f"{values['input_ssim']:.{digits + 2}f}",
-                   f"{values['seconds']:.3f}"]
+            places = (digits, digits + 2, digits, digits + 2, 3)  # the decimals of COLUMNS[1:]
+            fmt = [f"{values[key]:.{n}f}" for key, n in zip(COLUMNS[1:], places, strict=True)]
             if bold:
                 fmt = [f"**{v}**" for v in fmt]
             return " | ".join(fmt)
@@ -195,7 +195,6 @@ def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
 
 def _forward(model, batch: np.ndarray, tile: int | None, overlap: int, together: bool = False) -> np.ndarray:
     import keras
-
 
     if tile is None:
         if together:  # batch=...: the caller asked for one pass over several images of one size
@@ -325,11 +324,9 @@ def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile:
     _forward(model, batches[0][:1, :32, :32], None, overlap)  # first-call costs (graph building) are not speed
     order = sorted(range(len(batches)), key=lambda k: batches[k].shape[1:])  # equal sizes side by side
     groups: list[list[int]] = []
-    for k in order:
-        if groups and len(groups[-1]) < per_pass and batches[groups[-1][0]].shape[1:] == batches[k].shape[1:]:
-            groups[-1].append(k)
-        else:
-            groups.append([k])
+    for _, same_size in itertools.groupby(order, key=lambda k: batches[k].shape[1:]):
+        run = list(same_size)
+        groups += [run[i : i + per_pass] for i in range(0, len(run), per_pass)]
     outputs: list[Any] = [None] * len(inputs)
     seconds = [0.0] * len(inputs)
     for group in groups:
@@ -337,11 +334,9 @@ def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile:
         out = np.asarray(_forward(model, np.concatenate([batches[k] for k in group]), tile, overlap,
                                   together=per_pass > 1), dtype=np.float32)
         elapsed = time.perf_counter() - start
-        offset = 0
-        for k in group:
-            n = batches[k].shape[0]
-            outputs[k] = from_model_batch(out[offset : offset + n], layouts[k])
-            offset += n
+        parts = np.split(out, np.cumsum([batches[k].shape[0] for k in group])[:-1])
+        for k, part in zip(group, parts, strict=True):
+            outputs[k] = from_model_batch(part, layouts[k])
             seconds[k] = elapsed / len(group)
         if bar is not None:
             bar.add(len(group))
@@ -419,13 +414,12 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
                             f"in float; input: {'bicubic upscale x' + str(scale) if upsample == 'pre' else 'the LR image'}")
         p["metrics"] = f"sr_metrics: PSNR and SSIM on Y, {scale} pixels shaved; input columns: bicubic baseline"
     p["output"] = "clipped to [0, 1], not rounded" if clip else "not clipped, not rounded"
-    colour = any(img.ndim == 3 for img in images)
     if task == "sr":
         p["channels"] = "Y"
-    elif is_model:
-        p["channels"] = "per-channel" if "per-channel" in layouts else ("colour" if colour else "gray")
+    elif "per-channel" in layouts:  # only models have layouts
+        p["channels"] = "per-channel"
     else:
-        p["channels"] = "colour" if colour else "gray"
+        p["channels"] = "colour" if any(img.ndim == 3 for img in images) else "gray"
     if is_model:
         p["tile"] = tile
         p["overlap"] = _tile_overlap(tile, overlap) if tile else None

@@ -64,8 +64,9 @@ class FusedTrainer:
     """``steps_per_call`` Adam steps of a Keras model per jitted dispatch, batches from a sampler or fixed arrays.
 
     ``state = trainer.init()``; ``state, loss = trainer.run(state, first_step, total_steps)``. With a
-    ``sampler`` (any object with ``state()`` and a pure ``sample(*state, step)``) each step draws batch ``step`` on the device; with ``fixed=(x, y)`` every step reuses those
-    device arrays (the like-for-like speed benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
+    ``sampler`` (any object with ``state()`` and a pure ``sample(*state, step)``) each step draws batch ``step``
+    on the device; with ``fixed=(x, y)`` every step reuses those device arrays (the like-for-like speed
+    benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
     written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``;
     ``loss`` "mse" or "l1" (mean absolute error). With ``ema`` (a decay such as 0.999) the state also carries an
     exponential moving average of the weights, which :meth:`weights` (validation, the kept checkpoint) returns.
@@ -174,14 +175,17 @@ def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = V
     return train, (np.stack(noisy)[..., None].astype(np.float32), np.stack(clean)[..., None].astype(np.float32))
 
 
-def _validation(trainer: FusedTrainer, val_noisy, val_clean) -> Callable[[Any], float]:
+def _validation(trainer: FusedTrainer, val_x, val_y, shave: int = 0) -> Callable[[Any], float]:
+    """Mean PSNR of the held pairs, outputs clipped to [0, 1] and ``shave`` border pixels left out (SR: the
+    scale, the protocol's metric)."""
     import jax
     import jax.numpy as jnp
 
-    x, y = jax.device_put(val_noisy), jax.device_put(val_clean)
+    inner = (slice(None), slice(shave, -shave or None), slice(shave, -shave or None))
+    x, y = jax.device_put(val_x), jax.device_put(val_y[inner])
 
     def psnr(state) -> float:
-        out = jnp.clip(trainer.predict(state, x).astype(jnp.float32), 0, 1)
+        out = jnp.clip(trainer.predict(state, x).astype(jnp.float32), 0, 1)[inner]
         return float(jnp.mean(-10 * jnp.log10(jnp.mean(jnp.square(out - y), axis=(1, 2, 3)))))
 
     return psnr
@@ -202,16 +206,16 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
 
     start = time.perf_counter()
     sampler = PatchSampler(train_images, patch_size=patch, batch_size=batch, sigma=sigma, seed=seed)
-    record = _train_loop(model, sampler, lambda trainer: _validation(trainer, *validation), start=start,
-                         batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
-                         steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
-                         ema=ema, log=log)
+    record = _train_loop(model, sampler, validation, start=start, batch=batch, lr=lr, warmup=warmup,
+                         seed=seed, budget_s=budget_s, steps=steps, steps_per_call=steps_per_call,
+                         eval_every=eval_every, reserve_s=reserve_s, loss=loss, ema=ema, log=log)
     return {**record, "patch": patch, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma}
 
 
-def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr: float, warmup: int, seed: int,
-                budget_s: float | None, steps: int | None, steps_per_call: int, eval_every: int, reserve_s: float,
-                loss: str, ema: float | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _train_loop(model, sampler, validation: tuple, *, shave: int = 0, start: float, batch: int, lr: float,
+                warmup: int, seed: int, budget_s: float | None, steps: int | None, steps_per_call: int,
+                eval_every: int, reserve_s: float, loss: str, ema: float | None,
+                log: Callable[[str], None]) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -220,7 +224,7 @@ def _train_loop(model, sampler, make_validation, *, start: float, batch: int, lr
     k = int(steps_per_call)
     warmup, eval_every = -(-warmup // k) * k, -(-eval_every // k) * k
     trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss, ema=ema)
-    val_psnr = make_validation(trainer)
+    val_psnr = _validation(trainer, *validation, shave)
     state = trainer.init()
     total = steps if steps is not None else 10**9  # a budget run: placeholder until the speed is known
     step, curve, best, best_state, mark = 0, [], -math.inf, None, None
@@ -309,20 +313,6 @@ def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
     return train, (np.stack(lows)[..., None].astype(np.float32), np.stack(crops)[..., None].astype(np.float32))
 
 
-def _sr_validation(trainer: FusedTrainer, val_lr, val_hr, scale: int) -> Callable[[Any], float]:
-    """Mean PSNR of the held crops on Y with ``scale`` pixels shaved, outputs clipped: the protocol's metric."""
-    import jax
-    import jax.numpy as jnp
-
-    x, y = jax.device_put(val_lr), jax.device_put(val_hr[:, scale:-scale, scale:-scale])
-
-    def psnr(state) -> float:
-        out = jnp.clip(trainer.predict(state, x).astype(jnp.float32), 0, 1)[:, scale:-scale, scale:-scale]
-        return float(jnp.mean(-10 * jnp.log10(jnp.mean(jnp.square(out - y), axis=(1, 2, 3)))))
-
-    return psnr
-
-
 def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
              lr: float = 1e-3, warmup: int = 1000, seed: int = 0, budget_s: float | None = None,
              steps: int | None = None, steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
@@ -335,21 +325,22 @@ def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch:
     sampler = SRPatchSampler(sr_pairs(train_images, scale), scale=scale, patch_size=patch, batch_size=batch, seed=seed)
     log(f"SR x{scale}: {sampler.num_images} training images, {sampler.pixels / 1e6:.2f} Mpx high-resolution, "
         f"pairs ready in {time.perf_counter() - start:.1f} s")
-    record = _train_loop(model, sampler, lambda trainer: _sr_validation(trainer, *validation, scale), start=start,
-                         batch=batch, lr=lr, warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
+    record = _train_loop(model, sampler, validation, shave=scale, start=start, batch=batch, lr=lr,
+                         warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
                          steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
                          ema=ema, log=log)
     return {**record, "patch": patch, "patch_hr": patch * scale, "scale": scale,
             "train_images_used": sampler.num_images}
 
 
-def card_history(record: dict[str, Any], out_dir: Path, card_id: str,
-                 datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
-    """Card fields for the validation curve (one "epoch" per validation interval), with the history file that
-    :func:`deconvlab.train.train` would write (``<id>.history.json``, read by ``weights.load_history``)."""
+def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argparse.Namespace,
+               datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
+    """Save ``model`` with ``fields`` plus the validation curve (one "epoch" per validation interval) and the
+    training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
+    write (``<id>.history.json``, read by ``weights.load_history``). Returns the card."""
     from .recipes import dataset_digest
     from .train import HISTORY_FORMAT
-    from .weights import HISTORY_SUFFIX, write_atomic
+    from .weights import HISTORY_SUFFIX, save_pretrained, write_atomic
 
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
@@ -358,9 +349,10 @@ def card_history(record: dict[str, Any], out_dir: Path, card_id: str,
             "steps_done": record["steps"], "monitor": "val_psnr", "monitor_mode": "max",
             "note": "one entry per validation interval of the fused trainer (deconvlab.fused)"}
     text = json.dumps({"format": HISTORY_FORMAT, "meta": meta, "history": history}, indent=1) + "\n"
-    write_atomic(Path(out_dir) / f"{card_id}{HISTORY_SUFFIX}", text.encode("utf-8"))
-    return {"history": history, "epochs_run": len(curve), "stopped_by_time_limit": record.get("budget_s") is not None,
-            "registry_sha256": dataset_digest(list(datasets))}
+    write_atomic(args.out / f"{args.id}{HISTORY_SUFFIX}", text.encode("utf-8"))
+    fields["data"]["registry_sha256"] = dataset_digest(list(datasets))
+    fields.update(history=history, epochs_run=len(curve), stopped_by_time_limit=args.budget_s is not None)
+    return save_pretrained(model, fields, args.out)
 
 
 def _factors(text: str) -> tuple[float, ...]:
@@ -451,7 +443,7 @@ def main(argv=None) -> int:
 
 
 def _main_denoise(args, command: str) -> int:
-    from . import data, evaluate, models, tasks, weights
+    from . import data, evaluate, models, tasks
 
     wall = time.perf_counter()
     # the test sets are loaded first: a missing one should stop the run before training, not after
@@ -470,7 +462,7 @@ def _main_denoise(args, command: str) -> int:
     fields = {
         "id": args.id, "task": "denoise", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
-        "wall_time_s": round(time.perf_counter() - wall, 1), "training": {k: v for k, v in record.items()},
+        "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
         "data": {"train": f"train400 without its last {count} images ({len(train_images)} images)",
                  "validation": f"held-aside Train400 {', '.join(names[-count:])}, sigma "
@@ -478,10 +470,7 @@ def _main_denoise(args, command: str) -> int:
                  "fallback": bool(train_set.is_fallback)},
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
-    extra = card_history(dict(record, budget_s=args.budget_s), args.out, args.id)
-    fields["data"]["registry_sha256"] = extra.pop("registry_sha256")
-    fields.update(extra)
-    card = weights.save_pretrained(model, fields, args.out)
+    card = _save_card(model, fields, record, args)
     gpu = {}
     for name, test in tests.items():
         for s in val_sigmas:
@@ -501,7 +490,7 @@ def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float],
 
 
 def _main_sr(args, command: str) -> int:
-    from . import evaluate, models, packed, weights
+    from . import evaluate, models, packed
     from .errors import DataError
 
     wall = time.perf_counter()
@@ -535,10 +524,7 @@ def _main_sr(args, command: str) -> int:
                                f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
                  "fallback": False},
     }
-    extra = card_history(dict(record, budget_s=args.budget_s), args.out, args.id, datasets=tuple(sorted(sets)))
-    fields["data"]["registry_sha256"] = extra.pop("registry_sha256")
-    fields.update(extra)
-    card = weights.save_pretrained(model, fields, args.out)
+    card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)))
     gpu = {}
     for name in [n for n in args.eval.split(",") if n]:
         try:  # the SR protocol reads the sets as stored (it takes Y of colour images itself)

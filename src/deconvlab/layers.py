@@ -79,13 +79,10 @@ class PadToMultiple(keras.layers.Layer):
         for axis in (1, 2):
             n = shape[axis]
             n_out = _round_up(n, self.multiple)
-            idx = _padded_indices(n, n_out, self.mode)
-            padded = ops.take(x, idx, axis=axis)
+            x = ops.take(x, _padded_indices(n, n_out, self.mode), axis=axis)
             if self.mode == "constant":
                 keep = ops.cast(ops.less(ops.arange(n_out, dtype="int32"), n), x.dtype)
-                keep = ops.reshape(keep, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
-                padded = padded * keep
-            x = padded
+                x = x * ops.reshape(keep, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
         return x
 
     def compute_output_shape(self, input_shape):
@@ -114,10 +111,8 @@ class CropToReference(keras.layers.Layer):
 
     def call(self, inputs):
         x, reference = inputs
-        ref_shape = ops.shape(reference)
-        h = ref_shape[1] * self.scale
-        w = ref_shape[2] * self.scale
-        return x[:, :h, :w, :]
+        _, h, w, _ = ops.shape(reference)
+        return x[:, : h * self.scale, : w * self.scale, :]
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes

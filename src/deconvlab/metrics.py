@@ -180,13 +180,12 @@ def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float
         raise ImageValueError(f"hr {hr.shape} and sr {sr.shape}: pass single images (H, W) or (H, W, 3)")
     hr = modcrop(hr, scale)
     if sr.shape[:2] != hr.shape[:2]:
-        if sr.shape[0] - sr.shape[0] % scale == hr.shape[0] and sr.shape[1] - sr.shape[1] % scale == hr.shape[1]:
-            sr = modcrop(sr, scale)
-        else:
+        if tuple(n - n % scale for n in sr.shape[:2]) != hr.shape[:2]:
             raise ArgumentError(
                 f"sr is {sr.shape[0]}x{sr.shape[1]} but modcrop(hr, {scale}) is {hr.shape[0]}x{hr.shape[1]}: "
                 "upscale the low-resolution image of downscale(hr, scale) by the same scale"
             )
+        sr = modcrop(sr, scale)
     y_hr, y_sr = rgb_to_y(hr), rgb_to_y(sr)
     if y_hr.shape != y_sr.shape:
         raise ArgumentError(f"hr and sr differ in channels ({hr.shape} vs {sr.shape}): compare gray with gray")
@@ -230,10 +229,9 @@ class PSNR(keras.metrics.Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         values = psnr_per_image(y_true, y_pred, self.max_db)
-        if sample_weight is None:
-            weights = ops.ones_like(values)
-        else:
-            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32") * ops.ones_like(values)
+        weights = ops.ones_like(values)
+        if sample_weight is not None:
+            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32") * weights
         self.total.assign_add(ops.sum(values * weights))
         self.count.assign_add(ops.sum(weights))
 

@@ -98,10 +98,9 @@ def model_spec(model: keras.Model) -> dict[str, Any] | None:
     return None if spec is None else {"builder": spec["builder"], "kwargs": dict(spec["kwargs"])}
 
 
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ArgumentError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
-    return value
 
 
 #: Variance scale of RED-Net's linear output layer (He init uses 2): the untrained net is close to the identity.
@@ -111,9 +110,14 @@ OUTPUT_INIT_SCALE = 1e-4
 OUTPUT_INITS = ("he_normal", "small")
 
 
-def _conv_args(kernel_size: int) -> dict[str, Any]:
+def _conv_args(kernel_size: int, initializer: Any = "he_normal") -> dict[str, Any]:
     # He initialisation suits the ReLU stacks; 'same' keeps every feature map at the input size
-    return {"kernel_size": kernel_size, "padding": "same", "kernel_initializer": "he_normal"}
+    return {"kernel_size": kernel_size, "padding": "same", "kernel_initializer": initializer}
+
+
+def _small_init() -> keras.initializers.Initializer:
+    """A fresh initialiser of variance scale :data:`OUTPUT_INIT_SCALE`, for a layer that starts near zero."""
+    return keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
 
 
 def _image_input(channels: int, name: str = "image") -> keras.KerasTensor:
@@ -130,14 +134,13 @@ def _float32_output(x):
     return keras.layers.Activation("linear", dtype="float32", name="output")(x)
 
 
-def _check_up_init(up_init: str, up: str) -> str:
+def _check_up_init(up_init: str, up: str) -> None:
     _check_choice("up_init", up_init, UP_INITS)
     if up_init == "bilinear" and up != "transposed":
         raise ArgumentError(f"up_init='bilinear' sets transposed-convolution kernels, not up={up!r}: "
                             "use up_init='icnr' for 'subpixel' ('resize' starts checkerboard-free by itself)")
     if up_init == "icnr" and up == "resize":
         raise ArgumentError("up='resize' starts checkerboard-free by itself: use up_init='he_normal'")
-    return up_init
 
 
 def _up_initializer(up_init: str, factor: int, transposed: bool, gain: float = 1.0):
@@ -151,19 +154,16 @@ def _up_initializer(up_init: str, factor: int, transposed: bool, gain: float = 1
 def _upsample(x, filters: int, factor: int, up: str, kernel_size: int, activation, name: str,
               up_init: str = "he_normal", gain: float = 1.0):
     """Upsample feature maps by an integer `factor` with a transposed conv, resize+conv or sub-pixel conv."""
-    if up == "transposed":
-        # kernel a multiple of the stride: even overlap, no checkerboard from the layer itself
-        return keras.layers.Conv2DTranspose(
-            filters, kernel_size=2 * factor, strides=factor, padding="same",
-            kernel_initializer=_up_initializer(up_init, factor, True, gain), activation=activation, name=name,
-        )(x)
+    transposed = up == "transposed"
+    # a transposed kernel a multiple of the stride: even overlap, no checkerboard from the layer itself
+    kernel = 2 * factor if transposed else kernel_size
+    args = _conv_args(kernel, _up_initializer(up_init, factor, transposed, gain))
+    if transposed:
+        return keras.layers.Conv2DTranspose(filters, strides=factor, activation=activation, name=name,
+                                            **args)(x)
     if up == "resize":
         x = keras.layers.UpSampling2D(factor, interpolation="nearest", name=f"{name}_resize")(x)
-        args = _conv_args(kernel_size)
-        args["kernel_initializer"] = _up_initializer(up_init, factor, False, gain)
         return keras.layers.Conv2D(filters, activation=activation, name=name, **args)(x)
-    args = _conv_args(kernel_size)
-    args["kernel_initializer"] = _up_initializer(up_init, factor, False, gain)
     x = keras.layers.Conv2D(filters * factor * factor, activation=activation, name=name, **args)(x)
     return DepthToSpace(factor, name=f"{name}_shuffle")(x)
 
@@ -184,7 +184,7 @@ def _fuse(encoder, decoder, fusion: str, width: int, level: int):
 
 
 def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: int, kernel_size: int,
-                     skip_every: int, fusion: str, down: str, up: str, up_init: str = "he_normal"):
+                     skip_every: int, fusion: str, down: str, up: str, up_init: str):
     """RED-Net body: `depth` convs, `depth` mirrored transposed convs, symmetric skips every `skip_every`."""
     features = {}
     for i in range(1, depth + 1):
@@ -193,19 +193,8 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
             width, strides=strides, activation="relu", name=f"conv{i}", **_conv_args(kernel_size)
         )(x)
         features[i] = x
-    for j in range(1, depth + 1):
+    for j in range(1, depth):
         level = depth - j  # decoder layer j restores the shape of encoder feature `level`
-        if level == 0:
-            if down == "strided":
-                return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{j}", up_init)
-            last_args = _conv_args(kernel_size)
-            if out_activation is None:
-                # The skips sum ReLU features, so with He init the untrained residual is ~17 (mean) on [0, 1]
-                # images; a tiny last layer starts the net near the identity and training skips that detour.
-                last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
-            return keras.layers.Conv2DTranspose(
-                out_filters, activation=out_activation, name=f"deconv{j}", **last_args
-            )(x)
         fused = skip_every > 0 and level % skip_every == 0
         activation = None if fused and fusion == "add" else "relu"
         x = keras.layers.Conv2DTranspose(
@@ -213,11 +202,17 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
         )(x)
         if fused:
             x = _fuse(features[level], x, fusion, width, level)
-    raise AssertionError("unreachable: the loop returns at level 0")
+    if down == "strided":
+        return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{depth}", up_init)
+    # The skips sum ReLU features, so with He init the untrained residual is ~17 (mean) on [0, 1]
+    # images; a tiny last layer starts the net near the identity and training skips that detour.
+    init = _small_init() if out_activation is None else "he_normal"
+    return keras.layers.Conv2DTranspose(
+        out_filters, activation=out_activation, name=f"deconv{depth}", **_conv_args(kernel_size, init)
+    )(x)
 
 
-def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up,
-                        up_init="he_normal") -> None:
+def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up, up_init) -> None:
     integer("channels", channels, 1)
     integer("depth", depth, 1)
     integer("width", width, 1)
@@ -278,10 +273,8 @@ def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: 
     x = inputs
     for i in range(1, depth):
         x = keras.layers.Conv2D(width, activation="relu", name=f"conv{i}", **_conv_args(kernel_size))(x)
-    last_args = _conv_args(kernel_size)
-    if output_init == "small":
-        last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
-    x = keras.layers.Conv2D(channels, name=f"conv{depth}", **last_args)(x)
+    init = _small_init() if output_init == "small" else "he_normal"
+    x = keras.layers.Conv2D(channels, name=f"conv{depth}", **_conv_args(kernel_size, init))(x)
     if residual:
         x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
     return keras.Model(inputs, _float32_output(x), name=name)
@@ -378,8 +371,10 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
         raise ArgumentError("red_net_sr(upsample='post') needs scale: pass scale=2, 3 or 4")
     integer("scale", scale, 1)
     args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
-    _check_red_net_args(channels, args["depth"], args["width"], args["kernel_size"], args["skip_every"],
-                        args["fusion"], args["down"], args["up"], args["up_init"])
+    # red_net's arguments that shape its encoder-decoder body (and that _check_red_net_args checks)
+    body_names = ("depth", "width", "kernel_size", "skip_every", "fusion", "down", "up", "up_init")
+    body_args = {k: args[k] for k in body_names}
+    _check_red_net_args(channels, **body_args)
     if body == "resblocks" and args["down"] != "none":
         raise ArgumentError("body='resblocks' keeps the low resolution throughout: use down='none'")
     inputs = _image_input(channels, name="lr")
@@ -387,11 +382,7 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     if body == "resblocks":
         x = _residual_blocks(x, depth=args["depth"], width=args["width"], kernel_size=args["kernel_size"])
     else:
-        x = _encoder_decoder(
-            x, out_filters=args["width"], out_activation="relu", depth=args["depth"], width=args["width"],
-            kernel_size=args["kernel_size"], skip_every=args["skip_every"], fusion=args["fusion"],
-            down=args["down"], up=args["up"], up_init=args["up_init"],
-        )
+        x = _encoder_decoder(x, out_filters=args["width"], out_activation="relu", **body_args)
     # the resblocks body ends linear (no ReLU), so an upsampler with the usual gain would add an O(1) random
     # image to the skip; started small, the untrained model is the bicubic (or bilinear) baseline itself
     gain = math.sqrt(OUTPUT_INIT_SCALE) if body == "resblocks" else 1.0
@@ -410,11 +401,9 @@ def _residual_blocks(x, *, depth: int, width: int, kernel_size: int):
     head = x = keras.layers.Conv2D(width, name="head", **_conv_args(kernel_size))(x)
     for i in range(1, depth + 1):
         r = keras.layers.Conv2D(width, activation="relu", name=f"res{i}_conv1", **_conv_args(kernel_size))(x)
-        second = _conv_args(kernel_size)
         # each block starts near the identity (as RED-Net's output layer does): with He init on both convs and
         # no normalisation, every block would double the features' variance and a deep stack would blow up
-        second["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
-        r = keras.layers.Conv2D(width, name=f"res{i}_conv2", **second)(r)
+        r = keras.layers.Conv2D(width, name=f"res{i}_conv2", **_conv_args(kernel_size, _small_init()))(r)
         x = keras.layers.Add(name=f"res{i}")([x, r])
     x = keras.layers.Conv2D(width, name="body_end", **_conv_args(kernel_size))(x)
     return keras.layers.Add(name="long_skip")([head, x])
@@ -462,21 +451,18 @@ def unet(channels: int = 1, widths: tuple[int, ...] = (48, 96, 192), depths: tup
             x = keras.layers.Conv2D(width, activation="relu", name=f"enc{level}_conv{i}", **_conv_args(kernel_size))(x)
         if level < levels - 1:
             skips.append(x)
-            x = keras.layers.Conv2D(widths[level + 1], kernel_size=down_kernel, strides=2, padding="same",
-                                    activation="relu", kernel_initializer="he_normal", name=f"down{level}")(x)
+            x = keras.layers.Conv2D(widths[level + 1], strides=2, activation="relu", name=f"down{level}",
+                                    **_conv_args(down_kernel))(x)
     for level in reversed(range(levels - 1)):
         x = keras.layers.Conv2DTranspose(
-            widths[level], kernel_size=up_kernel, strides=2, padding="same",
-            kernel_initializer=_up_initializer(up_init, 2, True),
-            activation=None if fusion == "add" else "relu", name=f"up{level}",
+            widths[level], strides=2, activation=None if fusion == "add" else "relu", name=f"up{level}",
+            **_conv_args(up_kernel, _up_initializer(up_init, 2, True)),
         )(x)
         x = _fuse(skips[level], x, fusion, widths[level], level)
         for i in range(1, depths[level] + 1):
             x = keras.layers.Conv2D(widths[level], activation="relu", name=f"dec{level}_conv{i}",
                                     **_conv_args(kernel_size))(x)
-    last_args = _conv_args(kernel_size)
-    last_args["kernel_initializer"] = keras.initializers.VarianceScaling(scale=OUTPUT_INIT_SCALE)
-    x = keras.layers.Conv2D(channels, name="tail", **last_args)(x)
+    x = keras.layers.Conv2D(channels, name="tail", **_conv_args(kernel_size, _small_init()))(x)
     x = CropToReference(name="crop")([x, inputs])
     if global_residual:
         x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
@@ -517,16 +503,14 @@ def build_model(name: str, /, **kwargs: Any) -> keras.Model:
         raise ArgumentError(f"cannot build {name}: {err}; pass the missing argument") from None
 
 
+def _size(variable) -> int:
+    return math.prod(int(d) for d in variable.shape)
+
+
 def count_params(model: keras.Model, trainable_only: bool = True) -> int:
     """Number of parameters (trainable only by default, as papers report them). Taught in chapter 3."""
     variables = model.trainable_variables if trainable_only else model.variables
-    total = 0
-    for v in variables:
-        size = 1
-        for dim in v.shape:
-            size *= int(dim)
-        total += size
-    return total
+    return sum(_size(v) for v in variables)
 
 
 def width_for_params(builder: str | Callable[..., keras.Model], target_params: int, *,
@@ -592,35 +576,35 @@ def _conv_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Reach:
     return _Reach(r.jump * stride, r.left + a * r.jump, r.right + (b + 1 - stride) * r.jump)
 
 
+def _phase_reach(r: _Reach, factor: int, spans: list[tuple[int, int]]) -> _Reach:
+    """Upsampling by `factor` whose output phase o reads input pixels ``spans[o]`` = (lo, hi): farthest reach.
+
+    Phase o covers o/f ... (o+1)/f of input pixel 0: it reaches o/f - lo pixels left, hi + 1 - (o+1)/f right.
+    Phases 0 and f-1 read at least their own pixel, so both maxima are >= 0.
+    """
+    left = max(Fraction(o, factor) * r.jump - lo * r.jump for o, (lo, _) in enumerate(spans))
+    right = max((hi + 1) * r.jump - Fraction(o + 1, factor) * r.jump for o, (_, hi) in enumerate(spans))
+    return _Reach(r.jump / factor, r.left + left, r.right + right)
+
+
 def _transposed_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Reach:
-    # input i feeds outputs s*i - a ... s*i - a + k - 1; take the farthest reach over the s output phases
     k = dilation * (kernel - 1) + 1
     a = max(k - stride, 0) // 2
-    jump = r.jump / stride
-    left = right = None
-    for o in range(stride):
-        lo = -((-(o + a - k + 1)) // stride)  # ceil division
-        hi = (o + a) // stride
-        reach_left = Fraction(o, stride) * r.jump - lo * r.jump
-        reach_right = (hi + 1) * r.jump - Fraction(o + 1, stride) * r.jump
-        left = reach_left if left is None else max(left, reach_left)
-        right = reach_right if right is None else max(right, reach_right)
-    return _Reach(jump, r.left + left, r.right + right)
+    # input i feeds outputs s*i - a ... s*i - a + k - 1: output o reads ceil((o+a-k+1)/s) ... floor((o+a)/s)
+    spans = [(-((k - 1 - o - a) // stride), (o + a) // stride) for o in range(stride)]
+    return _phase_reach(r, stride, spans)
 
 
 def _resize_reach(r: _Reach, factor: int, taps: int) -> _Reach:
     """Nearest (and sub-pixel shuffle, ``taps=1``) reads input floor(o / f); with half-pixel centres bilinear
     (``taps=2``) reads floor(src) and the next, bicubic (``taps=4``) one more on either side."""
-    left = right = Fraction(0)
+    if taps == 1:
+        return _phase_reach(r, factor, [(0, 0)] * factor)
+    spans = []
     for o in range(factor):
-        if taps > 1:
-            src = (Fraction(2 * o + 1, 2 * factor)) - Fraction(1, 2)
-            lo, hi = math.floor(src) - (taps // 2 - 1), math.floor(src) + taps // 2
-        else:
-            lo = hi = o // factor
-        left = max(left, Fraction(o, factor) * r.jump - lo * r.jump)
-        right = max(right, (hi + 1) * r.jump - Fraction(o + 1, factor) * r.jump)
-    return _Reach(r.jump / factor, r.left + left, r.right + right)
+        first = math.floor(Fraction(2 * o + 1, 2 * factor) - Fraction(1, 2))
+        spans.append((first - (taps // 2 - 1), first + taps // 2))
+    return _phase_reach(r, factor, spans)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -644,10 +628,8 @@ def _layer_reach(layer, reaches: list[tuple[_Reach, _Reach]]) -> tuple[_Reach, _
         factor = layer.block_size if isinstance(layer, DepthToSpace) else layer.factor
         taps = 4 if isinstance(layer, BicubicUpsample) else 2 if isinstance(layer, BilinearUpsample) else 1
         return tuple(_resize_reach(reaches[0][ax], factor, taps) for ax in (0, 1))
-    if isinstance(layer, CropToReference):
-        return reaches[0]  # the reference only lends its size
-    if isinstance(layer, _POINTWISE) or (isinstance(layer, keras.layers.Dense)):
-        return reaches[0]
+    if isinstance(layer, (*_POINTWISE, keras.layers.Dense, CropToReference)):
+        return reaches[0]  # a crop's reference only lends its size
     if isinstance(layer, _MERGES):
         merged = []
         for ax in (0, 1):
@@ -698,30 +680,22 @@ def total_stride(model: keras.Model) -> int:
     A stride-2 conv followed by another is 4; a model without strided layers is 1. Taught in chapter 5.
     """
     reaches, _ = _trace(model)
-    stride = 1
-    for pair in reaches.values():
-        for r in pair:
-            stride = math.lcm(stride, r.jump.numerator)
-    for layer in model.layers:
-        if isinstance(layer, PadToMultiple):
-            stride = math.lcm(stride, layer.multiple)
-    return stride
+    jumps = [r.jump.numerator for pair in reaches.values() for r in pair]
+    multiples = [layer.multiple for layer in model.layers if isinstance(layer, PadToMultiple)]
+    return math.lcm(1, *jumps, *multiples)
 
 
 def _kernel_macs(layer) -> Fraction:
     """Multiply-adds per output pixel of the layer itself (0 for layers without a kernel)."""
-    def size(variable) -> int:
-        return math.prod(int(d) for d in variable.shape)
-
     if isinstance(layer, keras.layers.Conv2DTranspose):
         # every input pixel scatters the whole kernel: kh*kw*in*out multiply-adds per s*s output pixels
         sh, sw = _pair(layer.strides)
-        return Fraction(size(layer.kernel), sh * sw)
+        return Fraction(_size(layer.kernel), sh * sw)
     if isinstance(layer, keras.layers.SeparableConv2D):
-        return Fraction(size(layer.depthwise_kernel) + size(layer.pointwise_kernel))
+        return Fraction(_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
         # a grouped conv's kernel already holds in/groups input channels
-        return Fraction(size(layer.kernel))
+        return Fraction(_size(layer.kernel))
     return Fraction(0)
 
 

@@ -24,6 +24,7 @@ and the device crops aligned pairs from the resident (low-resolution, high-resol
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -48,18 +49,69 @@ def dihedral_index_grids(size: int) -> np.ndarray:
     return np.stack(grids).astype(np.int32)
 
 
-def _stack_images(images: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Gray images as one zero-padded (N, H, W) float32 array plus their (N, 2) true sizes."""
-    arrays = _gray_list(images, "the sampler trains gray denoisers; load the set with mode='gray'")
-    sizes = np.array([a.shape for a in arrays], dtype=np.int32)
-    height, width = sizes.max(axis=0)
+def _check_integer(label: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
+
+
+def _pad_stack(arrays: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """(H, W) arrays zero-padded at the bottom and right into one (N, height, width) float32 array."""
     stacked = np.zeros((len(arrays), height, width), dtype=np.float32)
     for i, a in enumerate(arrays):
         stacked[i, : a.shape[0], : a.shape[1]] = a
-    return stacked, sizes
+    return stacked
 
 
-class PatchSampler:
+def _gather(images: Any, grids: Any, choice: dict[str, Any], rows: Any, cols: Any) -> Any:
+    """NHWC crops of ``images`` at corners (rows, cols) under the drawn symmetries: one gather does both."""
+    source = grids[choice["turns"]]  # (B, p, p, 2) source offsets inside the crop
+    r = rows[:, None, None] + source[..., 0]
+    c = cols[:, None, None] + source[..., 1]
+    return images[choice["which"][:, None, None], r, c][..., None]
+
+
+class _DeviceSampler:
+    """What both samplers share: argument checks, the base key, crop corners and symmetries, ``batch``."""
+
+    def _setup(self, patch_size: int, batch_size: int, seed: int, augment: bool) -> None:
+        for label, value, low in (("patch_size", patch_size, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
+            _check_integer(label, value, low)
+        self.patch_size = int(patch_size)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.augment = bool(augment)
+
+    def _start(self, device: Any) -> Callable[[np.ndarray], Any]:
+        """Import JAX, set the base key and the jitted ``sample``; return the copy onto ``device`` (default:
+        JAX's first)."""
+        import jax
+
+        self._jax = jax
+        self.key = jax.random.key(self.seed)
+        self._batch = jax.jit(self.sample)
+        device = device or jax.devices()[0]
+        return lambda array: jax.device_put(array, device)
+
+    def _crops(self, which: Any, sizes: Any, k_row: Any, k_col: Any, k_turn: Any) -> dict[str, Any]:
+        """Per patch: its image ``which``, a crop corner and a symmetry (the identity without ``augment``)."""
+        jax = self._jax
+        jnp = jax.numpy
+        count, size = self.batch_size, self.patch_size
+        # each crop corner is uniform over the positions that keep the patch inside its own image
+        rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
+        cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
+        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
+                 else jnp.zeros((count,), dtype=jnp.int32))
+        return {"which": which, "rows": rows, "cols": cols, "turns": turns}
+
+    def batch(self, step: int) -> tuple[Any, Any]:
+        """Device arrays of batch ``step``, ``(noisy, clean)`` or ``(low-resolution, high-resolution)`` (one
+        jitted dispatch; no host copy)."""
+        _check_integer("step", step, 0)
+        return self._batch(*self.state(), np.uint32(step))
+
+
+class PatchSampler(_DeviceSampler):
     """Seeded (noisy, clean) batches of gray patches built on the device from resident clean images.
 
     ``PatchSampler(images, patch_size=50, batch_size=128, sigma=25, seed=0)``; ``sampler.batch(step)`` returns
@@ -70,15 +122,11 @@ class PatchSampler:
 
     def __init__(self, images: Any, patch_size: int, batch_size: int, sigma: float | tuple[float, float],
                  seed: int = 0, augment: bool = True, device: Any = None) -> None:
-        for label, value, low in (("patch_size", patch_size, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
+        self._setup(patch_size, batch_size, seed, augment)
         self.sigma = self._check_sigma(sigma)
-        self.patch_size = int(patch_size)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.augment = bool(augment)
-        stacked, sizes = _stack_images(images)
+        arrays = _gray_list(images, "the sampler trains gray denoisers; load the set with mode='gray'")
+        sizes = np.array([a.shape for a in arrays], dtype=np.int32)
+        stacked = _pad_stack(arrays, *sizes.max(axis=0))
         usable = np.all(sizes >= self.patch_size, axis=1)
         if not usable.any():
             raise ArgumentError(
@@ -87,16 +135,10 @@ class PatchSampler:
         # an image smaller than the patch would need crops outside itself: leave it out, as PatchDataset does
         stacked, sizes = stacked[usable], sizes[usable]
         self.num_images = int(stacked.shape[0])
-
-        import jax
-
-        self._jax = jax
-        device = device or jax.devices()[0]
-        self.images = jax.device_put(stacked, device)
-        self.sizes = jax.device_put(sizes, device)
-        self.grids = jax.device_put(dihedral_index_grids(self.patch_size), device)
-        self.key = jax.random.key(self.seed)
-        self._batch = jax.jit(self.sample)
+        put = self._start(device)
+        self.images = put(stacked)
+        self.sizes = put(sizes)
+        self.grids = put(dihedral_index_grids(self.patch_size))
 
     @staticmethod
     def _check_sigma(sigma: Any) -> tuple[float, float]:
@@ -117,38 +159,22 @@ class PatchSampler:
         jax = self._jax
         jnp = jax.numpy
         k_image, k_row, k_col, k_turn, k_sigma, k_noise = jax.random.split(jax.random.fold_in(key, step), 6)
-        count, size = self.batch_size, self.patch_size
+        count = self.batch_size
         which = jax.random.randint(k_image, (count,), 0, self.num_images)
-        # each crop corner is uniform over the positions that keep the patch inside its own image
-        rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
-        cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
-        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
-                 else jnp.zeros((count,), dtype=jnp.int32))
         lo, hi = self.sigma
         sigmas = (jnp.full((count,), lo, dtype=jnp.float32) if lo == hi
                   else jax.random.uniform(k_sigma, (count,), jnp.float32, lo, hi))
-        return {"which": which, "rows": rows, "cols": cols, "turns": turns, "sigmas": sigmas, "noise_key": k_noise}
+        return {**self._crops(which, sizes, k_row, k_col, k_turn), "sigmas": sigmas, "noise_key": k_noise}
 
     def sample(self, images: Any, sizes: Any, grids: Any, key: Any, step: Any) -> tuple[Any, Any]:
         """Pure function: NHWC float32 ``(noisy, clean)`` of batch ``step`` (jit- and scan-friendly)."""
         jax = self._jax
         jnp = jax.numpy
         choice = self.draw(key, step, sizes)
-        source = grids[choice["turns"]]  # (B, p, p, 2) source offsets inside the crop
-        r = choice["rows"][:, None, None] + source[..., 0]
-        c = choice["cols"][:, None, None] + source[..., 1]
-        # one gather does the crop and the symmetry together
-        clean = images[choice["which"][:, None, None], r, c][..., None]
+        clean = _gather(images, grids, choice, choice["rows"], choice["cols"])
         noise = jax.random.normal(choice["noise_key"], clean.shape, dtype=jnp.float32)
         noisy = clean + noise * (choice["sigmas"] / 255.0)[:, None, None, None]
         return noisy, clean
-
-    def batch(self, step: int) -> tuple[Any, Any]:
-        """Device arrays ``(noisy, clean)`` of batch ``step`` (one jitted dispatch; no host copy)."""
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ArgumentError(f"step={step!r}: pass an integer >= 0")
-        return self._batch(self.images, self.sizes, self.grids, self.key, np.uint32(step))
-
 
 
 def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -183,7 +209,7 @@ def _gray_list(images: Any, hint: str = "SR trains on gray (Y) images") -> list[
     return out
 
 
-class SRPatchSampler:
+class SRPatchSampler(_DeviceSampler):
     """Seeded aligned (low-resolution, high-resolution) batches built on the device from resident image pairs.
 
     ``SRPatchSampler(pairs, scale=4, patch_size=24, batch_size=32, seed=0)`` with ``pairs`` from
@@ -196,12 +222,9 @@ class SRPatchSampler:
 
     def __init__(self, pairs: Any, scale: int, patch_size: int, batch_size: int, seed: int = 0,
                  augment: bool = True, device: Any = None) -> None:
-        for label, value, low in (("scale", scale, 1), ("patch_size", patch_size, 1), ("batch_size", batch_size, 1),
-                                  ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
-        self.scale, self.patch_size, self.batch_size = int(scale), int(patch_size), int(batch_size)
-        self.seed, self.augment = int(seed), bool(augment)
+        _check_integer("scale", scale, 1)
+        self._setup(patch_size, batch_size, seed, augment)
+        self.scale = int(scale)
         lows, highs = [], []
         for i, (lr, hr) in enumerate(pairs):
             lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)
@@ -223,26 +246,15 @@ class SRPatchSampler:
         sizes = np.array([a.shape for a in lows], dtype=np.int32)
         h, w = sizes.max(axis=0)
         s = self.scale
-        stacked_lr = np.zeros((self.num_images, h, w), np.float32)
-        stacked_hr = np.zeros((self.num_images, h * s, w * s), np.float32)
-        for i, (lr, hr) in enumerate(zip(lows, highs, strict=True)):
-            stacked_lr[i, : lr.shape[0], : lr.shape[1]] = lr
-            stacked_hr[i, : hr.shape[0], : hr.shape[1]] = hr
         positions = np.prod(sizes - self.patch_size + 1, axis=1).astype(np.float64)
         self.pixels = int(sum(a.size for a in highs))
-
-        import jax
-
-        self._jax = jax
-        device = device or jax.devices()[0]
-        self.lr = jax.device_put(stacked_lr, device)
-        self.hr = jax.device_put(stacked_hr, device)
-        self.sizes = jax.device_put(sizes, device)
-        self.logits = jax.device_put(np.log(positions / positions.sum()).astype(np.float32), device)
-        self.grids_lr = jax.device_put(dihedral_index_grids(self.patch_size), device)
-        self.grids_hr = jax.device_put(dihedral_index_grids(self.patch_size * s), device)
-        self.key = jax.random.key(self.seed)
-        self._batch = jax.jit(self.sample)
+        put = self._start(device)
+        self.lr = put(_pad_stack(lows, h, w))
+        self.hr = put(_pad_stack(highs, h * s, w * s))
+        self.sizes = put(sizes)
+        self.logits = put(np.log(positions / positions.sum()).astype(np.float32))
+        self.grids_lr = put(dihedral_index_grids(self.patch_size))
+        self.grids_hr = put(dihedral_index_grids(self.patch_size * s))
 
     def state(self) -> tuple[Any, ...]:
         """The device arrays ``sample`` reads."""
@@ -251,33 +263,13 @@ class SRPatchSampler:
     def draw(self, key: Any, step: Any, sizes: Any, logits: Any) -> dict[str, Any]:
         """The random choices of batch ``step``: image, low-resolution crop corner and symmetry per patch."""
         jax = self._jax
-        jnp = jax.numpy
         k_image, k_row, k_col, k_turn = jax.random.split(jax.random.fold_in(key, step), 4)
-        count, size = self.batch_size, self.patch_size
-        which = jax.random.categorical(k_image, logits, shape=(count,))
-        rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
-        cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
-        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
-                 else jnp.zeros((count,), dtype=jnp.int32))
-        return {"which": which, "rows": rows, "cols": cols, "turns": turns}
+        which = jax.random.categorical(k_image, logits, shape=(self.batch_size,))
+        return self._crops(which, sizes, k_row, k_col, k_turn)
 
     def sample(self, lr: Any, hr: Any, sizes: Any, logits: Any, grids_lr: Any, grids_hr: Any, key: Any,
                step: Any) -> tuple[Any, Any]:
         """Pure function: NHWC float32 ``(low-resolution, high-resolution)`` of batch ``step``."""
         choice = self.draw(key, step, sizes, logits)
-        which = choice["which"][:, None, None]
-
-        def crop(images, grids, rows, cols):
-            source = grids[choice["turns"]]
-            return images[which, rows[:, None, None] + source[..., 0], cols[:, None, None] + source[..., 1]][..., None]
-
-        s = self.scale
-        small = crop(lr, grids_lr, choice["rows"], choice["cols"])
-        large = crop(hr, grids_hr, choice["rows"] * s, choice["cols"] * s)
-        return small, large
-
-    def batch(self, step: int) -> tuple[Any, Any]:
-        """Device arrays ``(low-resolution, high-resolution)`` of batch ``step``."""
-        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-            raise ArgumentError(f"step={step!r}: pass an integer >= 0")
-        return self._batch(*self.state(), np.uint32(step))
+        rows, cols, s = choice["rows"], choice["cols"], self.scale
+        return _gather(lr, grids_lr, choice, rows, cols), _gather(hr, grids_hr, choice, rows * s, cols * s)
