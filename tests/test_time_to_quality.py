@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 import time_to_quality  # noqa: E402
 
 RUN = {"tag": "r", "total_steps": 20_000, "measured_steps_per_s": 100.0, "train_seconds": 210.0,
-       "batch": 128, "patch": 50}
+       "precision": "mixed_bfloat16", "batch": 128, "patch": 50}
 
 
 def test_shortfall_is_the_step_rate_that_fits_the_steps_into_180_s():
@@ -25,9 +25,11 @@ def test_shortfall_is_the_step_rate_that_fits_the_steps_into_180_s():
 
 
 def test_shortfall_scales_the_matching_benchmark_row_mfu():
-    rows = [{"contender": "keras-jax: fused lax.scan + on-device sampler", "batch": 64, "patch": 96, "mfu": 0.9},
-            {"contender": "keras-jax: fused lax.scan + on-device sampler", "batch": 128, "patch": 50, "mfu": 0.4},
-            {"contender": "keras-jax: fit", "batch": 128, "patch": 50, "mfu": 0.3}]
+    bf16 = "mixed_bfloat16"
+    rows = [{"mode": "fused_sampler", "precision": bf16, "batch": 64, "patch": 96, "mfu": 0.9},
+            {"mode": "fused_sampler", "precision": "float32", "batch": 128, "patch": 50, "mfu": 0.2},
+            {"mode": "fused_sampler", "precision": bf16, "batch": 128, "patch": 50, "mfu": 0.4},
+            {"mode": "fit", "precision": bf16, "batch": 128, "patch": 50, "mfu": 0.3}]
     s = time_to_quality.shortfall(RUN, {"rows": rows, "mfu": 0.45})
     assert s["mfu_of_the_rate"] == 0.4
     assert s["mfu_needed_at_least"] == pytest.approx(0.4 * 200 / 170)
