@@ -3,7 +3,7 @@
 Where the images come from, in order:
 
 1. ``$DECONVLAB_DATA``: a local copy laid out as ``<DECONVLAB_DATA>/<dataset>/<file>``; every file is checked
-   against its sha256 in ``data/registry.tsv`` (once per process).
+   against its sha256 in ``data/registry.tsv`` each time it is loaded.
 2. Otherwise a download through pooch from the pinned GitHub commit in the registry, verified by sha256 and kept in
    :func:`cache_dir` (``$DECONVLAB_CACHE`` or the user cache).
 3. With no network and no ``$DECONVLAB_DATA``: a fixed, documented split of photographs that ship with
