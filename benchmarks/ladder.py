@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from deconvlab.report import pooled_std
+
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "data" / "weights" / "denoise-sigma25.json"
 RESULTS = REPO / "benchmarks" / "results"
@@ -653,14 +655,6 @@ def _mean(values: Sequence[float]) -> float | None:
 
 def _std(values: Sequence[float]) -> float | None:
     return float(np.std(values, ddof=1)) if len(values) >= 2 else None
-
-
-def pooled_std(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pooled sample standard deviation of two groups (None if either has fewer than 2 values)."""
-    if len(x) < 2 or len(y) < 2:
-        return None
-    ss = (len(x) - 1) * np.var(x, ddof=1) + (len(y) - 1) * np.var(y, ddof=1)
-    return float(math.sqrt(ss / (len(x) + len(y) - 2)))
 
 
 def noise_spread(records: Sequence[dict[str, Any]]) -> float | None:

@@ -622,3 +622,24 @@ def _matlab_y(rgb):
     from deconvlab.metrics import rgb_to_y
 
     return rgb_to_y(rgb)
+
+
+@needs_shared
+def test_the_overlaps_that_datasets_md_states():
+    """data/DATASETS.md: Train400's test_020 holds 106 columns of Set12's starfish, pixel for pixel; each BSD68 image is
+    the rounded BT.601 luma of its CBSD68 counterpart up to +-1 on fewer than 1 % of its pixels."""
+    def read(path):
+        return np.asarray(Image.open(SHARED / path), dtype=np.int16)
+
+    train, starfish = read("train400/test_020.png"), read("set12/04.png")
+    assert np.array_equal(train[:, 74:], starfish[72:252, :106])
+    assert train[:, 74:].std() > 10  # textured, not a flat patch that any two photos could share
+    with open(SHARED / "bsd68" / "BSD68_TO_CBSD68.tsv", newline="") as fh:
+        pairs = [r for r in csv.reader(fh, delimiter="\t") if r and not r[0].startswith("#")][1:]
+    assert len(pairs) == 68
+    for gray_name, colour_name, *_ in pairs:
+        rgb = read(f"cbsd68/{colour_name}").astype(np.float64)
+        luma = np.round(rgb @ [0.2989, 0.5870, 0.1140])
+        diff = np.abs(read(f"bsd68/{gray_name}") - luma)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, gray_name
+

@@ -126,7 +126,6 @@ def test_verdict_rule():
     assert ladder.verdict(x, y, None, None)["verdict"] == "not distinguishable"
     v = ladder.verdict(y, x, 0.01, 0.02)  # the second rung is worse: the claim that it is better is contradicted
     assert v["verdict"] == "contradicted" and v["difference_db"] == pytest.approx(-0.29, abs=1e-4)
-    assert ladder.pooled_std([1.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(math.sqrt(2 / 3))
 
 
 def _record(rung: str, seed: int, bsd: float, set12: float, spread: dict | None = None) -> dict:

@@ -109,6 +109,16 @@ def test_difference_verdict_on_shown_numbers_and_a_measured_spread():
     assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
 
 
+def test_pooled_std_and_mean_pm_match_chapter_5s_rule():
+    """Equal groups: the pooled std is the root mean of the variances (chapter 5's two-seed-set case)."""
+    a, b = [35.04, 34.90, 35.19], [34.93, 34.64, 35.22]
+    assert report.pooled_std(a, b) == pytest.approx(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2))
+    assert report.pooled_std([1.0, 3.0], [2.0, 2.0, 2.0]) == pytest.approx(np.sqrt(2 / 3))  # unequal sizes
+    assert report.pooled_std([1.0], b) is None
+    assert report.mean_pm([1.0, 2.0, 3.0]) == "2.00 ± 1.00"
+    assert report.mean_pm([0.9061], 3) == "0.906"  # one deterministic value: no "± 0"
+
+
 @pytest.mark.parametrize("d_psnr", [-0.3, 0.0, 0.2])
 @pytest.mark.parametrize("d_ssim", [-0.01, 0.0, 0.02])
 def test_metric_agreement(d_psnr, d_ssim):

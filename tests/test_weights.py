@@ -68,7 +68,7 @@ def test_default_directory_follows_repo_root(saved, tmp_path, monkeypatch):
     assert weights.list_cards() == []
     for name in ("denoise-sigma25.json", saved["weights_file"]):
         (weights_dir / name).write_bytes((tmp_path / name).read_bytes())
-    assert weights.list_weights() == ["denoise-sigma25"]
+    assert [c["id"] for c in weights.list_cards()] == ["denoise-sigma25"]
     assert weights.load_pretrained("denoise", sigma=25).count_params() > 0
 
 

@@ -11,7 +11,7 @@ reader can compare them at one noise level without tuning anything:
   transform.
 * :func:`bm3d_denoise`: BM3D (Dabov et al. 2007) from the ``bm3d`` package, CBM3D for colour.
 
-The factors in ``h`` and the TV weight, the wavelet and its levels maximise the mean PSNR on six Train400
+The factors in ``h`` and the TV weight, the wavelet and its levels were chosen by PSNR on six Train400
 images (training data, never the test sets) at sigma 15, 25 and 50. The deconvolution baselines (Wiener,
 Richardson-Lucy) mirror the image by the PSF size first, so the FFT's periodic borders do not ring into the
 picture; :func:`tune_wiener_balance` and :func:`tune_rl_iterations` pick their one parameter on training images.
@@ -37,7 +37,7 @@ __all__ = [
     "tune_wiener_balance", "tv_denoise", "tv_weight", "unsharp_mask", "wavelet_denoise", "wiener_deconv",
 ]
 
-NLM_H_FACTOR = 0.7  # h = 0.7 sigma: the skimage gallery's 0.8 smooths a little too much on Train400
+NLM_H_FACTOR = 0.7  # chosen on Train400; the skimage gallery's 0.8 smooths more
 NLM_PATCH_SIZE = 5
 NLM_PATCH_DISTANCE = 6
 WAVELET = "sym4"
@@ -150,7 +150,7 @@ def wiener_deconv(image: np.ndarray, psf: np.ndarray, balance: float = 0.003) ->
     """Wiener-Hunt deconvolution (skimage ``wiener``, Laplacian regulariser) with trade-off ``balance``. Taught in chapter 1.
 
     A larger ``balance`` suppresses more noise and restores less detail; :func:`tune_wiener_balance` picks it
-    (0.003, the default, is its choice for the book's deblurring protocol on six Train400 images).
+    (0.003, the default, is its choice for the book's deblurring protocol on 24 Train400 images).
     """
     img, _, squeezed = _image(image)
     k = _psf(psf)
@@ -164,7 +164,7 @@ def richardson_lucy_deconv(image: np.ndarray, psf: np.ndarray, iterations: int =
 
     RL assumes non-negative intensities, so negative noisy pixels are set to 0 first; more iterations restore
     more detail and amplify more noise (:func:`tune_rl_iterations` picks the count; the default 40 is its choice
-    for the book's deblurring protocol on six Train400 images).
+    for the book's deblurring protocol on 24 Train400 images).
     """
     img, _, squeezed = _image(image)
     k = _psf(psf)

@@ -2,9 +2,9 @@
 
 ``DECONVLAB_PROFILE`` picks one of three profiles (taught in the setup notebook, ``00_setup``):
 
-* ``quick``: CPU and CI; every training cell takes about a minute on 2 cores.
-* ``workshop``: a Colab GPU; every training cell takes at most 5 minutes.
-* ``paper``: one H100, at most 10 minutes a model; it produced the shipped weights.
+* ``quick``: CPU and CI; a training run takes one to two minutes on 2 cores.
+* ``workshop``: a Colab GPU; a training run is estimated at about 3 minutes on a T4 (book/workshop/timings).
+* ``paper``: one H200, at most 10 minutes a model: the size of the shipped weights.
 
 The default is ``workshop`` when a GPU is visible and ``quick`` otherwise.
 """
@@ -25,7 +25,7 @@ import numpy as np
 from .errors import ArgumentError
 
 #: Tile side and overlap of ``enhance``: a 4K UHD image stays under 2 GB peak RSS on CPU with 256-pixel tiles
-#: (1.5 GB measured; 512 took 3.3 GB), see benchmarks/results.
+#: (measured: U-Net card 1.1 GB at 256, 1.6 GB at 512; RED-Net 1.6 GB and 3.5 GB), see benchmarks/results/speed_cpu.md.
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
@@ -56,17 +56,17 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
         train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
-        learning_rate=2e-3, description="CPU / CI: about a minute per training cell on 2 cores",
+        learning_rate=2e-3, description="CPU / CI: one to two minutes per training run on 2 cores",
     ),
     "workshop": Profile(
         name="workshop", patch_size=48, batch_size=64, epochs=10, steps_per_epoch=300,
         train_images=None, test_images=None, width=64, depth=10, mixed_precision=True,
-        learning_rate=1e-3, description="a Colab GPU: at most 5 minutes per training cell",
+        learning_rate=1e-3, description="a Colab GPU: about 3 minutes per training run on a T4 (estimated)",
     ),
     "paper": Profile(
         name="paper", patch_size=50, batch_size=128, epochs=30, steps_per_epoch=1000,
         train_images=None, test_images=None, width=64, depth=15, mixed_precision=True,
-        learning_rate=1e-3, description="one H100: at most 10 minutes per model (shipped weights)",
+        learning_rate=1e-3, description="one H200: at most 10 minutes per model (shipped weights)",
     ),
 }
 
@@ -109,7 +109,7 @@ def get_profile(name: str | None = None) -> Profile:
 
 
 def device_name() -> str:
-    """A short human name of the device Keras computes on, e.g. 'NVIDIA H100 80GB HBM3' or 'CPU (2 cores)'."""
+    """A short human name of the device Keras computes on, e.g. 'NVIDIA H200 x1' or 'CPU (2 cores, x86_64)'."""
     backend = keras_backend()
     try:
         if backend == "jax":

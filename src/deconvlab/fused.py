@@ -9,7 +9,7 @@ and every step draws its batch on the GPU with :class:`deconvlab.sampler.PatchSa
 :func:`train_denoiser` trains any gray denoiser of :mod:`deconvlab.models` for a wall-clock budget: the cosine
 schedule's length is re-estimated from the measured speed, so the decay ends inside the budget even when other
 runs share the GPU. The checkpoint is chosen on held-aside training images (:func:`held_aside`), never on a test
-set. ``python -m deconvlab.fused`` trains one model card with it (the paper profile's shipped U-Net denoisers).
+set. ``python -m deconvlab.fused`` trains one model card with it (the shipped RED-Net and U-Net denoisers).
 
 :func:`train_sr` is the same loop for post-upsampling super-resolution (``--task sr --scale S``): the Y channel
 of T91 (8-bit, as the SRCNN/VDSR code reads it) and optionally Train400 (gray, mapped into Y's [16, 235] range)

@@ -5,8 +5,8 @@ This is the one module of the package that touches backend APIs: ``tf.GradientTa
 that needs it, so importing :mod:`deconvlab` never pulls in a backend Keras does not use.
 
 Chapter 2 uses :func:`vjp` to show that the transposed convolution *is* the adjoint (the gradient) of
-the convolution; chapter 3 uses :func:`layer_gradient_norms` to show why skip connections help deep
-encoder-decoders train.
+the convolution; chapter 3 uses :func:`layer_gradient_norms` to test whether skip connections keep the gradients of deep
+encoder-decoders from vanishing (its trained ladder says they do not need to).
 """
 
 from __future__ import annotations

@@ -204,8 +204,8 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
             x = _fuse(features[level], x, fusion, width, level)
     if down == "strided":
         return _upsample(x, out_filters, 2, up, kernel_size, out_activation, f"deconv{depth}", up_init)
-    # The skips sum ReLU features, so with He init the untrained residual is ~17 (mean) on [0, 1]
-    # images; a tiny last layer starts the net near the identity and training skips that detour.
+    # The skips sum ReLU features, so with He init the untrained residual is many times the [0, 1] range
+    # of the images; a tiny last layer starts the net near the identity and training skips that detour.
     init = _small_init() if out_activation is None else "he_normal"
     return keras.layers.Conv2DTranspose(
         out_filters, activation=out_activation, name=f"deconv{depth}", **_conv_args(kernel_size, init)

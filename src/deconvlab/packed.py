@@ -7,7 +7,7 @@ registry's sha256 of the file it came from and a sha256 of its decoded pixels. T
 * ``"stored"``: the pixels as stored (gray or RGB), so :func:`load_dataset` returns exactly what
   :func:`deconvlab.registry.load_dataset` reads from the files (the test sets, and Train400);
 * ``"y"``: the luma of MATLAB ``rgb2ycbcr`` rounded to 8 bits (gray passes through), the training input of the
-  SRCNN/VDSR code, which converts uint8 images and keeps uint8; T91's luma is 3.1 MB this way against 16 MB of
+  SRCNN/VDSR code, which converts uint8 images and keeps uint8; T91's luma is 3.2 MB this way against 16 MB of
   RGB files.
 
 :func:`load_dataset` reads a pack when ``$DECONVLAB_DATA`` holds one and the registry otherwise (the "y" view is
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +151,3 @@ def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit
     return Dataset(name=name, images=images, names=names, is_fallback=False,
                    color="gray" if view == "y" else (mode or registry()[name].color),
                    note=f"{name}: {len(images)} images, {what}, from {source}")
-
-
-def pack_sets(folder: str | os.PathLike, sets: Sequence[tuple[str, str]]) -> list[Path]:
-    """Pack several ``(name, view)`` pairs into ``folder``."""
-    return [pack_set(name, folder, view) for name, view in sets]

@@ -94,6 +94,25 @@ def difference_verdict(diff_db: float, spread_db: float | None = None, tie_db: f
     return "ahead" if diff_db > 0 else "behind"
 
 
+def pooled_std(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pooled sample standard deviation of two groups of runs (None if either has fewer than 2 values).
+
+    The book's rule for seeded verdicts: a difference of means counts only beyond twice this. Taught in chapter 5.
+    """
+    if len(x) < 2 or len(y) < 2:
+        return None
+    ss = (len(x) - 1) * np.var(x, ddof=1) + (len(y) - 1) * np.var(y, ddof=1)
+    return float(np.sqrt(ss / (len(x) + len(y) - 2)))
+
+
+def mean_pm(values: Sequence[float], digits: int = 2) -> str:
+    """'mean ± std' of runs (sample std), or the value alone when there is one (a deterministic baseline).
+    Taught in chapter 5."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def signed_difference(diff_db: float, spread_db: float | None = None, tie_db: float = TIE_DB) -> str:
     """A difference as shown in the book's result tables and figure: '+0.04 tie', '-0.10 behind', '+1.55 ahead'."""
     return f"{diff_db:+.2f} {difference_verdict(diff_db, spread_db, tie_db)}"

@@ -1,7 +1,7 @@
 """On-device training patches for denoising: clean images resident on the accelerator, seeded crops, AWGN.
 
 :class:`~deconvlab.data.PatchDataset` builds every batch on the host (NumPy crops, flips and noise, then a
-host-to-device copy). On a fast GPU that input path, not the network, can set the pace. :class:`PatchSampler`
+host-to-device copy). On a fast GPU that input path costs time of its own (benchmarks/results/speed_gpu.md measures it). :class:`PatchSampler`
 keeps the clean training images on the device and builds each batch there with one gather and one noise draw:
 
 * batch ``step`` is a pure function of ``(seed, step)``: its key is ``fold_in(key(seed), step)`` of JAX's

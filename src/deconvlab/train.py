@@ -19,8 +19,9 @@ and ``mixed_float16`` on older ones (T4, V100). With ``mixed_float16`` Keras 3 i
 gradients do not underflow; bfloat16 has float32's exponent range and needs no loss scaling. The model's last
 layer should compute in float32 (``dtype="float32"``; the builders in :mod:`deconvlab.models` do this), and the
 loss and the PSNR metric cast to float32 anyway. ``train`` reports the policy it found in the history metadata.
-Measured on one H100 with JAX (paper RED-Net, depth 15, width 64, batches of 128 patches of 50x50, XLA):
-20.3 ms per step in float32, 9.7 ms in mixed_bfloat16, 9.1 ms in mixed_float16 (with loss scaling).
+Measured on one H200 with JAX (paper RED-Net, depth 15, width 64, batches of 128 patches of 50x50, XLA, ``fit``):
+17.8 ms per step in float32, 7.8 ms in mixed_bfloat16 (benchmarks/results/speed_gpu.md); mixed_float16 was not
+measured there.
 
 Data-parallel training (chapter 5): call ``train`` inside ``strategy.scope()`` of
 :func:`deconvlab.distribute.data_parallel`, with the model built in the same scope.
@@ -173,8 +174,10 @@ def model_precision(model: keras.Model) -> str:
 def resolve_jit_compile(jit_compile: bool | str = "auto") -> bool:
     """``jit_compile="auto"``: XLA on JAX and on TensorFlow with a GPU, off on PyTorch and TensorFlow CPU. Taught in chapter 2.
 
-    On TensorFlow CPU, XLA was measured 1.6x slower per step (0.155 s vs 0.095 s for the quick profile's
-    RED-Net, batch 32 of 40x40, 2 cores) and costs compile time, so it stays off there.
+    Whether XLA pays on a CPU depends on its instruction set and on how many steps amortise the compile time;
+    chapter 5 measures it live (on the 2-core CPU of its committed run, XLA trains faster per step after a
+    longer first call). The default keeps TensorFlow CPU runs, and the committed chapter outputs that they made,
+    on the plain path.
     """
     if isinstance(jit_compile, (bool, np.bool_)):
         return bool(jit_compile)

@@ -6,7 +6,7 @@ Format decision: weights only, as a ``.npz`` of float16 arrays in ``model.get_we
 architecture rebuilt from code by ``deconvlab.models.build_model(builder, **kwargs)`` named in the card.
 
 * Small: no optimizer state and half the bytes of float32; a full ``.keras`` file would carry the Adam
-  moments (3x the weights) unless stripped, and its float16 variant would change the model's dtype policy.
+  moments (twice the weights) unless stripped, and its float16 variant would change the model's dtype policy.
 * Safe: ``np.load(allow_pickle=False)`` runs no code, and the architecture comes from the package, so the
   file cannot smuggle in layers; a ``.keras`` file with safe_mode=True is safe too, but ties the shipped file
   to the Keras version's serialisation format.
@@ -184,11 +184,6 @@ def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any
             warnings.warn(f"skipping {path.name} in {folder}: not a model card ({exc})", UserWarning,
                           stacklevel=2)
     return sorted(cards, key=lambda c: str(c["id"]))
-
-
-def list_weights(directory: str | os.PathLike | None = None) -> list[str]:
-    """Ids of the shipped model cards."""
-    return [str(card["id"]) for card in list_cards(directory)]
 
 
 def card_setting(card: Mapping[str, Any]) -> str:
@@ -706,7 +701,7 @@ def model_table(directory: str | os.PathLike | None = None) -> str:
 
 
 def _row_psnr(card: Mapping[str, Any]) -> str:
-    """'bsd68 sigma=15: 31.54, sigma=25: 29.11', 'set5 x2: 37.49, x3: 33.64', 'bsd68: 29.16' or ''."""
+    """'bsd68 sigma=15: 31.62, sigma=25: 29.18', 'set5 x2: 37.49, x3: 33.64', 'bsd68: 29.15' or ''."""
     full = [m for m in card.get("metrics") or [] if not m.get("limit") and m.get("psnr") is not None]
     wanted = MODEL_ROW_DATASETS.get(str(card.get("task")))
     dataset = wanted if any(m["dataset"] == wanted for m in full) else (full[0]["dataset"] if full else None)
