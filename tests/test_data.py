@@ -643,3 +643,25 @@ def test_the_overlaps_that_datasets_md_states():
         diff = np.abs(read(f"bsd68/{gray_name}") - luma)
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, gray_name
 
+
+@needs_shared
+def test_the_crops_and_the_distinct_sets_that_datasets_md_states():
+    """data/DATASETS.md: Set5's butterfly is a crop of Set14's monarch, Set14's face one of Set5's head; no T91 image is
+    pixel-identical to a Set5 or Set14 image, and within T91 only t36 and t65 are."""
+    def read(path):
+        return np.asarray(Image.open(SHARED / path))
+
+    assert np.array_equal(read("set14/monarch.bmp")[144:400, 271:527], read("set5/butterfly_GT.bmp"))
+    assert np.array_equal(read("set5/head_GT.bmp")[2:278, 2:278], read("set14/face.bmp"))
+
+    def pixel_hashes(name):
+        files = defaultdict(list)
+        for path in sorted((SHARED / name).glob("*.bmp")):
+            a = read(path.relative_to(SHARED))
+            files[hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()].append(path.name)
+        return files
+
+    t91 = pixel_hashes("t91")
+    assert [names for names in t91.values() if len(names) > 1] == [["t36.bmp", "t65.bmp"]]
+    assert not t91.keys() & (pixel_hashes("set5").keys() | pixel_hashes("set14").keys())
+
