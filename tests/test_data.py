@@ -18,7 +18,7 @@ import pooch.core
 import pytest
 from PIL import Image
 
-from deconvlab import data, paths, registry
+from deconvlab import data, packed, paths, registry
 from deconvlab.errors import (
     ArgumentError,
     DataError,
@@ -624,12 +624,16 @@ def _matlab_y(rgb):
     return rgb_to_y(rgb)
 
 
+def _shared_pixels(path: str) -> np.ndarray:
+    return np.asarray(Image.open(SHARED / path))
+
+
 @needs_shared
 def test_the_overlaps_that_datasets_md_states():
     """data/DATASETS.md: Train400's test_020 holds 106 columns of Set12's starfish, pixel for pixel; each BSD68 image is
     the rounded BT.601 luma of its CBSD68 counterpart up to +-1 on fewer than 1 % of its pixels."""
     def read(path):
-        return np.asarray(Image.open(SHARED / path), dtype=np.int16)
+        return _shared_pixels(path).astype(np.int16)
 
     train, starfish = read("train400/test_020.png"), read("set12/04.png")
     assert np.array_equal(train[:, 74:], starfish[72:252, :106])
@@ -648,17 +652,14 @@ def test_the_overlaps_that_datasets_md_states():
 def test_the_crops_and_the_distinct_sets_that_datasets_md_states():
     """data/DATASETS.md: Set5's butterfly is a crop of Set14's monarch, Set14's face one of Set5's head; no T91 image is
     pixel-identical to a Set5 or Set14 image, and within T91 only t36 and t65 are."""
-    def read(path):
-        return np.asarray(Image.open(SHARED / path))
-
+    read = _shared_pixels
     assert np.array_equal(read("set14/monarch.bmp")[144:400, 271:527], read("set5/butterfly_GT.bmp"))
     assert np.array_equal(read("set5/head_GT.bmp")[2:278, 2:278], read("set14/face.bmp"))
 
     def pixel_hashes(name):
         files = defaultdict(list)
         for path in sorted((SHARED / name).glob("*.bmp")):
-            a = read(path.relative_to(SHARED))
-            files[hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()].append(path.name)
+            files[packed._pixel_hash(read(str(path.relative_to(SHARED))))].append(path.name)
         return files
 
     t91 = pixel_hashes("t91")
