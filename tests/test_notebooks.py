@@ -73,6 +73,22 @@ def test_dependency_hash_covers_the_package_and_the_requirements(tmp_path):
     assert len({before, after_code, nbtools.dependency_hash(tmp_path)}) == 3
 
 
+def test_dependency_hash_ignores_docstrings_and_comments_but_not_strings(tmp_path):
+    module = tmp_path / "src/deconvlab/m.py"
+    module.parent.mkdir(parents=True)
+    (tmp_path / "requirements.txt").write_text("numpy==2\n")
+
+    def digest(text):
+        module.write_text(text, encoding="utf-8")
+        return nbtools.dependency_hash(tmp_path)
+
+    base = digest('"""Module."""\n\n\ndef f():\n    """Doc, σ."""\n    return "x"  # why\n')
+    assert digest('"""Module, edited."""\n\ndef f():\n    """Doc, σ, edited\n    on two lines."""\n'
+                  '    return "x"  # why not\n\n') == base
+    assert digest('"""Module."""\n\n\ndef f():\n    """Doc, σ."""\n    return "y"  # why\n') != base
+    assert digest('"""Module."""\n\n\ndef f():\n    """Doc, σ."""\n    return "x" + 1  # why\n') != base
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_every_cell_ran_without_unexpected_errors(path):
     nb = nbformat.read(path, as_version=4)

@@ -7,7 +7,8 @@ and review; the paired ``notebooks/NN_name.ipynb`` holds the executed outputs th
   stay), never the other way round.
 * ``execute``: ``sync``, then run every chapter in place (CPU, ``quick`` profile, TensorFlow) and record provenance
   in ``metadata.deconvlab``: the hash of the code cells, the hash of what the outputs also depend on (the package
-  sources under ``src/deconvlab`` and ``requirements.txt``), the profile, backend, device and run time.
+  sources under ``src/deconvlab`` without their docstrings and comments, and ``requirements.txt``), the profile,
+  backend, device and run time.
 * ``check``: list the notebooks whose pair drifted or whose outputs are stale, and why. ``tests/test_notebooks.py``
   runs the same checks, so stale outputs fail CI: re-execute once before pushing, not per commit.
 * ``student``: the student edition (``student/``): no outputs, every answer (code, output and prose between
@@ -17,15 +18,18 @@ and review; the paired ``notebooks/NN_name.ipynb`` holds the executed outputs th
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+import tokenize
 from pathlib import Path
 
 import jupytext
@@ -75,15 +79,46 @@ def code_hash(nb: nbformat.NotebookNode) -> str:
 
 
 def dependency_hash(root: Path = ROOT) -> str:
-    """sha256 over the package's Python sources and the pinned requirements (names and contents)."""
+    """sha256 over the package's Python code and the pinned requirements (names and contents).
+
+    Docstrings, comments and blank lines are left out (:func:`code_text`): no chapter prints them, and a fix to
+    one should not cost a re-execution of every chapter.
+    """
     h = hashlib.sha256()
     for entry in DEPENDENCIES:
         path = root / entry
         files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
         for file in files:
+            text = code_text(file.read_text(encoding="utf-8")) if file.suffix == ".py" else file.read_text()
             h.update(file.relative_to(root).as_posix().encode() + b"\x00")
-            h.update(file.read_bytes() + b"\x00")
+            h.update(text.encode() + b"\x00")
     return h.hexdigest()
+
+
+def code_text(source: str) -> str:
+    """Python source without its docstrings, comments, trailing spaces and blank lines.
+
+    Both are found by position (``ast`` docstring nodes, ``tokenize`` comments), which every supported Python
+    reports alike; ``ast.dump`` would not do, its output changes between versions.
+    """
+    lines = source.splitlines()
+
+    def chars(line: int, col: int) -> int:  # ast counts UTF-8 bytes, tokenize counts characters
+        return len(lines[line - 1].encode()[:col].decode())
+
+    spans = []  # (line, column, end line, end column): lines from 1, columns in characters
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and ast.get_docstring(node, clean=False) is not None:
+            doc = node.body[0]
+            spans.append((doc.lineno, chars(doc.lineno, doc.col_offset),
+                          doc.end_lineno, chars(doc.end_lineno, doc.end_col_offset)))
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            spans.append((*tok.start, *tok.end))
+    for first, start, last, end in sorted(spans, reverse=True):
+        lines[first - 1 : last] = [lines[first - 1][:start] + lines[last - 1][end:]]
+    return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
 def pair_differences(md_path: Path, ipynb_path: Path) -> list[str]:
@@ -114,7 +149,7 @@ def staleness(nb: nbformat.NotebookNode) -> list[str]:
     if meta.get("code_sha256") != code_hash(nb):
         reasons.append("its code changed")
     if meta.get("dependencies_sha256") != dependency_hash():
-        reasons.append("src/deconvlab or requirements.txt changed")
+        reasons.append("the code of src/deconvlab or requirements.txt changed")
     return reasons
 
 
