@@ -381,25 +381,3 @@ def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):
     # conv 1->4 and transposed 4->4 at low resolution (/9), then a 6x6/3 transposed 4->1 (36 * 4 / 9)
     assert sr_card["macs_per_pixel"] == {"3": (36 + 144) / 9 + 36 * 4 / 9} == {"3": 36}
     assert weights.load_pretrained("sr", scale=3, directory=tmp_path).count_params() == sr_card["params"]
-
-
-def test_set_default_moves_the_flag_within_one_setting(tmp_path):
-    for card in (
-        _fake_card("d25-red", "denoise", sigma=25, default=True),
-        _fake_card("d25-unet", "denoise", sigma=25),
-        _fake_card("d15-red", "denoise", sigma=15, default=True),
-        _fake_card("sr-all", "sr", scales=[2, 3, 4], default=True),
-        _fake_card("sr-4", "sr", scale=4),
-    ):
-        _write(card, tmp_path)
-    assert weights.set_default("d25-unet", directory=tmp_path) == ["d25-red", "d25-unet"]
-    assert weights.find_card("denoise", sigma=25, directory=tmp_path)["id"] == "d25-unet"
-    assert weights.find_card("denoise", sigma=15, directory=tmp_path)["id"] == "d15-red"  # other sigma untouched
-    assert weights.set_default("sr-4", directory=tmp_path) == ["sr-4", "sr-all"]
-    assert weights.read_card("sr-all", tmp_path)["default"] == [2, 3]
-    assert [weights.find_card("sr", scale=k, directory=tmp_path)["id"] for k in (2, 3, 4)] == ["sr-all"] * 2 + ["sr-4"]
-    assert weights.set_default("sr-all", scales=[4], directory=tmp_path) == ["sr-4", "sr-all"]
-    assert weights.read_card("sr-all", tmp_path)["default"] is True
-    assert weights.read_card("sr-4", tmp_path)["default"] is False
-    with pytest.raises(ArgumentError, match="pass scales among"):
-        weights.set_default("sr-4", scales=[2], directory=tmp_path)

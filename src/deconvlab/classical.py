@@ -62,20 +62,22 @@ def _sigma(sigma: object) -> float:
     return number("sigma", sigma, hint=": the noise level on the 255 scale, e.g. 25") / 255.0
 
 
+def _denoise(image: object, sigma: object, fn) -> np.ndarray:
+    """``fn(img, sigma / 255, channel_axis)`` on a checked image; the image itself when ``sigma`` is 0."""
+    img, axis, squeezed = _image(image)
+    s = _sigma(sigma)
+    return _result(img if s == 0 else fn(img, s, axis), squeezed)
+
+
 # ---------------------------------------------------------------------------------------------- denoising
 
 
 def nlm_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
     """Non-local means (skimage, fast mode) with ``h = 0.7 sigma``, 5x5 patches, 13x13 search. Taught in chapter 1."""
-    img, axis, squeezed = _image(image)
-    s = _sigma(sigma)
-    if s == 0:
-        return _result(img, squeezed)
-    out = restoration.denoise_nl_means(
+    return _denoise(image, sigma, lambda img, s, axis: restoration.denoise_nl_means(
         img, patch_size=NLM_PATCH_SIZE, patch_distance=NLM_PATCH_DISTANCE, h=NLM_H_FACTOR * s, sigma=s,
         fast_mode=True, channel_axis=axis,
-    )
-    return _result(out, squeezed)
+    ))
 
 
 def tv_weight(sigma: float) -> float:
@@ -95,31 +97,23 @@ def tv_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def wavelet_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
     """BayesShrink wavelet denoising (soft thresholds, 4-level sym4, known ``sigma``). Taught in chapter 1."""
-    img, axis, squeezed = _image(image)
-    s = _sigma(sigma)
-    if s == 0:
-        return _result(img, squeezed)
     # skimage's default depth (max level - 3) leaves a single level on a small image: too shallow for sym4.
-    levels = max(1, min(WAVELET_LEVELS, pywt.dwtn_max_level(img.shape[:2], WAVELET)))
-    out = restoration.denoise_wavelet(
-        img, sigma=s, wavelet=WAVELET, mode="soft", wavelet_levels=levels, method="BayesShrink",
-        rescale_sigma=True, channel_axis=axis,
-    )
-    return _result(out, squeezed)
+    return _denoise(image, sigma, lambda img, s, axis: restoration.denoise_wavelet(
+        img, sigma=s, wavelet=WAVELET, mode="soft", method="BayesShrink", rescale_sigma=True, channel_axis=axis,
+        wavelet_levels=max(1, min(WAVELET_LEVELS, pywt.dwtn_max_level(img.shape[:2], WAVELET))),
+    ))
 
 
 def bm3d_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
     """BM3D (gray) or CBM3D (colour, opponent colour space) from the ``bm3d`` package. Taught in chapter 1."""
     import bm3d  # imported here: it loads slowly and only this baseline needs it
 
-    img, axis, squeezed = _image(image)
-    s = _sigma(sigma)
-    if s == 0:
-        return _result(img, squeezed)
-    if min(img.shape[:2]) < 8:
-        raise ImageValueError(f"image is {img.shape[0]}x{img.shape[1]}: BM3D needs at least 8x8 pixels (its block size)")
-    out = bm3d.bm3d_rgb(img, s) if axis is not None else bm3d.bm3d(img, s)
-    return _result(out, squeezed)
+    def run(img: np.ndarray, s: float, axis: int | None) -> np.ndarray:
+        if min(img.shape[:2]) < 8:
+            raise ImageValueError(f"image is {img.shape[0]}x{img.shape[1]}: BM3D needs at least 8x8 pixels (its block size)")
+        return bm3d.bm3d_rgb(img, s) if axis is not None else bm3d.bm3d(img, s)
+
+    return _denoise(image, sigma, run)
 
 
 # ---------------------------------------------------------------------------------------------- deconvolution

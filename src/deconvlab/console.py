@@ -152,12 +152,10 @@ def count(option: str, value: int | None, minimum: int = 1, maximum: int | None 
     return value
 
 
-def positive(option: str, value: float | None, allow_zero: bool = False) -> float | None:
-    """A float option that, when given, is finite and > 0 (>= 0 with ``allow_zero``)."""
-    if value is None:
-        return None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ArgumentError(f"{option} {value:g}: pass a finite number {'>=' if allow_zero else '>'} 0")
+def positive(option: str, value: float | None) -> float | None:
+    """A float option that, when given, is finite and > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ArgumentError(f"{option} {value:g}: pass a finite number > 0")
     return value
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import itertools
 import json
 import os
 import time
@@ -44,7 +43,6 @@ __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
 
 UPSAMPLES = ("pre", "post")
 COLUMNS = ("name", "psnr", "ssim", "input_psnr", "input_ssim", "seconds")
-_DEFAULT_BATCH = 8  # images per forward pass for batch=True
 _DEFAULT_OVERLAP = 32
 
 
@@ -122,19 +120,6 @@ class EvalResult:
     def _repr_markdown_(self) -> str:  # a bare EvalResult at the end of a notebook cell shows the table
         return self.summary() + "\n\n" + self.to_markdown()
 
-    def to_dict(self) -> dict[str, Any]:
-        """{"rows": [...], "mean": {...}, "protocol": {...}} (JSON-ready)."""
-        return {"rows": [dict(r) for r in self.rows], "mean": self.mean, "protocol": dict(self.protocol)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvalResult:
-        """Rebuild a result from :meth:`to_dict` (the mean is recomputed from the rows)."""
-        try:
-            rows = [{k: (r[k] if k == "name" else float(r[k])) for k in COLUMNS} for r in data["rows"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArgumentError(f"not an EvalResult dict ({exc!r} missing or bad): pass what to_dict() returned") from None
-        return cls(rows=rows, protocol=dict(data.get("protocol") or {}))
-
     def to_csv(self, path: str | os.PathLike) -> Path:
         """Write the rows as CSV; the first line is ``# protocol: {json}`` (pandas: ``read_csv(path, comment="#")``)."""
         path = Path(path)
@@ -150,23 +135,6 @@ class EvalResult:
         except OSError as exc:
             raise OutputError(f"cannot write {path} ({exc.strerror or exc}): pick a writable file path") from None
         return path
-
-    @classmethod
-    def from_csv(cls, path: str | os.PathLike) -> EvalResult:
-        """Read a file written by :meth:`to_csv` (rows and protocol)."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ArgumentError(f"cannot read {path} ({exc.strerror or exc}): pass a CSV written by EvalResult.to_csv") from None
-        lines = text.splitlines()
-        protocol: dict[str, Any] = {}
-        if lines and lines[0].startswith("# protocol: "):
-            protocol = json.loads(lines.pop(0)[len("# protocol: "):])
-        reader = csv.DictReader(lines)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ArgumentError(f"{path} has columns {reader.fieldnames}, not {list(COLUMNS)}: pass a CSV written by to_csv")
-        return cls.from_dict({"rows": list(reader), "protocol": protocol})
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -193,12 +161,8 @@ def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
     return name, names, images, fallback
 
 
-def _forward(model, batch: np.ndarray, tile: int | None, overlap: int, together: bool = False) -> np.ndarray:
-    import keras
-
+def _forward(model, batch: np.ndarray, tile: int | None, overlap: int) -> np.ndarray:
     if tile is None:
-        if together:  # batch=...: the caller asked for one pass over several images of one size
-            return np.asarray(keras.ops.convert_to_numpy(model(batch, training=False)), dtype=np.float32)
         return predict_image(model, batch)  # one image at a time: large images stay within memory
     return tile_predict(model, batch, tile=tile, overlap=_tile_overlap(tile, overlap), scale=None)
 
@@ -225,8 +189,6 @@ def evaluate(
     seed: int = 0,
     clip: bool = True,
     tile: int | None = None,
-    batch: bool | int = False,
-    progress: bool = False,
     upsample: str | None = None,
     overlap: int = _DEFAULT_OVERLAP,
 ) -> EvalResult:
@@ -235,16 +197,16 @@ def evaluate(
     ``dataset``: a :class:`deconvlab.data.Dataset` or a ``(names, images)`` pair. ``sigma``: the noise level
     (255 scale; required for "denoise", overrides ``DEBLUR_NOISE_SIGMA`` for "deblur"); ``scale``: the SR
     factor (required for "sr"). Image ``i`` gets noise from ``seed + i``. ``tile`` runs models with
-    :func:`deconvlab.infer.tile_predict` (``overlap`` pixels); ``batch`` (True: 8, or a number) runs that many
-    images of equal size per forward pass; ``seconds`` is the model/function time per image (degradation
-    and metrics excluded; a small warm-up call first). ``upsample`` ("pre"/"post") says what an SR method
+    :func:`deconvlab.infer.tile_predict` (``overlap`` pixels); models see one image per forward pass;
+    ``seconds`` is the model/function time per image (degradation and metrics excluded; a small warm-up call
+    first). ``upsample`` ("pre"/"post") says what an SR method
     takes; None measures a model's scale and assumes "pre" for functions. Returns an :class:`EvalResult`.
     """
     import keras
 
     is_model = isinstance(model_or_fn, keras.Model)
-    sigma, scale, seed, tile, overlap, per_pass = _checked_args(
-        model_or_fn, is_model, task, sigma, scale, seed, tile, overlap, batch, upsample)
+    sigma, scale, seed, tile, overlap = _checked_args(
+        model_or_fn, is_model, task, sigma, scale, seed, tile, overlap, upsample)
     set_name, names, images, fallback = _images_of(dataset)
     channels = model_channels(model_or_fn) if is_model else None
 
@@ -255,23 +217,22 @@ def evaluate(
         upsample = _sr_upsample(model_or_fn, channels, scale, upsample) if is_model else upsample or "pre"
     inputs = lows if upsample == "post" else baselines
 
-    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     if is_model:
-        outputs, seconds, layouts = _run_model(model_or_fn, inputs, channels, tile, overlap, per_pass, bar)
+        outputs, seconds, layouts = _run_model(model_or_fn, inputs, channels, tile, overlap)
     else:
-        outputs, seconds, layouts = _run_function(model_or_fn, inputs, bar)
+        outputs, seconds, layouts = _run_function(model_or_fn, inputs)
     rows = [_measure(task, name, out, ref, base, scale, clip, sec, is_model)
             for name, out, ref, base, sec in zip(names, outputs, references, baselines, seconds, strict=True)]
     return EvalResult(rows=rows, protocol=_protocol(
         task=task, method=model_or_fn, is_model=is_model, dataset=set_name, n=len(images), fallback=fallback,
         sigma=sigma, scale=scale, seed=seed, clip=clip, tile=tile, overlap=overlap, upsample=upsample,
-        layouts=layouts, images=images, per_pass=per_pass,
+        layouts=layouts, images=images,
     ))
 
 
 def _checked_args(method: Any, is_model: bool, task: str, sigma: Any, scale: Any, seed: Any, tile: Any,
-                  overlap: Any, batch: Any, upsample: Any) -> tuple:
-    """(sigma, scale, seed, tile, overlap, images per pass) checked against the task's protocol."""
+                  overlap: Any, upsample: Any) -> tuple:
+    """(sigma, scale, seed, tile, overlap) checked against the task's protocol."""
     from .degrade import DEBLUR_NOISE_SIGMA
 
     check_task(task)
@@ -297,12 +258,11 @@ def _checked_args(method: Any, is_model: bool, task: str, sigma: Any, scale: Any
             raise ArgumentError("tile applies to Keras models; a plain function gets the whole image: drop tile")
         tile = integer("tile", tile, 2)
     overlap = integer("overlap", overlap, 0)
-    per_pass = (_DEFAULT_BATCH if batch else 1) if isinstance(batch, bool) else integer("batch", batch, 1)
     if upsample is not None and upsample not in UPSAMPLES:
         raise ArgumentError(f"upsample={upsample!r}: use 'pre' (bicubic-upsampled input), 'post' (LR input) or None")
     if upsample is not None and task != "sr":
         raise ArgumentError(f"upsample applies to task='sr' only (task={task!r}): drop upsample")
-    return sigma, scale, seed, tile, overlap, per_pass
+    return sigma, scale, seed, tile, overlap
 
 
 def _sr_upsample(model: Any, channels: int | None, scale: int, upsample: str | None) -> str:
@@ -317,33 +277,21 @@ def _sr_upsample(model: Any, channels: int | None, scale: int, upsample: str | N
     return "pre" if found == 1 else "post"
 
 
-def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile: int | None, overlap: int,
-               per_pass: int, bar: Any) -> tuple[list[np.ndarray], list[float], list[str]]:
-    """Outputs, seconds per image and layouts; images of one size go ``per_pass`` at a time through the model."""
+def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile: int | None,
+               overlap: int) -> tuple[list[np.ndarray], list[float], list[str]]:
+    """Outputs, seconds per image and layouts."""
     batches, layouts = zip(*(to_model_batch(x, channels, per_channel=True) for x in inputs), strict=True)
     _forward(model, batches[0][:1, :32, :32], None, overlap)  # first-call costs (graph building) are not speed
-    order = sorted(range(len(batches)), key=lambda k: batches[k].shape[1:])  # equal sizes side by side
-    groups: list[list[int]] = []
-    for _, same_size in itertools.groupby(order, key=lambda k: batches[k].shape[1:]):
-        run = list(same_size)
-        groups += [run[i : i + per_pass] for i in range(0, len(run), per_pass)]
-    outputs: list[Any] = [None] * len(inputs)
-    seconds = [0.0] * len(inputs)
-    for group in groups:
+    outputs, seconds = [], []
+    for batch, layout in zip(batches, layouts, strict=True):
         start = time.perf_counter()
-        out = np.asarray(_forward(model, np.concatenate([batches[k] for k in group]), tile, overlap,
-                                  together=per_pass > 1), dtype=np.float32)
-        elapsed = time.perf_counter() - start
-        parts = np.split(out, np.cumsum([batches[k].shape[0] for k in group])[:-1])
-        for k, part in zip(group, parts, strict=True):
-            outputs[k] = from_model_batch(part, layouts[k])
-            seconds[k] = elapsed / len(group)
-        if bar is not None:
-            bar.add(len(group))
+        out = np.asarray(_forward(model, batch, tile, overlap), dtype=np.float32)
+        seconds.append(time.perf_counter() - start)
+        outputs.append(from_model_batch(out, layout))
     return outputs, seconds, list(layouts)
 
 
-def _run_function(fn: Any, inputs: list[np.ndarray], bar: Any) -> tuple[list[np.ndarray], list[float], list[str]]:
+def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[float], list[str]]:
     import keras
 
     outputs, seconds = [], []
@@ -353,8 +301,6 @@ def _run_function(fn: Any, inputs: list[np.ndarray], bar: Any) -> tuple[list[np.
         seconds.append(time.perf_counter() - start)
         outputs.append(np.asarray(out if isinstance(out, np.ndarray) else keras.ops.convert_to_numpy(out),
                                   dtype=np.float32))
-        if bar is not None:
-            bar.add(1)
     return outputs, seconds, []
 
 
@@ -384,7 +330,7 @@ def _method_name(method: Any, is_model: bool) -> str:
 
 
 def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, fallback: bool, sigma, scale,
-              seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images, per_pass: int) -> dict:
+              seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images) -> dict:
     from . import config
     from . import degrade as dg
 
@@ -423,7 +369,7 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
     if is_model:
         p["tile"] = tile
         p["overlap"] = _tile_overlap(tile, overlap) if tile else None
-        p["batch"] = per_pass
+        p["batch"] = 1
         p["backend"] = config.keras_backend()
         p["device"] = config.device_name()
     return p

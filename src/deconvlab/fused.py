@@ -192,10 +192,7 @@ def _validation(trainer: FusedTrainer, val_x, val_y, shave: int = 0) -> Callable
 
 
 def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float | tuple[float, float],
-                   patch: int = 96, batch: int = 64, lr: float = 1e-3, warmup: int = 1000, seed: int = 0,
-                   budget_s: float | None = None, steps: int | None = None, steps_per_call: int = 50,
-                   eval_every: int = 1000, reserve_s: float = 10.0, loss: str = "mse", ema: float | None = None,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
+                   patch: int = 96, batch: int = 64, seed: int = 0, loss: str = "mse", **loop: Any) -> dict[str, Any]:
     """Train ``model`` in place; its variables end as the checkpoint best on ``validation``; returns the record.
 
     Give ``steps`` (a fixed run) or ``budget_s`` (wall-clock seconds from this call, compilation included): the
@@ -206,16 +203,14 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
 
     start = time.perf_counter()
     sampler = PatchSampler(train_images, patch_size=patch, batch_size=batch, sigma=sigma, seed=seed)
-    record = _train_loop(model, sampler, validation, start=start, batch=batch, lr=lr, warmup=warmup,
-                         seed=seed, budget_s=budget_s, steps=steps, steps_per_call=steps_per_call,
-                         eval_every=eval_every, reserve_s=reserve_s, loss=loss, ema=ema, log=log)
+    record = _train_loop(model, sampler, validation, start=start, batch=batch, seed=seed, loss=loss, **loop)
     return {**record, "patch": patch, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma}
 
 
-def _train_loop(model, sampler, validation: tuple, *, shave: int = 0, start: float, batch: int, lr: float,
-                warmup: int, seed: int, budget_s: float | None, steps: int | None, steps_per_call: int,
-                eval_every: int, reserve_s: float, loss: str, ema: float | None,
-                log: Callable[[str], None]) -> dict[str, Any]:
+def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, seed: int, loss: str, shave: int = 0,
+                lr: float = 1e-3, warmup: int = 1000, budget_s: float | None = None, steps: int | None = None,
+                steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
+                ema: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
@@ -314,9 +309,7 @@ def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
 
 
 def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
-             lr: float = 1e-3, warmup: int = 1000, seed: int = 0, budget_s: float | None = None,
-             steps: int | None = None, steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
-             loss: str = "l1", ema: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+             seed: int = 0, loss: str = "l1", log: Callable[[str], None] = print, **loop: Any) -> dict[str, Any]:
     """Train a post-upsampling SR ``model`` (low-resolution in, ``scale`` times larger out) in place, as
     :func:`train_denoiser` does; ``patch`` is the low-resolution side (the target is ``scale * patch``)."""
     from .sampler import SRPatchSampler, sr_pairs
@@ -325,10 +318,8 @@ def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch:
     sampler = SRPatchSampler(sr_pairs(train_images, scale), scale=scale, patch_size=patch, batch_size=batch, seed=seed)
     log(f"SR x{scale}: {sampler.num_images} training images, {sampler.pixels / 1e6:.2f} Mpx high-resolution, "
         f"pairs ready in {time.perf_counter() - start:.1f} s")
-    record = _train_loop(model, sampler, validation, shave=scale, start=start, batch=batch, lr=lr,
-                         warmup=warmup, seed=seed, budget_s=budget_s, steps=steps,
-                         steps_per_call=steps_per_call, eval_every=eval_every, reserve_s=reserve_s, loss=loss,
-                         ema=ema, log=log)
+    record = _train_loop(model, sampler, validation, shave=scale, start=start, batch=batch, seed=seed, loss=loss,
+                         log=log, **loop)
     return {**record, "patch": patch, "patch_hr": patch * scale, "scale": scale,
             "train_images_used": sampler.num_images}
 
@@ -442,6 +433,11 @@ def main(argv=None) -> int:
     return _main_sr(args, command) if args.task == "sr" else _main_denoise(args, command)
 
 
+def _options(args) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in ("patch", "batch", "lr", "warmup", "seed", "budget_s", "steps",
+                                          "eval_every", "steps_per_call", "loss", "ema")}
+
+
 def _main_denoise(args, command: str) -> int:
     from . import data, evaluate, models, tasks
 
@@ -454,10 +450,7 @@ def _main_denoise(args, command: str) -> int:
     count = args.val_images
     train_images, validation = held_aside(list(train_set.images), val_sigmas, count=count)
     model = models.build_model(args.builder, channels=1, **json.loads(args.arch))
-    record = train_denoiser(model, train_images, validation, sigma=sigma, patch=args.patch, batch=args.batch,
-                            lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s,
-                            steps=args.steps, eval_every=args.eval_every,
-                            steps_per_call=args.steps_per_call, loss=args.loss, ema=args.ema)
+    record = train_denoiser(model, train_images, validation, sigma=sigma, **_options(args))
     names = list(train_set.names)
     fields = {
         "id": args.id, "task": "denoise", "command": command,
@@ -504,10 +497,7 @@ def _main_sr(args, command: str) -> int:
     train_images = scale_augmented(train_images, factors)
     arch = {"scale": scale, "upsample": "post", **json.loads(args.arch)}
     model = models.build_model(args.builder, channels=1, **arch)
-    record = train_sr(model, train_images, validation, scale=scale, patch=args.patch, batch=args.batch,
-                      lr=args.lr, warmup=args.warmup, seed=args.seed, budget_s=args.budget_s, steps=args.steps,
-                      eval_every=args.eval_every, steps_per_call=args.steps_per_call, loss=args.loss,
-                      ema=args.ema)
+    record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
     parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without its last {count} images ({len(names['t91']) - count})"]
     if "train400" in names:

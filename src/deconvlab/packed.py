@@ -125,7 +125,7 @@ def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit
 
     ``mode`` ("gray"/"rgb", "stored" view only) converts as :func:`deconvlab.registry.load_dataset` does.
     """
-    from .io import rgb_to_gray
+    from .io import _to_mode
     from .registry import Dataset, _local_root, fetch_dataset, registry
     from .registry import load_dataset as registry_load
 
@@ -142,11 +142,7 @@ def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit
         files = registry()[name].files
         pixels = [y_uint8(_decode_file(p)) for p in fetch_dataset(name, limit=limit)]
         names, source = [f.name for f in files[: len(pixels)]], "its files"
-    images = [p.astype(np.float32) / 255.0 for p in pixels]
-    if mode == "gray":
-        images = [rgb_to_gray(x) if x.ndim == 3 else x for x in images]
-    elif mode == "rgb":
-        images = [np.repeat(x[..., None], 3, axis=-1) if x.ndim == 2 else x for x in images]
+    images = [_to_mode(p.astype(np.float32) / 255.0, mode) for p in pixels]
     what = "8-bit MATLAB-rgb2ycbcr luma" if view == "y" else "pixels as stored"
     return Dataset(name=name, images=images, names=names, is_fallback=False,
                    color="gray" if view == "y" else (mode or registry()[name].color),

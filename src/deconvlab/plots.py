@@ -224,11 +224,8 @@ def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]
 
         history = load_history(history)
     if hasattr(history, "history") and not isinstance(history, Mapping):  # keras.callbacks.History
-        epochs = list(getattr(history, "epoch", []) or [])
         meta.update(getattr(history, "meta", None) or {})  # deconvlab.train.train attaches its metadata
         history = dict(history.history)
-        if epochs:
-            meta["epoch"] = epochs
     if not isinstance(history, Mapping):
         raise ArgumentError(
             f"cannot plot a history of type {type(history).__name__}; pass a keras History, a dict or a JSON path"
@@ -287,8 +284,7 @@ def plot_history(
         for panel, (base, members) in zip(panels, groups.items(), strict=True):
             for name in members:
                 values = curves[name]
-                start = int(meta.get("initial_epoch", 0) or 0)
-                epochs = np.arange(start + 1, start + len(values) + 1)
+                epochs = np.arange(1, len(values) + 1)
                 if ax is not None:
                     label = name  # several quantities may share the caller's axes
                 else:

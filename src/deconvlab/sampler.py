@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import integer
 from .errors import ArgumentError
 
 __all__ = ["PatchSampler", "SRPatchSampler", "dihedral_index_grids", "sr_pairs"]
@@ -47,11 +48,6 @@ def dihedral_index_grids(size: int) -> np.ndarray:
         moved = moved[:, ::-1] if k >= 4 else moved
         grids.append(np.stack(np.divmod(moved, size), axis=-1))
     return np.stack(grids).astype(np.int32)
-
-
-def _check_integer(label: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ArgumentError(f"{label}={value!r}: pass an integer >= {low}")
 
 
 def _pad_stack(arrays: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -74,11 +70,9 @@ class _DeviceSampler:
     """What both samplers share: argument checks, the base key, crop corners and symmetries, ``batch``."""
 
     def _setup(self, patch_size: int, batch_size: int, seed: int, augment: bool) -> None:
-        for label, value, low in (("patch_size", patch_size, 1), ("batch_size", batch_size, 1), ("seed", seed, 0)):
-            _check_integer(label, value, low)
-        self.patch_size = int(patch_size)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
+        self.patch_size = integer("patch_size", patch_size, 1)
+        self.batch_size = integer("batch_size", batch_size, 1)
+        self.seed = integer("seed", seed, 0)
         self.augment = bool(augment)
 
     def _start(self, device: Any) -> Callable[[np.ndarray], Any]:
@@ -107,7 +101,7 @@ class _DeviceSampler:
     def batch(self, step: int) -> tuple[Any, Any]:
         """Device arrays of batch ``step``, ``(noisy, clean)`` or ``(low-resolution, high-resolution)`` (one
         jitted dispatch; no host copy)."""
-        _check_integer("step", step, 0)
+        integer("step", step, 0)
         return self._batch(*self.state(), np.uint32(step))
 
 
@@ -222,9 +216,8 @@ class SRPatchSampler(_DeviceSampler):
 
     def __init__(self, pairs: Any, scale: int, patch_size: int, batch_size: int, seed: int = 0,
                  augment: bool = True, device: Any = None) -> None:
-        _check_integer("scale", scale, 1)
+        self.scale = integer("scale", scale, 1)
         self._setup(patch_size, batch_size, seed, augment)
-        self.scale = int(scale)
         lows, highs = [], []
         for i, (lr, hr) in enumerate(pairs):
             lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)

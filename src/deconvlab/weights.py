@@ -21,7 +21,6 @@ Every load verifies the file's sha256 against the card before reading a byte of 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import io
 import json
@@ -39,7 +38,7 @@ import numpy as np
 
 from .errors import ArgumentError, DeconvlabError, WeightsError
 from .paths import repo_root, results_dir, weights_dir
-from .tasks import TASKS, card_id
+from .tasks import TASKS, card_id, check_task
 
 REQUIRED_FIELDS = ("id", "task", "architecture", "weights_file", "weights_sha256")
 FP16_TOLERANCE = 1e-3  # max |w16 - w| / max|w| for an array to be stored in float16
@@ -78,12 +77,10 @@ def _directory(directory: str | os.PathLike | None) -> Path:
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file (pooch's, which the data registry uses too)."""
+    import pooch
+
+    return pooch.file_hash(str(path))
 
 
 def _validate_card(card: Any, source: str) -> dict[str, Any]:
@@ -240,8 +237,7 @@ def find_card(
     is the default for) is chosen; none or several defaults raise :class:`ArgumentError` naming them, as does
     no match (listing the cards that exist). Taught in chapter 4 (notebooks/04_code_example).
     """
-    if task not in TASKS:
-        raise ArgumentError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    check_task(task)
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
     candidates = []
     for card in list_cards(directory):
@@ -271,42 +267,6 @@ def is_default(card: Mapping[str, Any], scale: int | None = None) -> bool:
     if isinstance(flag, list):
         return bool(flag) if scale is None else int(scale) in [int(k) for k in flag]
     return flag is True
-
-
-def set_default(card_id: str, scales: Iterable[int] | None = None,
-                directory: str | os.PathLike | None = None) -> list[str]:
-    """Make a card the default for its setting (SR: for `scales`, default all it serves); returns the ids rewritten.
-
-    Every other card of the same task, channels and setting loses its default flag (an SR card only for those
-    scales), so :func:`find_card` keeps exactly one default per setting. Only the ``default`` field changes.
-    """
-    target = read_card(card_id, directory)
-    task, channels, own = target["task"], card_channels(target), card_scales(target)
-    wanted = sorted({int(k) for k in (scales if scales is not None else own)})
-    if task == "sr" and (not wanted or not set(wanted) <= set(own)):
-        raise ArgumentError(f"card {target['id']} serves {card_setting(target)}; pass scales among {own}")
-    changed = []
-    for card in list_cards(Path(target["_path"]).parent):
-        if card["task"] != task or card_channels(card) != channels:
-            continue
-        if card["id"] == target["id"]:
-            old = card.get("default", False)
-            kept = [k for k in (old if isinstance(old, list) else (own if old is True else [])) if k not in wanted]
-            flag: Any = True if task != "sr" or set(kept + wanted) == set(own) else sorted(kept + wanted)
-        elif task == "sr":
-            old = card.get("default", False)
-            current = old if isinstance(old, list) else (card_scales(card) if old is True else [])
-            left = [k for k in current if k not in wanted]
-            flag = (True if left == card_scales(card) else left) if left else False
-        elif card_setting(card) == card_setting(target):
-            flag = False
-        else:
-            continue
-        if card.get("default", False) != flag:
-            card["default"] = flag
-            write_card(card, card["_path"])
-            changed.append(str(card["id"]))
-    return changed
 
 
 def _rank(card: Mapping[str, Any], task: str, sigma: float | None, scale: int | None) -> int | None:
