@@ -197,7 +197,9 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
 
     Give ``steps`` (a fixed run) or ``budget_s`` (wall-clock seconds from this call, compilation included): the
     cosine schedule's total is then re-estimated at every validation from the speed of the last interval, and
-    training stops at the budget whatever the estimate said.
+    training stops at the budget whatever the estimate said. ``loop`` takes the loop's options and their defaults:
+    ``lr=1e-3``, ``warmup=1000``, ``budget_s``, ``steps``, ``steps_per_call=50``, ``eval_every=1000``,
+    ``reserve_s=10`` (budget seconds the step plan keeps back), ``ema=None``, ``log=print``.
     """
     from .sampler import PatchSampler
 
