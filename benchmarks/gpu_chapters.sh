@@ -25,6 +25,7 @@ for backend in ${BACKENDS:-jax torch}; do
       KERAS_BACKEND="$backend" timeout "${CHAPTER_TIMEOUT:-480}" \
       python3 benchmarks/backends.py run "$work/runs/$backend-$name" "$name" --reference "$reference" \
       > "$work/logs/$backend-$name.log" 2>&1 &
+    sleep 2  # 14 kernels starting in the same second outlast nbclient's 60 s startup wait (torch's chapter 6 once did)
   done
 done
 wait
