@@ -199,8 +199,8 @@ def evaluate(
     factor (required for "sr"). Image ``i`` gets noise from ``seed + i``. ``tile`` runs models with
     :func:`deconvlab.infer.tile_predict` (``overlap`` pixels); models see one image per forward pass;
     ``seconds`` is the model/function time per image (degradation and metrics excluded; a small warm-up call
-    first). ``upsample`` ("pre"/"post") says what an SR method
-    takes; None measures a model's scale and assumes "pre" for functions. Returns an :class:`EvalResult`.
+    first). ``upsample`` ("pre"/"post") says what an SR method takes; None measures a model's scale and assumes
+    "pre" for functions. Returns an :class:`EvalResult`.
     """
     import keras
 
