@@ -24,8 +24,13 @@ book: install
 lint: install
 	$(STAGE) "lint" $(VENV)/bin/ruff check src tests tools benchmarks notebooks conftest.py
 
+# The test stages run two processes at once (pytest-xdist; nbval and the offline pass one chapter per process): one
+# TensorFlow process leaves about a third of two cores idle. `--dist loadfile`/`loadscope` keep a file's tests, and
+# a notebook's cells, in one process.
+XDIST := -n 2 --dist loadfile
+
 unit: install
-	$(STAGE) "unit tests" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -rs --durations=10
+	$(STAGE) "unit tests" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) -m pytest tests -q -rs --durations=10 $(XDIST)
 
 # The tests marked `backends` (models, layers, training, gradients, tiling, weights, evaluation) once more on
 # JAX, so that chapter or package work cannot break that backend unnoticed; `slow` ones are left out. They compile
@@ -33,14 +38,15 @@ unit: install
 unit-jax: install
 	$(STAGE) "unit tests on JAX (marked backends)" env DECONVLAB_PROFILE=quick KERAS_BACKEND=jax JAX_PLATFORMS=cpu \
 	  XLA_FLAGS="--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true" \
-	  $(PY) -m pytest tests -m "backends and not slow" -q -rs --durations=5
+	  $(PY) -m pytest tests -m "backends and not slow" -q -rs --durations=5 $(XDIST)
 
 notebooks: install
-	$(STAGE) "notebooks (nbval)" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks -q
+	$(STAGE) "notebooks (nbval)" env DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=900 notebooks -q -n 2 --dist loadscope
 
 # Every chapter once more, as a Colab or new user runs it: in a fresh venv made with only `pip install -e ".[book]"`,
 # with the network blocked (a new network namespace) and no local data copy, so the offline fallback to
-# scikit-image's photographs must carry each one. Outputs are not compared; unexpected errors fail.
+# scikit-image's photographs must carry each one. Outputs are not compared; unexpected errors fail. The `smoke`
+# profile runs every cell with a few training steps: nbval has just trained the quick profile's runs.
 BOOK_VENV ?= .venv-book
 $(BOOK_VENV)/.installed: pyproject.toml
 	$(STAGE) "install .[book] into a fresh venv" sh -c 'rm -rf $(BOOK_VENV) && $(PYTHON) -m venv $(BOOK_VENV) && \
@@ -49,7 +55,7 @@ $(BOOK_VENV)/.installed: pyproject.toml
 
 notebooks-offline: $(BOOK_VENV)/.installed
 	$(STAGE) "notebooks offline (.[book] venv)" env -u DECONVLAB_DATA DECONVLAB_CACHE="$$(mktemp -d)" \
-	  DECONVLAB_PROFILE=quick KERAS_BACKEND=tensorflow \
+	  DECONVLAB_PROFILE=smoke KERAS_BACKEND=tensorflow \
 	  unshare -rn sh -c 'ip link set lo up && $(BOOK_VENV)/bin/python tools/nbtools.py offline'
 
 test: lint unit unit-jax notebooks notebooks-offline

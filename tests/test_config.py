@@ -26,3 +26,12 @@ def test_full_float32_sets_jax_matmul_precision_to_highest():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-1500:]
     assert out.stdout.split()[-1] == "highest"
+
+
+def test_smoke_profile_is_quick_with_fewer_steps():
+    # CI's offline pass relies on smoke taking quick's CPU branches in the chapters, only with less training.
+    quick, smoke = config.PROFILES["quick"], config.PROFILES["smoke"]
+    assert smoke.for_cpu and quick.for_cpu
+    assert not config.PROFILES["workshop"].for_cpu and not config.PROFILES["paper"].for_cpu
+    assert (smoke.width, smoke.depth, smoke.patch_size) == (quick.width, quick.depth, quick.patch_size)
+    assert smoke.train_steps * smoke.batch_size < quick.train_steps * quick.batch_size / 10

@@ -6,6 +6,10 @@
 * ``workshop``: a Colab GPU; a training run is estimated at about 3 minutes on a T4 (book/workshop/timings).
 * ``paper``: one H200, at most 10 minutes a model: the size of the shipped weights.
 
+A fourth, ``smoke``, is ``quick`` with a few training steps on a few images: CI runs every chapter a second time
+with it, offline, to show that each runs on the fallback photographs (``make notebooks-offline``); its numbers
+mean nothing.
+
 The default is ``workshop`` when a GPU is visible and ``quick`` otherwise.
 """
 
@@ -46,6 +50,7 @@ class Profile:
     mixed_precision: bool
     learning_rate: float
     description: str
+    for_cpu: bool = False  # sized for a CPU: chapters evaluate fewer images and smaller crops
 
     @property
     def train_steps(self) -> int:
@@ -57,6 +62,13 @@ PROFILES: dict[str, Profile] = {
         name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
         train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
         learning_rate=2e-3, description="CPU / CI: one to two minutes per training run on 2 cores",
+        for_cpu=True,
+    ),
+    "smoke": Profile(
+        name="smoke", patch_size=40, batch_size=8, epochs=2, steps_per_epoch=20,
+        train_images=8, test_images=6, width=32, depth=5, mixed_precision=False,
+        learning_rate=2e-3, description="CI's offline pass: quick's networks, a few training steps",
+        for_cpu=True,
     ),
     "workshop": Profile(
         name="workshop", patch_size=48, batch_size=64, epochs=10, steps_per_epoch=300,
