@@ -174,3 +174,10 @@ def test_ema_state_is_the_moving_average_of_the_weights_and_is_what_validation_s
         with pytest.raises(SystemExit) as exc:
             fused._arguments(base + ["--ema", bad])
         assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+
+
+def test_held_aside_sr_trains_on_no_copy_of_a_held_image():
+    images = [np.full((30, 30), v, np.float32) for v in (0.1, 0.5, 0.2, 0.5)]
+    train, (_, hr) = fused.held_aside_sr(images, 2, count=1)
+    assert [float(t[0, 0]) for t in train] == pytest.approx([0.1, 0.2])
+    assert np.allclose(hr, 0.5)

@@ -108,3 +108,12 @@ def test_held_aside_count_leaves_most_images_for_training(n, held):
 def test_a_single_training_image_cannot_be_split():
     with pytest.raises(ArgumentError, match="cannot spare"):
         tasks.held_aside_count(1)
+
+
+def test_held_aside_split_leaves_copies_of_held_images_out_of_training():
+    # T91's t36 = t65: a held-aside picture must not also be trained on
+    images = [np.full((4, 5), v, np.float32) for v in (0.1, 0.2, 0.3, 0.2, 0.4)]
+    assert tasks.held_aside_split(images, 2) == ([0, 2], [3, 4])
+    # equal values in another shape are another image
+    images[1] = np.full((5, 4), 0.2, np.float32)
+    assert tasks.held_aside_split(images, 2) == ([0, 1, 2], [3, 4])

@@ -159,14 +159,17 @@ class FusedTrainer:
 
 
 def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = VAL_IMAGES):
-    """(training images, (noisy, clean) NHWC validation arrays): the last ``count`` images are held aside.
+    """(training images, (noisy, clean) NHWC validation arrays): the last ``count`` images are held aside
+    (:func:`deconvlab.tasks.held_aside_split`: copies of them leave training too).
 
     Each held image gets one noisy copy per level in ``sigmas`` (noise seed ``VAL_NOISE_SEED + i``, then
     ``+ 1000`` per further level), so a blind model is chosen on every level it is meant for.
     """
     from .degrade import add_gaussian_noise
+    from .tasks import held_aside_split
 
-    train, held = list(images[:-count]), list(images[-count:])
+    kept, held_ids = held_aside_split(images, count)
+    train, held = [images[i] for i in kept], [images[i] for i in held_ids]
     noisy, clean = [], []
     for j, sigma in enumerate(sigmas):
         for i, img in enumerate(held):
@@ -291,15 +294,18 @@ def scale_augmented(images: list, factors: Sequence[float]) -> list:
 
 
 def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
-    """(training images, (lr, hr) NHWC validation arrays): the last ``count`` images are held aside.
+    """(training images, (lr, hr) NHWC validation arrays): the last ``count`` images are held aside
+    (:func:`deconvlab.tasks.held_aside_split`: copies of them leave training too).
 
     Every held image is cropped about its centre to the largest size all of them share (a multiple of
     ``scale``), so validation is one batch; each low-resolution input is the protocol's MATLAB-bicubic
     downscale of its crop.
     """
     from .degrade import downscale
+    from .tasks import held_aside_split
 
-    train, held = list(images[:-count]), list(images[-count:])
+    kept, held_ids = held_aside_split(images, count)
+    train, held = [images[i] for i in kept], [images[i] for i in held_ids]
     h = min(x.shape[0] for x in held) // scale * scale
     w = min(x.shape[1] for x in held) // scale * scale
     crops = []
@@ -485,7 +491,7 @@ def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float],
 
 
 def _main_sr(args, command: str) -> int:
-    from . import evaluate, models, packed
+    from . import evaluate, models, packed, tasks
     from .errors import DataError
 
     wall = time.perf_counter()
@@ -495,13 +501,17 @@ def _main_sr(args, command: str) -> int:
     images, names = sr_training_images(sets, limit=args.train_limit)
     count, scale = args.val_images, args.scale
     train_images, validation = held_aside_sr(images, scale, count=count)
+    kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
     train_images = scale_augmented(train_images, factors)
     arch = {"scale": scale, "upsample": "post", **json.loads(args.arch)}
     model = models.build_model(args.builder, channels=1, **arch)
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
-    parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without its last {count} images ({len(names['t91']) - count})"]
+    all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
+    copies = [all_names[i] for i in sorted(set(range(len(images) - count)) - set(kept))]
+    t91 = f"its last {count} images" + (f" and {', '.join(copies)} (copies of held-aside images)" if copies else "")
+    parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without {t91} ({len(names['t91']) - count - len(copies)})"]
     if "train400" in names:
         parts.append(f"train400 mapped to [16, 235]/255 ({len(names['train400'])})")
     if factors:

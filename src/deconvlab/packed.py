@@ -17,7 +17,6 @@ refused, so a stale pack cannot stand in for a changed set.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .tasks import pixel_hash
 
 __all__ = ["VIEWS", "load_dataset", "pack_set", "pack_path", "y_uint8"]
 
@@ -91,9 +91,7 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
 
 
 def _pixel_hash(pixels: np.ndarray) -> str:
-    digest = hashlib.sha256(str(pixels.shape).encode())
-    digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
-    return digest.hexdigest()
+    return pixel_hash(np.asarray(pixels, dtype=np.uint8))
 
 
 def _read_pack(path: Path, name: str, limit: int | None) -> tuple[list[str], list[np.ndarray]]:

@@ -245,14 +245,18 @@ class CardRecipe:
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
-    """(training part, validation part) of a loaded set: its last :func:`tasks.held_aside_count` images held aside.
+    """(training part, validation part) of a loaded set: its last :func:`tasks.held_aside_count` images held aside
+    (and copies of them left out of training, :func:`tasks.held_aside_split`).
     The validation part is named e.g. ``held-aside train400 test_393, ..., test_400``, as every card records it
     (:mod:`deconvlab.fused` too)."""
-    k = tasks.held_aside_count(len(train_set))
-    names = train_set.names
-    part = dataclasses.replace(train_set, images=train_set.images[-k:], names=names[-k:],
-                               name=f"held-aside {train_set.name} {', '.join(names[-k:])}")
-    return dataclasses.replace(train_set, images=train_set.images[:-k], names=names[:-k]), part
+    kept, held = tasks.held_aside_split(train_set.images, tasks.held_aside_count(len(train_set)))
+
+    def subset(ids: list[int], **changes: Any) -> Any:
+        return dataclasses.replace(train_set, images=[train_set.images[i] for i in ids],
+                                   names=[train_set.names[i] for i in ids], **changes)
+
+    held_names = ", ".join(train_set.names[i] for i in held)
+    return subset(kept), subset(held, name=f"held-aside {train_set.name} {held_names}")
 
 
 def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any, Any, Any]:

@@ -11,6 +11,7 @@ this module, so a protocol changes in one place. Taught in chapter 4 (notebooks/
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -71,6 +72,23 @@ def held_aside_count(n_images: int) -> int:
     if n_images < 2:
         raise ArgumentError(f"a training set of {n_images} image(s) cannot spare one for validation")
     return max(1, min(HELD_ASIDE_IMAGES, n_images // 5))
+
+
+def held_aside_split(images: Sequence[np.ndarray], count: int) -> tuple[list[int], list[int]]:
+    """(training indices, held-aside indices): the last ``count`` images are held aside, and a training image
+    pixel-identical to a held one is left out of training, so that validation sees no trained-on picture (T91 holds
+    one such pair: ``t36`` = ``t65``)."""
+    held = list(range(len(images) - count, len(images)))
+    held_hashes = {pixel_hash(images[i]) for i in held}
+    return [i for i in range(len(images) - count) if pixel_hash(images[i]) not in held_hashes], held
+
+
+def pixel_hash(pixels: np.ndarray) -> str:
+    """SHA-256 of an array's shape and bytes: equal for pixel-identical images of one dtype (the packs of
+    :mod:`deconvlab.packed` store it of their uint8 pixels)."""
+    digest = hashlib.sha256(str(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
 
 
 def check_task_args(task: str, sigma: float | None, scale: int | None) -> tuple[float | None, int | None]:
