@@ -114,15 +114,9 @@ def test_fused_cards_chose_their_checkpoint_on_training_images(card):
         assert "and t36 (copies of held-aside images)" in card["data"]["train"]
 
 
-#: Cards whose checkpoint was still chosen on a test set (trained before the held-aside rule; retraining them is
-#: open in issue 15/16). The results page says so in its "checkpoint from" column. Nothing may join this list.
-TEST_CHOSEN = {"sr-x2-3-4"}
-
-
 @pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
-def test_every_card_but_the_listed_old_ones_chose_its_checkpoint_on_held_aside_training_images(card):
-    held = str(card["data"]["validation"]).startswith("held-aside")
-    assert held != (card["id"] in TEST_CHOSEN), card["data"]["validation"]
+def test_every_card_chose_its_checkpoint_on_held_aside_training_images(card):
+    assert str(card["data"]["validation"]).startswith("held-aside"), card["data"]["validation"]
 
 
 def _bsd68(card, sigma):
