@@ -12,6 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import threadpoolctl
 
 from deconvlab import config, metrics, models
 from deconvlab import train as tr
@@ -378,3 +379,22 @@ def test_quick_profile_red_net_beats_noisy_input_by_3db(monkeypatch, capsys):
     assert len(history.epoch) == profile.epochs
     assert result.mean_input_psnr == pytest.approx(20.2, abs=0.3)  # sigma 25 noise on [0, 1] images
     assert result.gain >= 3.0
+
+
+class _BlasThreads(keras.callbacks.Callback):
+    """Records the BLAS thread limit that the batches of a training step run under."""
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.seen = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("workers, expected", [(2, {1}), (1, {2})])
+def test_train_keeps_blas_to_one_thread_only_while_worker_threads_prepare_batches(train_images, workers, expected):
+    patches = PatchDataset(train_images, noise_degradation(25), patch_size=32, batch_size=4, steps_per_epoch=1,
+                           seed=0, workers=workers)
+    probe = _BlasThreads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        tr.train(_tiny(), patches, epochs=1, verbose=0, callbacks=[probe])
+        after = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
+    assert probe.seen == expected
+    assert after == {2}  # the limit ends with the run

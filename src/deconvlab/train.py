@@ -44,6 +44,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import threadpoolctl
 
 from . import config
 from .checks import integer, number
@@ -374,10 +375,21 @@ def train(
     writer, own = _run_callbacks(meta, previous, history_path, checkpoint, initial_epoch)
     if initial_epoch >= epochs and verbose:
         print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
-    history = model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=own + callbacks, verbose=verbose,
-                        **fit_args)
+    with _blas_threads(train_data):
+        history = model.fit(epochs=epochs, initial_epoch=initial_epoch, callbacks=own + callbacks, verbose=verbose,
+                            **fit_args)
     history.meta = writer.data["meta"]
     return history
+
+
+def _blas_threads(train_data: Any) -> contextlib.AbstractContextManager:
+    """One BLAS thread while several worker threads prepare batches (the bicubic resize is a BLAS product).
+
+    Each worker's product otherwise starts a thread per core: on the 16-core H200 host, eight workers made the
+    paper SR run 16-18 ms a step, one BLAS thread 9 ms (``benchmarks/results/NOTES.md``, 2026-12-04)."""
+    if getattr(train_data, "workers", 1) > 1:
+        return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
 
 
 def _compile(model: keras.Model, schedule: Any, precision: str, jit: bool) -> None:
