@@ -107,6 +107,31 @@ def test_training_runs_are_counted_in_loops_functions_and_train_on_batch():
     assert make_workshop.total_runs(r for runs in per_cell for r in runs) == 20
 
 
+def test_runs_given_epochs_and_steps_from_the_profile_count_their_steps():
+    """Chapter 5 shortens its runs (``profile.train_steps // 2``): they cost their share of a workshop run."""
+    from deconvlab import config
+
+    workshop = config.get_profile("workshop")
+    cells = [
+        "sr_steps, depth = profile.train_steps // 2, profile.depth - 2\n",
+        "for up in ('transposed', 'resize'):\n"
+        "    dl.train.train(m, p, epochs=1, steps_per_epoch=sr_steps)\n",
+        "dl.train.train(m, p, epochs=profile.epochs, steps_per_epoch=profile.steps_per_epoch)\n",
+        "model.fit(p, epochs=2, steps_per_epoch=100)\n",
+        "model.fit(p, epochs=1)\n",  # the steps come from the data: a whole run
+        "dl.train.train(m, p, epochs=1, steps_per_epoch=n_unknown)\n",
+    ]
+    counter = make_workshop.TrainingCounter()
+    per_cell = [counter.count(c) for c in cells]
+    Run = make_workshop.Run
+    assert per_cell[1] == [Run(2, steps=workshop.train_steps // 2)]
+    assert per_cell[2] == [Run(1, steps=workshop.epochs * workshop.steps_per_epoch)]
+    assert per_cell[3] == [Run(1, steps=200)]
+    assert per_cell[4] == [Run(1)] and per_cell[5] == [Run(1)]
+    assert make_workshop.runs_t4_s(per_cell[1], {"t4_s": 100.0, "steps": workshop.train_steps}) == pytest.approx(
+        2 * 100 * (workshop.train_steps // 2) / workshop.train_steps)
+
+
 def test_run_estimate_weighs_literal_step_counts():
     cell_t4 = {"t4_s": 120.0, "steps": 3000}
     runs = [make_workshop.Run(2), make_workshop.Run(3, steps=30)]

@@ -30,6 +30,10 @@ How training runs are counted (``count_training_runs``; the code is parsed with 
   form one run; a ``for`` over ``range(...)`` or a ``while`` around a step is that run's step loop. When every step
   loop has a literal length (``range(5)``, or a parameter's literal default) the run's steps are known and it costs
   that fraction of a workshop run; otherwise it counts as a whole run.
+* A ``fit``/``train`` call given both ``epochs=`` and ``steps_per_epoch=`` that are known integers runs their
+  product of steps and costs that fraction of a workshop run (at most one run). Integers are known from literals,
+  names bound to them, arithmetic on those, and ``profile.train_steps``, ``profile.epochs`` and
+  ``profile.steps_per_epoch``, read as the workshop profile's (the chapters size their runs from the profile).
 * Every other enclosing loop repeats what it encloses: a ``for`` (or a comprehension) over an iterable of N items
   counts N. N is known for literal tuples, lists, sets and dicts, names bound to them earlier in the notebook (any
   cell above), ``range`` with literal bounds, ``.items()``/``.keys()``/``.values()``, ``enumerate``, ``zip``,
@@ -130,6 +134,8 @@ def _int(node: ast.expr, env: _Env) -> int | None:
         return node.value
     if isinstance(node, ast.Name):
         return env.ints.get(node.id)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):  # profile.train_steps
+        return env.ints.get(f"{node.value.id}.{node.attr}")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         value = _int(node.operand, env)
         return None if value is None else -value
@@ -208,6 +214,14 @@ def _is_run_call(node: ast.Call) -> bool:
         return func.attr == "train" and (isinstance(inner, ast.Name) and inner.id == "train"
                                          or isinstance(inner, ast.Attribute) and inner.attr == "train")
     return isinstance(func, ast.Name) and func.id == "train_model"
+
+
+def _run_steps(node: ast.Call, env: _Env) -> int | None:
+    """A run call's steps, ``epochs`` x ``steps_per_epoch`` when both are given and known, else None."""
+    given = {k.arg: _int(k.value, env) for k in node.keywords if k.arg in ("epochs", "steps_per_epoch")}
+    if len(given) < 2 or None in given.values():
+        return None
+    return given["epochs"] * given["steps_per_epoch"]  # type: ignore[operator]
 
 
 def _is_step_call(node: ast.Call) -> bool:
@@ -310,7 +324,7 @@ class _Scope:
             self._add_run(loops)
         if isinstance(node, ast.Call):
             if _is_run_call(node):
-                self._add_run(loops)
+                self._add_run(loops, _run_steps(node, self.env))
             elif _is_step_call(node):
                 self._add_step(loops)
             elif isinstance(node.func, ast.Name) and node.func.id in self.env.functions:
@@ -321,8 +335,8 @@ class _Scope:
 
     # -- bookkeeping
 
-    def _add_run(self, loops: tuple[_Loop, ...]) -> None:
-        self.runs.append(Run(math.prod(n or 1 for _, n in loops)))
+    def _add_run(self, loops: tuple[_Loop, ...], steps: int | None = None) -> None:
+        self.runs.append(Run(math.prod(n or 1 for _, n in loops), steps))
 
     def _add_steps(self, copies: int, steps: int | None) -> None:
         known = self.steps.get(copies, 0)
@@ -380,7 +394,13 @@ class TrainingCounter:
     """Counts the training runs of a notebook's code cells, in order: what a cell defines is known to later cells."""
 
     def __init__(self) -> None:
+        from deconvlab import config
+
         self.env = _Env()
+        # Chapters size their runs from the profile (``profile.train_steps // 2``): read as the workshop profile's.
+        workshop = config.get_profile("workshop")
+        for name in ("train_steps", "epochs", "steps_per_epoch"):
+            self.env.ints[f"profile.{name}"] = getattr(workshop, name)
 
     def count(self, source: str) -> list[Run]:
         code, cli = _python_source(source)
@@ -1007,10 +1027,11 @@ def render_timings(chapters: Sequence[Chapter], runs: Sequence[dict[str, Any]],
         lines.append(f"- One training run in the workshop profile ({cell_t4['what']}) counts "
                      f"{cell_t4['flops'] / 1e12:,.0f} TFLOP; at the median MFU of the GPU runs "
                      f"({cell_t4['mfu']:.1%}) that is about {cell_t4['t4_s'] / 60:.1f} min on a T4. Every counted "
-                     "training run is one such run (a run whose step count is a literal, such as a few "
-                     "`train_on_batch` steps, its share of one); cells that do not train keep their measured CPU "
-                     "time. Runs the notebooks shorten (a fraction of the profile's steps, a smaller model) make the "
-                     "chapter estimates too high; loops of unknown length, too low.")
+                     "training run is one such run, or its share of one when the code gives its steps (a few "
+                     "`train_on_batch` steps, or `epochs=` and `steps_per_epoch=` such as "
+                     "`profile.train_steps // 2`, read with the workshop profile); cells that do not train keep "
+                     "their measured CPU time. Runs whose steps the code does not give, and smaller models, make "
+                     "the chapter estimates too high; loops of unknown length, too low.")
     lines += ["- Training runs are counted in the code without running it: `model.fit(...)`, `dl.train.train(...)` "
               "and `deconvlab train` start a run; `train_on_batch` steps in one function or cell form one run, "
               "whose `range` loop is its steps; any other loop around a run repeats it as often as it has items "
