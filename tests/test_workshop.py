@@ -120,6 +120,8 @@ def test_runs_given_epochs_and_steps_from_the_profile_count_their_steps():
         "model.fit(p, epochs=2, steps_per_epoch=100)\n",
         "model.fit(p, epochs=1)\n",  # the steps come from the data: a whole run
         "dl.train.train(m, p, epochs=1, steps_per_epoch=n_unknown)\n",
+        "dl.train.train(m, p, profile=profile, steps_per_epoch=profile.steps_per_epoch // 2)\n",
+        "model.fit(p, steps_per_epoch=100)\n",  # Keras's fit trains one epoch by default, not the profile's
     ]
     counter = make_workshop.TrainingCounter()
     per_cell = [counter.count(c) for c in cells]
@@ -128,6 +130,8 @@ def test_runs_given_epochs_and_steps_from_the_profile_count_their_steps():
     assert per_cell[2] == [Run(1, steps=workshop.epochs * workshop.steps_per_epoch)]
     assert per_cell[3] == [Run(1, steps=200)]
     assert per_cell[4] == [Run(1)] and per_cell[5] == [Run(1)]
+    assert per_cell[6] == [Run(1, steps=workshop.epochs * (workshop.steps_per_epoch // 2))]
+    assert per_cell[7] == [Run(1)]
     assert make_workshop.runs_t4_s(per_cell[1], {"t4_s": 100.0, "steps": workshop.train_steps}) == pytest.approx(
         2 * 100 * (workshop.train_steps // 2) / workshop.train_steps)
 

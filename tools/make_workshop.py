@@ -31,7 +31,8 @@ How training runs are counted (``count_training_runs``; the code is parsed with 
   loop has a literal length (``range(5)``, or a parameter's literal default) the run's steps are known and it costs
   that fraction of a workshop run; otherwise it counts as a whole run.
 * A ``fit``/``train`` call given both ``epochs=`` and ``steps_per_epoch=`` that are known integers runs their
-  product of steps and costs that fraction of a workshop run (at most one run). Integers are known from literals,
+  product of steps and costs that fraction of a workshop run (at most one run); ``dl.train.train`` without
+  ``epochs=`` trains the profile's epochs. Integers are known from literals,
   names bound to them, arithmetic on those, and ``profile.train_steps``, ``profile.epochs`` and
   ``profile.steps_per_epoch``, read as the workshop profile's (the chapters size their runs from the profile).
 * Every other enclosing loop repeats what it encloses: a ``for`` (or a comprehension) over an iterable of N items
@@ -217,8 +218,11 @@ def _is_run_call(node: ast.Call) -> bool:
 
 
 def _run_steps(node: ast.Call, env: _Env) -> int | None:
-    """A run call's steps, ``epochs`` x ``steps_per_epoch`` when both are given and known, else None."""
+    """A run call's steps, ``epochs`` x ``steps_per_epoch`` when both are known, else None. ``dl.train.train``
+    without ``epochs=`` trains the profile's epochs; without ``steps_per_epoch=`` its steps come from the data."""
     given = {k.arg: _int(k.value, env) for k in node.keywords if k.arg in ("epochs", "steps_per_epoch")}
+    if "epochs" not in given and isinstance(node.func, ast.Attribute) and node.func.attr == "train":
+        given["epochs"] = env.ints.get("profile.epochs")
     if len(given) < 2 or None in given.values():
         return None
     return given["epochs"] * given["steps_per_epoch"]  # type: ignore[operator]
