@@ -84,7 +84,7 @@ repository: install
 figures: install
 	$(PY) tools/make_figures.py $(if $(wildcard _build/screenshots/landing.png),--screenshot _build/screenshots/landing.png)
 
-# The workshop's timing tables and agendas from the notebooks' measured run times and the H100 measurements.
+# The workshop's timing tables and agendas from the notebooks' measured run times and the H200 measurements.
 workshop: install
 	$(PY) tools/make_workshop.py
 

@@ -7,6 +7,7 @@ import csv
 import functools
 import hashlib
 import http.server
+import os
 import socket
 import threading
 import warnings
@@ -547,6 +548,28 @@ def test_registry_does_not_import_keras():
 
     code = "import sys, deconvlab.registry as r; r.registry(); print('keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_first_data_load_in_a_kernel_without_ipywidgets_prints_no_tqdm_warning():
+    # A Jupyter kernel without ipywidgets: tqdm.auto (imported by pooch) would warn in 170 columns.
+    import subprocess
+    import sys
+
+    code = """
+import sys, types, warnings
+sys.modules["ipywidgets"] = None
+sys.modules["ipykernel.zmqshell"] = types.ModuleType("ipykernel.zmqshell")  # what tqdm takes for a kernel
+sys.modules["IPython"] = types.SimpleNamespace(get_ipython=object)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import deconvlab.registry as r
+    r.cache_dir()
+    import tqdm.auto
+assert not [w for w in caught if "IProgress" in str(w.message)], [str(w.message) for w in caught]
+"""
+    env = {**os.environ, "DECONVLAB_CACHE": ""}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-500:]
 
 
 def test_patch_dataset_rejects_bad_input():

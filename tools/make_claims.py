@@ -118,7 +118,7 @@ def other_section() -> list[str]:
         "on trained networks rests on three seeds (the experiment column says so) and counts a difference only "
         "beyond twice the pooled seed std; chapter 6 draws its initial gradients with three seeds and its "
         "initial checkerboards with five; the other rows are exact checks, timings or benchmark files. These runs are "
-        "short: the quick profile trains for one to two minutes a run. Chapter 5 states its verdict inside the measured "
+        "short: the quick profile trains for up to about a minute a run. Chapter 5 states its verdict inside the measured "
         "column, by the rule given with each of its experiments.", "",
         "| chapter | claim or question | measured | verdict |", "|:--|:--|:--|:--|",
     ]

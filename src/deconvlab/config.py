@@ -2,7 +2,7 @@
 
 ``DECONVLAB_PROFILE`` picks one of three profiles (taught in the setup notebook, ``00_setup``):
 
-* ``quick``: CPU and CI; a training run takes one to two minutes on 2 cores.
+* ``quick``: CPU and CI; a training run takes up to about a minute on 2 cores.
 * ``workshop``: a Colab GPU; a training run is estimated at about 3 minutes on a T4 (book/workshop/timings).
 * ``paper``: one H200, at most 10 minutes a model: the size of the shipped weights.
 
@@ -61,7 +61,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
         train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
-        learning_rate=2e-3, description="CPU / CI: one to two minutes per training run on 2 cores",
+        learning_rate=2e-3, description="CPU / CI: up to about a minute per training run on 2 cores",
         for_cpu=True,
     ),
     "smoke": Profile(

@@ -3,8 +3,8 @@
 Every image in the book passes through :func:`read_image`: gray images come back as ``(H, W)``, colour ones as
 ``(H, W, 3)``, whatever the file stored (8 or 16 bits, a palette, an alpha channel, gray saved as RGB, 1-bit,
 float TIFF). A file that cannot give trustworthy pixels (missing, empty, truncated, too large, NaN) raises an
-:class:`~deconvlab.errors.ImageError` whose one-line message says what to do. Taught in chapter 1
-(``notebooks/01_background``).
+:class:`~deconvlab.errors.ImageError` whose one-line message says what to do. Taught in chapter 4
+(``notebooks/04_code_example``); chapter 2 uses :func:`as_batch` and :func:`from_batch`.
 """
 
 from __future__ import annotations

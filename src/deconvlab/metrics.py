@@ -6,8 +6,8 @@ Gaussian window with sigma 1.5 and population covariances, as the MATLAB ``ssim`
 
 Super-resolution papers (SRCNN, VDSR, FSRCNN) measure on the luma Y of MATLAB ``rgb2ycbcr``, after cropping the
 high-resolution image to a multiple of the scale (``modcrop``) and shaving ``scale`` pixels off every border,
-because bicubic upsampling is unreliable there. :func:`sr_metrics` bundles that protocol. Taught in chapter 1
-(``notebooks/01_background``).
+because bicubic upsampling is unreliable there. :func:`sr_metrics` bundles that protocol. PSNR and SSIM are taught
+in chapter 1 (``notebooks/01_background``), the super-resolution protocol in chapter 2.
 """
 
 from __future__ import annotations

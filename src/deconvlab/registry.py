@@ -201,9 +201,18 @@ def cache_dir() -> Path:
     env = os.environ.get("DECONVLAB_CACHE", "").strip()
     if env:
         return Path(env).expanduser()
-    import pooch
+    return Path(pooch_module().os_cache("deconvlab"))
 
-    return Path(pooch.os_cache("deconvlab"))
+
+@functools.cache
+def pooch_module():
+    """pooch, imported once without tqdm's "IProgress not found" warning."""
+    with warnings.catch_warnings():
+        # pooch imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns in 170 columns on the first
+        # data load of every chapter, then uses its text bar: all a download needs.
+        warnings.filterwarnings("ignore", "IProgress not found")
+        import pooch
+    return pooch
 
 
 # ---------------------------------------------------------------------------------------------- fetching
@@ -211,8 +220,7 @@ def cache_dir() -> Path:
 
 def _pooch(info: DatasetInfo):
     """A pooch for one set: its cache folder, every file's URL and sha256 (pooch verifies and re-downloads)."""
-    import pooch
-
+    pooch = pooch_module()
     pooch.get_logger().setLevel(logging.WARNING)  # one line per file would bury the notebook output
     return pooch.create(
         path=cache_dir() / info.name, base_url="", retry_if_failed=_RETRIES,
@@ -271,6 +279,7 @@ def fetch_all(names: Sequence[str] | None = None, *, workers: int = 8, progress:
     jobs = [(sets[name], f) for name in chosen for f in sets[name].files]
     total = sum(f.bytes for _, f in jobs)
     root = _local_root()
+    pooch_module()  # imports tqdm.auto quietly, in this thread (catch_warnings is not thread-safe)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, leave=True,
@@ -311,8 +320,7 @@ def _fetch(info: DatasetInfo, f: FileInfo) -> Path:
 
 
 def _local_file(root: Path, f: FileInfo) -> Path:
-    import pooch
-
+    pooch = pooch_module()
     path = root / f.dataset / f.file
     if not path.is_file():
         if not (root / f.dataset).is_dir():
@@ -334,8 +342,9 @@ def _local_file(root: Path, f: FileInfo) -> Path:
 
 def _download(info: DatasetInfo, f: FileInfo) -> Path:
     """pooch's fetch (hash check, retries, atomic move); its failures become DataError subclasses."""
-    import pooch
     import requests
+
+    pooch = pooch_module()
 
     what, folder = f"{f.dataset}/{f.file}", cache_dir() / f.dataset
     fix = "set DECONVLAB_DATA to a local copy of the sets (see data/DATASETS.md)"

@@ -176,9 +176,8 @@ def resolve_jit_compile(jit_compile: bool | str = "auto") -> bool:
     """``jit_compile="auto"``: XLA on JAX and on TensorFlow with a GPU, off on PyTorch and TensorFlow CPU. Taught in chapter 2.
 
     Whether XLA pays on a CPU depends on its instruction set and on how many steps amortise the compile time;
-    chapter 5 measures it live (on the 2-core CPU of its committed run, XLA trains faster per step after a
-    longer first call). The default keeps TensorFlow CPU runs, and the committed chapter outputs that they made,
-    on the plain path.
+    chapter 5 measures it live on the machine that runs it. The default keeps TensorFlow CPU runs, and the
+    committed chapter outputs that they made, on the plain path.
     """
     if isinstance(jit_compile, (bool, np.bool_)):
         return bool(jit_compile)

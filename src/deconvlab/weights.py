@@ -78,9 +78,9 @@ def _directory(directory: str | os.PathLike | None) -> Path:
 
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex sha256 of a file (pooch's, which the data registry uses too)."""
-    import pooch
+    from .registry import pooch_module
 
-    return pooch.file_hash(str(path))
+    return pooch_module().file_hash(str(path))
 
 
 def _validate_card(card: Any, source: str) -> dict[str, Any]:
