@@ -9,6 +9,7 @@ set -uo pipefail
 out="${OUT:?set OUT to the results folder}"
 reference="${REFERENCE:?set REFERENCE to the folder of reference notebooks}"
 work=/tmp/gpu-chapters
+rm -rf "$work"  # a machine kept warm between calls still holds the previous call's logs, which the merge would read
 mkdir -p "$work/data" "$work/logs" "$work/runs"
 for dir in ${DATA_DIRS:?set DATA_DIRS}; do
   for set in "$dir"/*/; do
