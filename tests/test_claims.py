@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from deconvlab import claims
@@ -66,3 +67,27 @@ def test_verdict_rows_follow_the_json(tmp_path):
 def test_the_untested_claims_are_said_plainly():
     ledger = (REPO / "book" / "claims.md").read_text()
     assert "## Not tested" in ledger and "Detection" in ledger
+
+
+def test_recipe_spread_prefers_the_shipped_recipes_own_seeds(tmp_path, monkeypatch):
+    ladder = {"rungs": {"e": {"bsd68_std": 0.07}, "f": {"bsd68_std": 0.02}}}
+    monkeypatch.setattr(claims, "results_dir", lambda: tmp_path)
+    assert claims.recipe_spread("red_net", ladder) == pytest.approx(0.14)  # no seed runs: the ladder's rung
+    (tmp_path / "card_seeds_red_net.json").write_text(json.dumps({"bsd68_std": 0.003}))
+    assert claims.recipe_spread("red_net", ladder) == pytest.approx(0.006)
+    assert claims.recipe_spread("unet", ladder) == pytest.approx(0.04)
+    assert claims.recipe_spread("dncnn", ladder) is None
+
+
+def test_committed_card_seeds_start_from_the_shipped_card():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import card_seeds
+
+    from deconvlab import weights
+
+    committed = claims.load_results("card_seeds_red_net")
+    card = weights.read_card(committed["card"])
+    assert committed["seeds"][0] == card["seed"] and committed["commits"][0] == card["commit"]
+    assert committed["bsd68"][0] == round(card_seeds.full_bsd68(card)["psnr"], 4)
+    assert len(set(committed["seeds"])) == len(committed["seeds"]) >= 3
+    assert committed["bsd68_std"] == pytest.approx(float(np.std(committed["bsd68"], ddof=1)), abs=1e-4)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deconvlab import models, report, weights
+from deconvlab import claims, models, report, weights
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -255,6 +255,14 @@ def test_figure_text_is_readable_at_the_column_width_and_marks_ties_by_the_rule(
         for _, diff in items:
             assert report.signed_difference(diff, make_figures.task_spread(figure_cards, task)) in labels
     assert any(report.difference_verdict(d) == "tie" for _, items in points.values() for _, d in items)
-    # the sigma-50 RED-Net margins over DnCNN-S (+0.08 / +0.12 dB) are within the recipe's seed spread: ties
-    assert make_figures.task_spread(figure_cards, "denoise") > 0.12
+    # the figure shows the RED-Net denoisers: their verdicts use that recipe's own three-seed spread
+    assert make_figures.task_spread(figure_cards, "denoise") == pytest.approx(claims.recipe_spread("red_net"))
     assert not [ln for ln in fig.findobj(lambda a: hasattr(a, "get_marker")) if ln.get_marker() == "*"]
+
+
+def test_post_upsampling_sr_cards_get_chapter_5s_spread():
+    # chapter 5's bar for post - pre: twice the Set5 x4 seed std of the transposed-upsampler runs
+    runs = claims.load_results("sr_upsampler_x4")["rows"]["transposed"]["set5_x4_psnr"]
+    post, pre = (weights.read_card(i) for i in ("sr-x4-post", "sr-x2-3-4"))
+    assert make_figures.card_spread(post) == pytest.approx(2 * runs["std"])
+    assert make_figures.card_spread(pre) is None  # the pre-upsampling recipe was trained once

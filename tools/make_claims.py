@@ -63,8 +63,8 @@ def controlled_section() -> list[str]:
         f"- **Images** (experiment 1): {ladder['rule']}",
         f"- **Gradients** (experiment 2): {ladder['gradient_rule']}",
         f"- **Overfitting** (experiment 3): {overfit['rule']}",
-        "- **BM3D**: a difference counts when it is at least 0.05 dB and larger than twice rung (e)'s seed std "
-        "(the shipped card's recipe at half width).", "",
+        "- **BM3D**: a difference counts when it is at least 0.05 dB and larger than twice the BSD68 seed std of "
+        "the shipped card's recipe (its recorded command with three seeds, `benchmarks/card_seeds.py`).", "",
         "| the article claims that conv → deconv → fuse gives … | experiment | measured | verdict |",
         "|:--|:--|:--|:--|",
     ]

@@ -121,8 +121,8 @@ def signed_difference(diff_db: float, spread_db: float | None = None, tie_db: fl
 def anchor_verdict(ours: float, bm3d: float, dncnn: float, spread_db: float | None = None) -> str:
     """Where a PSNR falls against the published BM3D and DnCNN-S numbers, by :func:`difference_verdict`.
 
-    ``spread_db``: the measured spread of the recipe (chapter 4 passes twice the seed std of the ladder's rung e,
-    the shipped design at half width on a shorter schedule), so a 0.03 dB margin is a tie, not a win. Taught in chapter 4.
+    ``spread_db``: the measured spread of the recipe (chapter 4 passes :func:`deconvlab.claims.recipe_spread`),
+    so a margin inside it is a tie, not a win. Taught in chapter 4.
     """
     vs_dncnn = difference_verdict(round(ours - dncnn, 2), spread_db)
     if vs_dncnn != "behind":

@@ -1,0 +1,78 @@
+"""The seed spread of a shipped card's own recipe: the card (seed 0) and its recorded command run with other seeds.
+
+A card is one training run, so the verdicts that set it against a published number needed a spread from elsewhere:
+chapter 3's ladder rung with the same design at a smaller size and a shorter schedule. Here the `denoise-sigma25`
+card's command was run again with ``--seed 1`` and ``--seed 2`` (``benchmarks/gpu_fused.sh``, two jobs sharing one
+H200 as the card's own run did), and :func:`deconvlab.recipes.finish_card` measured each seed's float16 file on all
+of BSD68 on the CPU, as for the card. This script collects the three runs into ``card_seeds_red_net.json`` and
+``card_seeds_red_net.md``; :func:`deconvlab.claims.recipe_spread` reads the JSON.
+
+Usage: ``python benchmarks/card_seeds.py SEED_CARD.json [SEED_CARD.json ...] [--card denoise-sigma25]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import numpy as np  # noqa: E402
+
+from deconvlab import paths, weights  # noqa: E402
+
+
+def full_bsd68(card: dict) -> dict:
+    """The card's metrics entry for all of BSD68 (a card may also hold quick checks on a few images)."""
+    return next(m for m in card["metrics"] if m["dataset"] == "bsd68" and m.get("limit") is None)
+
+
+def collect(shipped: dict, seed_cards: list[dict]) -> dict:
+    runs = [shipped, *seed_cards]
+    bsd68 = [round(full_bsd68(r)["psnr"], 4) for r in runs]
+    return {
+        "card": shipped["id"], "builder": shipped["architecture"]["builder"], "sigma": shipped["sigma"],
+        "seeds": [r["seed"] for r in runs], "commits": [r["commit"] for r in runs],
+        "commands": [r["command"] for r in runs], "hardware": [r["hardware"] for r in runs],
+        "steps": [r["training"]["steps"] for r in runs], "train_s": [r["training"]["train_seconds"] for r in runs],
+        "held_aside_psnr": [r["training"]["best_val_psnr"] for r in runs],
+        "bsd68": bsd68, "bsd68_mean": round(float(np.mean(bsd68)), 4),
+        "bsd68_std": round(float(np.std(bsd68, ddof=1)), 4),
+        "measured_on": sorted({full_bsd68(r)["protocol"]["device"] for r in runs}),
+        "rule": "twice bsd68_std is the spread of this builder's recipe in the book's verdicts "
+                "(deconvlab.claims.recipe_spread), fixed before the runs (benchmarks/results/NOTES.md)",
+    }
+
+
+def markdown(result: dict) -> str:
+    rows = [f"| {s} | {c} | {n:,} | {v:.4f} | {b:.4f} |" for s, c, n, v, b in zip(
+        result["seeds"], result["commits"], result["steps"], result["held_aside_psnr"], result["bsd68"], strict=True)]
+    return "\n".join([
+        f"# The seed spread of the `{result['card']}` recipe", "",
+        "`benchmarks/card_seeds.py`: the shipped card (seed 0) and its recorded command run again with other seeds "
+        "(two jobs sharing one H200, as the card's own run did); BSD68 at sigma "
+        f"{result['sigma']:g} on {', '.join(result['measured_on'])} from each float16 file.", "",
+        "| seed | commit | steps | held-aside PSNR | BSD68 |", "|---|---|---:|---:|---:|", *rows, "",
+        f"Mean {result['bsd68_mean']:.4f} dB, sample std {result['bsd68_std']:.4f} dB: the recipe's spread "
+        f"(twice the std) is {2 * result['bsd68_std']:.4f} dB.", ""])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("seed_cards", nargs="+", type=Path, help="cards of the recipe run with other seeds, measured")
+    parser.add_argument("--card", default="denoise-sigma25", help="the shipped card (seed 0)")
+    parser.add_argument("--out", type=Path, default=paths.results_dir())
+    args = parser.parse_args(argv)
+    result = collect(weights.read_card(args.card), [json.loads(p.read_text()) for p in args.seed_cards])
+    name = f"card_seeds_{result['builder']}"
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
