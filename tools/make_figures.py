@@ -174,16 +174,15 @@ def card_spread(card: Mapping[str, Any]) -> float | None:
 
 
 def post_sr_spread() -> float | None:
-    """Twice the Set5 x4 seed std of the post-upsampling SR recipe (``sr_upsampler_x4.json``: the x4 card's recipe
-    with its transposed upsampler, three seeds), the one SR recipe trained with several seeds; chapter 5 applies it
-    to the post cards at every scale. None without the file."""
+    """Twice the Set5 x4 seed std of the post-upsampling SR recipe (``card_seeds_sr_x4_post.json``: the x4 card's
+    recipe, three seeds), the one SR card recipe trained with several seeds; chapter 5 applies it to the post cards
+    at every scale. None without the file."""
     from deconvlab import claims
 
     try:
-        runs = claims.load_results("sr_upsampler_x4")
+        return 2 * claims.load_results("card_seeds_sr_x4_post")["set5_x4_std"]
     except FileNotFoundError:
         return None
-    return 2 * runs["rows"]["transposed"]["set5_x4_psnr"]["std"]
 
 
 # ---------------------------------------------------------------------------------------------- the tables
@@ -410,8 +409,8 @@ RULE_TEXT = ("PSNR in dB on the whole test set (no subsets); MACs / px: multiply
              "RED-Net {red} dB, from the sigma-25 card's command run with three seeds (`benchmarks/card_seeds.py`); "
              "U-Net {unet} dB, borrowed from chapter 3's ablation ladder (rung f: the design at a smaller size and a "
              "shorter schedule, three seeds). A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
-             "card's recipe with three seeds (chapter 5's upsampler comparison: {sr} dB), applied at every scale and "
-             "on both test sets. The other cards have no measured spread.")
+             "card's recipe, trained with three seeds ({sr} dB, `benchmarks/card_seeds.py`), applied at every scale "
+             "and on both test sets. The other cards have no measured spread.")
 
 
 def render_results(cards: Sequence[Mapping[str, Any]], quality: Mapping[str, Any], cite: bool = True,
