@@ -178,7 +178,7 @@ def test_every_psnr_and_macs_in_the_tables_comes_from_the_cards_or_the_benchmark
                     continue
                 diff = round(a - b, 2)
                 card = next(c for c in CARDS if f"`{c['id']}`" in ours)
-                spread = make_figures.card_spread(card) or 0.0  # denoisers: the ladder's seed spread of the recipe
+                spread = claims.card_spread(card) or 0.0  # denoisers: the ladder's seed spread of the recipe
                 verdict = ("tie" if abs(diff) < report.TIE_DB - 1e-9 or abs(diff) <= spread
                            else "ahead" if diff > 0 else "behind")
                 assert cell == f"{diff:+.2f} {verdict}", (caption, label, col, cell)
@@ -264,5 +264,5 @@ def test_post_upsampling_sr_cards_get_chapter_5s_spread():
     # chapter 5's bar for post - pre: twice the Set5 x4 seed std of the x4 card's recipe (three seeds)
     runs = claims.load_results("card_seeds_sr_x4_post")
     post, pre = (weights.read_card(i) for i in ("sr-x4-post", "sr-x2-3-4"))
-    assert make_figures.card_spread(post) == pytest.approx(2 * np.std(runs["set5_x4"], ddof=1), abs=1e-3)
-    assert make_figures.card_spread(pre) is None  # the pre-upsampling recipe was trained once
+    assert claims.card_spread(post) == pytest.approx(2 * np.std(runs["set5_x4"], ddof=1), abs=1e-3)
+    assert claims.card_spread(pre) is None  # the pre-upsampling recipe was trained once

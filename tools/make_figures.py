@@ -162,29 +162,6 @@ def difference(ours: float, other: float) -> float:
     return round(shown(ours) - shown(other), 2)
 
 
-def card_spread(card: Mapping[str, Any]) -> float | None:
-    """A card's measured spread: a denoiser's :func:`deconvlab.claims.recipe_spread` of its builder, a
-    post-upsampling SR card's :func:`post_sr_spread` (None: nothing measured, e.g. the
-    pre-upsampling SR and the deblurring cards)."""
-    from deconvlab import claims
-
-    if card["task"] == "denoise":
-        return claims.recipe_spread(card["architecture"]["builder"])
-    return post_sr_spread() if card["task"] == "sr" and _is_post_resnet(card) else None
-
-
-def post_sr_spread() -> float | None:
-    """Twice the Set5 x4 seed std of the post-upsampling SR recipe (``card_seeds_sr_x4_post.json``: the x4 card's
-    recipe, three seeds), the one SR card recipe trained with several seeds; chapter 5 applies it to the post cards
-    at every scale. None without the file."""
-    from deconvlab import claims
-
-    try:
-        return 2 * claims.load_results("card_seeds_sr_x4_post")["set5_x4_std"]
-    except FileNotFoundError:
-        return None
-
-
 # ---------------------------------------------------------------------------------------------- the tables
 
 
@@ -194,6 +171,10 @@ def _macs_text(macs: float | None) -> str:
 
 def _psnr_text(value: float | None) -> str:
     return "—" if value is None else f"{shown(value):.2f}"
+
+
+# What the rule text names: a post-upsampling SR card, as claims.card_spread tells it apart.
+POST_SR_CARD = {"task": "sr", "architecture": {"builder": "red_net_sr", "kwargs": {"body": "resblocks"}}}
 
 
 def _is_post_resnet(card: Mapping[str, Any]) -> bool:
@@ -240,7 +221,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str | No
 
 def denoise_table(cards, ours, anchors, sigma: float, cite: bool) -> tuple[str, list[str]]:
     """Denoising at one sigma: the per-sigma cards, the published anchors, differences to DnCNN-S."""
-    from deconvlab import report
+    from deconvlab import claims, report
 
     shipped = [c for c in cards if c["task"] == "denoise" and not _is_blind(c) and float(c["sigma"]) == sigma]
     methods = _by_psnr(anchors, "denoise", sigma)
@@ -256,7 +237,7 @@ def denoise_table(cards, ours, anchors, sigma: float, cite: bool) -> tuple[str, 
         cells = []
         for d in datasets:
             a, o = anchors.get(("denoise", sigma, ref, d)), ours.get((c["id"], d, sigma))
-            cells.append(report.signed_difference(difference(o, a[0]), card_spread(c))
+            cells.append(report.signed_difference(difference(o, a[0]), claims.card_spread(c))
                          if a and o is not None else "")
         rows.append([f"{_family(c)} − {ref}", "", *cells])
     return _table(["model", "MACs / px", *(DATASET_NAMES[d] for d in datasets)], rows), [
@@ -265,7 +246,7 @@ def denoise_table(cards, ours, anchors, sigma: float, cite: bool) -> tuple[str, 
 
 def blind_table(cards, ours, anchors, cite: bool) -> tuple[str, list[str]]:
     """Blind denoising on BSD68 (and Set12) at the sigmas the blind cards were measured at, against DnCNN-B."""
-    from deconvlab import report
+    from deconvlab import claims, report
 
     blind = [c for c in cards if _is_blind(c)]
     ref = REFERENCE["blind"]
@@ -285,7 +266,7 @@ def blind_table(cards, ours, anchors, cite: bool) -> tuple[str, list[str]]:
             cells = []
             for s in sigmas:
                 a, o = anchors.get(("denoise", s, ref, d)), ours.get((c["id"], d, s))
-                cells.append(report.signed_difference(difference(o, a[0]), card_spread(c))
+                cells.append(report.signed_difference(difference(o, a[0]), claims.card_spread(c))
                              if a and o is not None else "")
             rows.append([f"{_family(c)} − {ref}, {DATASET_NAMES[d]}", "", *cells])
     return _table(["model, test set", "MACs / px", *(f"σ={s:g}" for s in sigmas)], rows), [
@@ -294,7 +275,7 @@ def blind_table(cards, ours, anchors, cite: bool) -> tuple[str, list[str]]:
 
 def sr_table(cards, ours, anchors, quality, scale: int, cite: bool) -> tuple[str, list[str]]:
     """Super-resolution at one scale: the SR cards, bicubic (measured), the published anchors, differences to VDSR."""
-    from deconvlab import report, weights
+    from deconvlab import claims, report, weights
 
     shipped = [c for c in cards if c["task"] == "sr" and scale in weights.card_scales(c)]
     methods = _by_psnr(anchors, "sr", scale)
@@ -313,7 +294,7 @@ def sr_table(cards, ours, anchors, quality, scale: int, cite: bool) -> tuple[str
         cells = []
         for d in datasets:
             a, o = anchors.get(("sr", scale, ref, d)), ours.get((c["id"], d, scale))
-            cells.append(report.signed_difference(difference(o, a[0]), card_spread(c)) if a and o is not None else "")
+            cells.append(report.signed_difference(difference(o, a[0]), claims.card_spread(c)) if a and o is not None else "")
         rows.append([f"{_family(c)} − {ref}", "", *cells])
     # a post-upsampling card against the pre-upsampling one of its scale: the default rule's comparison
     pre = next((c for c in shipped if (c["architecture"].get("kwargs") or {}).get("upsample") == "pre"), None)
@@ -321,7 +302,7 @@ def sr_table(cards, ours, anchors, quality, scale: int, cite: bool) -> tuple[str
         cells = []
         for d in datasets:
             o, p = ours.get((c["id"], d, scale)), ours.get((pre["id"], d, scale))
-            cells.append(report.signed_difference(difference(o, p), card_spread(c))
+            cells.append(report.signed_difference(difference(o, p), claims.card_spread(c))
                          if o is not None and p is not None else "")
         rows.append([f"{_family(c)} − {_family(pre)}", "", *cells])
     default = next((c for c in shipped if weights.is_default(c, scale)), None)
@@ -416,14 +397,14 @@ RULE_TEXT = ("PSNR in dB on the whole test set (no subsets); MACs / px: multiply
 def render_results(cards: Sequence[Mapping[str, Any]], quality: Mapping[str, Any], cite: bool = True,
                    heading: str = "###") -> str:
     """The per-task result tables (Markdown; MyST citations when ``cite``)."""
-    from deconvlab import report, weights
+    from deconvlab import claims, report, weights
 
     ours, anchors = collect(cards)
     lines = ["<!-- Generated by tools/make_figures.py from data/weights/*.json and benchmarks/results/quality.json; "
              "do not edit by hand. -->", "", RULE_TEXT.format(tie=f"{report.TIE_DB:g}", **{
-                 name: "not measured" if (v := card_spread({"task": "denoise", "architecture": {"builder": b}}))
+                 name: "not measured" if (v := claims.recipe_spread(b))
                  is None else f"{v:.3f}" for name, b in (("red", "red_net"), ("unet", "unet"))},
-                 sr="not measured" if (v := post_sr_spread()) is None else f"{v:.3f}"), ""]
+                 sr="not measured" if (v := claims.card_spread(POST_SR_CARD)) is None else f"{v:.3f}"), ""]
     sigmas = sorted({float(c["sigma"]) for c in cards if c["task"] == "denoise" and not _is_blind(c)})
     if sigmas or any(_is_blind(c) for c in cards):
         lines += [f"{heading} Gaussian denoising", ""]
@@ -585,8 +566,10 @@ def difference_points(cards: Sequence[Mapping[str, Any]], quality: Mapping[str, 
 
 
 def task_spread(cards: Sequence[Mapping[str, Any]], task: str) -> float | None:
-    """The spread the figure's verdicts use for a task: the largest :func:`card_spread` of its cards."""
-    spreads = [v for c in cards if c["task"] == task and (v := card_spread(c)) is not None]
+    """The spread the figure's verdicts use for a task: the largest ``claims.card_spread`` of its cards."""
+    from deconvlab import claims
+
+    spreads = [v for c in cards if c["task"] == task and (v := claims.card_spread(c)) is not None]
     return max(spreads) if spreads else None
 
 

@@ -79,6 +79,21 @@ def recipe_spread(builder: str, ladder: dict[str, Any] | None = None) -> float |
     return None if std is None else 2 * std
 
 
+def card_spread(card: dict[str, Any]) -> float | None:
+    """A shipped card's measured spread, for :func:`deconvlab.report.difference_verdict`: a denoiser's
+    :func:`recipe_spread`; a post-upsampling SR card's, twice the Set5 x4 seed std of the x4 card's recipe
+    (``card_seeds_sr_x4_post.json``, applied at every scale); None where no recipe was trained with several seeds."""
+    arch = card["architecture"]
+    if card["task"] == "denoise":
+        return recipe_spread(arch["builder"])
+    if card["task"] != "sr" or (arch.get("kwargs") or {}).get("body") != "resblocks":
+        return None
+    try:
+        return 2 * load_results("card_seeds_sr_x4_post")["set5_x4_std"]
+    except FileNotFoundError:
+        return None
+
+
 def bm3d_row(ladder: dict[str, Any], card_id: str = "denoise-sigma25") -> dict[str, Any]:
     """The shipped card's full-BSD68 PSNR against BM3D's published number.
 
