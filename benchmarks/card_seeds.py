@@ -2,10 +2,11 @@
 
 A card is one training run, so the verdicts that set it against a published number needed a spread from elsewhere:
 chapter 3's ladder rung with the same design at a smaller size and a shorter schedule. Here the `denoise-sigma25`
-card's command was run again with ``--seed 1`` and ``--seed 2`` (``benchmarks/gpu_fused.sh``, two jobs sharing one
-H200 as the card's own run did), and :func:`deconvlab.recipes.finish_card` measured each seed's float16 file on all
-of BSD68 on the CPU, as for the card. This script collects the three runs into ``card_seeds_red_net.json`` and
-``card_seeds_red_net.md``; :func:`deconvlab.claims.recipe_spread` reads the JSON.
+card's command (RED-Net) and the ``denoise-unet-sigma15`` card's (U-Net) were run again with ``--seed 1`` and
+``--seed 2`` (``benchmarks/gpu_fused.sh``, two jobs sharing one H200 as the cards' own runs did), and
+:func:`deconvlab.recipes.finish_card` measured each seed's float16 file on all of BSD68 on the CPU, as for the card.
+This script collects the three runs of a recipe into ``card_seeds_<builder>.json`` and ``.md``;
+:func:`deconvlab.claims.recipe_spread` reads the JSON.
 
 The x4 post-upsampling SR card's recipe (patch 24, scale augmentation) was itself trained with three seeds, of which
 the shipped card's predecessor was the best on held-aside images; ``--sr-log`` collects their GPU Set5 x4 scores
@@ -44,6 +45,9 @@ def collect(shipped: dict, seed_cards: list[dict]) -> dict:
         "commands": [r["command"] for r in runs], "hardware": [r["hardware"] for r in runs],
         "steps": [r["training"]["steps"] for r in runs], "train_s": [r["training"]["train_seconds"] for r in runs],
         "held_aside_psnr": [r["training"]["best_val_psnr"] for r in runs],
+        # the checkpoint is the best held-aside step; the last one shows a run that collapsed after it
+        "held_aside_last": [r["training"]["curve"][-1]["val_psnr"] for r in runs],
+        "curves": [[[c["step"], c["val_psnr"], c["train_loss"]] for c in r["training"]["curve"]] for r in runs],
         "bsd68": bsd68, "bsd68_mean": round(float(np.mean(bsd68)), 4),
         "bsd68_std": round(float(np.std(bsd68, ddof=1)), 4),
         "measured_on": sorted({full_bsd68(r)["protocol"]["device"] for r in runs}),
@@ -53,14 +57,16 @@ def collect(shipped: dict, seed_cards: list[dict]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    rows = [f"| {s} | {c} | {n:,} | {v:.4f} | {b:.4f} |" for s, c, n, v, b in zip(
-        result["seeds"], result["commits"], result["steps"], result["held_aside_psnr"], result["bsd68"], strict=True)]
+    rows = [f"| {s} | {c} | {n:,} | {v:.4f} | {last:.4f} | {b:.4f} |" for s, c, n, v, last, b in zip(
+        result["seeds"], result["commits"], result["steps"], result["held_aside_psnr"], result["held_aside_last"],
+        result["bsd68"], strict=True)]
     return "\n".join([
         f"# The seed spread of the `{result['card']}` recipe", "",
         "`benchmarks/card_seeds.py`: the shipped card (seed 0) and its recorded command run again with other seeds "
         "(two jobs sharing one H200, as the card's own run did); BSD68 at sigma "
         f"{result['sigma']:g} on {', '.join(result['measured_on'])} from each float16 file.", "",
-        "| seed | commit | steps | held-aside PSNR | BSD68 |", "|---|---|---:|---:|---:|", *rows, "",
+        "| seed | commit | steps | held-aside PSNR (best step, kept) | held-aside PSNR (last step) | BSD68 |",
+        "|---|---|---:|---:|---:|---:|", *rows, "",
         f"Mean {result['bsd68_mean']:.4f} dB, sample std {result['bsd68_std']:.4f} dB: the recipe's spread "
         f"(twice the std) is {2 * result['bsd68_std']:.4f} dB.", ""])
 

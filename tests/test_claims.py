@@ -76,16 +76,20 @@ def test_recipe_spread_prefers_the_shipped_recipes_own_seeds(tmp_path, monkeypat
     (tmp_path / "card_seeds_red_net.json").write_text(json.dumps({"bsd68_std": 0.003}))
     assert claims.recipe_spread("red_net", ladder) == pytest.approx(0.006)
     assert claims.recipe_spread("unet", ladder) == pytest.approx(0.04)
+    (tmp_path / "card_seeds_unet.json").write_text(json.dumps({"bsd68_std": 0.15}))
+    assert claims.recipe_spread("unet", ladder) == pytest.approx(0.30)
     assert claims.recipe_spread("dncnn", ladder) is None
 
 
-def test_committed_card_seeds_start_from_the_shipped_card():
+@pytest.mark.parametrize("name", ["card_seeds_red_net", "card_seeds_unet"])
+def test_committed_card_seeds_start_from_the_shipped_card(name):
     sys.path.insert(0, str(REPO / "benchmarks"))
     import card_seeds
 
     from deconvlab import weights
 
-    committed = claims.load_results("card_seeds_red_net")
+    committed = claims.load_results(name)
+    assert committed["builder"] == name.removeprefix("card_seeds_") and name in claims.CARD_SEEDS.values()
     card = weights.read_card(committed["card"])
     assert committed["seeds"][0] == card["seed"] and committed["commits"][0] == card["commit"]
     assert committed["bsd68"][0] == round(card_seeds.full_bsd68(card)["psnr"], 4)

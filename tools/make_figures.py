@@ -387,9 +387,9 @@ RULE_TEXT = ("PSNR in dB on the whole test set (no subsets); MACs / px: multiply
              "shown. By the book's rule (`deconvlab.report.difference_verdict`) it counts, *ahead* or *behind*, "
              "only when it is at least {tie} dB and larger than the spread measured for it, else it is a *tie*. Each "
              "shipped model is one training run. A denoiser's spread is twice the BSD68 seed std of its recipe: "
-             "RED-Net {red} dB, from the sigma-25 card's command run with three seeds (`benchmarks/card_seeds.py`); "
-             "U-Net {unet} dB, borrowed from chapter 3's ablation ladder (rung f: the design at a smaller size and a "
-             "shorter schedule, three seeds). A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
+             "RED-Net {red} dB, from the sigma-25 card's command run with three seeds; U-Net {unet} dB, from the "
+             "sigma-15 card's command run with three seeds, one of which collapsed early "
+             "(`benchmarks/card_seeds.py`). A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
              "card's recipe, trained with three seeds ({sr} dB, `benchmarks/card_seeds.py`), applied at every scale "
              "and on both test sets. The other cards have no measured spread.")
 
