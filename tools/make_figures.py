@@ -389,7 +389,8 @@ RULE_TEXT = ("PSNR in dB on the whole test set (no subsets); MACs / px: multiply
              "shipped model is one training run. A denoiser's spread is twice the BSD68 seed std of its recipe: "
              "RED-Net {red} dB, from the sigma-25 card's command run with three seeds; U-Net {unet} dB, from the "
              "sigma-15 card's command run with three seeds, one of which collapsed early "
-             "(`benchmarks/card_seeds.py`). A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
+             "(`benchmarks/card_seeds.py`); each applies to all cards of its network, the blind U-Net included. "
+             "A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
              "card's recipe, trained with three seeds ({sr} dB, `benchmarks/card_seeds.py`), applied at every scale "
              "and on both test sets. The other cards have no measured spread.")
 
