@@ -41,7 +41,7 @@ def row(card: dict) -> dict:
 def collect(folder: Path) -> dict:
     rows = [row(json.loads((folder / f"{card_id}.json").read_text())) for card_id in RUNS]
     # the rule fixed before this run: the ladder's U-Net rung (the recipe's own seeds were measured later)
-    spread = 2 * claims.load_results("ladder")["rungs"][claims.RECIPE_RUNG["unet"]]["bsd68_std"]
+    spread = claims.rung_spread("unet")
     control = rows[0]["best_val_psnr"]
     for r in rows[1:]:
         diff = round(r["best_val_psnr"] - control, 4)

@@ -178,7 +178,7 @@ def test_every_psnr_and_macs_in_the_tables_comes_from_the_cards_or_the_benchmark
                     continue
                 diff = round(a - b, 2)
                 card = next(c for c in CARDS if f"`{c['id']}`" in ours)
-                spread = claims.card_spread(card) or 0.0  # denoisers: the ladder's seed spread of the recipe
+                spread = claims.card_spread(card) or 0.0  # the card recipe's own seed spread, where measured
                 verdict = ("tie" if abs(diff) < report.TIE_DB - 1e-9 or abs(diff) <= spread
                            else "ahead" if diff > 0 else "behind")
                 assert cell == f"{diff:+.2f} {verdict}", (caption, label, col, cell)

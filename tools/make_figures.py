@@ -173,10 +173,6 @@ def _psnr_text(value: float | None) -> str:
     return "—" if value is None else f"{shown(value):.2f}"
 
 
-# What the rule text names: a post-upsampling SR card, as claims.card_spread tells it apart.
-POST_SR_CARD = {"task": "sr", "architecture": {"builder": "red_net_sr", "kwargs": {"body": "resblocks"}}}
-
-
 def _is_post_resnet(card: Mapping[str, Any]) -> bool:
     """A post-upsampling super-resolver with a residual-block body (not RED-Net's encoder-decoder)."""
     kw = card["architecture"].get("kwargs") or {}
@@ -405,7 +401,8 @@ def render_results(cards: Sequence[Mapping[str, Any]], quality: Mapping[str, Any
              "do not edit by hand. -->", "", RULE_TEXT.format(tie=f"{report.TIE_DB:g}", **{
                  name: "not measured" if (v := claims.recipe_spread(b))
                  is None else f"{v:.3f}" for name, b in (("red", "red_net"), ("unet", "unet"))},
-                 sr="not measured" if (v := claims.card_spread(POST_SR_CARD)) is None else f"{v:.3f}"), ""]
+                 sr=next((f"{v:.3f}" for c in cards if _is_post_resnet(c) and (v := claims.card_spread(c))
+                          is not None), "not measured")), ""]
     sigmas = sorted({float(c["sigma"]) for c in cards if c["task"] == "denoise" and not _is_blind(c)})
     if sigmas or any(_is_blind(c) for c in cards):
         lines += [f"{heading} Gaussian denoising", ""]

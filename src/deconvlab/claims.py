@@ -67,6 +67,12 @@ def recipe_spread(builder: str, ladder: dict[str, Any] | None = None) -> float |
     name = CARD_SEEDS.get(builder)
     if name is not None and (results_dir() / f"{name}.json").exists():
         return 2 * load_results(name)["bsd68_std"]
+    return rung_spread(builder, ladder)
+
+
+def rung_spread(builder: str, ladder: dict[str, Any] | None = None) -> float | None:
+    """Twice the BSD68 seed std of the ladder rung with a denoiser's design (:data:`RECIPE_RUNG`); None for a
+    builder no rung trains or without ``ladder.json``."""
     rung = RECIPE_RUNG.get(builder)
     if rung is None:
         return None
