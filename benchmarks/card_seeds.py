@@ -88,9 +88,10 @@ def collect_sr_log(log: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("seed_cards", nargs="*", type=Path, help="cards of the recipe run with other seeds, measured")
-    parser.add_argument("--card", default="denoise-sigma25", help="the shipped card (seed 0)")
+    parser.add_argument("--card", default="denoise-sigma25", help="the shipped card (seed 0): an id or a path")
     parser.add_argument("--sr-log", type=Path, help="a log of several seeds of the x4 SR recipe (RESULT lines)")
     parser.add_argument("--out", type=Path, default=paths.results_dir())
+    parser.add_argument("--name", help="output file stem (default card_seeds_<builder>)")
     args = parser.parse_args(argv)
     if args.sr_log:
         result = collect_sr_log(args.sr_log.resolve())
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.seed_cards:
         parser.error("pass the seed runs' cards, or --sr-log")
     result = collect(weights.read_card(args.card), [json.loads(p.read_text()) for p in args.seed_cards])
-    name = f"card_seeds_{result['builder']}"
+    name = args.name or f"card_seeds_{result['builder']}"
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
