@@ -124,12 +124,11 @@ def verdict_rows(ladder: dict[str, Any], overfit: dict[str, Any] | None = None) 
     pairs = ladder["all_pairs"]
     for a, b, claim in IMAGE_CLAIMS:
         v = pairs.get(f"{a}->{b}")
-        if v is None:
-            continue
-        rows.append({"claim": claim, "experiment": f"1, ladder {a} → {b}",
-                     "measured": (f"{v['difference_db']:+.2f} dB BSD68 (2 × pooled std {v['twice_pooled_std']:.2f},"
-                                  f" noise spread {v['noise_spread']:.2f})"),
-                     "verdict": v["verdict"]})
+        if v is not None:
+            rows.append({"claim": claim, "experiment": f"1, ladder {a} → {b}",
+                         "measured": (f"{v['difference_db']:+.2f} dB BSD68 (2 × pooled std "
+                                      f"{v['twice_pooled_std']:.2f}, noise spread {v['noise_spread']:.2f})"),
+                         "verdict": v["verdict"]})
     for a, b in GRADIENT_CLAIMS:
         v = _find(ladder.get("gradient_verdicts", []), when="final", **{"from": a, "to": b})
         if v is not None:

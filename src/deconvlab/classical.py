@@ -88,11 +88,9 @@ def tv_weight(sigma: float) -> float:
 
 def tv_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
     """Total-variation denoising (Chambolle) with the weight :func:`tv_weight` of ``sigma``. Taught in chapter 1."""
-    img, axis, squeezed = _image(image)
-    weight = tv_weight(sigma)
-    if weight == 0:
-        return _result(img, squeezed)
-    return _result(restoration.denoise_tv_chambolle(img, weight=weight, channel_axis=axis), squeezed)
+    return _denoise(image, sigma, lambda img, s, axis: restoration.denoise_tv_chambolle(
+        img, weight=tv_weight(sigma), channel_axis=axis,
+    ))
 
 
 def wavelet_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
@@ -120,24 +118,20 @@ def bm3d_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _psf(psf: object) -> np.ndarray:
-    try:
-        k = np.asarray(psf, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ArgumentError("psf must be a 2-D array of numbers, e.g. degrade.gaussian_psf(1.6, 25)") from None
-    if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all() or k.sum() <= 0:
-        raise ArgumentError(f"psf (shape {k.shape}) must be a finite 2-D array with a positive sum, e.g. gaussian_psf(1.6, 25)")
+    k = degrade._check_psf(psf)  # a finite, non-empty 2-D array, as blur takes
+    if k.sum() <= 0:
+        raise ArgumentError(f"psf sums to {k.sum():g}: pass a blur kernel with a positive sum (sum 1)")
     return k / k.sum()
 
 
 def _per_channel(img: np.ndarray, psf: np.ndarray, fn) -> np.ndarray:
     """Apply ``fn(plane)`` to each channel of a mirror-padded image and crop the padding back off."""
     pad = max(psf.shape)
-    planes = [img] if img.ndim == 2 else [img[..., c] for c in range(img.shape[-1])]
-    out = []
-    for plane in planes:
-        padded = np.pad(plane, pad, mode="symmetric")
-        out.append(fn(padded)[pad:-pad, pad:-pad])
-    return out[0] if img.ndim == 2 else np.stack(out, axis=-1)
+
+    def restore(plane: np.ndarray) -> np.ndarray:
+        return fn(np.pad(plane, pad, mode="symmetric"))[pad:-pad, pad:-pad]
+
+    return restore(img) if img.ndim == 2 else np.stack([restore(p) for p in np.moveaxis(img, -1, 0)], axis=-1)
 
 
 def wiener_deconv(image: np.ndarray, psf: np.ndarray, balance: float = 0.003) -> np.ndarray:
@@ -163,16 +157,14 @@ def richardson_lucy_deconv(image: np.ndarray, psf: np.ndarray, iterations: int =
     img, _, squeezed = _image(image)
     k = _psf(psf)
     iterations = integer("iterations", iterations, 1)
-    img = np.maximum(img, 0.0)
-    out = _per_channel(
-        img, k,
-        lambda p: restoration.richardson_lucy(p, k, num_iter=int(iterations), clip=False, filter_epsilon=1e-12),
-    )
+    out = _per_channel(np.maximum(img, 0.0), k, lambda p: restoration.richardson_lucy(
+        p, k, num_iter=int(iterations), clip=False, filter_epsilon=1e-12,
+    ))
     return _result(out, squeezed)
 
 
 def _tune(clean_images: Sequence[np.ndarray], psf: np.ndarray, noise_sigma: float, candidates: Sequence,
-          seed: int, restore) -> tuple[object, dict]:
+          seed: int, restore, return_scores: bool) -> object:
     if len(candidates) == 0:
         raise ArgumentError("candidates is empty: pass at least one value to try")
     images = [check_image(im, f"clean_images[{i}]") for i, im in enumerate(clean_images)]
@@ -186,7 +178,7 @@ def _tune(clean_images: Sequence[np.ndarray], psf: np.ndarray, noise_sigma: floa
         restored = [np.clip(restore(d, k, value), 0.0, 1.0) for d in degraded]
         scores[value] = float(np.mean([psnr(c, r) for c, r in zip(images, restored, strict=True)]))
     best = max(scores, key=scores.get)
-    return best, scores
+    return (best, scores) if return_scores else best
 
 
 def tune_wiener_balance(
@@ -201,8 +193,7 @@ def tune_wiener_balance(
 
     With ``return_scores`` it also returns ``{candidate: mean PSNR}``, e.g. to plot the trade-off.
     """
-    best, scores = _tune(clean_images, psf, noise_sigma, candidates, seed, wiener_deconv)
-    return (best, scores) if return_scores else best
+    return _tune(clean_images, psf, noise_sigma, candidates, seed, wiener_deconv, return_scores)
 
 
 def tune_rl_iterations(
@@ -217,18 +208,18 @@ def tune_rl_iterations(
 
     With ``return_scores`` it also returns ``{candidate: mean PSNR}``.
     """
-    best, scores = _tune(clean_images, psf, noise_sigma, candidates, seed, richardson_lucy_deconv)
-    return (best, scores) if return_scores else best
+    return _tune(clean_images, psf, noise_sigma, candidates, seed, richardson_lucy_deconv, return_scores)
 
 
 # ---------------------------------------------------------------------------------------------- enhancement
 
 
 def _on_value(img: np.ndarray, fn) -> np.ndarray:
-    """Apply ``fn`` to a gray image, or to the V channel of HSV so that a colour image keeps its hues."""
+    """Apply ``fn`` to a gray image clipped to [0, 1], or to the V channel of HSV so colour keeps its hues."""
+    img = np.clip(img, 0.0, 1.0)
     if img.ndim == 2:
         return fn(img)
-    hsv = color.rgb2hsv(np.clip(img, 0.0, 1.0))
+    hsv = color.rgb2hsv(img)
     hsv[..., 2] = fn(hsv[..., 2])
     return color.hsv2rgb(hsv)
 
@@ -237,7 +228,7 @@ def histogram_equalize(image: np.ndarray, nbins: int = 256) -> np.ndarray:
     """Global histogram equalisation (skimage ``equalize_hist``); colour on the V of HSV. Taught in chapter 1."""
     img, _, squeezed = _image(image)
     nbins = integer("nbins", nbins, 2)
-    return _result(_on_value(np.clip(img, 0.0, 1.0), lambda v: exposure.equalize_hist(v, nbins=int(nbins))), squeezed)
+    return _result(_on_value(img, lambda v: exposure.equalize_hist(v, nbins=int(nbins))), squeezed)
 
 
 def clahe(image: np.ndarray, clip_limit: float = 0.01, kernel_size: int | None = None) -> np.ndarray:
@@ -248,11 +239,9 @@ def clahe(image: np.ndarray, clip_limit: float = 0.01, kernel_size: int | None =
     img, _, squeezed = _image(image)
     if number("clip_limit", clip_limit, 0.0, strict=True) > 1:
         raise ArgumentError(f"clip_limit={clip_limit!r}: pass a number in (0, 1], e.g. 0.01")
-    out = _on_value(
-        np.clip(img, 0.0, 1.0),
-        lambda v: exposure.equalize_adapthist(v, kernel_size=kernel_size, clip_limit=float(clip_limit)),
-    )
-    return _result(out, squeezed)
+    return _result(_on_value(img, lambda v: exposure.equalize_adapthist(
+        v, kernel_size=kernel_size, clip_limit=float(clip_limit),
+    )), squeezed)
 
 
 def unsharp_mask(image: np.ndarray, radius: float = 1.0, amount: float = 1.0) -> np.ndarray:

@@ -55,7 +55,8 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     image = io.read_image(args.input)
     scale = args.scale or 1
-    if image.shape[0] * image.shape[1] * scale * scale > io.max_pixels():
+    pixels = image.shape[0] * image.shape[1] * scale * scale
+    if pixels > io.max_pixels():
         raise ImageTooLargeError(
             f"the x{scale} result would have {image.shape[0] * scale}x{image.shape[1] * scale} pixels, more than "
             f"the limit {io.max_pixels():,}: crop the input or raise DECONVLAB_MAX_PIXELS"
@@ -77,7 +78,6 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         blind = card is not None and card.get("sigma_range") is not None
         info(f"estimated noise sigma {estimate_noise_sigma(image):.1f} (0-255 scale); using "
              f"{'the blind model ' if blind else ''}{label}")
-    pixels = image.shape[0] * image.shape[1] * scale * scale
     # overlap None: tile_predict derives the exact one (twice the receptive-field radius) from the model
     result = enhance(model, image, args.task, scale=scale, tile=args.tile or None, overlap=args.overlap,
                      progress=not args.quiet and pixels >= PROGRESS_PIXELS, colour=colour)
@@ -101,8 +101,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.sigma, args.scale = tasks.check_task_args(args.task, args.sigma, args.scale)
     else:
         args.sigma, args.scale = tasks.check_sigma(args.sigma), tasks.check_scale(args.scale)
-    if args.limit is not None and args.limit < 1:
-        raise ArgumentError(f"--limit {args.limit} must be >= 1")
+    count("--limit", args.limit)
     seed(args.seed)
     count("--tile", args.tile, minimum=0)
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
@@ -197,8 +196,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--sizes {args.sizes!r}: give side lengths separated by commas, e.g. 256,512") from None
     if not sizes or min(sizes) < 1:
         raise ArgumentError(f"--sizes {args.sizes!r}: give positive side lengths, e.g. 256,512,1024")
-    if args.repeat < 1:
-        raise ArgumentError(f"--repeat {args.repeat} must be >= 1")
+    count("--repeat", args.repeat)
     count("--tile", args.tile, minimum=0)
     from .io import max_pixels
 
@@ -246,10 +244,11 @@ def _add_task_args(p: argparse.ArgumentParser, required: bool = True, sigma_help
     p.add_argument("--scale", type=int, help=f"upscaling factor, one of {tasks.SUPPORTED_SCALES} (sr)")
 
 
-def _add_weights_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", metavar="CARD_OR_PATH",
-                   help="a card id, a card .json or a .keras file (default: the shipped card for the task)")
-    p.add_argument("--weights-dir", type=Path, metavar="DIR",
+def _add_weights_args(p: argparse.ArgumentParser, weights: bool = True) -> None:
+    if weights:
+        p.add_argument("--weights", metavar="CARD_OR_PATH", help="a card id, a card .json or a .keras file "
+                       "(default: the shipped card for the task)")
+    p.add_argument("--weights-dir", type=lambda path: Path(path).expanduser(), metavar="DIR",
                    help="folder of model cards and weights (default: <repo>/data/weights)")
 
 
@@ -282,8 +281,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile", type=int, default=0, help="tile side (default 0: whole images)")
     p.add_argument("--csv", metavar="PATH", help="also write the per-image table as CSV")
     p.add_argument("--tolerance", type=float, default=0.02, help="allowed PSNR difference to the card, dB")
-    p.add_argument("--weights-dir", type=Path, metavar="DIR",
-                   help="folder of model cards and weights (default: <repo>/data/weights)")
+    _add_weights_args(p, weights=False)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -344,8 +342,7 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
 
 
 def _models_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights-dir", type=Path, metavar="DIR",
-                   help="folder of model cards and weights (default: <repo>/data/weights)")
+    _add_weights_args(p, weights=False)
     p.set_defaults(func=cmd_models)
 
 
@@ -393,6 +390,4 @@ def _dispatch(argv: list[str]) -> int:
     if args.command is None:
         raise UsageError(f"choose a command: {', '.join(COMMANDS)} (see `{PROG} --help`)")
     args.argv = argv
-    if getattr(args, "weights_dir", None) is not None:
-        args.weights_dir = Path(args.weights_dir).expanduser()
     return args.func(args)

@@ -57,18 +57,18 @@ class Profile:
         return self.epochs * self.steps_per_epoch
 
 
+_QUICK = Profile(
+    name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
+    train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
+    learning_rate=2e-3, description="CPU / CI: up to about a minute per training run on 2 cores",
+    for_cpu=True,
+)
+
 PROFILES: dict[str, Profile] = {
-    "quick": Profile(
-        name="quick", patch_size=40, batch_size=32, epochs=4, steps_per_epoch=50,
-        train_images=64, test_images=6, width=32, depth=5, mixed_precision=False,
-        learning_rate=2e-3, description="CPU / CI: up to about a minute per training run on 2 cores",
-        for_cpu=True,
-    ),
-    "smoke": Profile(
-        name="smoke", patch_size=40, batch_size=8, epochs=2, steps_per_epoch=20,
-        train_images=8, test_images=6, width=32, depth=5, mixed_precision=False,
-        learning_rate=2e-3, description="CI's offline pass: quick's networks, a few training steps",
-        for_cpu=True,
+    "quick": _QUICK,
+    "smoke": dataclasses.replace(
+        _QUICK, name="smoke", batch_size=8, epochs=2, steps_per_epoch=20, train_images=8,
+        description="CI's offline pass: quick's networks, a few training steps",
     ),
     "workshop": Profile(
         name="workshop", patch_size=48, batch_size=64, epochs=10, steps_per_epoch=300,
@@ -163,9 +163,8 @@ def runtime_info(profile: str | Profile | None = None) -> dict[str, str]:
         "scikit-image": skimage.__version__,
     }
     backend = info["backend"]
-    mod = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(backend)
-    if mod:
-        info[mod] = __import__(mod).__version__
+    if backend in ("tensorflow", "jax", "torch"):
+        info[backend] = __import__(backend).__version__
     from . import __version__
 
     info["deconvlab"] = __version__

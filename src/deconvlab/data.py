@@ -65,11 +65,11 @@ class PatchDataset(keras.utils.PyDataset):
         **pydataset_kwargs,
     ) -> None:
         super().__init__(**pydataset_kwargs)
-        for label, value, low in (
-            ("patch_size", patch_size, 1), ("batch_size", batch_size, 1), ("steps_per_epoch", steps_per_epoch, 1),
-            ("scale", scale, 1), ("seed", seed, 0),
-        ):  # fmt: skip
-            integer(label, value, low)
+        patch_size = integer("patch_size", patch_size, 1)
+        self.batch_size = integer("batch_size", batch_size, 1)
+        self.steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1)
+        self.scale = scale = integer("scale", scale, 1)
+        self.seed = integer("seed", seed, 0)
         if channels not in (1, 3):
             raise ArgumentError(f"channels={channels!r}: use 1 (gray models) or 3 (colour models)")
         if patch_size < scale:
@@ -77,13 +77,9 @@ class PatchDataset(keras.utils.PyDataset):
         if degrade is not None and not callable(degrade):
             raise ArgumentError("degrade must be a function (clean_batch, rng) -> degraded_batch, e.g. noise_degradation(25)")
         self.degrade = degrade
-        self.patch_size = int(patch_size) // int(scale) * int(scale)
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.seed = int(seed)
+        self.patch_size = patch_size // scale * scale
         self.augment = bool(augment)
         self.channels = int(channels)
-        self.scale = int(scale)
         self.epoch = 0
         self.images = self._prepare(images)
 

@@ -23,8 +23,8 @@ def _box(ax, x, y, w, h, text, kind, fontsize=10):
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
 
 
-def _arrow(ax, start, end, style="-|>", color="#333333", connection="arc3", linestyle="-"):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color, linewidth=1.2,
+def _arrow(ax, start, end, color="#333333", connection="arc3", linestyle="-"):
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color=color, linewidth=1.2,
                                  connectionstyle=connection, linestyle=linestyle, shrinkA=2, shrinkB=2))
 
 
@@ -64,10 +64,9 @@ def encoder_decoder(levels: int = 3, strided: bool = True) -> plt.Figure:
     _arrow(ax, (0.75, top - 1.0), (xs_enc[0] - 0.35, top - 1.0))
     for i in range(levels):
         h = max(heights[i], 0.35)
-        label = f"conv{' /2' if strided and i else ''}"
-        _box(ax, xs_enc[i], top - h / 2, 0.7, h, label, "conv", fontsize=8)
-        label = f"deconv{' x2' if strided and i else ''}"
-        _box(ax, xs_dec[i], top - h / 2, 0.7, h, label, "deconv", fontsize=8)
+        down, up = (" /2", " x2") if strided and i else ("", "")
+        _box(ax, xs_enc[i], top - h / 2, 0.7, h, f"conv{down}", "conv", fontsize=8)
+        _box(ax, xs_dec[i], top - h / 2, 0.7, h, f"deconv{up}", "deconv", fontsize=8)
         if i:
             _arrow(ax, (xs_enc[i - 1] + 0.35, top - 0.2), (xs_enc[i] - 0.35, top - 0.2))
             _arrow(ax, (xs_dec[i] + 0.35, top - 0.2), (xs_dec[i - 1] - 0.35, top - 0.2))
@@ -121,7 +120,5 @@ def transposed_scatter(kernel_size: int = 3, stride: int = 2) -> plt.Figure:
         axes[2].text(j, i, str(c), ha="center", va="center", fontsize=9)
     axes[2].set_title(f"output {size}×{size}: taps per pixel")
     for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
+        ax.set(xticks=[], yticks=[], aspect="equal")
     return fig

@@ -40,25 +40,24 @@ class Strategy:
         """Build and compile the model inside this context."""
         return self._scope()
 
-    def _mesh(self):
+    def _sharding(self, batch: bool):
+        from jax.sharding import NamedSharding, PartitionSpec
+
         if self.distribution is None:
             raise ArgumentError(
                 f"shardings come from keras.distribution on the JAX backend; this strategy is {self.engine}: "
                 "set KERAS_BACKEND=jax"
             )
-        return self.distribution.device_mesh.backend_mesh
+        spec = PartitionSpec(self.distribution.batch_dim_name) if batch else PartitionSpec()
+        return NamedSharding(self.distribution.device_mesh.backend_mesh, spec)
 
     def batch_sharding(self):
         """JAX sharding that splits axis 0 (the batch) over the replicas, the layout ``fit`` gives its batches."""
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        return NamedSharding(self._mesh(), PartitionSpec(self.distribution.batch_dim_name))
+        return self._sharding(batch=True)
 
     def replicated(self):
         """JAX sharding with a full copy on every replica (weights, optimizer state, resident training images)."""
-        from jax.sharding import NamedSharding, PartitionSpec
-
-        return NamedSharding(self._mesh(), PartitionSpec())
+        return self._sharding(batch=False)
 
 
 def data_parallel(devices: list[str] | None = None) -> Strategy:

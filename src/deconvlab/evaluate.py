@@ -107,13 +107,11 @@ class EvalResult:
 
         def cells(values: dict[str, Any], bold: bool = False) -> str:
             places = (digits, digits + 2, digits, digits + 2, 3)  # the decimals of COLUMNS[1:]
-            fmt = [f"{values[key]:.{n}f}" for key, n in zip(COLUMNS[1:], places, strict=True)]
-            if bold:
-                fmt = [f"**{v}**" for v in fmt]
-            return " | ".join(fmt)
+            mark = "**" if bold else ""
+            return " | ".join(f"{mark}{values[key]:.{n}f}{mark}"
+                              for key, n in zip(COLUMNS[1:], places, strict=True))
 
-        for row in self.rows:
-            lines.append(f"| {row['name']} | {cells(row)} |")
+        lines += [f"| {row['name']} | {cells(row)} |" for row in self.rows]
         lines.append(f"| **mean** | {cells(self.mean, bold=True)} |")
         return "\n".join(lines) + "\n"
 
@@ -217,10 +215,8 @@ def evaluate(
         upsample = _sr_upsample(model_or_fn, channels, scale, upsample) if is_model else upsample or "pre"
     inputs = lows if upsample == "post" else baselines
 
-    if is_model:
-        outputs, seconds, layouts = _run_model(model_or_fn, inputs, channels, tile, overlap)
-    else:
-        outputs, seconds, layouts = _run_function(model_or_fn, inputs)
+    outputs, seconds, layouts = (_run_model(model_or_fn, inputs, channels, tile, overlap) if is_model
+                                 else _run_function(model_or_fn, inputs))
     rows = [_measure(task, name, out, ref, base, scale, clip, sec, is_model)
             for name, out, ref, base, sec in zip(names, outputs, references, baselines, seconds, strict=True)]
     return EvalResult(rows=rows, protocol=_protocol(

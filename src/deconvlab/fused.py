@@ -104,8 +104,7 @@ class FusedTrainer:
             trainable, non_trainable, opt_vars, *averaged = state
             x, y = sampler.sample(*data, step) if sampler is not None else data
             if strategy is not None:  # data parallel: each replica computes on its slice of the global batch
-                x = jax.lax.with_sharding_constraint(x, strategy.batch_sharding())
-                y = jax.lax.with_sharding_constraint(y, strategy.batch_sharding())
+                x, y = jax.lax.with_sharding_constraint((x, y), strategy.batch_sharding())
             (loss, non_trainable), grads = grad_fn(trainable, non_trainable, x, y)
             opt_vars = list(opt_vars)
             opt_vars[lr_index] = cosine_lr(step, total, peak_lr, warmup).astype(opt_vars[lr_index].dtype)
@@ -170,11 +169,9 @@ def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = V
 
     kept, held_ids = held_aside_split(images, count)
     train, held = [images[i] for i in kept], [images[i] for i in held_ids]
-    noisy, clean = [], []
-    for j, sigma in enumerate(sigmas):
-        for i, img in enumerate(held):
-            noisy.append(add_gaussian_noise(img, sigma, seed=VAL_NOISE_SEED + 1000 * j + i))
-            clean.append(img)
+    noisy = [add_gaussian_noise(img, sigma, seed=VAL_NOISE_SEED + 1000 * j + i)
+             for j, sigma in enumerate(sigmas) for i, img in enumerate(held)]
+    clean = held * len(sigmas)
     return train, (np.stack(noisy)[..., None].astype(np.float32), np.stack(clean)[..., None].astype(np.float32))
 
 
@@ -472,10 +469,8 @@ def _main_denoise(args, command: str) -> int:
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
     card = _save_card(model, fields, record, args)
-    gpu = {}
-    for name, test in tests.items():
-        for s in val_sigmas:
-            gpu[f"{name}@{s:g}"] = round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
+    gpu = {f"{name}@{s:g}": round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
+           for name, test in tests.items() for s in val_sigmas}
     return _finish(card, record, gpu, args.id)
 
 

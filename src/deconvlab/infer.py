@@ -266,7 +266,7 @@ def check_exact_tile(model: keras.Model, label: str, tile: int) -> None:
         raise ArgumentError(f"cannot read the receptive field of {label} from its layers, so no tile overlap can be "
                             "derived: pass --overlap N (e.g. 64) or --tile 0")
     overlap, stride = default_overlap(model), geometry[1]
-    least = -(-(2 * overlap + 1) // stride) * stride
+    least = _round_up(2 * overlap + 1, stride)
     if tile < least:
         raise ArgumentError(f"--tile {tile} is too small for {label}: its receptive field needs an overlap of "
                             f"{overlap} pixels, so pass --tile {least} or more, --tile 0 (no tiles), or a smaller "

@@ -356,7 +356,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         return _gray_if_neutral(np.moveaxis(np.asarray(colormap)[:, arr], 0, -1).astype(np.float32) / 65535.0)
     if arr.ndim == 3:
         channels = arr.shape[-1]
-        if channels in (2, 4) or channels > 4:
+        if channels not in (1, 3):
             notes.alpha = True  # gray + alpha, RGBA, or RGB + extra samples
         arr = arr[..., 0] if channels <= 2 else arr[..., :3]
     out = _unit_float(arr)
@@ -425,14 +425,12 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
     if out.exists() and not overwrite:
         raise OutputError(f"output {out} exists: pass --overwrite or choose another name")
     parent = out.parent  # Path("x.png").parent is Path("."), never empty
+    # The folder, or one above a missing folder, might be a regular file; name the real problem.
+    blocker = next((p for p in (parent, *parent.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot write {out}: {blocker} is a file, not a folder; choose another output path")
     if not parent.exists():
-        # A missing folder might have a regular file somewhere above it; name the real problem.
-        blocker = next((p for p in parent.parents if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise OutputError(f"cannot write {out}: {blocker} is a file, not a folder; choose another output path")
         raise OutputError(f"cannot write {out}: the folder {parent} does not exist; create it first")
-    if not parent.is_dir():
-        raise OutputError(f"cannot write {out}: {parent} is a file, not a folder; choose another output path")
     try:  # os.access says yes to root even on a read-only mount, so try for real
         with tempfile.TemporaryFile(dir=parent):
             pass

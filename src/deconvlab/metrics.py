@@ -238,9 +238,5 @@ class PSNR(keras.metrics.Metric):
     def result(self):
         return ops.divide_no_nan(self.total, self.count)
 
-    def reset_state(self) -> None:
-        self.total.assign(0.0)
-        self.count.assign(0.0)
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "max_db": self.max_db}

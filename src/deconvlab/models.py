@@ -22,6 +22,7 @@ Design choices, stated once:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 import inspect
@@ -101,6 +102,12 @@ def model_spec(model: keras.Model) -> dict[str, Any] | None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ArgumentError(f"unknown {name} {value!r}: use one of {', '.join(choices)}")
+
+
+def _check_integers(minimum: int, **values: Any) -> None:
+    """Check, in order, that every keyword argument is an integer >= `minimum` (the error names it)."""
+    for name, value in values.items():
+        integer(name, value, minimum)
 
 
 #: Variance scale of RED-Net's linear output layer (He init uses 2): the untrained net is close to the identity.
@@ -213,10 +220,7 @@ def _encoder_decoder(x, *, out_filters: int, out_activation, depth: int, width: 
 
 
 def _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up, up_init) -> None:
-    integer("channels", channels, 1)
-    integer("depth", depth, 1)
-    integer("width", width, 1)
-    integer("kernel_size", kernel_size, 1)
+    _check_integers(1, channels=channels, depth=depth, width=width, kernel_size=kernel_size)
     integer("skip_every", skip_every, 0)
     _check_choice("fusion", fusion, FUSIONS)
     _check_choice("down", down, DOWNS)
@@ -264,10 +268,7 @@ def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: 
     "small" starts the linear output conv as RED-Net's (variance scale :data:`OUTPUT_INIT_SCALE`, near zero)
     instead of He normal, so both families start alike (the ablation ladder, ``benchmarks/ladder.py``).
     """
-    integer("channels", channels, 1)
-    integer("depth", depth, 1)
-    integer("width", width, 1)
-    integer("kernel_size", kernel_size, 1)
+    _check_integers(1, channels=channels, depth=depth, width=width, kernel_size=kernel_size)
     _check_choice("output_init", output_init, OUTPUT_INITS)
     inputs = _image_input(channels)
     x = inputs
@@ -292,7 +293,7 @@ def dncnn(channels: int = 1, depth: int = 17, width: int = 64, name: str = "dncn
     integer("channels", channels, 1)
     integer("depth", depth, 2)
     integer("width", width, 1)
-    conv_args = {"kernel_size": 3, "padding": "same", "kernel_initializer": "orthogonal"}
+    conv_args = _conv_args(3, "orthogonal")
     inputs = _image_input(channels)
     x = keras.layers.Conv2D(width, activation="relu", name="conv1", **conv_args)(inputs)
     for i in range(2, depth):
@@ -313,10 +314,7 @@ def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
     PReLU (alpha 0.25, shared over space so any image size works), then the deconvolution to `channels`
     (Gaussian init, std 0.001, as in the paper). FSRCNN(56, 12, 4) has 12,464 weights (paper count, no biases).
     """
-    integer("scale", scale, 1)
-    integer("channels", channels, 1)
-    integer("d", d, 1)
-    integer("s", s, 1)
+    _check_integers(1, scale=scale, channels=channels, d=d, s=s)
     integer("m", m, 0)
 
     def conv_prelu(x, filters, kernel_size, layer_name):
@@ -332,8 +330,7 @@ def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
         x = conv_prelu(x, s, 3, f"map{i}")
     x = conv_prelu(x, d, 1, "expand")
     outputs = keras.layers.Conv2DTranspose(
-        channels, kernel_size=9, strides=scale, padding="same",
-        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001), name="deconv",
+        channels, strides=scale, name="deconv", **_conv_args(9, keras.initializers.RandomNormal(stddev=0.001))
     )(x)
     return keras.Model(inputs, _float32_output(outputs), name=name)
 
@@ -432,8 +429,7 @@ def unet(channels: int = 1, widths: tuple[int, ...] = (48, 96, 192), depths: tup
         raise ArgumentError(f"unet needs two or more widths and one depth per width, got widths={list(widths)}, "
                             f"depths={list(depths)}: e.g. widths=(48, 96, 192), depths=(2, 2, 2)")
     integer("kernel_size", kernel_size, 1)
-    integer("down_kernel", down_kernel, 2)
-    integer("up_kernel", up_kernel, 2)
+    _check_integers(2, down_kernel=down_kernel, up_kernel=up_kernel)
     if up_kernel % 2:
         raise ArgumentError(f"up_kernel={up_kernel} is not a multiple of the stride 2: uneven overlap paints a "
                             "checkerboard (Odena et al. 2016); use 2 or 4")
@@ -530,13 +526,8 @@ def width_for_params(builder: str | Callable[..., keras.Model], target_params: i
     def params_at(width: int) -> int:
         return count_params(build(width=width, **kwargs))
 
-    lo, hi = 1, max_width
-    while lo < hi:  # smallest width with at least target_params parameters
-        mid = (lo + hi) // 2
-        if params_at(mid) < target_params:
-            lo = mid + 1
-        else:
-            hi = mid
+    # the smallest width with at least target_params parameters, or max_width if no smaller one has them
+    lo = bisect.bisect_left(range(1, max_width), target_params, key=params_at) + 1
     if lo > 1 and target_params - params_at(lo - 1) <= params_at(lo) - target_params:
         return lo - 1
     return lo
@@ -600,11 +591,8 @@ def _resize_reach(r: _Reach, factor: int, taps: int) -> _Reach:
     (``taps=2``) reads floor(src) and the next, bicubic (``taps=4``) one more on either side."""
     if taps == 1:
         return _phase_reach(r, factor, [(0, 0)] * factor)
-    spans = []
-    for o in range(factor):
-        first = math.floor(Fraction(2 * o + 1, 2 * factor) - Fraction(1, 2))
-        spans.append((first - (taps // 2 - 1), first + taps // 2))
-    return _phase_reach(r, factor, spans)
+    firsts = [math.floor(Fraction(2 * o + 1, 2 * factor) - Fraction(1, 2)) for o in range(factor)]
+    return _phase_reach(r, factor, [(first - (taps // 2 - 1), first + taps // 2) for first in firsts])
 
 
 def _pair(value) -> tuple[int, int]:

@@ -51,20 +51,14 @@ def _decode_file(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG", optimize=True)
-    return out.getvalue()
-
-
 def pack_path(folder: str | os.PathLike, name: str, view: str) -> Path:
     return Path(folder) / f"{name}.{view}.npz"
 
 
 def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path:
     """Write ``<folder>/<name>.<view>.npz`` from the verified files of a registered set; returns its path."""
+    from PIL import Image
+
     from .registry import fetch_dataset, registry
 
     if view not in VIEWS:
@@ -76,7 +70,9 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
         pixels = _decode_file(path)
         if view == "y":
             pixels = y_uint8(pixels)
-        blobs.append(_png(pixels))
+        encoded = io.BytesIO()
+        Image.fromarray(pixels).save(encoded, format="PNG", optimize=True)
+        blobs.append(encoded.getvalue())
         hashes.append(_pixel_hash(pixels))
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     out = pack_path(folder, name, view)

@@ -13,7 +13,7 @@ import contextlib
 import math
 import os
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib as mpl
@@ -63,11 +63,9 @@ def apply_style() -> None:
     mpl.rcParams.update(STYLE)
 
 
-@contextlib.contextmanager
-def style() -> Iterator[None]:
+def style() -> contextlib.AbstractContextManager[None]:
     """The book's style for the figures made inside the ``with`` block only (the helpers here use it)."""
-    with mpl.rc_context(STYLE):
-        yield
+    return mpl.rc_context(STYLE)
 
 
 def _display_array(img: np.ndarray, name: str = "image") -> np.ndarray:
@@ -138,16 +136,12 @@ def _check_zoom(zoom: Sequence[int], shape: tuple[int, ...]) -> tuple[int, int, 
 def _add_zoom(ax: Axes, img: np.ndarray, region: tuple[int, int, int, int]) -> Axes:
     """A zoomed inset in the lower-right corner of ``ax`` and a rectangle marking the region."""
     y, x, h, w = region
-    arr = _display_array(img)
     inset = ax.inset_axes((0.58, 0.0, 0.42, 0.42))
-    inset.imshow(arr[y:y + h, x:x + w], cmap="gray" if arr.ndim == 2 else None, vmin=0.0, vmax=1.0,
-                 interpolation="nearest")
-    inset.set_xticks([])
-    inset.set_yticks([])
+    show(inset, _display_array(img)[y:y + h, x:x + w])
+    inset.set_axis_on()  # show() hides the axes; the inset keeps its frame, as a red border without ticks
+    inset.set(xticks=[], yticks=[])
     for spine in inset.spines.values():
-        spine.set_visible(True)
-        spine.set_edgecolor("tab:red")
-        spine.set_linewidth(1.2)
+        spine.set(visible=True, edgecolor="tab:red", linewidth=1.2)
     ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="tab:red", linewidth=1.2))
     return inset
 
@@ -188,7 +182,7 @@ def compare(
             fig.delaxes(ax)  # the grid's empty cells would otherwise count as (blank) panels
         for ax, name, arr in zip(axes, names, arrays, strict=False):
             label = name
-            if reference is not None and not (arr is reference or _same_pixels(arr, reference)):
+            if reference is not None and not (arr is reference or np.array_equal(arr, reference)):
                 metric = _metrics_label(arr, reference)
                 size = f"{arr.shape[1]}x{arr.shape[0]} px"
                 label = f"{name}\n{metric if metric is not None else size}"
@@ -199,10 +193,6 @@ def compare(
         chars = max(int(fig.get_figwidth() * 11), 30)
         fig.suptitle(textwrap.fill(title or _default_title(names, reference is not None, region), chars))
     return fig
-
-
-def _same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == np.shape(b) and bool(np.array_equal(a, b))
 
 
 def _default_title(names: list[str], has_reference: bool, region: tuple[int, ...] | None) -> str:
@@ -257,9 +247,7 @@ def plot_history(
     """
     curves, meta = _load_history(history)
     if metrics is None:
-        names = [k for k in curves if k not in ("learning_rate", "lr") and k != "epoch"]
-        if not names:
-            names = list(curves)
+        names = [k for k in curves if k not in ("learning_rate", "lr", "epoch")] or list(curves)
     else:
         names = list(metrics)
         missing = [m for m in names if m not in curves]
@@ -270,27 +258,19 @@ def plot_history(
     # Group 'x' with 'val_x' so each panel compares training and validation.
     groups: dict[str, list[str]] = {}
     for name in names:
-        base = name[4:] if name.startswith("val_") else name
+        base = name.removeprefix("val_")
         groups.setdefault(base, []).append(name)
 
-    if ax is not None:
-        fig = ax.figure
-        panels = [ax] * len(groups)
-    else:
-        fig = _new_figure((min(4.2 * len(groups), 12.8), 3.2))
-        with style():
-            panels = list(fig.subplots(1, len(groups), squeeze=False).ravel())
+    fig = ax.figure if ax is not None else _new_figure((min(4.2 * len(groups), 12.8), 3.2))
     with style():
+        panels = [ax] * len(groups) if ax is not None else fig.subplots(1, len(groups), squeeze=False).ravel()
         for panel, (base, members) in zip(panels, groups.items(), strict=True):
             for name in members:
                 values = curves[name]
-                epochs = np.arange(1, len(values) + 1)
-                if ax is not None:
-                    label = name  # several quantities may share the caller's axes
-                else:
-                    label = "validation" if name.startswith("val_") else "training"
-                panel.plot(epochs, values, marker="o" if len(values) < 30 else None, markersize=3,
-                           label=label)
+                # on the caller's axes several quantities may share one panel: each line keeps its name
+                label = name if ax is not None else "validation" if name.startswith("val_") else "training"
+                panel.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None,
+                           markersize=3, label=label)
             panel.set_xlabel("epoch")
             panel.xaxis.set_major_locator(MaxNLocator(integer=True))
             unit = " (dB)" if "psnr" in base.lower() else ""
@@ -325,17 +305,14 @@ def plot_psf(psf: np.ndarray, ax: Axes | None = None, title: str | None = None) 
             fig, ax_img, ax_prof = ax.figure, ax, None
         handle = ax_img.imshow(kernel, cmap="viridis", interpolation="nearest")
         ax_img.set_title(label)
-        ax_img.set_xticks([])
-        ax_img.set_yticks([])
+        ax_img.set(xticks=[], yticks=[])
         ax_img.grid(False)
         fig.colorbar(handle, ax=ax_img, shrink=0.8)
         if ax_prof is not None:
             row = kernel[kernel.shape[0] // 2]
             offsets = np.arange(kernel.shape[1]) - kernel.shape[1] // 2
             ax_prof.plot(offsets, row, marker="o", markersize=3)
-            ax_prof.set_xlabel("offset from the centre (pixels)")
-            ax_prof.set_ylabel("weight")
-            ax_prof.set_title("central row")
+            ax_prof.set(xlabel="offset from the centre (pixels)", ylabel="weight", title="central row")
     return fig
 
 
@@ -369,14 +346,11 @@ def plot_spectrum(img: np.ndarray, ax: Axes | None = None, title: str | None = N
     )
     with style():
         if ax is None:
-            fig = _new_figure((PANEL_INCHES + 0.8, PANEL_INCHES))
-            ax = fig.subplots()
-        else:
-            fig = ax.figure
+            ax = _new_figure((PANEL_INCHES + 0.8, PANEL_INCHES)).subplots()
+        fig = ax.figure
         handle = ax.imshow(mag, cmap="magma", extent=extent, interpolation="nearest")
-        ax.set_xlabel("horizontal frequency (cycles/pixel)")
-        ax.set_ylabel("vertical frequency (cycles/pixel)")
-        ax.set_title(title or "log magnitude spectrum")
+        ax.set(xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)",
+               title=title or "log magnitude spectrum")
         ax.grid(False)
         fig.colorbar(handle, ax=ax, shrink=0.8, label="log(1 + |F|)")
     return fig

@@ -40,13 +40,10 @@ def html_table(rows: Sequence[Mapping[str, Any]], digits: int = 2) -> str:
     """A list of dicts (one per row, same keys) as an HTML table; text escaped, floats rounded, cells of number
     columns of class ``text-right`` (the class MyST gives right-aligned cells, so the book's CSS treats both alike).
     Taught in chapter 1."""
-
-    def cell(value: Any) -> str:
-        return _cell(value, digits) if isinstance(value, float) else _html.escape(str(value))
-
     cls = [' class="text-right"' if numeric else "" for numeric in numeric_columns(rows)]
     head = "".join(f"<th{c}>{_html.escape(key)}</th>" for c, key in zip(cls, rows[0], strict=True))
-    body = "".join("<tr>" + "".join(f"<td{c}>{cell(v)}</td>" for c, v in zip(cls, row.values(), strict=True))
+    body = "".join("<tr>" + "".join(f"<td{c}>{_html.escape(_cell(v, digits))}</td>"
+                                    for c, v in zip(cls, row.values(), strict=True))
                    + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -191,8 +191,7 @@ def resolve_verbose(verbose: int | str = "auto") -> int:
     """``verbose="auto"``: 1 (live progress bar) in a terminal, 2 (one line per epoch) in notebooks and logs."""
     if verbose == "auto":
         # a notebook's stdout is not a TTY; one line per epoch keeps committed outputs short and readable
-        isatty = getattr(sys.stdout, "isatty", None)
-        return 1 if isatty is not None and isatty() else 2
+        return 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ArgumentError(f"verbose={verbose!r}: pass 0 (silent), 1 (progress bar), 2 (one line per epoch) or 'auto'")
     return int(verbose)
@@ -365,12 +364,21 @@ def train(
     seed = int(getattr(train_data, "seed", 0) or 0) if seed is None else integer("seed", seed, 0)
     config.set_seed(seed)
     _compile(model, learning_rate_schedule(learning_rate, total_steps, warmup), precision, jit)
-    initial_epoch = 0
-    if previous is not None:
-        initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch)
-    meta = _run_meta(model, train_data, prof, monitor="val_psnr" if val_data is not None else "loss", jit=jit,
-                     seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                     learning_rate=learning_rate, warmup=warmup, checkpoint=checkpoint, precision=precision)
+    initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch) if previous else 0
+    monitor = "val_psnr" if val_data is not None else "loss"
+    meta = {  # the run's metadata, as the history file and ``history.meta`` keep it
+        "model": model.name, "params": count_params(model), "profile": prof.name,
+        "backend": config.keras_backend(), "device": config.device_name(), "keras": keras.__version__,
+        "precision": precision,
+        "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer), "jit_compile": jit,
+        "seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "batch_size": int(batch_size), "patch_size": getattr(train_data, "patch_size", None),
+        "optimizer": "Adam", "learning_rate": learning_rate,
+        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
+        "warmup_steps": warmup, "global_clipnorm": GLOBAL_CLIPNORM, "loss": "mse",
+        "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
+        "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
+    }
     writer, own = _run_callbacks(meta, previous, history_path, checkpoint, initial_epoch)
     if initial_epoch >= epochs and verbose:
         print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
@@ -397,24 +405,6 @@ def _compile(model: keras.Model, schedule: Any, precision: str, jit: bool) -> No
         # compile only wraps when the model object itself carries the float16 policy
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, loss="mse", metrics=[PSNR(name="psnr")], jit_compile=jit)
-
-
-def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, monitor: str, jit: bool, seed: int,
-              epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, warmup: int,
-              checkpoint: Path | None, precision: str) -> dict[str, Any]:
-    """The run's metadata, as the history file and ``history.meta`` keep it."""
-    return {
-        "model": model.name, "params": count_params(model), "profile": prof.name,
-        "backend": config.keras_backend(), "device": config.device_name(), "keras": keras.__version__,
-        "precision": precision, "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
-        "jit_compile": jit, "seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
-        "total_steps": epochs * steps_per_epoch, "batch_size": int(batch_size),
-        "patch_size": getattr(train_data, "patch_size", None), "optimizer": "Adam", "learning_rate": learning_rate,
-        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
-        "warmup_steps": warmup, "global_clipnorm": GLOBAL_CLIPNORM, "loss": "mse",
-        "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
-        "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
-    }
 
 
 def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
@@ -463,14 +453,14 @@ def _run_files(checkpoint: Any, history_path: Any, resume: bool) -> tuple[Path |
     history_path = None if history_path is None else Path(history_path)
     if checkpoint is not None and checkpoint.suffix != ".keras":
         raise ArgumentError(f"checkpoint={str(checkpoint)!r}: use a .keras file name, e.g. 'red_net.keras'")
-    for path in (checkpoint, history_path):
-        if path is not None:
-            if path.is_dir():
-                raise OutputError(f"{path} is a folder: pass a file name for the checkpoint / history")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"cannot create {path.parent} ({exc.strerror or exc}): pick a writable folder") from None
+    for path in filter(None, (checkpoint, history_path)):
+        if path.is_dir():
+            raise OutputError(f"{path} is a folder: pass a file name for the checkpoint / history")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {path.parent} ({exc.strerror or exc}): "
+                              "pick a writable folder") from None
     if not resume:
         return checkpoint, history_path, None
     if checkpoint is None or history_path is None:

@@ -121,14 +121,12 @@ def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = 
 
 def _json_ready(value: Any) -> Any:
     """NumPy scalars/arrays and paths as plain JSON values (NaN is refused rather than written as NaN)."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()  # (nested) Python lists, or a Python scalar
     if isinstance(value, Mapping):
         return {str(k): _json_ready(v) for k, v in value.items() if not str(k).startswith("_")}
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
     if isinstance(value, os.PathLike):
         return str(value)
     return value
@@ -239,11 +237,8 @@ def find_card(
     """
     check_task(task)
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
-    candidates = []
-    for card in list_cards(directory):
-        rank = _rank(card, task, sigma, scale)
-        if rank is not None:
-            candidates.append(((rank, 0 if card_channels(card) == want else 1), card))
+    candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in list_cards(directory)
+                  if (rank := _rank(card, task, sigma, scale)) is not None]
     asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
              "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
     if not candidates:
@@ -623,12 +618,11 @@ def model_rows(directory: str | os.PathLike | None = None,
         default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
             "yes" if flag is True else "no")
         macs = card.get("macs_per_pixel")
-        if isinstance(macs, Mapping) and len({float(v) for v in macs.values()}) > 1:
+        values = list(macs.values()) if isinstance(macs, Mapping) else [] if macs is None else [macs]
+        if len({float(v) for v in values}) > 1:  # an SR card whose cost differs by scale
             macs_text = ", ".join(f"x{k}: {float(v) / 1e6:.3f} M" for k, v in macs.items())
-        elif isinstance(macs, Mapping):
-            macs_text = f"{float(next(iter(macs.values()))) / 1e6:.3f} M" if macs else ""
         else:
-            macs_text = "" if macs is None else f"{float(macs) / 1e6:.3f} M"
+            macs_text = f"{float(values[0]) / 1e6:.3f} M" if values else ""
         arch_key = json.dumps(card["architecture"], sort_keys=True)
         rows.append({
             "id": str(card["id"]), "task": card["task"], "setting": card_setting(card), "default": default,
