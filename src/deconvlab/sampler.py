@@ -69,16 +69,17 @@ def _gather(images: Any, grids: Any, choice: dict[str, Any], rows: Any, cols: An
 class _DeviceSampler:
     """What both samplers share: argument checks, the base key, crop corners and symmetries, ``batch``."""
 
-    def _setup(self, patch_size: int, batch_size: int, seed: int, augment: bool,
-               device: Any) -> Callable[[np.ndarray], Any]:
-        """Check the shared arguments, import JAX, set the base key and the jitted ``sample``; return the copy
-        onto ``device`` (default: JAX's first)."""
-        import jax
-
+    def _setup(self, patch_size: int, batch_size: int, seed: int, augment: bool) -> None:
         self.patch_size = integer("patch_size", patch_size, 1)
         self.batch_size = integer("batch_size", batch_size, 1)
         self.seed = integer("seed", seed, 0)
         self.augment = bool(augment)
+
+    def _start(self, device: Any) -> Callable[[np.ndarray], Any]:
+        """Import JAX, set the base key and the jitted ``sample``; return the copy onto ``device`` (default:
+        JAX's first)."""
+        import jax
+
         self._jax = jax
         self.key = jax.random.key(self.seed)
         self._batch = jax.jit(self.sample)
@@ -115,7 +116,7 @@ class PatchSampler(_DeviceSampler):
 
     def __init__(self, images: Any, patch_size: int, batch_size: int, sigma: float | tuple[float, float],
                  seed: int = 0, augment: bool = True, device: Any = None) -> None:
-        put = self._setup(patch_size, batch_size, seed, augment, device)
+        self._setup(patch_size, batch_size, seed, augment)
         self.sigma = self._check_sigma(sigma)
         arrays = _gray_list(images, "the sampler trains gray denoisers; load the set with mode='gray'")
         sizes = np.array([a.shape for a in arrays], dtype=np.int32)
@@ -128,6 +129,7 @@ class PatchSampler(_DeviceSampler):
         # an image smaller than the patch would need crops outside itself: leave it out, as PatchDataset does
         stacked, sizes = stacked[usable], sizes[usable]
         self.num_images = int(stacked.shape[0])
+        put = self._start(device)
         self.images = put(stacked)
         self.sizes = put(sizes)
         self.grids = put(dihedral_index_grids(self.patch_size))
@@ -215,7 +217,7 @@ class SRPatchSampler(_DeviceSampler):
     def __init__(self, pairs: Any, scale: int, patch_size: int, batch_size: int, seed: int = 0,
                  augment: bool = True, device: Any = None) -> None:
         self.scale = integer("scale", scale, 1)
-        put = self._setup(patch_size, batch_size, seed, augment, device)
+        self._setup(patch_size, batch_size, seed, augment)
         lows, highs = [], []
         for i, (lr, hr) in enumerate(pairs):
             lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)
@@ -239,6 +241,7 @@ class SRPatchSampler(_DeviceSampler):
         s = self.scale
         positions = np.prod(sizes - self.patch_size + 1, axis=1).astype(np.float64)
         self.pixels = int(sum(a.size for a in highs))
+        put = self._start(device)
         self.lr = put(_pad_stack(lows, h, w))
         self.hr = put(_pad_stack(highs, h * s, w * s))
         self.sizes = put(sizes)
