@@ -267,8 +267,10 @@ def plot_history(
         for panel, (base, members) in zip(panels, groups.items(), strict=True):
             for name in members:
                 values = curves[name]
-                # on the caller's axes several quantities may share one panel: each line keeps its name
-                label = name if ax is not None else "validation" if name.startswith("val_") else "training"
+                if ax is not None:
+                    label = name  # several quantities may share the caller's axes
+                else:
+                    label = "validation" if name.startswith("val_") else "training"
                 panel.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None,
                            markersize=3, label=label)
             panel.set_xlabel("epoch")

@@ -365,20 +365,9 @@ def train(
     config.set_seed(seed)
     _compile(model, learning_rate_schedule(learning_rate, total_steps, warmup), precision, jit)
     initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch) if previous else 0
-    monitor = "val_psnr" if val_data is not None else "loss"
-    meta = {  # the run's metadata, as the history file and ``history.meta`` keep it
-        "model": model.name, "params": count_params(model), "profile": prof.name,
-        "backend": config.keras_backend(), "device": config.device_name(), "keras": keras.__version__,
-        "precision": precision,
-        "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer), "jit_compile": jit,
-        "seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-        "batch_size": int(batch_size), "patch_size": getattr(train_data, "patch_size", None),
-        "optimizer": "Adam", "learning_rate": learning_rate,
-        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
-        "warmup_steps": warmup, "global_clipnorm": GLOBAL_CLIPNORM, "loss": "mse",
-        "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
-        "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
-    }
+    meta = _run_meta(model, train_data, prof, monitor="val_psnr" if val_data is not None else "loss", jit=jit,
+                     seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                     learning_rate=learning_rate, warmup=warmup, checkpoint=checkpoint, precision=precision)
     writer, own = _run_callbacks(meta, previous, history_path, checkpoint, initial_epoch)
     if initial_epoch >= epochs and verbose:
         print(f"already trained for {initial_epoch} epochs (history {history_path}); pass epochs > {initial_epoch} to continue")
@@ -405,6 +394,24 @@ def _compile(model: keras.Model, schedule: Any, precision: str, jit: bool) -> No
         # compile only wraps when the model object itself carries the float16 policy
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, loss="mse", metrics=[PSNR(name="psnr")], jit_compile=jit)
+
+
+def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, monitor: str, jit: bool, seed: int,
+              epochs: int, steps_per_epoch: int, batch_size: int, learning_rate: float, warmup: int,
+              checkpoint: Path | None, precision: str) -> dict[str, Any]:
+    """The run's metadata, as the history file and ``history.meta`` keep it."""
+    return {
+        "model": model.name, "params": count_params(model), "profile": prof.name,
+        "backend": config.keras_backend(), "device": config.device_name(), "keras": keras.__version__,
+        "precision": precision, "loss_scaling": isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer),
+        "jit_compile": jit, "seed": seed, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+        "total_steps": epochs * steps_per_epoch, "batch_size": int(batch_size),
+        "patch_size": getattr(train_data, "patch_size", None), "optimizer": "Adam", "learning_rate": learning_rate,
+        "schedule": f"linear warmup {warmup} steps from lr/10, cosine decay to {FINAL_LR_FRACTION:g} x lr",
+        "warmup_steps": warmup, "global_clipnorm": GLOBAL_CLIPNORM, "loss": "mse",
+        "monitor": monitor, "monitor_mode": "max" if monitor == "val_psnr" else "min",
+        "checkpoint": None if checkpoint is None else str(checkpoint), "started": _now(),
+    }
 
 
 def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
