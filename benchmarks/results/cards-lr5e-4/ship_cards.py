@@ -23,7 +23,14 @@ def cpu_psnr(card):
     return {f"{m['dataset']}@sigma{m['sigma']:g}": m["psnr"] for m in full}
 
 
-for name in ("sigma15", "sigma25", "sigma50", "blind"):
+NAMES = ("sigma15", "sigma25", "sigma50", "blind")
+missing = [f"{STAGED / f'denoise-unet-{n}'}{suffix}" for n in NAMES
+           for suffix in (".json", ".weights.npz", ".history.json")
+           if not (STAGED / f"denoise-unet-{n}{suffix}").exists()]
+if missing:  # the four ship together or not at all
+    raise SystemExit(f"nothing moved: missing {', '.join(missing)}")
+
+for name in NAMES:
     cid = f"denoise-unet-{name}"
     new = json.loads((STAGED / f"{cid}.json").read_text())
     old = json.loads((SHIPPED / f"{cid}.json").read_text())
