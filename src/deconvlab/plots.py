@@ -136,9 +136,10 @@ def _check_zoom(zoom: Sequence[int], shape: tuple[int, ...]) -> tuple[int, int, 
 def _add_zoom(ax: Axes, img: np.ndarray, region: tuple[int, int, int, int]) -> Axes:
     """A zoomed inset in the lower-right corner of ``ax`` and a rectangle marking the region."""
     y, x, h, w = region
+    arr = _display_array(img)
     inset = ax.inset_axes((0.58, 0.0, 0.42, 0.42))
-    show(inset, _display_array(img)[y:y + h, x:x + w])
-    inset.set_axis_on()  # show() hides the axes; the inset keeps its frame, as a red border without ticks
+    inset.imshow(arr[y:y + h, x:x + w], cmap="gray" if arr.ndim == 2 else None, vmin=0.0, vmax=1.0,
+                 interpolation="nearest")
     inset.set(xticks=[], yticks=[])
     for spine in inset.spines.values():
         spine.set(visible=True, edgecolor="tab:red", linewidth=1.2)

@@ -364,7 +364,7 @@ def train(
     seed = int(getattr(train_data, "seed", 0) or 0) if seed is None else integer("seed", seed, 0)
     config.set_seed(seed)
     _compile(model, learning_rate_schedule(learning_rate, total_steps, warmup), precision, jit)
-    initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch) if previous else 0
+    initial_epoch = _resume(model, train_data, checkpoint, previous, steps_per_epoch) if previous is not None else 0
     meta = _run_meta(model, train_data, prof, monitor="val_psnr" if val_data is not None else "loss", jit=jit,
                      seed=seed, epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                      learning_rate=learning_rate, warmup=warmup, checkpoint=checkpoint, precision=precision)

@@ -618,7 +618,10 @@ def model_rows(directory: str | os.PathLike | None = None,
         default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
             "yes" if flag is True else "no")
         macs = card.get("macs_per_pixel")
-        values = list(macs.values()) if isinstance(macs, Mapping) else [] if macs is None else [macs]
+        if isinstance(macs, Mapping):
+            values = list(macs.values())
+        else:
+            values = [] if macs is None else [macs]
         if len({float(v) for v in values}) > 1:  # an SR card whose cost differs by scale
             macs_text = ", ".join(f"x{k}: {float(v) / 1e6:.3f} M" for k, v in macs.items())
         else:

@@ -41,7 +41,7 @@ for name in NAMES:
               "gpu_shared_by": old["gpu_shared_by"]}
     if "supersedes" in old:
         record["supersedes"] = old["supersedes"]
-    trained_as = "unet_lr5e-4_seed0" if name == "sigma15" else cid
+    trained_as = new["command"].split("--id ")[1].split()[0]  # the sigma-15 card ran as a seed of the recipe check
     new["default"] = old["default"]
     new["supersedes"] = {"trained_as": trained_as, "why": WHY, "replaced_card": record}
     for suffix in (".weights.npz", ".history.json"):
