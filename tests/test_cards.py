@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import pytest
 
@@ -158,3 +159,9 @@ def test_the_default_super_resolver_is_the_post_upsampling_one_unless_it_is_behi
     expected = pre if "behind" in verdicts else post
     assert weights.find_card("sr", scale=scale)["id"] == expected["id"]
     assert weights.is_default(expected, scale) and not weights.is_default(post if expected is pre else pre, scale)
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
+def test_every_card_says_its_training_data_left_out_the_held_aside_images(card):
+    held = re.findall(r"\b(?:test_|t)\d+\b", card["data"]["validation"].split("(")[0])
+    assert held and f"without its last {len(held)} images" in card["data"]["train"], card["data"]["train"]

@@ -361,8 +361,11 @@ def deblur_table(cards, ours, quality, cite: bool) -> tuple[str, list[str]]:
     tuning = meta.get("deblur_tuning") or {}
     notes = [f"Degradation: {setting} (PSF sigma, noise sigma in gray levels). Classical methods measured by "
              f"`benchmarks/quality.py` ({meta.get('date', '?')}, {meta.get('device', '?')}) on every image of each "
-             f"test set; the Wiener balance and the Richardson–Lucy iterations were tuned on "
-             f"{tuning.get('train_images', '?')} Train400 images, none of them a test image."]
+             f"test set; the Wiener balance and the Richardson–Lucy iterations were tuned on the first "
+             f"{tuning.get('train_images', '?')} Train400 images, none of them a test image"
+             # test_020 is the 20th: data/DATASETS.md records its overlap with Set12 04
+             + (" (Train400's test_020 shares a 106x180 region with Set12's 04: `data/DATASETS.md`)."
+                if tuning.get("train_images", 0) >= 20 else ".")]
     return _table(["model", "MACs / px", *(DATASET_NAMES[d] for d in datasets)], rows), notes
 
 

@@ -284,7 +284,7 @@ def sr_training_images(sets: tuple[str, ...] = ("t91",), limit: int | None = Non
 
 def scale_augmented(images: list, factors: Sequence[float]) -> list:
     """``images`` followed by MATLAB-bicubic copies of each at every factor in ``factors`` (e.g. 0.9 ... 0.6):
-    the data augmentation of VDSR (Kim et al. 2016), more distinct textures for the same small training set."""
+    the data augmentation of FSRCNN (Dong et al. 2016), more distinct textures for the same small training set."""
     from .degrade import bicubic_resize
 
     return list(images) + [bicubic_resize(x, f) for f in factors for x in images]

@@ -247,16 +247,20 @@ class CardRecipe:
 def held_aside(train_set: Any) -> tuple[Any, Any]:
     """(training part, validation part) of a loaded set: its last :func:`tasks.held_aside_count` images held aside
     (and copies of them left out of training, :func:`tasks.held_aside_split`).
-    The validation part is named e.g. ``held-aside train400 test_393, ..., test_400``, as every card records it
-    (:mod:`deconvlab.fused` too)."""
+    The parts are named as every card records them (:mod:`deconvlab.fused` too): e.g. ``train400 without its last
+    8 images (392 images)`` and ``held-aside train400 test_393, ..., test_400``."""
     kept, held = tasks.held_aside_split(train_set.images, tasks.held_aside_count(len(train_set)))
 
     def subset(ids: list[int], **changes: Any) -> Any:
         return dataclasses.replace(train_set, images=[train_set.images[i] for i in ids],
                                    names=[train_set.names[i] for i in ids], **changes)
 
+    copies = [train_set.names[i] for i in range(held[0]) if i not in set(kept)]
+    also = f" and {', '.join(copies)} (copies of held-aside images)" if copies else ""
+    last = "image" if len(held) == 1 else f"{len(held)} images"
+    kept_name = f"{train_set.name} without its last {last}{also} ({len(kept)} image{'s' * (len(kept) != 1)})"
     held_names = ", ".join(train_set.names[i] for i in held)
-    return subset(kept), subset(held, name=f"held-aside {train_set.name} {held_names}")
+    return subset(kept, name=kept_name), subset(held, name=f"held-aside {train_set.name} {held_names}")
 
 
 def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any, Any, Any]:
@@ -367,7 +371,10 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
         "stopped_by_time_limit": bool(deadline and deadline.fired), "history": _history_lists(history),
         "data": {"train": train_set.name, "validation": val_set.name,
                  "fallback": bool(train_set.is_fallback or val_set.is_fallback),
-                 "registry_sha256": dataset_digest([train_set.name, val_set.name])},
+                 # by the registry names asked for: a held-aside part carries a longer name
+                 "registry_sha256": dataset_digest([name for name, part in ((recipe.train_dataset, train_set),
+                                                                            (recipe.val_dataset, val_set))
+                                                    if name and not part.is_fallback])},
     }
     if recipe.task == "denoise":
         fields.update({"sigma": recipe.sigma} if recipe.sigma_range is None else {"sigma_range": list(recipe.sigma_range)})
