@@ -56,8 +56,12 @@ def work(tmp_path, monkeypatch, wdir) -> Path:
 
 def snapshot(root: Path) -> dict[str, str]:
     """Every file's sha256 and every folder under ``root``: a refused command must leave all of it as it was."""
-    return {str(p.relative_to(root)): "folder" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
+    def state(p: Path) -> str:
+        if p.is_symlink():
+            return f"link to {os.readlink(p)}"
+        return "folder" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+
+    return {str(p.relative_to(root)): state(p) for p in sorted(root.rglob("*"))}
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -443,7 +447,7 @@ def test_an_unrelated_json_in_the_weights_folder_is_skipped_with_a_warning(capsy
 
 @pytest.mark.parametrize(("argv", "match"), [
     (("--weights", "."), "no model card"),
-    (("--weights", "fake.keras"), "could not be loaded as a Keras model"),
+    (("--weights", "fake.keras"), "is not a .keras archive"),
     (("--weights-dir", "in.png"), "no shipped weights"),
     (("--weights-dir", "nowhere"), "no shipped weights"),
     (("--weights", "sr-x2"), "is for --task sr, not denoise"),
@@ -705,4 +709,44 @@ def test_sigint_while_starting_or_running_exits_130_with_one_line(work, when):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
     assert err.decode().strip().splitlines() == ["deconvlab: error: interrupted; nothing was written"], err
+    assert not (work / "out.png").exists()
+
+
+# -------------------------------------------------------------- found by an adversarial pass (twenty-second session)
+
+
+def test_evaluate_refuses_to_replace_an_existing_csv_without_overwrite(capsys, work):
+    (work / "res.csv").write_text("earlier,results\n")
+    refuses(capsys, work, evaluate(), "exists: pass --overwrite")
+
+
+def test_a_dangling_symlink_at_the_output_path_is_not_replaced_without_overwrite(capsys, work):
+    (work / "out.png").symlink_to(work / "missing-folder" / "target.png")
+    refuses(capsys, work, enhance("in.png", "out.png"), "exists: pass --overwrite")
+    assert (work / "out.png").is_symlink()
+
+
+def test_a_test_set_is_refused_as_the_validation_set(capsys, work):
+    argv = [a if a != "fallback-test" else "BSD68" for a in train()]
+    refuses(capsys, work, argv, "is a test set")
+
+
+def test_each_broken_card_is_warned_about_once(capsys, work):
+    (work / "weights" / "broken.json").write_text("{not json")
+    (work / "weights" / "partial.json").write_text('{"id": "partial", "task": "denoise"}')
+    code, _, err = run(capsys, "enhance", "in.png", "out.png", "--task", "sr", "--scale", "4",
+                       "--weights-dir", "weights")
+    assert code == 2, err
+    for name in ("broken.json", "partial.json"):
+        assert err.count(f"skipping {name}") == 1, err
+
+
+def test_a_backend_that_cannot_start_is_one_line_and_status_2(work):
+    env = {**os.environ, "KERAS_BACKEND": "no-such-backend"}
+    proc = subprocess.run([sys.executable, "-m", "deconvlab", *enhance("in.png", "out.png")], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("deconvlab: error: Keras could not start with the backend no-such-backend")
     assert not (work / "out.png").exists()

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import keras
@@ -232,12 +233,20 @@ def test_weights_that_do_not_fit(capsys, gray_png, tmp_path, wdir, argv, match):
     assert_one_line_error(code, err, out, match)
 
 
-def test_bad_keras_file(capsys, gray_png, tmp_path):
+@pytest.mark.parametrize(("content", "match"), [
+    (b"not a zip", "is not a .keras archive"),  # Keras itself would say "File not found" of it
+    (None, "could not be loaded as a Keras model"),  # a zip without a model's config
+])
+def test_bad_keras_file(capsys, gray_png, tmp_path, content, match):
     fake = tmp_path / "model.keras"
-    fake.write_bytes(b"not a zip")
+    if content is None:
+        with zipfile.ZipFile(fake, "w") as archive:
+            archive.writestr("notes.txt", "no model here")
+    else:
+        fake.write_bytes(content)
     out = tmp_path / "out.png"
     code, _, err = run(capsys, "enhance", gray_png, out, "--task", "denoise", "--sigma", "25", "--weights", fake)
-    assert_one_line_error(code, err, out, "could not be loaded as a Keras model")
+    assert_one_line_error(code, err, out, match)
 
 
 def test_no_command_and_help(capsys):

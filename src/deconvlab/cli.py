@@ -108,7 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # NaN compares False with everything: "abs(diff) > nan" would report a match for any weights.
         raise ArgumentError(f"--tolerance {args.tolerance:g}: pass a finite number of dB >= 0, e.g. 0.02")
     if args.csv is not None:
-        check_output_path(args.csv, overwrite=True, suffix=".csv")
+        check_output_path(args.csv, overwrite=args.overwrite, suffix=".csv")
     console.start_keras()
     from . import recipes, weights
 
@@ -280,6 +280,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="noise seed (image i uses seed + i)")
     p.add_argument("--tile", type=int, default=0, help="tile side (default 0: whole images)")
     p.add_argument("--csv", metavar="PATH", help="also write the per-image table as CSV")
+    p.add_argument("--overwrite", action="store_true", help="replace the --csv file if it exists")
     p.add_argument("--tolerance", type=float, default=0.02, help="allowed PSNR difference to the card, dB")
     _add_weights_args(p, weights=False)
     p.set_defaults(func=cmd_evaluate)

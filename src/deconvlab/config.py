@@ -245,7 +245,14 @@ def import_keras(cpu_only: bool = False) -> Any:
     if cpu_only:
         os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
     with quiet_stderr():
-        import keras
+        try:
+            import keras
+        except (ImportError, ValueError) as exc:  # Keras raises ValueError for an unknown backend name
+            # a set-up problem, not a bug: the reader picked a backend that is not installed (or no Keras at all)
+            backend = os.environ.get("KERAS_BACKEND") or "the configured one (default tensorflow)"
+            reason = " ".join(str(exc).split())[:200]
+            raise ArgumentError(f"Keras could not start with the backend {backend} ({reason}): install it "
+                                "(tensorflow, jax or torch) or set KERAS_BACKEND to one that is installed") from None
 
         # The first tensor initialises the device (TensorFlow logs its CUDA probing here).
         keras.ops.convert_to_numpy(keras.ops.zeros((1,)))

@@ -417,6 +417,10 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         raise ArgumentError(f"--arch-kwargs is not JSON ({exc.msg}): e.g. '{{\"fusion\": \"concat\"}}'") from None
     if not isinstance(extra, dict):
         raise ArgumentError("--arch-kwargs must be a JSON object, e.g. '{\"fusion\": \"concat\"}'")
+    if o["val_dataset"] is not None and o["val_dataset"].lower() in tasks.TEST_SETS:
+        raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
+                            "the numbers the card reports; leave --val-dataset out (the last training images are "
+                            "held aside) or pass a training set")
     evals = [n.strip() for n in o["eval_datasets"].split(",") if n.strip()] if o["eval_datasets"] else None
     return CardRecipe(
         task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,

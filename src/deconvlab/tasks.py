@@ -25,6 +25,8 @@ SIGMA_MAX = 100.0  # on the 255 scale; beyond it the "image" is mostly noise and
 #: The test set of ``evaluate`` and of a new card's metrics when none is named. Never a validation set: training
 #: chooses its checkpoint on images held aside from its own training set (:func:`held_aside_count`).
 DEFAULT_DATASETS = {"denoise": "bsd68", "sr": "set5", "deblur": "set12"}
+#: The registry's test sets (data/DATASETS.md): what cards report, so never what chooses a checkpoint.
+TEST_SETS = ("bsd68", "cbsd68", "set12", "set5", "set14")
 #: Training images held aside (the last ones, in file order) to choose a checkpoint: Train400's test_393..400.
 HELD_ASIDE_IMAGES = 8
 DEFAULT_BUILDERS = {"denoise": "red_net", "sr": "red_net_sr", "deblur": "red_net"}

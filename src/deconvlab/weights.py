@@ -210,7 +210,9 @@ def card_channels(card: Mapping[str, Any]) -> int:
 
 def _available_text(directory: str | os.PathLike | None) -> str:
     try:
-        cards = list_cards(directory)
+        with warnings.catch_warnings():  # its callers listed the folder already, and warned once per bad file
+            warnings.simplefilter("ignore")
+            cards = list_cards(directory)
     except DeconvlabError:
         cards = []
     if not cards:
@@ -529,6 +531,9 @@ def load_keras_file(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise ArgumentError(f"--weights {path}: no such .keras file; "
                             "pass a card id, a card .json or a .keras file")
+    if not zipfile.is_zipfile(path):  # Keras would say "File not found" of an existing file that is no archive
+        raise ArgumentError(f"--weights {path} is not a .keras archive (a zip file): pass a .keras file saved by "
+                            "model.save() or a card id")
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as exc:  # Keras raises many types for a bad archive; all mean "not a usable model file"
