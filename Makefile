@@ -56,7 +56,7 @@ $(BOOK_VENV)/.installed: pyproject.toml
 # Blocking the network needs an unprivileged user namespace (Linux): where there is none (macOS, some hardened
 # kernels) the stage is skipped with a note, except in CI (CI set), where it must run.
 notebooks-offline: $(BOOK_VENV)/.installed
-	@if unshare -rn true 2>/dev/null || [ -n "$$CI" ]; then \
+	@if unshare -rn sh -c 'ip link set lo up' 2>/dev/null || [ -n "$$CI" ]; then \
 	  $(STAGE) "notebooks offline (.[book] venv)" env -u DECONVLAB_DATA DECONVLAB_CACHE="$$(mktemp -d)" \
 	    DECONVLAB_PROFILE=smoke KERAS_BACKEND=tensorflow \
 	    unshare -rn sh -c 'ip link set lo up && $(BOOK_VENV)/bin/python tools/nbtools.py offline'; \

@@ -48,7 +48,7 @@ def collect(folder: Path) -> dict:
         r.update(difference_db=diff, adopted=diff > spread)
     return {"task": "denoise sigma 25, U-Net", "rule": f"a variant is adopted when its held-aside Train400 PSNR "
             f"beats the control's by more than {spread:.3f} dB (twice the seed std of the ladder's U-Net rung, fixed before the run)",
-            "spread_db": round(spread, 4), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "runs": rows}
+            "spread_db": round(spread, 4), "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "runs": rows}
 
 
 def markdown(result: dict) -> str:

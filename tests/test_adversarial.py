@@ -727,7 +727,7 @@ def test_a_dangling_symlink_at_the_output_path_is_not_replaced_without_overwrite
 
 
 def test_a_test_set_is_refused_as_the_validation_set(capsys, work):
-    argv = [a if a != "fallback-test" else "BSD68" for a in train()]
+    argv = [a if a != "fallback-test" else " BSD68" for a in train()]  # load_dataset strips and lowercases
     refuses(capsys, work, argv, "is a test set")
 
 

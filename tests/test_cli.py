@@ -617,7 +617,7 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     assert len(card["history"]["loss"]) == 1
     # the checkpoint was chosen on the last training image, held aside, not on the test set it reports
     assert card["data"]["validation"].startswith("held-aside fallback-train ") and card["data"]["train"] == (
-        "fallback-train without its last image (1 image)")
+        "fallback-train (first 2) without its last image (1 image)")
     assert card["metrics"][0]["dataset"] == "fallback-test" and card["metrics"][0]["limit"] == 1
     history_file = out_dir / "denoise-sigma25.history.json"
     fig = plots.plot_history(history_file)  # the JSON train() wrote plots as is

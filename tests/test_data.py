@@ -19,7 +19,7 @@ import pooch.core
 import pytest
 from PIL import Image
 
-from deconvlab import data, packed, paths, registry
+from deconvlab import data, packed, paths, recipes, registry, tasks
 from deconvlab.errors import (
     ArgumentError,
     DataError,
@@ -689,3 +689,13 @@ def test_the_crops_and_the_distinct_sets_that_datasets_md_states():
     assert [names for names in t91.values() if len(names) > 1] == [["t36.bmp", "t65.bmp"]]
     assert not t91.keys() & (pixel_hashes("set5").keys() | pixel_hashes("set14").keys())
 
+
+
+def test_the_test_sets_are_the_registry_sets_that_no_model_trains_on():
+    # tasks.TEST_SETS is what `train --val-dataset` refuses: a set added to the registry must be placed on one side
+    assert set(data.registry()) - {"train400", "t91"} == set(tasks.TEST_SETS)
+
+
+def test_card_data_digests_read_a_set_name_as_load_dataset_does():
+    digest = recipes.dataset_digest([" Train400"])
+    assert list(digest) == ["train400"] and digest == recipes.dataset_digest(["train400"])

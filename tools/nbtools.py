@@ -194,7 +194,7 @@ def execute(path: Path, timeout: int = 1200) -> float:
         "backend": info["backend"],
         "device": info["device"],
         "keras": info["keras"],
-        "executed": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "executed": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(seconds, 1),
     }
     nbformat.write(nb, path)

@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,7 +341,7 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
         "scale": scale,
         "seed": seed,
         "clip": clip,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if task in ("denoise", "deblur"):
         p["noise"] = (f"AWGN std {sigma:g}/255 added to image i with add_gaussian_noise(..., seed={seed} + i), "

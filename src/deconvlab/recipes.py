@@ -167,8 +167,9 @@ def dataset_digest(names: Sequence[str]) -> dict[str, str]:
         reg = registry()
     except DeconvlabError:
         return {}
-    return {name: hashlib.sha256("".join(sorted(f.sha256 for f in reg[name].files)).encode()).hexdigest()
-            for name in names if name in reg}
+    keys = [name.strip().lower() for name in names]  # as load_dataset reads a name
+    return {key: hashlib.sha256("".join(sorted(f.sha256 for f in reg[key].files)).encode()).hexdigest()
+            for key in keys if key in reg}
 
 
 def deadline_callback(seconds: float) -> Any:
@@ -236,6 +237,8 @@ class CardRecipe:
         """Fail before any work when the card exists (without ``overwrite``) or the folder cannot be written."""
         from .io import check_output_path
 
+        if self.out_dir.is_symlink() and not self.out_dir.exists():
+            raise OutputError(f"--out {self.out_dir} is a broken symbolic link: remove it or point it at a folder")
         if self.out_dir.exists() and not self.out_dir.is_dir():
             raise OutputError(f"--out {self.out_dir} is a file: pass a folder for the weights and the card")
         if self.out_dir.is_dir():
@@ -268,7 +271,10 @@ def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any,
     from . import data
 
     mode = "rgb" if recipe.channels == 3 else "gray"
-    train_set = data.load_dataset(recipe.train_dataset, mode=mode, limit=recipe.train_limit or profile.train_images)
+    limit = recipe.train_limit or profile.train_images
+    train_set = data.load_dataset(recipe.train_dataset, mode=mode, limit=limit)
+    if limit is not None:  # so that the card's "without its last 8 images" reads as of the images loaded
+        train_set = dataclasses.replace(train_set, name=f"{train_set.name} (first {len(train_set)})")
     if recipe.val_dataset:
         val_set = data.load_dataset(recipe.val_dataset, mode=mode, limit=profile.test_images)
     else:  # the checkpoint is chosen on training images held aside, never on a test set
@@ -417,7 +423,7 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         raise ArgumentError(f"--arch-kwargs is not JSON ({exc.msg}): e.g. '{{\"fusion\": \"concat\"}}'") from None
     if not isinstance(extra, dict):
         raise ArgumentError("--arch-kwargs must be a JSON object, e.g. '{\"fusion\": \"concat\"}'")
-    if o["val_dataset"] is not None and o["val_dataset"].lower() in tasks.TEST_SETS:
+    if o["val_dataset"] is not None and o["val_dataset"].strip().lower() in tasks.TEST_SETS:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
                             "held aside) or pass a training set")

@@ -208,11 +208,10 @@ def card_channels(card: Mapping[str, Any]) -> int:
     return int(card["architecture"].get("kwargs", {}).get("channels", 1))
 
 
-def _available_text(directory: str | os.PathLike | None) -> str:
+def _available_text(directory: str | os.PathLike | None, cards: list[dict[str, Any]] | None = None) -> str:
+    """What the folder offers; ``cards``: the caller's own listing of it (which has warned about bad files)."""
     try:
-        with warnings.catch_warnings():  # its callers listed the folder already, and warned once per bad file
-            warnings.simplefilter("ignore")
-            cards = list_cards(directory)
+        cards = list_cards(directory) if cards is None else cards
     except DeconvlabError:
         cards = []
     if not cards:
@@ -239,12 +238,13 @@ def find_card(
     """
     check_task(task)
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
-    candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in list_cards(directory)
+    listed = list_cards(directory)
+    candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in listed
                   if (rank := _rank(card, task, sigma, scale)) is not None]
     asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
              "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
     if not candidates:
-        raise ArgumentError(f"no shipped weights for {task}{asked}; {_available_text(directory)}")
+        raise ArgumentError(f"no shipped weights for {task}{asked}; {_available_text(directory, listed)}")
     best = min(key for key, _ in candidates)
     tied = [card for key, card in candidates if key == best]
     if len(tied) == 1:
@@ -645,7 +645,7 @@ def model_table(directory: str | os.PathLike | None = None) -> str:
     """:func:`model_rows` as an aligned Markdown table with a legend (``python -m deconvlab models``)."""
     rows = model_rows(directory)
     if not rows:
-        raise ArgumentError(_available_text(directory))  # with no cards: "no model cards in ..."
+        raise ArgumentError(_available_text(directory, []))  # "no model cards in ..."; model_rows warned
     header = ("id", "task", "setting", "default", "arch", "params", "MACs/px", "test PSNR (dB)", "CPU s/Mpx")
     cells = [[r["id"], r["task"], r["setting"], r["default"], r["builder"],
               "" if r["params"] is None else f"{r['params']:,}", r["macs_per_pixel"], r["test_psnr"],
@@ -784,7 +784,7 @@ def save_pretrained(model: Any, card_fields: Mapping[str, Any],
         "hardware": device_name(),
         "precision": keras.config.dtype_policy().name,
         "commit": git_commit(),
-        "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
     }
     if macs is None:
         del card["macs_per_pixel"]
