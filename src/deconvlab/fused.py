@@ -462,7 +462,7 @@ def _main_denoise(args, command: str) -> int:
         "profile": "paper", "seed": args.seed, "precision": args.precision,
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
-        "data": {"train": f"train400 without its last {count} images ({len(train_images)} images)",
+        "data": {"train": tasks.training_part_name("train400", count, (), len(train_images)),
                  "validation": f"held-aside Train400 {', '.join(names[-count:])}, sigma "
                                + "/".join(f"{s:g}" for s in val_sigmas),
                  "fallback": bool(train_set.is_fallback)},
@@ -505,8 +505,8 @@ def _main_sr(args, command: str) -> int:
     held = names["t91"][-count:]
     all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
     copies = [all_names[i] for i in sorted(set(range(len(images) - count)) - set(kept))]
-    t91 = f"its last {count} images" + (f" and {', '.join(copies)} (copies of held-aside images)" if copies else "")
-    parts = [f"t91 Y (MATLAB rgb2ycbcr, 8 bits) without {t91} ({len(names['t91']) - count - len(copies)})"]
+    parts = [tasks.training_part_name("t91 Y (MATLAB rgb2ycbcr, 8 bits)", count, copies,
+                                      len(names["t91"]) - count - len(copies))]
     if "train400" in names:
         parts.append(f"train400 mapped to [16, 235]/255 ({len(names['train400'])})")
     if factors:

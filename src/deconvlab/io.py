@@ -422,7 +422,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
         raise OutputError(f"output {out} is a directory: pass a file name such as {out / ('result' + (suffix or ''))}")
     if suffix is not None and out.suffix.lower() != suffix:
         raise ArgumentError(f"output {out} does not end in {suffix}: the output is written as {suffix[1:].upper()}")
-    if (out.exists() or out.is_symlink()) and not overwrite:  # a dangling link too: replacing it loses it
+    if os.path.lexists(out) and not overwrite:  # a dangling link too: replacing it loses it
         raise OutputError(f"output {out} exists: pass --overwrite or choose another name")
     parent = out.parent  # Path("x.png").parent is Path("."), never empty
     # The folder, or one above a missing folder, might be a regular file; name the real problem.
@@ -455,7 +455,7 @@ def write_image(
         img = img[..., 0]
     if out.is_dir():
         raise OutputError(f"{out} is a directory: pass a file name ending in .png")
-    if (out.exists() or out.is_symlink()) and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise OutputError(f"{out} exists: pass overwrite=True or choose another name")
     dtype = np.uint8 if bit_depth == 8 else np.uint16
     pixels = np.rint(np.clip(img, 0.0, 1.0) * np.iinfo(dtype).max).astype(dtype)

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import tasks
 from .errors import ArgumentError, DeconvlabError, OutputError
+from .registry import dataset_key
 from .tasks import BLIND_LEVELS
 
 
@@ -167,7 +168,7 @@ def dataset_digest(names: Sequence[str]) -> dict[str, str]:
         reg = registry()
     except DeconvlabError:
         return {}
-    keys = [name.strip().lower() for name in names]  # as load_dataset reads a name
+    keys = [dataset_key(name) for name in names]
     return {key: hashlib.sha256("".join(sorted(f.sha256 for f in reg[key].files)).encode()).hexdigest()
             for key in keys if key in reg}
 
@@ -259,9 +260,7 @@ def held_aside(train_set: Any) -> tuple[Any, Any]:
                                    names=[train_set.names[i] for i in ids], **changes)
 
     copies = [train_set.names[i] for i in range(held[0]) if i not in set(kept)]
-    also = f" and {', '.join(copies)} (copies of held-aside images)" if copies else ""
-    last = "image" if len(held) == 1 else f"{len(held)} images"
-    kept_name = f"{train_set.name} without its last {last}{also} ({len(kept)} image{'s' * (len(kept) != 1)})"
+    kept_name = tasks.training_part_name(train_set.name, len(held), copies, len(kept))
     held_names = ", ".join(train_set.names[i] for i in held)
     return subset(kept, name=kept_name), subset(held, name=f"held-aside {train_set.name} {held_names}")
 
@@ -423,7 +422,7 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         raise ArgumentError(f"--arch-kwargs is not JSON ({exc.msg}): e.g. '{{\"fusion\": \"concat\"}}'") from None
     if not isinstance(extra, dict):
         raise ArgumentError("--arch-kwargs must be a JSON object, e.g. '{\"fusion\": \"concat\"}'")
-    if o["val_dataset"] is not None and o["val_dataset"].strip().lower() in tasks.TEST_SETS:
+    if o["val_dataset"] is not None and dataset_key(o["val_dataset"]) in tasks.TEST_SETS:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
                             "held aside) or pass a training set")

@@ -187,9 +187,14 @@ def _parse_registry(path: Path, mtime_ns: int, size: int) -> dict[str, DatasetIn
     return out
 
 
+def dataset_key(name: str) -> str:
+    """A set's name as the registry files it: ``" Train400"`` is ``train400``."""
+    return str(name).strip().lower()
+
+
 def _info(name: str) -> DatasetInfo:
     sets = registry()
-    key = str(name).strip().lower()
+    key = dataset_key(name)
     if key not in sets:
         known = ", ".join([*sets, *FALLBACK_NAMES])
         raise UnknownDatasetError(f"unknown data set {name!r}: use one of {known}")
@@ -236,7 +241,7 @@ def fetch_file(dataset: str, filename: str) -> Path:
 
 def fetch_dataset(name: str, limit: int | None = None) -> list[Path]:
     """Paths of all (or the first ``limit``) verified files of a set, in registry order."""
-    if str(name).strip().lower() in FALLBACK_NAMES:
+    if dataset_key(name) in FALLBACK_NAMES:
         raise UnknownDatasetError(
             f"{name} is built in memory from scikit-image, not from files: use load_dataset({name!r})"
         )
@@ -397,7 +402,7 @@ def load_dataset(
     if mode not in (None, "gray", "rgb"):
         raise ArgumentError(f"mode={mode!r}: use None (as stored), 'gray' or 'rgb'")
     limit = _check_limit(limit)
-    key = str(name).strip().lower()
+    key = dataset_key(name)
     if key in FALLBACK_NAMES:
         return _load_fallback(key, mode, limit, stands_in_for=None)
     info = _info(key)

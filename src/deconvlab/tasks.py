@@ -85,6 +85,15 @@ def held_aside_split(images: Sequence[np.ndarray], count: int) -> tuple[list[int
     return [i for i in range(len(images) - count) if pixel_hash(images[i]) not in held_hashes], held
 
 
+def training_part_name(name: str, held: int, copies: Sequence[str], kept: int) -> str:
+    """How a card names its training data less the held-aside images (:func:`held_aside_split`), e.g.
+    ``train400 without its last 8 images (392 images)``, with ``and t36 (copies of held-aside images)`` where a
+    training image repeats a held one."""
+    last = "image" if held == 1 else f"{held} images"
+    also = f" and {', '.join(copies)} (copies of held-aside images)" if copies else ""
+    return f"{name} without its last {last}{also} ({kept} image{'s' * (kept != 1)})"
+
+
 def pixel_hash(pixels: np.ndarray) -> str:
     """SHA-256 of an array's shape and bytes: equal for pixel-identical images of one dtype (the packs of
     :mod:`deconvlab.packed` store it of their uint8 pixels)."""
