@@ -11,7 +11,7 @@ import pytest
 
 from deconvlab import degrade, metrics, models
 from deconvlab.data import load_dataset
-from deconvlab.errors import ArgumentError
+from deconvlab.errors import ArgumentError, OutputError
 from deconvlab.evaluate import COLUMNS, evaluate, protocol_psf
 
 # Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
@@ -186,6 +186,21 @@ def test_eval_result_csv_round_trip_and_markdown(tmp_path, images):
     assert "\n" not in line and f"PSNR {result.mean_psnr:.2f} dB" in line and "3 images" in line
     assert str(result) == line and len(result) == 3
     assert tuple(result.rows[0]) == COLUMNS
+
+
+def test_eval_result_csv_failed_write_keeps_the_old_file(tmp_path, images, monkeypatch):
+    names, imgs = images
+    result = evaluate(identity, (names, imgs), "denoise", sigma=25)
+    path = tmp_path / "result.csv"
+    path.write_text("old results\n")
+
+    def full_disk(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OutputError, match="No space left"):
+        result.to_csv(path)
+    assert path.read_text() == "old results\n" and [p.name for p in tmp_path.iterdir()] == ["result.csv"]
 
 
 # ------------------------------------------------------------------------------------------------ errors

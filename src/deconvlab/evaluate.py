@@ -38,6 +38,7 @@ from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
+from .weights import write_atomic
 
 __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
 
@@ -129,7 +130,7 @@ class EvalResult:
             writer.writerow({k: (row[k] if k == "name" else repr(float(row[k]))) for k in COLUMNS})
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(buffer.getvalue(), encoding="utf-8")
+            write_atomic(path, buffer.getvalue().encode("utf-8"))  # a failed write keeps the old file whole
         except OSError as exc:
             raise OutputError(f"cannot write {path} ({exc.strerror or exc}): pick a writable file path") from None
         return path
