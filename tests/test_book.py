@@ -137,7 +137,8 @@ def test_no_code_toggle_above_a_chapter_title(book_html):
 def test_bibliography_lists_the_anchors(book_html):
     # The bibliography style lowercases titles after the first word, so compare case-insensitively.
     page = (book_html / "book/bibliography.html").read_text().lower()
-    for needle in ("beyond a gaussian denoiser", "symmetric skip connections", "checkerboard artifacts"):
+    for needle in ("beyond a gaussian denoiser", "symmetric skip connections", "checkerboard artifacts",
+                   "laplacian pyramid networks"):
         assert needle in page, needle
 
 

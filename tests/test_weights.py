@@ -199,6 +199,10 @@ def test_render_card_table_and_anchors():
         {"method": "FSRCNN", "dataset": "set5", "psnr": 33.16,
          "citation": "Dong et al., FSRCNN, ECCV 2016, Table 3"},
     ]
+    # LapSRN reports x2, x4 and x8; the book records its x4 numbers only (the scale its post card is compared at).
+    lapsrn = [a for a in weights.ANCHORS if a["method"] == "LapSRN"]
+    assert {(a["scale"], a["dataset"], a["psnr"]) for a in lapsrn} == {(4, "set5", 31.54), (4, "set14", 28.19)}
+    assert [a["method"] for a in weights.anchors_for("sr", scale=4, datasets=["set5"])] == ["VDSR", "FSRCNN", "LapSRN"]
 
 
 def test_default_card_ids():

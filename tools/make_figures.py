@@ -64,7 +64,7 @@ FIGURE_INCHES = 7.5  # figure width; crops and charts are laid out for it
 DATASET_NAMES = {"bsd68": "BSD68", "set12": "Set12", "set5": "Set5", "set14": "Set14"}
 # BibTeX keys (book/references.bib) of the methods whose published numbers the cards record.
 CITE_KEYS = {"BM3D": "dabov2007bm3d", "DnCNN-S": "zhang2017dncnn", "DnCNN-B": "zhang2017dncnn",
-             "VDSR": "kim2016vdsr", "FSRCNN": "dong2016fsrcnn", "Wiener": "wiener1949",
+             "VDSR": "kim2016vdsr", "FSRCNN": "dong2016fsrcnn", "LapSRN": "lai2017lapsrn", "Wiener": "wiener1949",
              "Richardson–Lucy": "richardson1972,lucy1974"}
 # The published networks' architectures as the papers describe them, built with deconvlab.models to count their
 # multiply-adds per output pixel (deconvlab.models.macs_per_pixel); FSRCNN is built for each scale.

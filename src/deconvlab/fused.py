@@ -383,7 +383,7 @@ def _arguments(argv) -> argparse.Namespace:
     parser.add_argument("--train-sets", default="t91,train400", help="SR training sets: t91 and/or train400")
     parser.add_argument("--scale-augment", type=_factors, default=(), metavar="F1,F2,...",
                         help="SR: also train on bicubic copies of every training image at these factors "
-                        "(VDSR: 0.9,0.8,0.7,0.6)")
+                        "(FSRCNN: 0.9,0.8,0.7,0.6)")
     parser.add_argument("--id", required=True, help="card id")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=None)
