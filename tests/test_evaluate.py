@@ -201,6 +201,13 @@ def test_eval_result_csv_failed_write_keeps_the_old_file(tmp_path, images, monke
     with pytest.raises(OutputError, match="No space left"):
         result.to_csv(path)
     assert path.read_text() == "old results\n" and [p.name for p in tmp_path.iterdir()] == ["result.csv"]
+    monkeypatch.undo()
+    old_umask = os.umask(0o022)
+    try:
+        result.to_csv(path)
+    finally:
+        os.umask(old_umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # as open() would create it, not mkstemp's 0o600
 
 
 # ------------------------------------------------------------------------------------------------ errors

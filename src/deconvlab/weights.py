@@ -27,7 +27,7 @@ import json
 import math
 import os
 import subprocess
-import tempfile
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -154,7 +154,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` next to ``path`` and rename it into place: a reader never sees half a file."""
     if not path.parent.is_dir():
         raise WeightsError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & umask, as open() (mkstemp gives 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
