@@ -374,7 +374,7 @@ def check_transposed_as_convolution(model=None, image=None, *, seed: int = 0, fl
 
 # ----------------------------------------------------------------------------------------------- training
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from deconvlab.weights import write_atomic
+    from deconvlab.io import write_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, (json.dumps(data, indent=1) + "\n").encode("utf-8"))

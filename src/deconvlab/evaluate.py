@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 
 from .checks import integer, number
-from .errors import ArgumentError, OutputError, WeightsError
+from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
+from .io import write_atomic
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
-from .weights import write_atomic
 
 __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
 
@@ -131,9 +131,8 @@ class EvalResult:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, buffer.getvalue().encode("utf-8"))  # a failed write keeps the old file whole
-        except (OSError, WeightsError) as exc:  # WeightsError: the folder vanished after mkdir
-            raise OutputError(f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}): "
-                              "pick a writable file path") from None
+        except OSError as exc:
+            raise OutputError(f"cannot write {path} ({exc.strerror or exc}): pick a writable file path") from None
         return path
 
 

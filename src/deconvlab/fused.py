@@ -334,9 +334,10 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
     """Save ``model`` with ``fields`` plus the validation curve (one "epoch" per validation interval) and the
     training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
     write (``<id>.history.json``, read by ``weights.load_history``). Returns the card."""
+    from .io import write_atomic
     from .recipes import dataset_digest
     from .train import HISTORY_FORMAT
-    from .weights import HISTORY_SUFFIX, save_pretrained, write_atomic
+    from .weights import HISTORY_SUFFIX, save_pretrained
 
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}

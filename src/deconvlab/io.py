@@ -16,7 +16,9 @@ import threading
 import uuid
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -441,6 +443,26 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
     return out
 
 
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Write ``data`` (bytes, or a function that writes into the open file) next to ``path`` and rename it into
+    place: a crash or a full disk never leaves half a file, and a failed write keeps the old one whole. The file is
+    created 0o666 & umask, as by ``open()``. Images, cards, weights, histories and CSV tables all go through here;
+    an OSError propagates for the caller to explain."""
+    if not path.parent.is_dir():
+        raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failure (or Ctrl-C); already renamed away after a success
+
+
 def write_image(
     path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8, overwrite: bool = True
 ) -> Path:
@@ -463,24 +485,18 @@ def write_image(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create folder {out.parent} ({exc.strerror or exc}): choose a writable folder") from None
-    # Write next to the target and rename: a crash or a full disk never leaves a half-written PNG behind.
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & umask, like open()
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out.parent} ({exc.strerror or exc}): choose a writable folder") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
-                import png
 
-                png_mode = "L;16" if pixels.ndim == 2 else "RGB;16"
-                png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
-            else:
-                Image.fromarray(pixels).save(fh, format="PNG")
-        os.replace(tmp, out)
+    def encode(fh: BinaryIO) -> None:
+        if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
+            import png
+
+            png_mode = "L;16" if pixels.ndim == 2 else "RGB;16"
+            png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
+        else:
+            Image.fromarray(pixels).save(fh, format="PNG")
+
+    try:
+        write_atomic(out, encode)
     except OSError as exc:
         raise OutputError(f"cannot write {out} ({exc.strerror or exc}): check free space and permissions") from None
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failure (or Ctrl-C); already renamed away after a success
     return out

@@ -49,9 +49,10 @@ import threadpoolctl
 from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
+from .io import write_atomic
 from .metrics import PSNR, PSNR_MAX_DB, psnr_metric, psnr_per_image  # noqa: F401  (chapter 3 names)
 from .models import count_params
-from .weights import load_history, write_atomic
+from .weights import load_history
 
 __all__ = [
     "PSNR", "PSNR_MAX_DB", "HistoryWriter", "bf16_supported", "choose_precision", "learning_rate_schedule",

@@ -27,7 +27,6 @@ import json
 import math
 import os
 import subprocess
-import uuid
 import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
@@ -37,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArgumentError, DeconvlabError, WeightsError
+from .io import write_atomic
 from .paths import repo_root, results_dir, weights_dir
 from .tasks import TASKS, card_id, check_task
 
@@ -148,21 +148,6 @@ def write_card(card: Mapping[str, Any], path: str | os.PathLike) -> Path:
                             "pass numbers, strings, lists") from None
     write_atomic(path, (text + "\n").encode("utf-8"))
     return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` next to ``path`` and rename it into place: a reader never sees half a file."""
-    if not path.parent.is_dir():
-        raise WeightsError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & umask, as open() (mkstemp gives 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any]]:
