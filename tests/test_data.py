@@ -690,7 +690,6 @@ def test_the_crops_and_the_distinct_sets_that_datasets_md_states():
     assert not t91.keys() & (pixel_hashes("set5").keys() | pixel_hashes("set14").keys())
 
 
-
 def test_the_test_sets_are_the_registry_sets_that_no_model_trains_on():
     # tasks.TEST_SETS is what `train --val-dataset` refuses: a set added to the registry must be placed on one side
     assert set(data.registry()) - {"train400", "t91"} == set(tasks.TEST_SETS)
