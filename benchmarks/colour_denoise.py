@@ -12,7 +12,9 @@ all on the same noisy images:
 * ``CBM3D``: ``bm3d.bm3d_rgb`` with the true sigma (opponent colour space, the colour BM3D of Dabov et al. 2007).
 
 CBM3D takes about 8 s per image on 2 cores: the whole set at three levels takes about 40 minutes there;
-``--images N`` measures the first N images only. Usage: ``python benchmarks/colour_denoise.py``; writes ``colour_denoise.json`` / ``.md``.
+``--images N`` measures the first N images only. ``--methods`` measures only the named methods and copies the others
+from the existing ``colour_denoise.json`` (same images): CBM3D does not depend on the cards, so a card swap needs only
+the U-Net rows again. Usage: ``python benchmarks/colour_denoise.py``; writes ``colour_denoise.json`` / ``.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -38,7 +41,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=68)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="measure these; copy the others from the existing results (same images)")
     args = parser.parse_args(argv)
+    kept = [m for m in METHODS if m not in args.methods]
+    previous = None
+    if kept:
+        try:
+            previous = json.loads((args.out / "colour_denoise.json").read_text())
+        except (OSError, ValueError) as error:
+            print(f"cannot copy {', '.join(kept)} from {args.out / 'colour_denoise.json'}: {error}", file=sys.stderr)
+            return 1
 
     import keras
 
@@ -48,6 +61,9 @@ def main(argv=None) -> int:
     cbsd68 = data.load_dataset("cbsd68", mode="rgb", limit=args.images)
     if cbsd68.is_fallback:
         print("CBSD68 is not available (set DECONVLAB_DATA): nothing measured", file=sys.stderr)
+        return 1
+    if previous is not None and previous["meta"]["names"] != cbsd68.names:
+        print("the existing results cover other images: measure every method", file=sys.stderr)
         return 1
     blind = weights.load_pretrained(card=weights.read_card("denoise-unet-blind"))
 
@@ -61,13 +77,16 @@ def main(argv=None) -> int:
                "CBM3D": lambda x, s=s: classical.bm3d_denoise(x, s)}
         for i, clean in enumerate(cbsd68.images):
             noisy = degrade.add_gaussian_noise(clean, s, seed=i)
-            for method in METHODS:
+            for method in args.methods:
                 t0 = time.perf_counter()
                 out = run[method](noisy).clip(0.0, 1.0)
                 seconds[method] += time.perf_counter() - t0
                 psnr[method][s].append(metrics.psnr(clean, out))
             print(f"sigma {s} image {i + 1}/{len(cbsd68.images)}: " + ", ".join(
-                f"{m} {psnr[m][s][-1]:.2f}" for m in METHODS), flush=True)
+                f"{m} {psnr[m][s][-1]:.2f}" for m in args.methods), flush=True)
+    for m in kept:
+        psnr[m] = {s: previous["per_image"][m][str(s)] for s in SIGMAS}
+        seconds[m] = previous["meta"]["seconds_per_method"][m]
     rows = {m: {str(s): round(statistics.mean(v), 3) for s, v in by_sigma.items()} for m, by_sigma in psnr.items()}
     better = {str(s): rows["blind YCbCr"][str(s)] - rows["blind RGB"][str(s)] for s in SIGMAS}
     meta = {"date": dt.date.today().isoformat(), "images": (f"CBSD68, first {len(cbsd68.images)} of 68" if len(cbsd68.images) < 68
@@ -75,7 +94,13 @@ def main(argv=None) -> int:
             "names": cbsd68.names, "keras": keras.__version__, "backend": keras.backend.backend(),
             "cores": os.cpu_count(), "wall_s": round(time.perf_counter() - start, 1),
             "seconds_per_method": {m: round(t, 1) for m, t in seconds.items()},
-            "command": "python benchmarks/colour_denoise.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "command": shlex.join(["python", "benchmarks/colour_denoise.py",
+                                    *(argv if argv is not None else sys.argv[1:])])}
+    if kept:  # where the copied rows were measured
+        # the source run's own timings too: speed ratios are compared within one run
+        meta["copied"] = {m: previous["meta"].get("copied", {}).get(m, {
+            "date": previous["meta"]["date"], "command": previous["meta"]["command"],
+            "seconds_per_method": previous["meta"]["seconds_per_method"]}) for m in kept}
     result = {"meta": meta, "psnr": rows, "per_image": {m: {str(s): [round(x, 4) for x in v] for s, v in b.items()}
                                                         for m, b in psnr.items()},
               "ycbcr_minus_rgb_blind": {s: round(d, 3) for s, d in better.items()}}
@@ -88,6 +113,8 @@ def main(argv=None) -> int:
              "|---|" + "---:|" * (len(SIGMAS) + 1)]
     lines += [f"| {m} | " + " | ".join(f"{rows[m][str(s)]:.2f}" for s in SIGMAS) + f" | {seconds[m]:.0f} |"
               for m in METHODS]
+    lines += [f"\n{m}: copied from the run of {c['date']} (`{c['command'].strip()}`), its seconds too."
+              for m, c in meta.get("copied", {}).items()]
     (args.out / "colour_denoise.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

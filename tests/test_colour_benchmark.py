@@ -1,0 +1,53 @@
+"""benchmarks/colour_denoise.py --methods: the named methods are measured again, the others copied from the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not os.environ.get("DECONVLAB_DATA"), reason="needs CBSD68: set DECONVLAB_DATA")
+
+
+@pytest.fixture
+def colour_denoise():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import colour_denoise
+
+    yield colour_denoise
+    sys.path.remove(str(REPO / "benchmarks"))
+
+
+def _first_image_of_the_committed_run() -> dict:
+    committed = json.loads((REPO / "benchmarks/results/colour_denoise.json").read_text())
+    return {"meta": {**committed["meta"], "names": committed["meta"]["names"][:1]},
+            "per_image": {m: {s: v[:1] for s, v in by.items()} for m, by in committed["per_image"].items()}}
+
+
+def test_one_method_measured_again_matches_the_committed_run_and_the_rest_is_copied(tmp_path, colour_denoise):
+    first = _first_image_of_the_committed_run()
+    (tmp_path / "colour_denoise.json").write_text(json.dumps(first))
+    assert colour_denoise.main(["--images", "1", "--out", str(tmp_path), "--methods", "sigma RGB"]) == 0
+    result = json.loads((tmp_path / "colour_denoise.json").read_text())
+    for method, by_sigma in first["per_image"].items():
+        for s, committed in by_sigma.items():
+            # measured again with the shipped cards: the committed numbers
+            expected = pytest.approx(committed, abs=0.01) if method == "sigma RGB" else committed
+            assert result["per_image"][method][s] == expected, (method, s)
+    assert set(result["meta"]["copied"]) == {"blind RGB", "blind YCbCr", "CBM3D"}
+    assert "CBM3D: copied from the run of" in (tmp_path / "colour_denoise.md").read_text()
+
+
+def test_copying_from_a_run_on_other_images_or_from_none_is_refused(tmp_path, colour_denoise, capsys):
+    assert colour_denoise.main(["--images", "1", "--out", str(tmp_path), "--methods", "CBM3D"]) == 1
+    assert "cannot copy blind RGB, blind YCbCr, sigma RGB" in capsys.readouterr().err
+    other = _first_image_of_the_committed_run()
+    other["meta"]["names"] = ["not-a-cbsd68-image"]
+    (tmp_path / "colour_denoise.json").write_text(before := json.dumps(other))
+    assert colour_denoise.main(["--images", "1", "--out", str(tmp_path), "--methods", "CBM3D"]) == 1
+    assert "other images" in capsys.readouterr().err
+    assert (tmp_path / "colour_denoise.json").read_text() == before  # nothing overwritten
