@@ -26,6 +26,7 @@ cards trained with ``python -m deconvlab train ... --out /tmp/w``).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import sys
@@ -388,7 +389,7 @@ RULE_TEXT = ("PSNR in dB on the whole test set (no subsets); MACs / px: multiply
              "only when it is at least {tie} dB and larger than the spread measured for it, else it is a *tie*. Each "
              "shipped model is one training run. A denoiser's spread is twice the BSD68 seed std of its recipe: "
              "RED-Net {red} dB, from the sigma-25 card's command run with three seeds; U-Net {unet} dB, from the "
-             "sigma-15 card's command run with three seeds, one of which collapsed early "
+             "sigma-15 card's command (peak learning rate 5e-4) run with three seeds "
              "(`benchmarks/card_seeds.py`); each applies to all cards of its network, the blind U-Net included. "
              "A post-upsampling SR card's is twice the Set5 ×4 seed std of the ×4 "
              "card's recipe, trained with three seeds ({sr} dB, `benchmarks/card_seeds.py`), applied at every scale "
@@ -475,8 +476,9 @@ def render_table(cards: Sequence[Mapping[str, Any]]) -> str:
     if fallback:
         lines += [f"Trained or validated on the offline stand-in images, not the benchmark: {', '.join(fallback)}.",
                   ""]
-    profiles = sorted({f"{c.get('profile', '?')} profile on {c.get('hardware', '?')}" for c in cards})
-    lines += [f"Cards: {len(cards)}; trained with the {', '.join(profiles)}; test PSNR/SSIM measured after "
+    where = collections.Counter(f"the {c.get('profile', '?')} profile on {c.get('hardware', '?')}" for c in cards)
+    trained = " and ".join(f"{n} with {w}" for w, n in sorted(where.items(), key=lambda item: -item[1]))
+    lines += [f"Cards: {len(cards)}, trained {trained}; test PSNR/SSIM measured after "
               "reloading the shipped float16 weights. Each card also records its mean on the first image of one "
               "test set per setting, which `tests/test_cards.py` re-computes on CPU in CI; those are in no table.",
               ""]

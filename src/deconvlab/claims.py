@@ -57,7 +57,7 @@ def _find(verdicts: list[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
 #: The ladder rung (chapter 3) that trains each denoiser family's recipe at a smaller size.
 RECIPE_RUNG = {"red_net": "e", "unet": "f"}
 #: Recipes whose shipped card was trained again with other seeds (``benchmarks/card_seeds.py``): the result file.
-CARD_SEEDS = {"red_net": "card_seeds_red_net", "unet": "card_seeds_unet"}
+CARD_SEEDS = {"red_net": "card_seeds_red_net", "unet": "card_seeds_unet_lr5e-4"}
 
 
 def recipe_spread(builder: str, ladder: dict[str, Any] | None = None) -> float | None:
