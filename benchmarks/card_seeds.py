@@ -6,7 +6,9 @@ card's command (RED-Net) and the ``denoise-unet-sigma15`` card's (U-Net) were ru
 ``--seed 2`` (``benchmarks/gpu_fused.sh``, two jobs sharing one H200 as the cards' own runs did), and
 :func:`deconvlab.recipes.finish_card` measured each seed's float16 file on all of BSD68 on the CPU, as for the card.
 This script collects the three runs of a recipe into ``card_seeds_<builder>.json`` and ``.md``;
-:func:`deconvlab.claims.recipe_spread` reads the JSON.
+:func:`deconvlab.claims.recipe_spread` reads the JSON named in :data:`deconvlab.claims.CARD_SEEDS`. The U-Net's
+first recipe (peak learning rate 1e-3, ``card_seeds_unet``) had a collapsed seed; the same three seeds at 5e-4
+(``--name card_seeds_unet_lr5e-4``) replaced it, and its cards with them (chapter 5).
 
 The x4 post-upsampling SR card's recipe (patch 24, scale augmentation) was itself trained with three seeds, of which
 the shipped card's predecessor was the best on held-aside images; ``--sr-log`` collects their GPU Set5 x4 scores
@@ -57,16 +59,23 @@ def collect(shipped: dict, seed_cards: list[dict]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    rows = [f"| {s} | {c} | {n:,} | {v:.4f} | {last:.4f} | {b:.4f} |" for s, c, n, v, last, b in zip(
-        result["seeds"], result["commits"], result["steps"], result["held_aside_psnr"], result["held_aside_last"],
-        result["bsd68"], strict=True)]
+    """The report beside ``card_seeds_<name>.json``. ``title`` and ``about``, where the JSON has them, replace the
+    default heading and first paragraph (e.g. once a newer recipe's card replaced the one these seeds started from);
+    runs collected before ``held_aside_last`` was recorded have no last-step column."""
+    last = result.get("held_aside_last")
+    rows = [f"| {s} | {c} | {n:,} | {v:.4f} |" + ("" if last is None else f" {last[i]:.4f} |") + f" {b:.4f} |"
+            for i, (s, c, n, v, b) in enumerate(zip(result["seeds"], result["commits"], result["steps"],
+                                                    result["held_aside_psnr"], result["bsd68"], strict=True))]
+    header = ("| seed | commit | steps | held-aside PSNR | BSD68 |\n|---|---|---:|---:|---:|" if last is None else
+              "| seed | commit | steps | held-aside PSNR (best step, kept) | held-aside PSNR (last step) | BSD68 |\n"
+              "|---|---|---:|---:|---:|---:|")
+    about = result.get("about", "the shipped card (seed 0) and its recorded command run again with other seeds "
+                                "(two jobs sharing one H200, as the card's own run did)")
     return "\n".join([
-        f"# The seed spread of the `{result['card']}` recipe", "",
-        "`benchmarks/card_seeds.py`: the shipped card (seed 0) and its recorded command run again with other seeds "
-        "(two jobs sharing one H200, as the card's own run did); BSD68 at sigma "
+        "# " + result.get("title", f"The seed spread of the `{result['card']}` recipe"), "",
+        f"`benchmarks/card_seeds.py`: {about}; BSD68 at sigma "
         f"{result['sigma']:g} on {', '.join(result['measured_on'])} from each float16 file.", "",
-        "| seed | commit | steps | held-aside PSNR (best step, kept) | held-aside PSNR (last step) | BSD68 |",
-        "|---|---|---:|---:|---:|---:|", *rows, "",
+        header, *rows, "",
         f"Mean {result['bsd68_mean']:.4f} dB, sample std {result['bsd68_std']:.4f} dB: the recipe's spread "
         f"(twice the std) is {2 * result['bsd68_std']:.4f} dB.", ""])
 

@@ -107,3 +107,11 @@ def test_the_replaced_unet_recipes_seeds_start_from_the_card_it_shipped():
     replaced = weights.read_card(committed["card"])["supersedes"]["replaced_card"]
     assert replaced["lr"] == 1e-3 and committed["commits"][0] == replaced["commit"]
     assert committed["bsd68"][0] == replaced["cpu_psnr"]["bsd68"]
+
+
+@pytest.mark.parametrize("name", ["card_seeds_red_net", "card_seeds_unet", "card_seeds_unet_lr5e-4"])
+def test_committed_card_seeds_reports_are_what_the_script_writes(name):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import card_seeds
+
+    assert card_seeds.markdown(claims.load_results(name)) == (claims.results_dir() / f"{name}.md").read_text()
