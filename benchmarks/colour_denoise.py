@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="measure these; copy the others from the existing results (same images)")
     args = parser.parse_args(argv)
+    args.methods = list(dict.fromkeys(args.methods))  # a method named twice is measured once
     kept = [m for m in METHODS if m not in args.methods]
     previous = None
     if kept:
@@ -86,21 +87,22 @@ def main(argv=None) -> int:
                 f"{m} {psnr[m][s][-1]:.2f}" for m in args.methods), flush=True)
     for m in kept:
         psnr[m] = {s: previous["per_image"][m][str(s)] for s in SIGMAS}
-        seconds[m] = previous["meta"]["seconds_per_method"][m]
     rows = {m: {str(s): round(statistics.mean(v), 3) for s, v in by_sigma.items()} for m, by_sigma in psnr.items()}
     better = {str(s): rows["blind YCbCr"][str(s)] - rows["blind RGB"][str(s)] for s in SIGMAS}
     meta = {"date": dt.date.today().isoformat(), "images": (f"CBSD68, first {len(cbsd68.images)} of 68" if len(cbsd68.images) < 68
                                              else "CBSD68, all 68"),
             "names": cbsd68.names, "keras": keras.__version__, "backend": keras.backend.backend(),
             "cores": os.cpu_count(), "wall_s": round(time.perf_counter() - start, 1),
-            "seconds_per_method": {m: round(t, 1) for m, t in seconds.items()},
+            "seconds_per_method": {m: round(seconds[m], 1) for m in args.methods},  # this run's only
             "command": shlex.join(["python", "benchmarks/colour_denoise.py",
                                     *(argv if argv is not None else sys.argv[1:])])}
     if kept:  # where the copied rows were measured
-        # the source run's own timings too: speed ratios are compared within one run
+        # with the source run's own timings: speed ratios are compared within one run
         meta["copied"] = {m: previous["meta"].get("copied", {}).get(m, {
             "date": previous["meta"]["date"], "command": previous["meta"]["command"],
             "seconds_per_method": previous["meta"]["seconds_per_method"]}) for m in kept}
+    run_seconds = {m: meta["copied"][m]["seconds_per_method"][m] if m in kept else meta["seconds_per_method"][m]
+                   for m in METHODS}
     result = {"meta": meta, "psnr": rows, "per_image": {m: {str(s): [round(x, 4) for x in v] for s, v in b.items()}
                                                         for m, b in psnr.items()},
               "ycbcr_minus_rgb_blind": {s: round(d, 3) for s, d in better.items()}}
@@ -111,7 +113,7 @@ def main(argv=None) -> int:
              f"{meta['keras']} on {meta['backend']}; command `{meta['command'].strip()}`.", "",
              "| method | " + " | ".join(f"sigma {s}" for s in SIGMAS) + " | seconds (all images, all sigma) |",
              "|---|" + "---:|" * (len(SIGMAS) + 1)]
-    lines += [f"| {m} | " + " | ".join(f"{rows[m][str(s)]:.2f}" for s in SIGMAS) + f" | {seconds[m]:.0f} |"
+    lines += [f"| {m} | " + " | ".join(f"{rows[m][str(s)]:.2f}" for s in SIGMAS) + f" | {run_seconds[m]:.0f} |"
               for m in METHODS]
     lines += [f"\n{m}: copied from the run of {c['date']} (`{c['command'].strip()}`), its seconds too."
               for m, c in meta.get("copied", {}).items()]
