@@ -266,3 +266,14 @@ def test_post_upsampling_sr_cards_get_chapter_5s_spread():
     post, pre = (weights.read_card(i) for i in ("sr-x4-post", "sr-x2-3-4"))
     assert claims.card_spread(post) == pytest.approx(2 * np.std(runs["set5_x4"], ddof=1), abs=1e-3)
     assert claims.card_spread(pre) is None  # the pre-upsampling recipe was trained once
+
+
+def test_the_card_table_counts_the_cards_trained_on_each_gpu():
+    def card(i, hardware):
+        return {"id": f"c{i}", "task": "denoise", "profile": "paper", "hardware": hardware, "architecture": {
+            "builder": "red_net", "kwargs": {}}, "params": 1, "wall_time_s": 60.0, "data": {"validation": "x"}}
+
+    text = make_figures.render_table([card(0, "H200"), card(1, "H100"), card(2, "H200"), card(3, "A100")])
+    assert "Cards: 4, trained 2 with the paper profile on H200, 1 with the paper profile on H100 and 1 with the " \
+           "paper profile on A100;" in text
+    assert "Cards: 1, trained 1 with the paper profile on H200;" in make_figures.render_table([card(0, "H200")])

@@ -477,7 +477,8 @@ def render_table(cards: Sequence[Mapping[str, Any]]) -> str:
         lines += [f"Trained or validated on the offline stand-in images, not the benchmark: {', '.join(fallback)}.",
                   ""]
     where = collections.Counter(f"the {c.get('profile', '?')} profile on {c.get('hardware', '?')}" for c in cards)
-    trained = " and ".join(f"{n} with {w}" for w, n in sorted(where.items(), key=lambda item: -item[1]))
+    groups = [f"{n} with {w}" for w, n in sorted(where.items(), key=lambda item: -item[1])]
+    trained = " and ".join([", ".join(groups[:-1]), groups[-1]] if len(groups) > 1 else groups)
     lines += [f"Cards: {len(cards)}, trained {trained}; test PSNR/SSIM measured after "
               "reloading the shipped float16 weights. Each card also records its mean on the first image of one "
               "test set per setting, which `tests/test_cards.py` re-computes on CPU in CI; those are in no table.",
