@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("pass the seed runs' cards, or --sr-log")
     result = collect(weights.read_card(args.card), [json.loads(p.read_text()) for p in args.seed_cards])
     name = args.name or f"card_seeds_{result['builder']}"
+    if (args.out / f"{name}.json").exists():  # a report's own words outlive a re-collection
+        earlier = json.loads((args.out / f"{name}.json").read_text())
+        result |= {k: earlier[k] for k in ("title", "about") if k in earlier}
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (args.out / f"{name}.md").write_text(markdown(result))
     print(markdown(result))
