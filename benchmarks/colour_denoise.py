@@ -37,6 +37,26 @@ SIGMAS = (15, 25, 50)
 METHODS = ("blind RGB", "blind YCbCr", "sigma RGB", "CBM3D")
 
 
+def run_of(result: dict, method: str) -> dict:
+    """The meta of the run that measured ``method``: this one, or the one it was copied from."""
+    return result["meta"].get("copied", {}).get(method, result["meta"])
+
+
+def markdown(result: dict) -> str:
+    """The report beside ``colour_denoise.json``; each method's seconds are those of the run that measured it."""
+    meta, rows = result["meta"], result["psnr"]
+    lines = [f"# Colour denoising on {meta['images']} ({meta['date']})", "",
+             f"PSNR (dB, RGB, 255 scale), AWGN seed i on image i; {meta['cores']} CPU cores, Keras "
+             f"{meta['keras']} on {meta['backend']}; command `{meta['command'].strip()}`.", "",
+             "| method | " + " | ".join(f"sigma {s}" for s in SIGMAS) + " | seconds (all images, all sigma) |",
+             "|---|" + "---:|" * (len(SIGMAS) + 1)]
+    lines += [f"| {m} | " + " | ".join(f"{rows[m][str(s)]:.2f}" for s in SIGMAS)
+              + f" | {run_of(result, m)['seconds_per_method'][m]:.0f} |" for m in METHODS]
+    lines += [f"\n{m}: copied from the run of {c['date']} (`{c['command'].strip()}`), its seconds too."
+              for m, c in meta.get("copied", {}).items()]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=68)
@@ -52,6 +72,12 @@ def main(argv=None) -> int:
             previous = json.loads((args.out / "colour_denoise.json").read_text())
         except (OSError, ValueError) as error:
             print(f"cannot copy {', '.join(kept)} from {args.out / 'colour_denoise.json'}: {error}", file=sys.stderr)
+            return 1
+        untimed = [m for m in kept if m not in run_of(previous, m).get("seconds_per_method", {})
+                   or m not in previous.get("per_image", {})]
+        if untimed:  # found now, not after the measurement
+            print(f"cannot copy {', '.join(untimed)}: the committed run records no values or time for it",
+                  file=sys.stderr)
             return 1
 
     import keras
@@ -101,24 +127,13 @@ def main(argv=None) -> int:
         meta["copied"] = {m: previous["meta"].get("copied", {}).get(m, {
             "date": previous["meta"]["date"], "command": previous["meta"]["command"],
             "seconds_per_method": previous["meta"]["seconds_per_method"]}) for m in kept}
-    run_seconds = {m: meta["copied"][m]["seconds_per_method"][m] if m in kept else meta["seconds_per_method"][m]
-                   for m in METHODS}
     result = {"meta": meta, "psnr": rows, "per_image": {m: {str(s): [round(x, 4) for x in v] for s, v in b.items()}
                                                         for m, b in psnr.items()},
               "ycbcr_minus_rgb_blind": {s: round(d, 3) for s, d in better.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "colour_denoise.json").write_text(json.dumps(result, indent=1))
-    lines = [f"# Colour denoising on {meta['images']} ({meta['date']})", "",
-             f"PSNR (dB, RGB, 255 scale), AWGN seed i on image i; {meta['cores']} CPU cores, Keras "
-             f"{meta['keras']} on {meta['backend']}; command `{meta['command'].strip()}`.", "",
-             "| method | " + " | ".join(f"sigma {s}" for s in SIGMAS) + " | seconds (all images, all sigma) |",
-             "|---|" + "---:|" * (len(SIGMAS) + 1)]
-    lines += [f"| {m} | " + " | ".join(f"{rows[m][str(s)]:.2f}" for s in SIGMAS) + f" | {run_seconds[m]:.0f} |"
-              for m in METHODS]
-    lines += [f"\n{m}: copied from the run of {c['date']} (`{c['command'].strip()}`), its seconds too."
-              for m, c in meta.get("copied", {}).items()]
-    (args.out / "colour_denoise.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (args.out / "colour_denoise.md").write_text(markdown(result))
+    print(markdown(result))
     return 0
 
 
