@@ -1,7 +1,7 @@
 """The sigma-25 U-Net's recipe, one factor at a time: patch size, a fourth scale, weight averaging (issue 15).
 
 The GPU half ran on one H200 (`benchmarks/gpu_fused.sh`, four `python -m deconvlab.fused` jobs sharing it, the same
-wall-clock budget each; command and outcome in ``results/NOTES.md``). A control with the shipped card's recipe and
+wall-clock budget each; command and outcome in ``results/NOTES.md``). A control with the card's recipe of that time (peak lr 1e-3) and
 three variants, each changing one factor. This script reads the cards the run wrote (``--cards``: the folder
 of the run's archive), applies the rule fixed before the run (a variant is adopted when its held-aside PSNR beats
 the control's by more than twice the seed std of the ladder's U-Net rung) and
@@ -21,7 +21,7 @@ from deconvlab import claims
 
 HERE = Path(__file__).parent
 RUNS = {
-    "s25-control": "control: the shipped recipe (patch 96, batch 64, 3 scales 48/96/192)",
+    "s25-control": "control: the first recipe (lr 1e-3, patch 96, batch 64, 3 scales 48/96/192)",
     "s25-patch128": "A: patch 128, batch 36 (same pixels per step)",
     "s25-4scales": "B: a fourth scale (48/96/128/160, depths 2/2/2/1)",
     "s25-ema": "C: weight averaging (EMA 0.999)",
