@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 
 from deconvlab import paths, weights  # noqa: E402
+from deconvlab.io import write_atomic  # noqa: E402
 
 
 def full_bsd68(card: dict) -> dict:
@@ -114,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if (args.out / f"{name}.json").exists():  # a report's own words outlive a re-collection
         earlier = json.loads((args.out / f"{name}.json").read_text())
         result |= {k: earlier[k] for k in ("title", "about") if k in earlier}
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / f"{name}.md").write_text(markdown(result))
+    # the JSON is read back by the next collection (its title and about): a failed write keeps the old one whole
+    write_atomic(args.out / f"{name}.json", (json.dumps(result, indent=1) + "\n").encode())
+    write_atomic(args.out / f"{name}.md", markdown(result).encode())
     print(markdown(result))
     return 0
 

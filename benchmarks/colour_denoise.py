@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     import keras
 
     from deconvlab import classical, data, degrade, infer, metrics, weights
+    from deconvlab.io import write_atomic
 
     start = time.perf_counter()
     cbsd68 = data.load_dataset("cbsd68", mode="rgb", limit=args.images)
@@ -131,8 +132,9 @@ def main(argv=None) -> int:
                                                         for m, b in psnr.items()},
               "ycbcr_minus_rgb_blind": {s: round(d, 3) for s, d in better.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "colour_denoise.json").write_text(json.dumps(result, indent=1))
-    (args.out / "colour_denoise.md").write_text(markdown(result))
+    # the JSON is also the next --methods run's input: a failed write must keep the old one whole
+    write_atomic(args.out / "colour_denoise.json", json.dumps(result, indent=1).encode())
+    write_atomic(args.out / "colour_denoise.md", markdown(result).encode())
     print(markdown(result))
     return 0
 
