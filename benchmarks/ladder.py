@@ -392,7 +392,7 @@ def _grad_norms(model, batch) -> list[list[Any]] | dict[str, str]:
     from deconvlab.grads import layer_gradient_norms
 
     try:
-        return [[name, round(norm, 8)] for name, norm in layer_gradient_norms(model, batch[0], batch[1], "mse")]
+        return [[name, round(norm, 8)] for name, norm in layer_gradient_norms(model, batch[0], batch[1])]
     except Exception as err:  # a measurement must not cost the run (one GPU call, no second try)
         return {"error": f"{type(err).__name__}: {err}"}
 

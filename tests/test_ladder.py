@@ -85,7 +85,7 @@ def test_all_convolution_network_is_plain_cnn_shaped_and_keeps_the_global_residu
     assert models.count_params(conv) == models.count_params(models.plain_cnn(depth=4, width=5, kernel_size=5))
     x = rng.random((2, 9, 11, 1), dtype=np.float32)
     with ladder.full_float32_precision():
-        np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(model(x)), atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(conv(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-5)
     image = rng.random((15, 13), dtype=np.float32)
     assert ladder.check_transposed_as_convolution(model, image)["equal"]
 

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # noqa: E402
 
-from deconvlab import plots  # noqa: E402
+from deconvlab import plots, weights  # noqa: E402
 from deconvlab.errors import ArgumentError, ImageValueError  # noqa: E402
 
 
@@ -131,14 +131,14 @@ def test_compare_rejects_bad_arguments(clean):
         plots.compare({"a": clean}, zoom=(0, 0, 5))
 
 
-def test_plot_history_from_json_file(tmp_path):
+def test_plot_history_of_the_json_file_train_writes(tmp_path):
     saved = {"history": {"loss": [0.1, 0.05, 0.02], "val_loss": [0.12, 0.07, 0.03],
                          "psnr": [20.0, 24.0, 26.5], "val_psnr": [19.0, 23.0, 25.0],
                          "learning_rate": [1e-3, 5e-4, 1e-4]},
              "meta": {"model": "red_net"}}
     path = tmp_path / "history.json"
     path.write_text(json.dumps(saved))
-    fig = plots.plot_history(path)
+    fig = plots.plot_history(weights.load_history(path))
     assert len(fig.axes) == 2  # loss and psnr panels; the learning rate is left out
     loss_ax, psnr_ax = fig.axes
     assert loss_ax.get_title() == "loss" and psnr_ax.get_title() == "psnr"
@@ -167,25 +167,18 @@ def test_plot_history_plain_dict_history_object_and_axes():
         plots.plot_history({"meta": "x"})
 
 
-def test_plot_history_bad_file(tmp_path):
-    with pytest.raises(ArgumentError, match="does not exist"):
-        plots.plot_history(tmp_path / "missing.json")
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(ArgumentError, match="not readable JSON"):
-        plots.plot_history(bad)
-
-
-def test_plot_psf_shows_kernel_and_profile():
+def test_plot_psf_shows_the_kernel_with_a_colour_bar():
     y, x = np.mgrid[-3:4, -3:4]
     psf = np.exp(-(x**2 + y**2) / 2.0)
     psf /= psf.sum()
-    fig = plots.plot_psf(psf)
-    assert len(fig.axes) == 3  # kernel, central row, colour bar
-    assert np.allclose(fig.axes[1].lines[0].get_ydata(), psf[3])
-    assert "7x7" in fig.axes[0].get_title() and "sum 1.000" in fig.axes[0].get_title()
+    fig, ax = plt.subplots()
+    assert plots.plot_psf(psf, ax) is fig
+    assert len(fig.axes) == 2  # kernel, colour bar
+    np.testing.assert_allclose(ax.images[0].get_array(), psf)
+    assert "7x7" in ax.get_title() and "sum 1.000" in ax.get_title()
+    plt.close(fig)
     with pytest.raises(ImageValueError):
-        plots.plot_psf(np.zeros((3, 3, 3)))
+        plots.plot_psf(np.zeros((3, 3, 3)), ax)
 
 
 def test_spectrum_puts_a_checkerboard_at_half_a_cycle():
@@ -198,7 +191,7 @@ def test_spectrum_puts_a_checkerboard_at_half_a_cycle():
     assert plots.spectrum(smooth)[0, 0] < 1e-6
     rgb = np.repeat(checker[..., None], 3, axis=-1)
     assert np.allclose(plots.spectrum(rgb), mag, atol=1e-6)
-    fig = plots.plot_spectrum(checker)
+    fig = plots.plot_spectrum(checker, plt.subplots()[1])
     assert len(fig.axes) == 2  # spectrum and colour bar
     extent = fig.axes[0].images[0].get_extent()
     assert extent[0] == pytest.approx(-16.5 / 32) and extent[1] == pytest.approx(15.5 / 32)

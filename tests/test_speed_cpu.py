@@ -59,8 +59,8 @@ def test_tiling_counts_tiles_like_tile_predict(speed_cpu):
     # 6 tiles of one shape go through in batches of 4, the last one padded to 4: 8 tiles of 64x64 for 100x150
     assert info["work_factor"] == pytest.approx(8 * 64 * 64 / (100 * 150))
     image = np.random.default_rng(0).random((100, 150), dtype=np.float32)
-    tiled = infer.enhance(model, image, "denoise", tile=64, overlap=None, clip=False)
-    np.testing.assert_allclose(tiled, infer.enhance(model, image, "denoise", tile=0, clip=False), atol=1e-5)
+    tiled = infer.enhance(model, image, "denoise", tile=64, overlap=None)
+    np.testing.assert_allclose(tiled, infer.enhance(model, image, "denoise", tile=0), atol=1e-5)
 
 
 def test_report_ratios_and_goals(speed_cpu):

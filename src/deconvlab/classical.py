@@ -118,12 +118,9 @@ def bm3d_denoise(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _psf(psf: object) -> np.ndarray:
-    try:
-        k = np.asarray(psf, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ArgumentError("psf must be a 2-D array of numbers, e.g. degrade.gaussian_psf(1.6, 25)") from None
-    if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all() or k.sum() <= 0:
-        raise ArgumentError(f"psf (shape {k.shape}) must be a finite 2-D array with a positive sum, e.g. gaussian_psf(1.6, 25)")
+    k = degrade._check_psf(psf)
+    if k.sum() <= 0:
+        raise ArgumentError(f"psf sums to {k.sum():g}: pass a blur kernel with a positive sum, e.g. gaussian_psf(1.6, 25)")
     return k / k.sum()
 
 

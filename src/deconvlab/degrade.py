@@ -1,7 +1,7 @@
 """Degradations: noise, blur, bicubic downscaling, JPEG and low light, on images and on training batches.
 
 Every function takes float images in [0, 1], (H, W) gray or (H, W, C) colour, and most also NHWC batches; they
-return float32 and never round to 8 bits unless asked to (``quantize=True``). Noise levels ``sigma`` are on the
+return float32 and never round to 8 bits (except the JPEG round trip). Noise levels ``sigma`` are on the
 255 scale, as in DnCNN: ``sigma=25`` adds noise of standard deviation 25/255. Added noise is *not* clipped, so
 a model sees the same statistics as the noise model in the papers.
 
@@ -32,7 +32,7 @@ from .metrics import modcrop
 from .tasks import Degradation
 
 __all__ = [
-    "DEBLUR_NOISE_SIGMA", "DEBLUR_PSF_SIGMA", "DEBLUR_PSF_SIZE", "SR_QUANTIZE", "add_gaussian_noise",
+    "DEBLUR_NOISE_SIGMA", "DEBLUR_PSF_SIGMA", "DEBLUR_PSF_SIZE", "add_gaussian_noise",
     "bicubic_resize", "blur", "blur_degradation", "downscale", "gaussian_psf", "jpeg", "low_light", "motion_psf",
     "noise_degradation", "sr_degradation", "upscale",
 ]
@@ -42,16 +42,8 @@ DEBLUR_PSF_SIGMA = 1.6
 DEBLUR_PSF_SIZE = 25
 DEBLUR_NOISE_SIGMA = 2.0
 
-#: Whether :func:`downscale` rounds the low-resolution image to 8 bits, as MATLAB ``imresize`` does on uint8
-#: images. Without rounding (float all the way, as the VDSR test code) the bicubic baselines come out at
-#: Set5 33.69 / 30.41 / 28.43 and Set14 30.24 / 27.55 / 26.00 dB (x2 / x3 / x4), the values of the data
-#: README; rounding the low-resolution and the upscaled image moves them by hundredths of a dB.
-SR_QUANTIZE = False
-
 Seed = int | np.random.Generator | None
 _Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> n noise levels
-
-_BLUR_MODES = {"symmetric": "reflect", "replicate": "nearest", "circular": "wrap", "zero": "constant"}
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -158,17 +150,13 @@ def _check_psf(psf: object) -> np.ndarray:
     return k
 
 
-def blur(image: np.ndarray, psf: np.ndarray, mode: str = "symmetric") -> np.ndarray:
-    """Convolve every channel with ``psf`` (MATLAB ``imfilter(..., 'conv', mode)``); float32. Taught in chapter 1.
-
-    Works on (H, W), (H, W, C) and NHWC batches. ``mode`` extends the borders: ``"symmetric"`` (mirror, the
-    default), ``"replicate"``, ``"circular"`` or ``"zero"``.
+def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
+    """Convolve every channel with ``psf`` (MATLAB ``imfilter(..., 'conv', 'symmetric')``: mirrored borders);
+    float32. Works on (H, W), (H, W, C) and NHWC batches. Taught in chapter 1.
     """
     img = _as_image(image)
     k = _check_psf(psf)
-    if mode not in _BLUR_MODES:
-        raise ArgumentError(f"mode={mode!r}: use one of {', '.join(_BLUR_MODES)}")
-    ndmode = _BLUR_MODES[mode]
+    ndmode = "reflect"  # scipy's name for MATLAB's 'symmetric'
     row_axis = 1 if img.ndim == 4 else 0
     out = img.astype(np.float64)
     separable = _separable_factors(k)
@@ -202,10 +190,10 @@ def _cubic(x: np.ndarray) -> np.ndarray:
     )
 
 
-def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> np.ndarray:
+def _resize_matrix(in_len: int, out_len: int, scale: float) -> np.ndarray:
     """The (out_len, in_len) matrix of one 1-D MATLAB imresize pass (``contributions`` in imresize.m)."""
     # Shrinking: stretch the kernel by 1/scale so it low-passes below the new Nyquist frequency.
-    stretch = scale if scale < 1 and antialias else 1.0
+    stretch = scale if scale < 1 else 1.0
     width = 4.0 / stretch
     x = np.arange(1, out_len + 1, dtype=np.float64)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)  # output pixel centre in input coordinates (1-based)
@@ -222,73 +210,44 @@ def _resize_matrix(in_len: int, out_len: int, scale: float, antialias: bool) -> 
     return mat
 
 
-def _quantize(x: np.ndarray) -> np.ndarray:
-    """Round to the 8-bit grid and saturate, as MATLAB does when it stores a double result in uint8."""
-    return np.floor(np.clip(x, 0.0, 1.0) * 255.0 + 0.5) / 255.0
-
-
-def bicubic_resize(
-    image: np.ndarray,
-    scale: float | None = None,
-    output_shape: Sequence[int] | None = None,
-    antialias: bool = True,
-    quantize: bool = False,
-) -> np.ndarray:
+def bicubic_resize(image: np.ndarray, scale: float, output_shape: Sequence[int] | None = None) -> np.ndarray:
     """Bicubic resize as MATLAB ``imresize(img, scale, 'bicubic')``; float in, float32 out. Taught in chapter 5.
 
-    Give ``scale`` (output size ``ceil(size * scale)``) or ``output_shape`` (H, W), or both (the kernel follows
-    ``scale``, the size ``output_shape``). Works on (H, W), (H, W, C) and NHWC batches. ``quantize=True``
-    rounds to 8 bits after each 1-D pass, exactly as MATLAB does on a uint8 image.
+    The output is ``ceil(size * scale)`` unless ``output_shape`` (H, W) sets it (the kernel still follows
+    ``scale``). Works on (H, W), (H, W, C) and NHWC batches.
     """
     img = _as_image(image)
     h_ax = 1 if img.ndim == 4 else 0
     in_shape = img.shape[h_ax : h_ax + 2]
-    if scale is None and output_shape is None:
-        raise ArgumentError("pass scale (e.g. 0.5) or output_shape (H, W) to bicubic_resize")
-    if scale is not None:
-        scale = number("scale", scale, 0.0, strict=True)
-    if output_shape is None:
-        out_shape = tuple(int(math.ceil(scale * n)) for n in in_shape)
-    else:
-        try:
-            out_shape = tuple(int(n) for n in output_shape)
-        except (TypeError, ValueError):
-            out_shape = ()
-        if len(out_shape) != 2 or min(out_shape) < 1 or any(float(n) != m for n, m in zip(output_shape, out_shape, strict=True)):
-            raise ArgumentError(f"output_shape={output_shape!r}: pass two positive integers (H, W)")
-    scales = (scale, scale) if scale is not None else tuple(o / i for o, i in zip(out_shape, in_shape, strict=True))
+    scale = number("scale", scale, 0.0, strict=True)
+    out_shape = tuple(int(math.ceil(scale * n)) for n in in_shape) if output_shape is None else tuple(output_shape)
     out = img.astype(np.float64)
-    if quantize:
-        out = _quantize(out)
-    # MATLAB resizes the dimension with the smaller scale first; this matters only when rounding in between.
-    for d in sorted((0, 1), key=lambda d: scales[d]):
-        if out_shape[d] == in_shape[d] and scales[d] == 1.0:
+    for d in (0, 1):
+        if out_shape[d] == in_shape[d] and scale == 1.0:
             continue  # an identity pass: MATLAB skips it too
-        mat = _resize_matrix(in_shape[d], out_shape[d], scales[d], antialias)
+        mat = _resize_matrix(in_shape[d], out_shape[d], scale)
         out = np.moveaxis(np.tensordot(mat, out, axes=([1], [h_ax + d])), 0, h_ax + d)
-        if quantize:
-            out = _quantize(out)
     return out.astype(np.float32)
 
 
-def downscale(hr: np.ndarray, scale: int, quantize: bool = SR_QUANTIZE) -> np.ndarray:
+def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     """The low-resolution image of the SR protocol: bicubic (antialiased) of ``modcrop(hr, scale)`` by ``1/scale``. Taught in chapter 1.
 
-    The protocol keeps floats (``quantize=False``): that reproduces the bicubic baselines of the data README.
-    ``quantize=True`` rounds to 8 bits, as MATLAB does on uint8 images.
+    The protocol keeps floats (not rounded to 8 bits, as the VDSR test code): that reproduces the bicubic
+    baselines of the data README.
     """
     scale = integer("scale", scale, 1)
     img = _as_image(hr, "hr", batch=False)
     img = modcrop(img, scale)
     h, w = img.shape[:2]
-    return bicubic_resize(img, 1.0 / scale, output_shape=(h // scale, w // scale), quantize=quantize)
+    return bicubic_resize(img, 1.0 / scale, output_shape=(h // scale, w // scale))
 
 
-def upscale(lr: np.ndarray, scale: int, quantize: bool = False) -> np.ndarray:
+def upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     """Bicubic upscaling by an integer ``scale`` to exactly ``scale`` times the size (the bicubic baseline). Taught in chapter 1."""
     scale = integer("scale", scale, 1)
     # ceil(size * scale) is exactly size * scale for an integer scale: no output_shape needed.
-    return bicubic_resize(_as_image(lr, "lr"), float(scale), quantize=quantize)
+    return bicubic_resize(_as_image(lr, "lr"), float(scale))
 
 
 # ---------------------------------------------------------------------------------------------- JPEG, low light
@@ -390,7 +349,7 @@ def blur_degradation(
     return _noisy(_sigma_sampler(noise_sigma, "noise_sigma"), k)
 
 
-def sr_degradation(scale: int, pre_upsample: bool = True, quantize: bool = SR_QUANTIZE) -> Degradation:
+def sr_degradation(scale: int, pre_upsample: bool = True) -> Degradation:
     """A batch degradation for SR: bicubic downscale by ``scale`` and, for pre-upsampling models, bicubic back up. Taught in chapter 2.
 
     With ``pre_upsample`` the output has the patch size (patches that are not a multiple of ``scale`` are
@@ -407,7 +366,7 @@ def sr_degradation(scale: int, pre_upsample: bool = True, quantize: bool = SR_QU
             )
         padded = np.pad(arr, ((0, 0), (0, -h % scale), (0, -w % scale), (0, 0)), mode="symmetric")
         hh, ww = padded.shape[1:3]
-        lr = bicubic_resize(padded, 1.0 / scale, output_shape=(hh // scale, ww // scale), quantize=quantize)
+        lr = bicubic_resize(padded, 1.0 / scale, output_shape=(hh // scale, ww // scale))
         return upscale(lr, scale)[:, :h, :w] if pre_upsample else lr
 
     return degrade

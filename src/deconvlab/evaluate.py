@@ -15,7 +15,7 @@ SSIM of the result and of the degraded input. The protocols (taught in chapter 1
   is), ``lr = downscale(hr_y, scale)`` (MATLAB bicubic, float). A "pre" model gets ``upscale(lr, scale)``,
   a "post" model ``lr``; which one is found from the model's scale (or ``upsample=``). Metrics by
   :func:`deconvlab.metrics.sr_metrics` (Y, ``scale`` pixels shaved); the input columns are the bicubic baseline.
-* ``"deblur"``: ``blur(clean, gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE), mode="symmetric")`` plus AWGN
+* ``"deblur"``: ``blur(clean, gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE))`` (mirrored borders) plus AWGN
   of ``DEBLUR_NOISE_SIGMA`` (or ``sigma``) from ``default_rng(seed + i)``; metrics on the full image.
 """
 

@@ -18,18 +18,9 @@ import numpy as np
 
 from .errors import ArgumentError
 
-LossLike = str | Callable
 
-
-def _loss_fn(loss: LossLike) -> Callable:
-    """A scalar loss ``f(y_true, y_pred)``: a Keras loss name ("mse", "mae", ...) or a callable."""
-    try:
-        fn = keras.losses.get(loss)
-    except (ValueError, TypeError):
-        fn = None
-    if fn is None or not callable(fn):
-        raise ArgumentError(f"unknown loss {loss!r}: pass 'mse', 'mae' or a callable loss(y_true, y_pred)")
-    return lambda y_true, y_pred: keras.ops.mean(fn(y_true, y_pred))
+def _mse(y_true, y_pred):
+    return keras.ops.mean(keras.losses.mean_squared_error(y_true, y_pred))
 
 
 def _as_float32(name: str, array) -> np.ndarray:
@@ -46,23 +37,22 @@ def _backend() -> str:
     return backend
 
 
-def gradients(model: keras.Model, x, y, loss: LossLike = "mse", training: bool = True) -> dict[str, np.ndarray]:
-    """Gradients of ``loss(y, model(x))`` w.r.t. every trainable variable, keyed by variable path. Taught in chapter 3.
+def gradients(model: keras.Model, x, y) -> dict[str, np.ndarray]:
+    """Gradients of the MSE of ``model(x)`` against ``y`` w.r.t. every trainable variable, keyed by variable path.
+    Taught in chapter 3.
 
-    ``training=True`` computes what a training step sees (BatchNorm uses batch statistics); the
-    model's BatchNorm moving statistics are left unchanged either way.
+    As a training step sees them: BatchNorm uses batch statistics (its moving statistics are left unchanged).
     """
     x = _as_float32("x", x)
     y = _as_float32("y", y)
-    loss_fn = _loss_fn(loss)
     variables = model.trainable_variables
     backend = _backend()
     if backend == "jax":
         import jax
 
         def objective(trainable, non_trainable):
-            pred, _ = model.stateless_call(trainable, non_trainable, x, training=training)
-            return loss_fn(y, pred)
+            pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+            return _mse(y, pred)
 
         grads = jax.grad(objective)(
             [v.value for v in variables], [v.value for v in model.non_trainable_variables]
@@ -75,12 +65,12 @@ def gradients(model: keras.Model, x, y, loss: LossLike = "mse", training: bool =
                 import tensorflow as tf
 
                 with tf.GradientTape() as tape:
-                    value = loss_fn(y, model(x, training=training))
+                    value = _mse(y, model(x, training=True))
                 grads = tape.gradient(value, [v.value for v in variables])
             else:
                 import torch
 
-                value = loss_fn(keras.ops.convert_to_tensor(y), model(keras.ops.convert_to_tensor(x), training=training))
+                value = _mse(keras.ops.convert_to_tensor(y), model(keras.ops.convert_to_tensor(x), training=True))
                 grads = torch.autograd.grad(value, [v.value for v in variables], allow_unused=True)
         finally:
             for v, old in saved:
@@ -92,9 +82,9 @@ def gradients(model: keras.Model, x, y, loss: LossLike = "mse", training: bool =
     return out
 
 
-def layer_gradient_norms(model: keras.Model, x, y, loss: LossLike = "mse") -> list[tuple[str, float]]:
-    """L2 norm of each layer's kernel gradient, in layer order (layers with a kernel only). Taught in chapter 3."""
-    grads = gradients(model, x, y, loss=loss)
+def layer_gradient_norms(model: keras.Model, x, y) -> list[tuple[str, float]]:
+    """L2 norm of each layer's kernel gradient (MSE loss), in layer order (layers with a kernel only). Taught in chapter 3."""
+    grads = gradients(model, x, y)
     norms = []
     for layer in model.layers:
         kernel = getattr(layer, "kernel", None) if layer.built else None

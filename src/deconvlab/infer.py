@@ -166,14 +166,14 @@ def default_tile(model: keras.Model, overlap: int | None = None) -> int:
     return _round_up(max(DEFAULT_TILE, 4 * overlap), stride)
 
 
-def _tile_plan(model: keras.Model, tile: int | None, overlap: int | None,
-               margin: int | None) -> tuple[int, int, int | None, int]:
+def _tile_plan(model: keras.Model, tile: int | None, overlap: int | None) -> tuple[int, int, int | None, int]:
     """(tile, overlap, margin, stride) of :func:`tile_predict`, checked and put on the model's stride grid."""
     geometry = tiling_geometry(model)
     stride = 1 if geometry is None else geometry[1]
+    margin = None
     if overlap is None:
         overlap = default_overlap(model)
-        margin = geometry[0] if margin is None else margin
+        margin = geometry[0]
     overlap = integer("overlap", overlap, 0)
     tile = default_tile(model, overlap) if tile is None else integer("tile", tile, 1)
     # origins on the stride grid: tile side rounded down, overlap up, to multiples of the stride
@@ -183,28 +183,25 @@ def _tile_plan(model: keras.Model, tile: int | None, overlap: int | None,
         raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
                             + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
                             + "): e.g. tile=256, overlap=32")
-    if margin is not None and not 0 <= integer("margin", margin, 0) <= overlap // 2:
-        raise ArgumentError(f"margin ({margin}) must be at most overlap // 2 ({overlap // 2}): raise the overlap")
     return tile, overlap, margin, stride
 
 
 def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: int | None = None,
-                 batch_size: int = 4, progress: bool = False, scale: int | None = None,
-                 margin: int | None = None) -> np.ndarray:
+                 batch_size: int = 4, progress: bool = False, scale: int | None = None) -> np.ndarray:
     """Predict with overlapping tiles blended by a smooth window; same layout as the input. Taught in chapter 5.
 
     Each tile's window is 0 on `margin` pixels at its inner edges, a raised cosine across the rest of the overlap,
     and 1 elsewhere, so an output pixel only comes from tiles that saw at least `margin` pixels around it. With
     ``overlap=None`` (the default) the overlap and margin come from the model's layers: margin = its
     receptive-field radius (:func:`deconvlab.models.receptive_field_radius`), overlap = twice that, and the result
-    equals whole-image prediction up to float rounding. An explicit overlap keeps ``margin = overlap // 4``
-    unless `margin` is given. ``tile=None`` is :func:`default_tile`. For models with strided layers, tile origins,
+    equals whole-image prediction up to float rounding. An explicit overlap keeps ``margin = overlap // 4``.
+    ``tile=None`` is :func:`default_tile`. For models with strided layers, tile origins,
     tile side and overlap sit on multiples of the total stride (:func:`deconvlab.models.total_stride`), so every
     tile is downsampled on the same grid as the whole image; the last tile of a row or column ends at the border
     and may be up to stride - 1 pixels longer (the model pads it as it pads the whole image). At most
     `batch_size` tiles are in memory at a time. `scale` (the SR factor) is measured on a small probe when None.
     """
-    tile, overlap, margin, stride = _tile_plan(model, tile, overlap, margin)
+    tile, overlap, margin, stride = _tile_plan(model, tile, overlap)
     batch_size = integer("batch_size", batch_size, 1)
     batch, layout = to_model_batch(image, model_channels(model))
     scale = model_scale(model, batch.shape[-1]) if scale is None else integer("scale", scale, 1)
@@ -288,8 +285,7 @@ def has_colour(image: np.ndarray) -> bool:
 
 
 def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1, tile: int | None = DEFAULT_TILE,
-            overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, clip: bool = True,
-            colour: str = "rgb") -> np.ndarray:
+            overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, colour: str = "rgb") -> np.ndarray:
     """Restore one image (H, W) or (H, W, 3) with a model, choosing how colour is handled. Taught in chapter 4.
 
     A gray model restores each RGB channel in turn (``colour="rgb"``; an image stored as RGB with R = G = B only
@@ -337,5 +333,4 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
         batch, layout = to_model_batch(planes, 1, per_channel=True)
         out = from_model_batch(run(batch), layout)
         out = ycbcr_to_rgb(out) if colour == "ycbcr" else out
-    out = out.astype(np.float32)
-    return np.clip(out, 0.0, 1.0) if clip else out
+    return np.clip(out.astype(np.float32), 0.0, 1.0)

@@ -25,28 +25,19 @@ from keras import ops
 from .checks import integer
 from .errors import ArgumentError
 
-PAD_MODES = ("reflect", "symmetric", "edge", "constant")
 
-
-def _padded_indices(n, n_out, mode: str):
-    """Source row indices 0..n_out-1 for an axis of length n, extended past n by `mode`.
+def _padded_indices(n, n_out):
+    """Source row indices 0..n_out-1 for an axis of length n, extended past n by mirroring (numpy "reflect").
 
     Gathering rows by index (instead of ``ops.pad``) works for any pad width, even wider than the axis
-    itself: reflect and symmetric repeat periodically, so a 1-pixel axis degrades gracefully to edge.
+    itself: the mirror repeats periodically, so a 1-pixel axis degrades gracefully to edge.
     """
     i = ops.arange(n_out, dtype="int32")
     n = ops.cast(n, "int32")
-    if mode == "reflect":
-        # period 2n-2 mirrors about the last sample without repeating it; n == 1 has no mirror, so period 1
-        period = ops.maximum(2 * n - 2, 1)
-        i = ops.mod(i, period)
-        return ops.where(ops.greater_equal(i, n), period - i, i)
-    if mode == "symmetric":
-        period = 2 * n
-        i = ops.mod(i, period)
-        return ops.where(ops.greater_equal(i, n), period - 1 - i, i)
-    # edge and constant both read the last sample; constant masks it to zero afterwards
-    return ops.minimum(i, n - 1)
+    # period 2n-2 mirrors about the last sample without repeating it; n == 1 has no mirror, so period 1
+    period = ops.maximum(2 * n - 2, 1)
+    i = ops.mod(i, period)
+    return ops.where(ops.greater_equal(i, n), period - i, i)
 
 
 def _round_up(n, multiple: int):
@@ -57,18 +48,17 @@ def _round_up(n, multiple: int):
 class PadToMultiple(keras.layers.Layer):
     """Pad height and width (bottom and right) up to a multiple of `multiple`. Taught in chapter 2.
 
-    ``mode="reflect"`` mirrors the image like ``numpy.pad(mode="reflect")`` and keeps mirroring
-    periodically when the pad is wider than the image (a 1x1 input is repeated, i.e. "edge");
-    ``"symmetric"``, ``"edge"`` and ``"constant"`` (zeros) follow NumPy's names. Only the bottom and
-    right sides are padded, so :class:`CropToReference` crops the top-left corner back out.
+    The image is mirrored like ``numpy.pad(mode="reflect")``, periodically when the pad is wider than the
+    image (a 1x1 input is repeated). Only the bottom and right sides are padded, so :class:`CropToReference`
+    crops the top-left corner back out. (``mode`` stays in the config, so that saved ``.keras`` files load.)
     """
 
     def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
         super().__init__(**kwargs)
         if int(multiple) < 1:
             raise ArgumentError(f"PadToMultiple needs multiple >= 1, got {multiple}: pass the total stride")
-        if mode not in PAD_MODES:
-            raise ArgumentError(f"unknown pad mode {mode!r}: use one of {', '.join(PAD_MODES)}")
+        if mode != "reflect":  # symmetric, edge and constant were dropped: no model of the book used them
+            raise ArgumentError(f"PadToMultiple pads by mirroring (mode='reflect'), not mode={mode!r}")
         self.multiple = int(multiple)
         self.mode = mode
 
@@ -79,17 +69,8 @@ class PadToMultiple(keras.layers.Layer):
         for axis in (1, 2):
             n = shape[axis]
             n_out = _round_up(n, self.multiple)
-            x = ops.take(x, _padded_indices(n, n_out, self.mode), axis=axis)
-            if self.mode == "constant":
-                keep = ops.cast(ops.less(ops.arange(n_out, dtype="int32"), n), x.dtype)
-                x = x * ops.reshape(keep, (1, -1, 1, 1) if axis == 1 else (1, 1, -1, 1))
+            x = ops.take(x, _padded_indices(n, n_out), axis=axis)
         return x
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        h = None if h is None else _round_up(h, self.multiple)
-        w = None if w is None else _round_up(w, self.multiple)
-        return (b, h, w, c)
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple, "mode": self.mode}
@@ -114,12 +95,6 @@ class CropToReference(keras.layers.Layer):
         _, h, w, _ = ops.shape(reference)
         return x[:, : h * self.scale, : w * self.scale, :]
 
-    def compute_output_shape(self, input_shapes):
-        x_shape, ref_shape = input_shapes
-        h = None if ref_shape[1] is None else ref_shape[1] * self.scale
-        w = None if ref_shape[2] is None else ref_shape[2] * self.scale
-        return (x_shape[0], h, w, x_shape[3])
-
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
 
@@ -133,13 +108,7 @@ class DepthToSpace(keras.layers.Layer):
         self.block_size = integer("block_size", block_size, 1)
 
     def call(self, x):
-        r = self.block_size
-        b, h, w, c = ops.shape(x)
-        c_out = c // (r * r)
-        # channel index (i*r + j)*C + c goes to output pixel (h*r + i, w*r + j), channel c
-        x = ops.reshape(x, (b, h, w, r, r, c_out))
-        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
-        return ops.reshape(x, (b, h * r, w * r, c_out))
+        return ops.depth_to_space(x, self.block_size)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -148,11 +117,6 @@ class DepthToSpace(keras.layers.Layer):
                 f"DepthToSpace({self.block_size}) needs channels divisible by {self.block_size**2}, got {channels}"
             )
         self.built = True
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        r = self.block_size
-        return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
@@ -165,9 +129,6 @@ class Blend(keras.layers.Layer):
     def call(self, inputs):
         g, a, b = inputs
         return g * a + (1.0 - g) * b
-
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[1]
 
 
 def _bilinear_axis(x, factor: int, axis: int):
@@ -199,11 +160,6 @@ class _IntegerUpsample(keras.layers.Layer):
         if self.factor == 1:
             return x
         return self.axis_upsample(self.axis_upsample(x, self.factor, 1), self.factor, 2)
-
-    def compute_output_shape(self, input_shape):
-        b, h, w, c = input_shape
-        f = self.factor
-        return (b, None if h is None else h * f, None if w is None else w * f, c)
 
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}

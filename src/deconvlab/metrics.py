@@ -213,7 +213,7 @@ def psnr_metric(y_true, y_pred):
 
 
 @keras.saving.register_keras_serializable(package="deconvlab")
-class PSNR(keras.metrics.Metric):
+class PSNR(keras.metrics.MeanMetricWrapper):
     """Mean per-image PSNR (dB) over every image seen since the last reset. Taught in chapter 3.
 
     Averaging per-image PSNR (as the papers' tables do) differs from the PSNR of the mean MSE; batches of
@@ -221,22 +221,9 @@ class PSNR(keras.metrics.Metric):
     Exact reconstructions count as ``max_db`` (100 dB).
     """
 
-    def __init__(self, name: str = "psnr", max_db: float = PSNR_MAX_DB, dtype=None, **kwargs) -> None:
-        super().__init__(name=name, dtype=dtype or "float32", **kwargs)
+    def __init__(self, name: str = "psnr", max_db: float = PSNR_MAX_DB, dtype=None) -> None:
+        super().__init__(psnr_per_image, name=name, dtype=dtype or "float32", max_db=float(max_db))
         self.max_db = float(max_db)
-        self.total = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-        values = psnr_per_image(y_true, y_pred, self.max_db)
-        weights = ops.ones_like(values)
-        if sample_weight is not None:
-            weights = ops.cast(ops.reshape(sample_weight, (-1,)), "float32") * weights
-        self.total.assign_add(ops.sum(values * weights))
-        self.count.assign_add(ops.sum(weights))
-
-    def result(self):
-        return ops.divide_no_nan(self.total, self.count)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "max_db": self.max_db}
+        return {"name": self.name, "dtype": self.dtype, "max_db": self.max_db}

@@ -687,19 +687,17 @@ def _kernel_macs(layer) -> Fraction:
     return Fraction(0)
 
 
-def macs_per_pixel(model: keras.Model, scale: int | None = None) -> float:
+def macs_per_pixel(model: keras.Model) -> float:
     """Multiply-adds per OUTPUT pixel of every convolution, transposed convolution and per-pixel dense layer.
     Taught in chapter 5.
 
     A layer at half resolution costs a quarter per output pixel, a stride-s transposed conv kh*kw*in*out/s^2;
     activations, normalisation, additions and fixed resizes (bilinear, nearest, sub-pixel shuffle) count 0.
-    For a super-resolution model the cost is per high-resolution pixel; `scale`, when given, must agree with the
-    model's own. The shipped 15+15 RED-Net (64 channels): 1,033,344.
+    For a super-resolution model the cost is per high-resolution pixel. The shipped 15+15 RED-Net (64 channels):
+    1,033,344.
     """
     reaches, output = _trace(model)
     out_h, out_w = reaches[id(output)]
-    if scale is not None and (Fraction(1, integer("scale", scale, 1)) != out_h.jump or out_h.jump != out_w.jump):
-        raise ArgumentError(f"model {model.name} upsamples by {1 / out_h.jump}, not scale={scale}")
     total = Fraction(0)
     for layer in model.layers:
         macs = _kernel_macs(layer)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -208,18 +207,14 @@ def _default_title(names: list[str], has_reference: bool, region: tuple[int, ...
 
 
 def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """(metric -> per-epoch values, metadata) from a keras History, a dict or a JSON file."""
+    """(metric -> per-epoch values, metadata) from a keras History or a dict."""
     meta: dict[str, Any] = {}
-    if isinstance(history, (str, os.PathLike)):
-        from .weights import load_history
-
-        history = load_history(history)
     if hasattr(history, "history") and not isinstance(history, Mapping):  # keras.callbacks.History
         meta.update(getattr(history, "meta", None) or {})  # deconvlab.train.train attaches its metadata
         history = dict(history.history)
     if not isinstance(history, Mapping):
         raise ArgumentError(
-            f"cannot plot a history of type {type(history).__name__}; pass a keras History, a dict or a JSON path"
+            f"cannot plot a history of type {type(history).__name__}; pass a keras History or a dict"
         )
     if "history" in history and isinstance(history["history"], Mapping):
         meta.update(history.get("meta") or {})
@@ -241,7 +236,7 @@ def plot_history(
     ax: Axes | None = None,
 ) -> Figure:
     """Training curves (one panel per quantity, training and validation together) from a keras History,
-    a dict ({metric: [...]} or {"history": {...}, "meta": {...}}) or the JSON file train() writes.
+    or a dict ({metric: [...]}, or {"history": {...}, "meta": {...}} as ``weights.load_history`` reads it).
 
     ``metrics=None`` plots every quantity (``loss`` with ``val_loss`` and so on); the learning rate is left out
     unless asked for. Taught in chapter 3 (notebooks/03_conv_deconv_fuse).
@@ -291,32 +286,20 @@ def plot_history(
     return fig
 
 
-def plot_psf(psf: np.ndarray, ax: Axes | None = None, title: str | None = None) -> Figure:
-    """A point-spread function as an image (with a colour bar) and its central row as a profile.
+def plot_psf(psf: np.ndarray, ax: Axes, title: str | None = None) -> Figure:
+    """A point-spread function as an image with a colour bar, drawn on ``ax``.
 
     Taught in chapter 1 (notebooks/01_background).
     """
     kernel = np.asarray(psf, dtype=np.float64)
     if kernel.ndim != 2 or kernel.size == 0 or not np.all(np.isfinite(kernel)):
         raise ImageValueError(f"a PSF must be a finite, non-empty 2-D array; got shape {kernel.shape}")
-    label = title or f"PSF {kernel.shape[0]}x{kernel.shape[1]}, sum {kernel.sum():.3f}"
     with style():
-        if ax is None:
-            fig = _new_figure((2 * PANEL_INCHES, PANEL_INCHES))
-            ax_img, ax_prof = fig.subplots(1, 2)
-        else:
-            fig, ax_img, ax_prof = ax.figure, ax, None
-        handle = ax_img.imshow(kernel, cmap="viridis", interpolation="nearest")
-        ax_img.set_title(label)
-        ax_img.set(xticks=[], yticks=[])
-        ax_img.grid(False)
-        fig.colorbar(handle, ax=ax_img, shrink=0.8)
-        if ax_prof is not None:
-            row = kernel[kernel.shape[0] // 2]
-            offsets = np.arange(kernel.shape[1]) - kernel.shape[1] // 2
-            ax_prof.plot(offsets, row, marker="o", markersize=3)
-            ax_prof.set(xlabel="offset from the centre (pixels)", ylabel="weight", title="central row")
-    return fig
+        handle = ax.imshow(kernel, cmap="viridis", interpolation="nearest")
+        ax.set(xticks=[], yticks=[], title=title or f"PSF {kernel.shape[0]}x{kernel.shape[1]}, sum {kernel.sum():.3f}")
+        ax.grid(False)
+        ax.figure.colorbar(handle, ax=ax, shrink=0.8)
+    return ax.figure
 
 
 def spectrum(img: np.ndarray) -> np.ndarray:
@@ -335,7 +318,7 @@ def spectrum(img: np.ndarray) -> np.ndarray:
     return np.log1p(np.abs(np.fft.fftshift(np.fft.fft2(arr - arr.mean()))))
 
 
-def plot_spectrum(img: np.ndarray, ax: Axes | None = None, title: str | None = None) -> Figure:
+def plot_spectrum(img: np.ndarray, ax: Axes, title: str | None = None) -> Figure:
     """Log magnitude of the centred FFT; a checkerboard artifact shows as bright peaks at +-1/2 cycle/pixel.
 
     Taught in chapter 2 (notebooks/02_core_concepts).
@@ -348,8 +331,6 @@ def plot_spectrum(img: np.ndarray, ax: Axes | None = None, title: str | None = N
         (h - h // 2 - 0.5) / h, (-(h // 2) - 0.5) / h,
     )
     with style():
-        if ax is None:
-            ax = _new_figure((PANEL_INCHES + 0.8, PANEL_INCHES)).subplots()
         fig = ax.figure
         handle = ax.imshow(mag, cmap="magma", extent=extent, interpolation="nearest")
         ax.set(xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)",

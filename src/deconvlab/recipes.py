@@ -364,8 +364,7 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
     history = train.train(model, train_data, val_data, profile=profile, epochs=recipe.epochs,
                           steps_per_epoch=train_data.steps_per_epoch, learning_rate=recipe.learning_rate,
                           history_path=recipe.out_dir / f"{recipe.id}{weights.HISTORY_SUFFIX}",
-                          mixed_precision=recipe.mixed_precision, verbose=recipe.verbose,
-                          callbacks=[deadline] if deadline else ())
+                          verbose=recipe.verbose, callbacks=[deadline] if deadline else ())
     wall = time.perf_counter() - start
     fields: dict[str, Any] = {
         "id": recipe.id, "task": recipe.task,

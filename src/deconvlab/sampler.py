@@ -69,11 +69,10 @@ def _gather(images: Any, grids: Any, choice: dict[str, Any], rows: Any, cols: An
 class _DeviceSampler:
     """What both samplers share: argument checks, the base key, crop corners and symmetries, ``batch``."""
 
-    def _setup(self, patch_size: int, batch_size: int, seed: int, augment: bool) -> None:
+    def _setup(self, patch_size: int, batch_size: int, seed: int) -> None:
         self.patch_size = integer("patch_size", patch_size, 1)
         self.batch_size = integer("batch_size", batch_size, 1)
         self.seed = integer("seed", seed, 0)
-        self.augment = bool(augment)
 
     def _start(self, device: Any) -> Callable[[np.ndarray], Any]:
         """Import JAX, set the base key and the jitted ``sample``; return the copy onto ``device`` (default:
@@ -87,15 +86,13 @@ class _DeviceSampler:
         return lambda array: jax.device_put(array, device)
 
     def _crops(self, which: Any, sizes: Any, k_row: Any, k_col: Any, k_turn: Any) -> dict[str, Any]:
-        """Per patch: its image ``which``, a crop corner and a symmetry (the identity without ``augment``)."""
+        """Per patch: its image ``which``, a crop corner and a symmetry."""
         jax = self._jax
-        jnp = jax.numpy
         count, size = self.batch_size, self.patch_size
         # each crop corner is uniform over the positions that keep the patch inside its own image
         rows = jax.random.randint(k_row, (count,), 0, sizes[which, 0] - size + 1)
         cols = jax.random.randint(k_col, (count,), 0, sizes[which, 1] - size + 1)
-        turns = (jax.random.randint(k_turn, (count,), 0, 8) if self.augment
-                 else jnp.zeros((count,), dtype=jnp.int32))
+        turns = jax.random.randint(k_turn, (count,), 0, 8)
         return {"which": which, "rows": rows, "cols": cols, "turns": turns}
 
     def batch(self, step: int) -> tuple[Any, Any]:
@@ -115,8 +112,8 @@ class PatchSampler(_DeviceSampler):
     """
 
     def __init__(self, images: Any, patch_size: int, batch_size: int, sigma: float | tuple[float, float],
-                 seed: int = 0, augment: bool = True, device: Any = None) -> None:
-        self._setup(patch_size, batch_size, seed, augment)
+                 seed: int = 0, device: Any = None) -> None:
+        self._setup(patch_size, batch_size, seed)
         self.sigma = self._check_sigma(sigma)
         arrays = _gray_list(images, "the sampler trains gray denoisers; load the set with mode='gray'")
         sizes = np.array([a.shape for a in arrays], dtype=np.int32)
@@ -182,14 +179,9 @@ def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _gray_list(images: Any, hint: str = "SR trains on gray (Y) images") -> list[np.ndarray]:
-    """Gray float32 (H, W) arrays from a Dataset, a list of images or an (N, H, W[, 1]) array."""
-    from .data import Dataset
+    """Gray float32 (H, W) arrays from a list of images."""
     from .io import check_image
 
-    if isinstance(images, Dataset):
-        images = images.images
-    if isinstance(images, np.ndarray) and images.ndim in (3, 4):
-        images = list(images)
     out = []
     for i, img in enumerate(images):
         arr = check_image(img, f"images[{i}]")
@@ -215,9 +207,9 @@ class SRPatchSampler(_DeviceSampler):
     """
 
     def __init__(self, pairs: Any, scale: int, patch_size: int, batch_size: int, seed: int = 0,
-                 augment: bool = True, device: Any = None) -> None:
+                 device: Any = None) -> None:
         self.scale = integer("scale", scale, 1)
-        self._setup(patch_size, batch_size, seed, augment)
+        self._setup(patch_size, batch_size, seed)
         lows, highs = [], []
         for i, (lr, hr) in enumerate(pairs):
             lr, hr = np.asarray(lr, np.float32), np.asarray(hr, np.float32)

@@ -161,7 +161,7 @@ def evaluation_pair(task: str, clean: np.ndarray, index: int, *, sigma: float | 
         hr = mt.rgb_to_y(mt.modcrop(clean, scale))  # gray passes through rgb_to_y unchanged
         low = dg.downscale(hr, scale)
         return hr, dg.upscale(low, scale), low
-    degraded = clean if task == "denoise" else dg.blur(clean, protocol_psf() if psf is None else psf, mode="symmetric")
+    degraded = clean if task == "denoise" else dg.blur(clean, protocol_psf() if psf is None else psf)
     return clean, dg.add_gaussian_noise(degraded, sigma, seed=seed + index), None
 
 

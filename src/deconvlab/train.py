@@ -214,11 +214,6 @@ def learning_rate_schedule(learning_rate: float, total_steps: int,
     )
 
 
-def default_warmup_steps(total_steps: int) -> int:
-    """Default warmup: 2% of the run, at most 1000 steps (tames the first large Adam steps of a deep net)."""
-    return min(total_steps // 50, 1000)
-
-
 # ------------------------------------------------------------------------------------------------ history
 
 
@@ -322,12 +317,10 @@ def train(
     learning_rate: float | None = None,
     checkpoint: str | os.PathLike | None = None,
     history_path: str | os.PathLike | None = None,
-    mixed_precision: bool | None = None,
     resume: bool = False,
     verbose: int | str = "auto",
     callbacks: Sequence[keras.callbacks.Callback] = (),
     seed: int | None = None,
-    warmup_steps: int | None = None,
 ) -> keras.callbacks.History:
     """Compile and fit a restoration model: Adam, cosine decay, clipping, checkpoint, JSON history, resume. Taught in chapter 3.
 
@@ -335,12 +328,11 @@ def train(
     ``val_data`` likewise (e.g. from :func:`make_validation_pairs`). Unset sizes come from ``profile``: epochs,
     steps per epoch (a PyDataset's own length otherwise; a PatchDataset is set to ``steps_per_epoch``),
     learning rate, batch size (arrays only). The loss is the mean squared error. The learning rate warms up
-    linearly for ``warmup_steps`` (default 2% of the run) and decays by a cosine to 1% at the last step;
+    linearly for 2% of the run (at most 1000 steps) and decays by a cosine to 1% at the last step;
     gradients are clipped to a global norm of :data:`GLOBAL_CLIPNORM` (unlike per-variable ``clipnorm``, it
     keeps the update's direction) so a deep net survives a bad batch. :func:`resolve_jit_compile` decides XLA.
 
-    The precision is the model's own (build it inside :func:`precision_policy`); ``mixed_precision`` only
-    states what the caller expects, and a mismatch warns. ``checkpoint`` (a ``.keras`` file) keeps the best
+    The precision is the model's own (build it inside :func:`precision_policy`). ``checkpoint`` (a ``.keras`` file) keeps the best
     model by ``val_psnr`` (by training ``loss`` without ``val_data``). ``history_path`` gets the JSON history
     after every epoch (see :func:`load_history`). With ``resume=True`` and both files present, the checkpoint's
     weights and optimizer state are loaded, training continues at the epoch after the last one recorded, and
@@ -359,9 +351,9 @@ def train(
     fit_args, batch_size = _fit_data(train_data, val_data, steps_per_epoch, prof)
     steps_per_epoch = fit_args["steps_per_epoch"]
     total_steps = epochs * steps_per_epoch
-    warmup = default_warmup_steps(total_steps) if warmup_steps is None else integer("warmup_steps", warmup_steps, 0)
+    warmup = min(total_steps // 50, 1000)  # 2% of the run, at most 1000 steps: tames the first large Adam steps
     checkpoint, history_path, previous = _run_files(checkpoint, history_path, resume)
-    precision = _checked_precision(model, mixed_precision, prof)
+    precision = model_precision(model)
     seed = int(getattr(train_data, "seed", 0) or 0) if seed is None else integer("seed", seed, 0)
     config.set_seed(seed)
     _compile(model, learning_rate_schedule(learning_rate, total_steps, warmup), precision, jit)
@@ -480,20 +472,6 @@ def _run_files(checkpoint: Any, history_path: Any, resume: bool) -> tuple[Path |
         warnings.warn(f"resume=True found {found} but not {missing}: starting from epoch 0 and overwriting both",
                       UserWarning, stacklevel=3)
     return checkpoint, history_path, None
-
-
-def _checked_precision(model: keras.Model, mixed_precision: bool | None, prof: config.Profile) -> str:
-    """The model's own precision; a warning when ``mixed_precision`` asked for another one."""
-    precision = model_precision(model)
-    if mixed_precision is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # only the mismatch below is worth a warning here
-            wanted = choose_precision(mixed_precision, prof)
-        if (wanted == "float32") != (precision == "float32"):
-            warnings.warn(f"mixed_precision={mixed_precision} asks for {wanted}, but the model was built "
-                          f"under {precision}: build it inside deconvlab.train.precision_policy(...) "
-                          "to change its precision", UserWarning, stacklevel=3)
-    return precision
 
 
 def _run_callbacks(meta: dict[str, Any], previous: dict | None, history_path: Path | None,
