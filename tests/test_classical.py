@@ -110,8 +110,11 @@ def test_deconvolution_argument_errors():
     for bad in (0, 2.5):
         with pytest.raises(ArgumentError):
             classical.richardson_lucy_deconv(CAMERA, PSF, bad)
-    with pytest.raises(ArgumentError):
+    with pytest.raises(ArgumentError, match="positive sum"):
         classical.wiener_deconv(CAMERA, np.zeros((3, 3)))
+    with pytest.raises(ArgumentError, match="positive sum"):
+        classical.wiener_deconv(CAMERA, -PSF)
+    np.testing.assert_allclose(classical.wiener_deconv(CAMERA, 2 * PSF), classical.wiener_deconv(CAMERA, PSF))
 
 
 def test_tuners_return_a_candidate():

@@ -183,7 +183,7 @@ def test_unaligned_origins_break_a_strided_network():
     np.testing.assert_allclose(infer.tile_predict(model, image, tile=27), whole, atol=2e-5)
 
 
-def test_explicit_margin_and_untraceable_models():
+def test_window_margins_and_untraceable_models():
     ramp = infer._ramp(12, margin=5)
     assert ramp[:5].max() == 0.0 and ramp[-5:].min() == 1.0 and ramp.shape == (12,)
     assert infer._ramp(10, margin=5).tolist() == [0.0] * 5 + [1.0] * 5  # a hard seam in the middle

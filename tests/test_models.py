@@ -230,12 +230,33 @@ def test_crop_undoes_pad_and_scales():
     assert tuple(layers.CropToReference(3)([big, x]).shape) == (1, 15, 21, 2)
 
 
-def test_depth_to_space_matches_tensorflow():
-    import tensorflow as tf
+@pytest.mark.parametrize("h, w", [(None, None), (7, 9)])
+def test_symbolic_shapes_of_the_custom_layers(h, w):
+    # none of them defines compute_output_shape: Keras traces call on symbolic tensors, which must give these
+    def times(n, f):
+        return None if n is None else n * f
 
+    x = keras.Input((h, w, 8))
+    padded = layers.PadToMultiple(4)(x)
+    assert tuple(padded.shape) == (None, None if h is None else 8, None if w is None else 12, 8)
+    assert tuple(layers.CropToReference()([padded, x]).shape) == (None, h, w, 8)
+    assert tuple(layers.DepthToSpace(2)(x).shape) == (None, times(h, 2), times(w, 2), 2)
+    for up in (layers.BilinearUpsample(3), layers.BicubicUpsample(3)):
+        assert tuple(up(x).shape) == (None, times(h, 3), times(w, 3), 8)
+    assert tuple(layers.Blend()([x, x, x]).shape) == (None, h, w, 8)
+    sr = models.red_net_sr(2, upsample="post", depth=2, width=4, up="subpixel", skip="bicubic")
+    assert tuple(sr(keras.Input((h, w, 1))).shape) == (None, times(h, 2), times(w, 2), 1)
+    assert tuple(models.unet(widths=(4, 8, 16), depths=(1, 1, 1))(keras.Input((h, w, 1))).shape) == (None, h, w, 1)
+
+
+def test_depth_to_space_is_the_pixel_shuffle():
     x = _rand((2, 3, 5, 12))
     ours = keras.ops.convert_to_numpy(layers.DepthToSpace(2)(x))
-    np.testing.assert_array_equal(ours, tf.nn.depth_to_space(x, 2).numpy())
+    # TF's order: output pixel (2h + i, 2w + j), channel c reads input channel (2i + j) * 3 + c
+    shuffle = x.reshape(2, 3, 5, 2, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 10, 3)
+    np.testing.assert_array_equal(ours, shuffle)
+    assert ours[0, 3, 5, 2] == x[0, 1, 2, (1 * 2 + 1) * 3 + 2]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layers.DepthToSpace(1)(x)), x)
     with pytest.raises(ArgumentError, match="divisible"):
         layers.DepthToSpace(2).build((None, None, None, 6))
 

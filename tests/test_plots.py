@@ -195,3 +195,4 @@ def test_spectrum_puts_a_checkerboard_at_half_a_cycle():
     assert len(fig.axes) == 2  # spectrum and colour bar
     extent = fig.axes[0].images[0].get_extent()
     assert extent[0] == pytest.approx(-16.5 / 32) and extent[1] == pytest.approx(15.5 / 32)
+    plt.close(fig)

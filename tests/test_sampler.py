@@ -120,6 +120,16 @@ def test_bad_arguments_say_what_to_pass(kw, match):
         _sampler(**kw)
 
 
+def test_a_dataset_an_array_and_a_list_draw_the_same_batches():
+    from deconvlab.registry import Dataset
+
+    images = _images()
+    dataset = Dataset("five", images, [str(i) for i in range(5)], is_fallback=False, color="gray", note="")
+    expected = np.asarray(_sampler(images).batch(0)[1])
+    for same in (dataset, np.stack(images)):
+        np.testing.assert_array_equal(np.asarray(_sampler(same).batch(0)[1]), expected)
+
+
 def test_colour_images_are_refused():
     with pytest.raises(ArgumentError, match="gray"):
         _sampler([np.zeros((20, 20, 3), np.float32)])

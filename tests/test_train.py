@@ -91,8 +91,11 @@ def test_psnr_metric_class_accumulates_the_mean_per_image_psnr():
 def test_psnr_metric_and_class_are_registered_and_serialisable():
     assert keras.saving.get_registered_object("deconvlab>PSNR") is tr.PSNR
     assert keras.saving.get_registered_object("deconvlab>psnr_metric") is tr.psnr_metric
-    clone = tr.PSNR.from_config(tr.PSNR(name="val_psnr_x", max_db=60.0).get_config())
-    assert clone.name == "val_psnr_x" and clone.max_db == 60.0
+    clone = tr.PSNR.from_config(tr.PSNR(name="val_psnr_x", max_db=60.0, dtype="float16").get_config())
+    assert clone.name == "val_psnr_x" and clone.max_db == 60.0 and clone.dtype == "float32"
+    same = np.full((2, 4, 4, 1), 0.5, dtype=np.float32)
+    clone.update_state(same, same)
+    assert float(clone.result()) == pytest.approx(60.0)  # the cap survives the round trip
     restored = keras.metrics.deserialize(keras.metrics.serialize(tr.PSNR()))
     assert isinstance(restored, tr.PSNR)
 

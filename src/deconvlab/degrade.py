@@ -146,7 +146,7 @@ def _check_psf(psf: object) -> np.ndarray:
     if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all():
         raise ArgumentError(f"psf has shape {k.shape}: pass a finite 2-D array, e.g. gaussian_psf(1.6, 25)")
     if abs(k.sum()) < 1e-12:
-        raise ArgumentError("psf sums to 0: a blur kernel must sum to 1 (divide it by its sum)")
+        raise ArgumentError("psf sums to 0: pass a blur kernel with a positive sum, e.g. gaussian_psf(1.6, 25)")
     return k
 
 
@@ -213,14 +213,18 @@ def _resize_matrix(in_len: int, out_len: int, scale: float) -> np.ndarray:
 def bicubic_resize(image: np.ndarray, scale: float, output_shape: Sequence[int] | None = None) -> np.ndarray:
     """Bicubic resize as MATLAB ``imresize(img, scale, 'bicubic')``; float in, float32 out. Taught in chapter 5.
 
-    The output is ``ceil(size * scale)`` unless ``output_shape`` (H, W) sets it (the kernel still follows
-    ``scale``). Works on (H, W), (H, W, C) and NHWC batches.
+    The output is ``ceil(size * scale)`` unless ``output_shape`` (H, W) pins it to a size within one pixel of
+    ``size * scale`` (e.g. ``floor``, against float round-off). Works on (H, W), (H, W, C) and NHWC batches.
     """
     img = _as_image(image)
     h_ax = 1 if img.ndim == 4 else 0
     in_shape = img.shape[h_ax : h_ax + 2]
     scale = number("scale", scale, 0.0, strict=True)
     out_shape = tuple(int(math.ceil(scale * n)) for n in in_shape) if output_shape is None else tuple(output_shape)
+    if len(out_shape) != 2 or not all(isinstance(o, (int, np.integer)) and o >= 1 and abs(o - scale * n) < 1
+                                      for o, n in zip(out_shape, in_shape, strict=False)):
+        raise ArgumentError(f"output_shape={output_shape!r} for {in_shape} at scale {scale:g}: pass two integers "
+                            "within one pixel of size * scale, or leave it out")
     out = img.astype(np.float64)
     for d in (0, 1):
         if out_shape[d] == in_shape[d] and scale == 1.0:

@@ -293,7 +293,8 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     measures the blind denoiser that way on CBSD68, where the chroma planes' correlated noise is easier to remove;
     for super-resolution it restores the Y channel and upscales Cb/Cr bicubically (the SR protocol);
     a pre-upsampling SR model gets the bicubic-upscaled image. Large images go through tiles
-    (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does).
+    (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does). The
+    result is clipped to [0, 1].
     """
     from .degrade import upscale
     from .io import rgb_to_gray

@@ -108,7 +108,14 @@ class DepthToSpace(keras.layers.Layer):
         self.block_size = integer("block_size", block_size, 1)
 
     def call(self, x):
-        return ops.depth_to_space(x, self.block_size)
+        # not keras.ops.depth_to_space: that op needs Keras >= 3.14 (Colab may hold an older one) and refuses r = 1
+        r = self.block_size
+        b, h, w, c = ops.shape(x)
+        c_out = c // (r * r)
+        # channel index (i*r + j)*C + c goes to output pixel (h*r + i, w*r + j), channel c
+        x = ops.reshape(x, (b, h, w, r, r, c_out))
+        x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+        return ops.reshape(x, (b, h * r, w * r, c_out))
 
     def build(self, input_shape):
         channels = input_shape[-1]

@@ -218,11 +218,12 @@ class PSNR(keras.metrics.MeanMetricWrapper):
 
     Averaging per-image PSNR (as the papers' tables do) differs from the PSNR of the mean MSE; batches of
     different sizes are weighted by their image count, so the epoch value does not depend on the batching.
-    Exact reconstructions count as ``max_db`` (100 dB).
+    Exact reconstructions count as ``max_db`` (100 dB). The running sums are float32: ``dtype`` is accepted for
+    saved configs and ignored (float16 sums would overflow after about 2,000 images).
     """
 
     def __init__(self, name: str = "psnr", max_db: float = PSNR_MAX_DB, dtype=None) -> None:
-        super().__init__(psnr_per_image, name=name, dtype=dtype or "float32", max_db=float(max_db))
+        super().__init__(psnr_per_image, name=name, dtype="float32", max_db=float(max_db))
         self.max_db = float(max_db)
 
     def get_config(self) -> dict[str, Any]:

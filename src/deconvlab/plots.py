@@ -213,9 +213,8 @@ def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]
         meta.update(getattr(history, "meta", None) or {})  # deconvlab.train.train attaches its metadata
         history = dict(history.history)
     if not isinstance(history, Mapping):
-        raise ArgumentError(
-            f"cannot plot a history of type {type(history).__name__}; pass a keras History or a dict"
-        )
+        raise ArgumentError(f"cannot plot a history of type {type(history).__name__}; pass a keras History or a "
+                            "dict (for the JSON file train() writes: weights.load_history(path))")
     if "history" in history and isinstance(history["history"], Mapping):
         meta.update(history.get("meta") or {})
         history = history["history"]

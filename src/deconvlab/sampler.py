@@ -179,9 +179,10 @@ def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _gray_list(images: Any, hint: str = "SR trains on gray (Y) images") -> list[np.ndarray]:
-    """Gray float32 (H, W) arrays from a list of images."""
+    """Gray float32 (H, W) arrays from a list of images, an (N, H, W[, 1]) array or a Dataset."""
     from .io import check_image
 
+    images = getattr(images, "images", images)  # a registry Dataset iterates as (name, image) pairs
     out = []
     for i, img in enumerate(images):
         arr = check_image(img, f"images[{i}]")
