@@ -255,7 +255,10 @@ def test_depth_to_space_is_the_pixel_shuffle():
     # TF's order: output pixel (2h + i, 2w + j), channel c reads input channel (2i + j) * 3 + c
     shuffle = x.reshape(2, 3, 5, 2, 2, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 6, 10, 3)
     np.testing.assert_array_equal(ours, shuffle)
-    assert ours[0, 3, 5, 2] == x[0, 1, 2, (1 * 2 + 1) * 3 + 2]
+    # pixel (2, 5) is i = 0, j = 1 of block (1, 2): channel 1 reads (0 * 2 + 1) * 3 + 1 = 4 (i, j swapped: 7; CRD: 5)
+    assert ours[0, 2, 5, 1] == x[0, 1, 2, 4]
+    tf = pytest.importorskip("tensorflow")
+    np.testing.assert_array_equal(ours, tf.nn.depth_to_space(x, 2).numpy())
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(layers.DepthToSpace(1)(x)), x)
     with pytest.raises(ArgumentError, match="divisible"):
         layers.DepthToSpace(2).build((None, None, None, 6))

@@ -220,9 +220,12 @@ def bicubic_resize(image: np.ndarray, scale: float, output_shape: Sequence[int] 
     h_ax = 1 if img.ndim == 4 else 0
     in_shape = img.shape[h_ax : h_ax + 2]
     scale = number("scale", scale, 0.0, strict=True)
-    out_shape = tuple(int(math.ceil(scale * n)) for n in in_shape) if output_shape is None else tuple(output_shape)
-    if len(out_shape) != 2 or not all(isinstance(o, (int, np.integer)) and o >= 1 and abs(o - scale * n) < 1
-                                      for o, n in zip(out_shape, in_shape, strict=False)):
+    try:
+        out_shape = tuple(math.ceil(scale * n) for n in in_shape) if output_shape is None else tuple(output_shape)
+    except TypeError:  # not a sequence: the message below says what to pass
+        out_shape = ()
+    if len(out_shape) != 2 or not all(isinstance(o, (int, np.integer)) and not isinstance(o, bool) and o >= 1
+                                      and abs(o - scale * n) < 1 for o, n in zip(out_shape, in_shape, strict=False)):
         raise ArgumentError(f"output_shape={output_shape!r} for {in_shape} at scale {scale:g}: pass two integers "
                             "within one pixel of size * scale, or leave it out")
     out = img.astype(np.float64)
