@@ -599,6 +599,10 @@ def _pair(value) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
 
 
+#: Input pixels per axis that an UpSampling2D interpolation reads (lanczos: 2a taps of the a-lobe window).
+_RESIZE_TAPS = {"nearest": 1, "bilinear": 2, "bicubic": 4, "lanczos3": 6, "lanczos5": 10}
+
+
 def _layer_reach(layer, reaches: list[tuple[_Reach, _Reach]]) -> tuple[_Reach, _Reach]:
     """How one layer changes the (height, width) reaches of its input(s)."""
     if isinstance(layer, (keras.layers.Conv2DTranspose, keras.layers.Conv2D, keras.layers.DepthwiseConv2D,
@@ -609,9 +613,9 @@ def _layer_reach(layer, reaches: list[tuple[_Reach, _Reach]]) -> tuple[_Reach, _
                                 "image size, which tiling and per-pixel costs assume")
         step = _transposed_reach if isinstance(layer, keras.layers.Conv2DTranspose) else _conv_reach
         return tuple(step(reaches[0][ax], kernel[ax], stride[ax], dilation[ax]) for ax in (0, 1))
-    if isinstance(layer, keras.layers.UpSampling2D):
+    if isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation in _RESIZE_TAPS:
         size = _pair(layer.size)
-        return tuple(_resize_reach(reaches[0][ax], size[ax], 2 if layer.interpolation != "nearest" else 1) for ax in (0, 1))
+        return tuple(_resize_reach(reaches[0][ax], size[ax], _RESIZE_TAPS[layer.interpolation]) for ax in (0, 1))
     if isinstance(layer, (DepthToSpace, BilinearUpsample, BicubicUpsample)):
         factor = layer.block_size if isinstance(layer, DepthToSpace) else layer.factor
         taps = 4 if isinstance(layer, BicubicUpsample) else 2 if isinstance(layer, BilinearUpsample) else 1
