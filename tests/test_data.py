@@ -19,7 +19,7 @@ import pooch.core
 import pytest
 from PIL import Image
 
-from deconvlab import data, packed, paths, recipes, registry, tasks
+from deconvlab import data, paths, recipes, registry, tasks
 from deconvlab.errors import (
     ArgumentError,
     DataError,
@@ -682,7 +682,7 @@ def test_the_crops_and_the_distinct_sets_that_datasets_md_states():
     def pixel_hashes(name):
         files = defaultdict(list)
         for path in sorted((SHARED / name).glob("*.bmp")):
-            files[packed._pixel_hash(read(str(path.relative_to(SHARED))))].append(path.name)
+            files[tasks.pixel_hash(read(str(path.relative_to(SHARED))))].append(path.name)
         return files
 
     t91 = pixel_hashes("t91")

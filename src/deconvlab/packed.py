@@ -73,7 +73,7 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
         encoded = io.BytesIO()
         Image.fromarray(pixels).save(encoded, format="PNG", optimize=True)
         blobs.append(encoded.getvalue())
-        hashes.append(_pixel_hash(pixels))
+        hashes.append(pixel_hash(pixels))
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     out = pack_path(folder, name, view)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +84,6 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
              view=np.array(view), dataset=np.array(name))
     os.replace(tmp, out)
     return out
-
-
-def _pixel_hash(pixels: np.ndarray) -> str:
-    return pixel_hash(np.asarray(pixels, dtype=np.uint8))
 
 
 def _read_pack(path: Path, name: str, limit: int | None) -> tuple[list[str], list[np.ndarray]]:
@@ -107,7 +103,7 @@ def _read_pack(path: Path, name: str, limit: int | None) -> tuple[list[str], lis
     for i in range(count):
         with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]])) as im:
             pixels = np.asarray(im)
-        if _pixel_hash(pixels) != hashes[i]:
+        if pixel_hash(pixels) != hashes[i]:
             raise DataError(f"{path}: image {names[i]} does not decode to the pixels it was packed from: re-pack it")
         images.append(pixels)
     return [str(n) for n in names[:count]], images
