@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
-import io
 import json
 import math
 import os
@@ -472,9 +471,7 @@ def save_weights_fp16(model: Any, path: str | os.PathLike) -> str:
     arrays = {f"w{i:04d}": w for i, w in enumerate(stored)}
     # The variable paths are for humans reading the file; loading matches by order and shape.
     arrays[_PATHS_KEY] = np.array([str(v.path) for v in model.weights], dtype=np.str_)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    write_atomic(Path(path), buffer.getvalue())
+    write_atomic(Path(path), lambda fh: np.savez_compressed(fh, **arrays))
     dtypes = {str(w.dtype) for w in stored}
     return "+".join(sorted(dtypes, key=lambda d: d != "float16")) if dtypes else "float16"
 
