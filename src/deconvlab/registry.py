@@ -25,7 +25,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -144,9 +144,6 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.images)
-
-    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
-        return iter(zip(self.names, self.images, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------- registry
