@@ -815,12 +815,12 @@ def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
             and (key is None or a[key] == value)]
 
 
-def _where(entry: Mapping[str, Any], card: Mapping[str, Any] | None = None) -> str:
+def _where(entry: Mapping[str, Any], card: Mapping[str, Any]) -> str:
     """'set5'; for an entry of a multi-scale card 'set5 x3', of a blind card 'bsd68 sigma=25'."""
     scale = entry.get("scale")
     if scale is not None:
         return f"{entry['dataset']} x{int(scale)}"
-    if card is not None and card.get("sigma_range") is not None and entry.get("sigma") is not None:
+    if card.get("sigma_range") is not None and entry.get("sigma") is not None:
         return f"{entry['dataset']} sigma={entry['sigma']:g}"
     return str(entry["dataset"])
 
