@@ -54,14 +54,15 @@ def test_verdicts_come_from_the_committed_json_by_the_rule():
         assert v["verdict"] == expected, v
 
 
-def test_verdict_rows_follow_the_json(tmp_path):
+def test_verdict_rows_follow_the_json(tmp_path, monkeypatch):
     ladder = claims.load_results("ladder")
     flipped = json.loads(json.dumps(ladder))
     flipped["all_pairs"]["b->e"].update(difference_db=-0.5, verdict="contradicted")
     row = next(r for r in claims.verdict_rows(flipped) if r["experiment"] == "1, ladder b → e")
     assert row["verdict"] == "contradicted" and row["measured"].startswith("-0.50 dB")
+    monkeypatch.setattr(claims, "results_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="missing"):
-        claims.load_results("ladder", tmp_path)
+        claims.load_results("ladder")
 
 
 def test_the_untested_claims_are_said_plainly():

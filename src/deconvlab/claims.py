@@ -9,7 +9,6 @@ ledger (``book/claims.md``, written by ``tools/make_claims.py``) both read these
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from .paths import results_dir
@@ -26,9 +25,9 @@ GRADIENT_CLAIMS = (("a", "d"), ("b", "e"))
 OVERFIT_CLAIMS = (("b", "e"), ("d", "e"))
 
 
-def load_results(name: str, folder: Path | None = None) -> dict[str, Any]:
+def load_results(name: str) -> dict[str, Any]:
     """A committed result file, ``benchmarks/results/<name>.json``, as a dict."""
-    path = Path(folder or results_dir()) / f"{name}.json"
+    path = results_dir() / f"{name}.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: it is committed with the book (benchmarks/ladder.py collect "
                                 "writes it from the GPU runs)")
