@@ -110,9 +110,9 @@ def mean_pm(values: Sequence[float], digits: int = 2) -> str:
     return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
 
 
-def signed_difference(diff_db: float, spread_db: float | None = None, tie_db: float = TIE_DB) -> str:
+def signed_difference(diff_db: float, spread_db: float | None = None) -> str:
     """A difference as shown in the book's result tables and figure: '+0.04 tie', '-0.10 behind', '+1.55 ahead'."""
-    return f"{diff_db:+.2f} {difference_verdict(diff_db, spread_db, tie_db)}"
+    return f"{diff_db:+.2f} {difference_verdict(diff_db, spread_db)}"
 
 
 def anchor_verdict(ours: float, bm3d: float, dncnn: float, spread_db: float | None = None) -> str:
