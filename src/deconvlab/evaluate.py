@@ -38,6 +38,7 @@ from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
 from .io import write_atomic
+from .report import grid_table
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
 
 __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
@@ -101,20 +102,14 @@ class EvalResult:
     def to_markdown(self, digits: int = 2) -> str:
         """A Markdown table, one row per image and a bold mean row; SSIM gets two more digits than PSNR."""
         label = INPUT_LABEL.get(self.protocol.get("task"), "input")
-        lines = [
-            f"| image | PSNR (dB) | SSIM | {label} PSNR (dB) | {label} SSIM | seconds |",
-            "|:--|--:|--:|--:|--:|--:|",
-        ]
+        places = (digits, digits + 2, digits, digits + 2, 3)  # the decimals of COLUMNS[1:]
 
-        def cells(values: dict[str, Any], bold: bool = False) -> str:
-            places = (digits, digits + 2, digits, digits + 2, 3)  # the decimals of COLUMNS[1:]
-            mark = "**" if bold else ""
-            return " | ".join(f"{mark}{values[key]:.{n}f}{mark}"
-                              for key, n in zip(COLUMNS[1:], places, strict=True))
+        def cells(values: dict[str, Any], mark: str = "") -> list[str]:
+            return [f"{mark}{values[key]:.{n}f}{mark}" for key, n in zip(COLUMNS[1:], places, strict=True)]
 
-        lines += [f"| {row['name']} | {cells(row)} |" for row in self.rows]
-        lines.append(f"| **mean** | {cells(self.mean, bold=True)} |")
-        return "\n".join(lines) + "\n"
+        header = ["image", "PSNR (dB)", "SSIM", f"{label} PSNR (dB)", f"{label} SSIM", "seconds"]
+        rows = [[row["name"], *cells(row)] for row in self.rows] + [["**mean**", *cells(self.mean, "**")]]
+        return grid_table(header, rows) + "\n"
 
     def _repr_markdown_(self) -> str:  # a bare EvalResult at the end of a notebook cell shows the table
         return self.summary() + "\n\n" + self.to_markdown()
