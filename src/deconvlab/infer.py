@@ -22,6 +22,7 @@ from .checks import integer
 from .config import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import ArgumentError, ImageValueError
 from .io import check_image
+from .layers import _round_up
 
 _PROBE = 16  # side of the blank image used to measure a model's scale factor
 #: How :func:`enhance` hands a colour image to a gray model: per RGB channel, or per Y / Cb / Cr channel.
@@ -129,10 +130,6 @@ def _starts(size: int, tile: int, step: int, grid: int = 1) -> list[int]:
     if starts[-1] != last:
         starts.append(last)
     return starts
-
-
-def _round_up(n: int, multiple: int) -> int:
-    return -(-n // multiple) * multiple
 
 
 def tiling_geometry(model: keras.Model) -> tuple[int, int] | None:
