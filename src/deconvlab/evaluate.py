@@ -291,8 +291,7 @@ def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], 
         start = time.perf_counter()
         out = fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
         seconds.append(time.perf_counter() - start)
-        outputs.append(np.asarray(out if isinstance(out, np.ndarray) else keras.ops.convert_to_numpy(out),
-                                  dtype=np.float32))
+        outputs.append(np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32))
     return outputs, seconds, []
 
 
