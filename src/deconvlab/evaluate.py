@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
@@ -45,7 +46,6 @@ __all__ = ["TASKS", "EvalResult", "evaluate", "protocol_psf"]
 
 UPSAMPLES = ("pre", "post")
 COLUMNS = ("name", "psnr", "ssim", "input_psnr", "input_ssim", "seconds")
-_DEFAULT_OVERLAP = 32
 
 
 # ------------------------------------------------------------------------------------------------ result
@@ -184,7 +184,7 @@ def evaluate(
     clip: bool = True,
     tile: int | None = None,
     upsample: str | None = None,
-    overlap: int = _DEFAULT_OVERLAP,
+    overlap: int = config.DEFAULT_OVERLAP,
 ) -> EvalResult:
     """PSNR/SSIM of a Keras model or an image -> image function on a test set, per image and mean. Taught in chapter 4.
 
@@ -322,7 +322,6 @@ def _method_name(method: Any, is_model: bool) -> str:
 
 def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, fallback: bool, sigma, scale,
               seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images) -> dict:
-    from . import config
     from . import degrade as dg
 
     p: dict[str, Any] = {
