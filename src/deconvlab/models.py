@@ -357,16 +357,15 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     unknown = sorted(set(kwargs) - set(red_net_params))
     if unknown:
         raise ArgumentError(f"red_net_sr got unknown arguments {unknown}: use red_net's keyword arguments")
+    if scale is not None:
+        integer("scale", scale, 1)
     if upsample == "pre":
         if body != "red_net" or skip != "bilinear":
             raise ArgumentError("body and skip choose the post-upsampling model's parts: use upsample='post', "
                                 "or drop them for the pre-upsampling RED-Net")
-        if scale is not None:
-            integer("scale", scale, 1)
         return red_net(channels=channels, name=name, **kwargs)
     if scale is None:
         raise ArgumentError("red_net_sr(upsample='post') needs scale: pass scale=2, 3 or 4")
-    integer("scale", scale, 1)
     args = {k: kwargs.get(k, p.default) for k, p in red_net_params.items()}
     # red_net's arguments that shape its encoder-decoder body (and that _check_red_net_args checks)
     body_names = ("depth", "width", "kernel_size", "skip_every", "fusion", "down", "up", "up_init")
