@@ -352,24 +352,19 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
     return save_pretrained(model, fields, args.out)
 
 
-def _factors(text: str) -> tuple[float, ...]:
-    try:
-        factors = tuple(float(f) for f in text.split(",") if f.strip())
-    except ValueError:
-        factors = (0.0,)
-    if not all(0 < f < 1 for f in factors):
-        raise argparse.ArgumentTypeError(f"{text!r}: give factors between 0 and 1, e.g. 0.9,0.8,0.7,0.6")
-    return factors
+def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], Any]:
+    """argparse type: a number strictly between 0 and 1 (``many``: a tuple of comma-separated ones)."""
 
+    def parse(text: str) -> Any:
+        try:
+            values = tuple(float(f) for f in text.split(",") if f.strip()) if many else (float(text),)
+        except ValueError:
+            values = (0.0,)
+        if not all(0 < f < 1 for f in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give {what} between 0 and 1, e.g. {example}")
+        return values if many else values[0]
 
-def _decay(text: str) -> float:
-    try:
-        decay = float(text)
-    except ValueError:
-        decay = -1.0
-    if not 0 < decay < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a decay between 0 and 1, e.g. 0.999")
-    return decay
+    return parse
 
 
 def _arguments(argv) -> argparse.Namespace:
@@ -382,7 +377,8 @@ def _arguments(argv) -> argparse.Namespace:
     level.add_argument("--sigma-range", type=float, nargs=2, metavar=("LO", "HI"))
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR factor (--task sr)")
     parser.add_argument("--train-sets", default="t91,train400", help="SR training sets: t91 and/or train400")
-    parser.add_argument("--scale-augment", type=_factors, default=(), metavar="F1,F2,...",
+    parser.add_argument("--scale-augment", type=_fraction("factors", "0.9,0.8,0.7,0.6", many=True),
+                        default=(), metavar="F1,F2,...",
                         help="SR: also train on bicubic copies of every training image at these factors "
                         "(FSRCNN: 0.9,0.8,0.7,0.6)")
     parser.add_argument("--id", required=True, help="card id")
@@ -397,7 +393,7 @@ def _arguments(argv) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--steps-per-call", type=int, default=50, help="training steps fused into one dispatch")
-    parser.add_argument("--ema", type=_decay, default=None, metavar="DECAY",
+    parser.add_argument("--ema", type=_fraction("a decay", "0.999"), default=None, metavar="DECAY",
                         help="validate and keep an exponential moving average of the weights (e.g. 0.999)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval", default=None, help="test sets measured on the GPU after training "
