@@ -319,10 +319,8 @@ def _gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
 
 def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     """TIFF through tifffile (lossless for 16-bit colour and float RGB, which Pillow cannot read), else Pillow."""
-    try:
-        import tifffile
-    except ImportError:  # scikit-image brings tifffile; without it Pillow still reads the common TIFFs
-        return _read_pillow(p, where, limit, b"", notes)
+    import tifffile  # a dependency of scikit-image, which the package requires
+
     try:
         with tifffile.TiffFile(p) as tif:
             page = tif.pages[0]
