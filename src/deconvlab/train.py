@@ -71,12 +71,10 @@ HISTORY_FORMAT = "deconvlab-history/1"
 
 
 def _capability_at_least_8(capability: Any) -> bool | None:
-    """True/False from a compute capability given as (8, 0), "8.0" or 8.0; None if unreadable."""
+    """True/False from a compute capability given as (8, 0) (TensorFlow) or "8.0" (JAX); None if unreadable."""
     if isinstance(capability, str):  # only the major version matters: "8.x" >= "8.0" for any minor x
         match = re.match(r"\s*(\d+)", capability)
         return None if match is None else int(match.group(1)) >= 8
-    if isinstance(capability, (int, float)):
-        return float(capability) >= 8.0
     try:
         return tuple(int(c) for c in capability)[:2] >= (8, 0)
     except (TypeError, ValueError):  # None too
