@@ -66,8 +66,8 @@ class FusedTrainer:
     ``state = trainer.init()``; ``state, loss = trainer.run(state, first_step, total_steps)``. With a
     ``sampler`` (any object with ``state()`` and a pure ``sample(*state, step)``) each step draws batch ``step``
     on the device; with ``fixed=(x, y)`` every step reuses those device arrays (the like-for-like speed
-    benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``)
-    written into the optimizer's learning-rate variable each step; ``global_clipnorm`` as in ``deconvlab.train``;
+    benchmark). The learning rate is ``cosine_lr`` (``peak``, ``warmup``) written into the optimizer's
+    learning-rate variable each step; gradients are clipped to a global norm of 1, as in ``deconvlab.train``;
     ``loss`` "mse" or "l1" (mean absolute error). With ``ema`` (a decay such as 0.999) the state also carries an
     exponential moving average of the weights, which :meth:`weights` (validation, the kept checkpoint) returns.
     With a ``strategy`` (:func:`deconvlab.distribute.data_parallel`, JAX) the state is replicated and each step's
@@ -75,8 +75,7 @@ class FusedTrainer:
     """
 
     def __init__(self, model, steps_per_call: int, sampler=None, fixed=None, peak_lr: float = 1e-3,
-                 warmup: int = 0, global_clipnorm: float | None = 1.0, strategy=None, loss: str = "mse",
-                 ema: float | None = None) -> None:
+                 warmup: int = 0, strategy=None, loss: str = "mse", ema: float | None = None) -> None:
         import jax
         import jax.numpy as jnp
         import keras
@@ -84,7 +83,7 @@ class FusedTrainer:
         self.model = model
         self.steps_per_call = int(steps_per_call)
         self.ema = ema
-        self.optimizer = keras.optimizers.Adam(peak_lr, global_clipnorm=global_clipnorm)
+        self.optimizer = keras.optimizers.Adam(peak_lr, global_clipnorm=1.0)
         self.optimizer.build(model.trainable_variables)
         lr_index = next(i for i, v in enumerate(self.optimizer.variables) if v.path.endswith("learning_rate"))
 
