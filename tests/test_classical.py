@@ -92,6 +92,17 @@ def test_wiener_and_rl_improve_a_blurred_image():
     assert psnr(CAMERA, np.clip(rl, 0, 1)) > base + 1.5
 
 
+@pytest.mark.parametrize("psf", [degrade.motion_psf(3, 0, size=6), degrade.motion_psf(7, 30, size=10)])
+def test_even_sized_psfs_restore_like_the_same_blur_at_an_odd_size(psf):
+    # blur() centres an even kernel at index n // 2; a trailing zero row and column is the same blur
+    odd = np.pad(psf, ((0, 1), (0, 1)))
+    blurred = degrade.blur(CAMERA, psf)
+    np.testing.assert_allclose(degrade.blur(CAMERA, odd), blurred, atol=1e-6)
+    for restore in (classical.wiener_deconv, classical.richardson_lucy_deconv):
+        np.testing.assert_allclose(restore(blurred, psf), restore(blurred, odd), atol=1e-5)
+    assert psnr(CAMERA, np.clip(classical.richardson_lucy_deconv(blurred, psf), 0, 1)) > psnr(CAMERA, blurred)
+
+
 def test_deconvolution_of_colour_and_the_balance_trade_off():
     blurred = degrade.blur(ASTRONAUT, PSF)
     base = psnr(ASTRONAUT, blurred)

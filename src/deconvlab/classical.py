@@ -121,7 +121,10 @@ def _psf(psf: object) -> np.ndarray:
     k = degrade._check_psf(psf)
     if k.sum() <= 0:
         raise ArgumentError(f"psf sums to {k.sum():g}: pass a blur kernel with a positive sum, e.g. gaussian_psf(1.6, 25)")
-    return k / k.sum()
+    # An even side has no centre pixel: blur() centres it at index n // 2, and skimage's 'same' convolutions
+    # would shift Richardson-Lucy's two passes a pixel apart (it drifts to garbage). A trailing zero row or
+    # column gives the same blur an odd side with that centre.
+    return np.pad(k / k.sum(), [(0, 1 - n % 2) for n in k.shape])
 
 
 def _per_channel(img: np.ndarray, psf: np.ndarray, fn) -> np.ndarray:
