@@ -6,6 +6,7 @@ import io
 import json
 import os
 import time
+import types
 import warnings
 from pathlib import Path
 
@@ -388,3 +389,20 @@ def test_train_keeps_blas_to_one_thread_only_while_worker_threads_prepare_batche
         after = {i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"}
     assert probe.seen == expected
     assert after == {2}  # the limit ends with the run
+
+
+def test_history_columns_stay_aligned_when_validation_skips_a_resumed_run():
+    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(learning_rate=1e-3))
+    history = None
+    for monitor, epochs in (("val_psnr", [{"loss": 1.0, "val_psnr": 20.0}, {"loss": 0.9, "val_psnr": 21.0}]),
+                            ("loss", [{"loss": 0.8}]),  # resumed without val_data
+                            ("val_psnr", [{"loss": 0.7, "val_psnr": 25.0}])):
+        writer = tr.HistoryWriter(None, {"monitor": monitor, "monitor_mode": "max" if monitor != "loss" else "min"},
+                                  previous=history)
+        writer.set_model(model)
+        done = len(writer.data["history"].get("loss", []))
+        for epoch, logs in enumerate(epochs, start=done):
+            writer.on_epoch_end(epoch, logs)
+        history = writer.data
+    assert history["history"]["val_psnr"] == [20.0, 21.0, None, 25.0]
+    assert history["meta"]["best"] == {"epoch": 4, "val_psnr": 25.0}

@@ -248,6 +248,8 @@ class HistoryWriter(keras.callbacks.Callback):
             column = history.setdefault(key, [None] * done)  # a metric that appears late keeps the epochs aligned
             value = float(np.asarray(keras.ops.convert_to_numpy(value)))
             column.append(value if math.isfinite(value) else None)  # JSON has no NaN/inf
+        for column in history.values():  # a metric missing this epoch (no val_data on resume) keeps its slot
+            column.extend([None] * (done + 1 - len(column)))
         meta["epoch_seconds"].append(round(seconds, 3))
         meta["epochs_done"] = epoch + 1
         meta["steps_done"] = meta.get("steps_done", 0) + int(meta.get("steps_per_epoch") or 0)
