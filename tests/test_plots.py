@@ -167,6 +167,18 @@ def test_plot_history_plain_dict_history_object_and_axes():
         plots.plot_history({"meta": "x"})
 
 
+def test_plot_history_numbers_a_resumed_fit_from_its_first_epoch_and_takes_numpy_values():
+    class ResumedHistory:  # model.fit(initial_epoch=2) records epochs 2 and 3 (0-based)
+        history = {"loss": [np.float32(0.4), np.float32(0.3)]}
+        epoch = [2, 3]
+
+    fig = plots.plot_history(ResumedHistory())
+    assert list(fig.axes[0].lines[0].get_xdata()) == [3, 4]
+    fig = plots.plot_history({"loss": np.array([1.0, 0.5])})
+    assert list(fig.axes[0].lines[0].get_ydata()) == [1.0, 0.5]
+    plt.close("all")
+
+
 def test_plot_psf_shows_the_kernel_with_a_colour_bar():
     y, x = np.mgrid[-3:4, -3:4]
     psf = np.exp(-(x**2 + y**2) / 2.0)

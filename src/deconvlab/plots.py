@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -206,11 +207,13 @@ def _default_title(names: list[str], has_reference: bool, region: tuple[int, ...
     return text
 
 
-def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]:
-    """(metric -> per-epoch values, metadata) from a keras History or a dict."""
+def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any], int]:
+    """(metric -> per-epoch values, metadata, number of the first epoch) from a keras History or a dict."""
     meta: dict[str, Any] = {}
+    first = 1
     if hasattr(history, "history") and not isinstance(history, Mapping):  # keras.callbacks.History
         meta.update(getattr(history, "meta", None) or {})  # deconvlab.train.train attaches its metadata
+        first = (getattr(history, "epoch", None) or [0])[0] + 1  # a resumed fit starts after epoch 1
         history = dict(history.history)
     if not isinstance(history, Mapping):
         raise ArgumentError(f"cannot plot a history of type {type(history).__name__}; pass a keras History or a "
@@ -220,13 +223,13 @@ def _load_history(history: Any) -> tuple[dict[str, list[float]], dict[str, Any]]
         history = history["history"]
     curves = {
         str(k): [float("nan") if v is None else float(v) for v in values]
-        for k, values in history.items()
+        for k, values in ((k, v.tolist() if isinstance(v, np.ndarray) else v) for k, v in history.items())
         if isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0
-        and all(v is None or isinstance(v, (int, float)) for v in values)
+        and all(v is None or isinstance(v, numbers.Real) for v in values)  # NumPy scalars too
     }
     if not curves:
         raise ArgumentError("the history has no per-epoch values to plot; train for at least one epoch")
-    return curves, meta
+    return curves, meta, first
 
 
 def plot_history(
@@ -240,7 +243,7 @@ def plot_history(
     ``metrics=None`` plots every quantity (``loss`` with ``val_loss`` and so on); the learning rate is left out
     unless asked for. Taught in chapter 3 (notebooks/03_conv_deconv_fuse).
     """
-    curves, meta = _load_history(history)
+    curves, meta, first = _load_history(history)
     if metrics is None:
         names = [k for k in curves if k not in ("learning_rate", "lr", "epoch")] or list(curves)
     else:
@@ -266,7 +269,7 @@ def plot_history(
                     label = name  # several quantities may share the caller's axes
                 else:
                     label = "validation" if name.startswith("val_") else "training"
-                panel.plot(np.arange(1, len(values) + 1), values, marker="o" if len(values) < 30 else None,
+                panel.plot(np.arange(first, first + len(values)), values, marker="o" if len(values) < 30 else None,
                            markersize=3, label=label)
             panel.set_xlabel("epoch")
             panel.xaxis.set_major_locator(MaxNLocator(integer=True))
