@@ -170,6 +170,13 @@ def test_rgb_to_y_passes_gray_through():
     assert "(H, W, 3)" in one_line(err)
 
 
+def test_rgb_to_y_reads_8_and_16_bit_pixels_on_the_unit_scale():
+    white = np.full((2, 2, 3), 255, np.uint8)
+    np.testing.assert_allclose(metrics.rgb_to_y(white), 235 / 255, atol=1e-6)
+    np.testing.assert_allclose(metrics.rgb_to_y(white.astype(np.uint16) * 257), 235 / 255, atol=1e-6)
+    np.testing.assert_allclose(metrics.rgb_to_y(np.full((2, 2), 51, np.uint8)), 0.2, atol=1e-6)
+
+
 def test_modcrop_keeps_the_top_left_corner():
     img = np.arange(13 * 10 * 3).reshape(13, 10, 3)
     out = metrics.modcrop(img, 4)
@@ -213,6 +220,8 @@ def test_sr_metrics_compare_on_matlab_y():
     assert metrics.sr_metrics(hr, sr, 2)[0] == pytest.approx(expected, abs=1e-3)
     gray = hr[..., 0]
     assert metrics.sr_metrics(gray, gray + 0.01, 2)[0] == pytest.approx(40.0, abs=1e-3)
+    # a gray sr against a colour hr is a Y output: compared with hr's Y
+    assert metrics.sr_metrics(hr, metrics.rgb_to_y(hr) + 0.01, 2)[0] == pytest.approx(40.0, abs=1e-3)
 
 
 def test_sr_metrics_reject_a_wrong_size():

@@ -113,8 +113,10 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     """Luma Y of MATLAB ``rgb2ycbcr`` in [16/255, 235/255] as (H, W) float32; gray passes through. Taught in chapter 4.
 
     Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255 for R, G, B in [0, 1]; (H, W, 1) becomes (H, W).
+    Unsigned integers (8- or 16-bit pixels) are divided by their maximum first, as scikit-image reads them.
     """
-    arr = _as_array(image, "image")
+    arr = as_numpy(image, "image")
+    arr = _as_array(arr, "image") / (np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
@@ -170,8 +172,8 @@ def crop_border(image: np.ndarray, n: int) -> np.ndarray:
 def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float]:
     """(PSNR, SSIM) of a super-resolved image on Y after modcrop and a ``scale``-pixel shave. Taught in chapter 2.
 
-    Colour images are compared on the Y of :func:`rgb_to_y`, gray ones as they are. ``sr`` may have the size of
-    the cropped or of the original ``hr``.
+    Colour images are compared on the Y of :func:`rgb_to_y`, gray ones as they are (so a gray ``sr`` against a
+    colour ``hr`` is taken as a Y output). ``sr`` may have the size of the cropped or of the original ``hr``.
     """
     scale = integer("scale", scale, 1)
     hr = _as_array(hr, "hr")
@@ -186,10 +188,7 @@ def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float
                 "upscale the low-resolution image of downscale(hr, scale) by the same scale"
             )
         sr = modcrop(sr, scale)
-    y_hr, y_sr = rgb_to_y(hr), rgb_to_y(sr)
-    if y_hr.shape != y_sr.shape:
-        raise ArgumentError(f"hr and sr differ in channels ({hr.shape} vs {sr.shape}): compare gray with gray")
-    y_hr, y_sr = crop_border(y_hr, scale), crop_border(y_sr, scale)
+    y_hr, y_sr = crop_border(rgb_to_y(hr), scale), crop_border(rgb_to_y(sr), scale)
     return psnr(y_hr, y_sr), ssim(y_hr, y_sr)
 
 
