@@ -642,6 +642,79 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1 and "differs from the card" in err
 
 
+def _spoil_the_last_epoch(monkeypatch, snapshots: list) -> None:
+    """Make ``deconvlab train`` keep each epoch's weights in ``snapshots`` and start its last epoch from
+    scrambled weights, so that an earlier epoch is the best on validation."""
+    from deconvlab import train
+
+    class Spoil(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == self.params["epochs"] - 1:
+                rng = np.random.default_rng(0)
+                self.model.set_weights([w + rng.standard_normal(w.shape).astype(w.dtype)
+                                        for w in self.model.get_weights()])
+
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(self.model.get_weights())
+
+    original = train.train
+
+    def spied(*args, callbacks=(), **kwargs):
+        return original(*args, callbacks=[*callbacks, Spoil()], **kwargs)
+
+    monkeypatch.setattr(train, "train", spied)
+
+
+@needs_training_stack
+@pytest.mark.slow
+def test_train_keeps_the_epoch_best_on_validation(capsys, tmp_path, monkeypatch):
+    snapshots: list = []
+    _spoil_the_last_epoch(monkeypatch, snapshots)
+    out_dir = tmp_path / "trained"
+    code, _, err = run(capsys, "train", "--task", "denoise", "--sigma", "25", "--profile", "quick",
+                       "--out", out_dir, "--epochs", "2", "--steps", "2", "--patch-size", "24",
+                       "--train-dataset", "fallback-train", "--train-limit", "2", "--eval-datasets",
+                       "fallback-test", "--eval-limit", "1", "--quiet",
+                       "--arch-kwargs", '{"depth": 2, "width": 4}')
+    assert code == 0, err
+    card = weights.read_card("denoise-sigma25", out_dir)
+    val_psnr = card["history"]["val_psnr"]
+    assert len(snapshots) == len(card["history"]["loss"]) == card["epochs_run"] == 2  # every epoch recorded
+    assert val_psnr[1] is None or val_psnr[0] > val_psnr[1]
+    kept = weights.load_pretrained(card=card, directory=out_dir).get_weights()
+    for saved, best in zip(kept, snapshots[0], strict=True):  # float16 on disk
+        np.testing.assert_allclose(saved, best, rtol=2e-3, atol=1e-4)
+    assert card["kept_epoch"] == 1
+    # the checkpoint was a temporary file: --out holds the card, its weights and its history only
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "denoise-sigma25.history.json", "denoise-sigma25.json", "denoise-sigma25.weights.npz"]
+    history = weights.load_history(out_dir / "denoise-sigma25.history.json")
+    assert history["meta"]["checkpoint"] == card["weights_file"]
+
+
+@needs_training_stack
+def test_train_validates_on_fixed_pairs(tmp_path):
+    from deconvlab import config, recipes, train
+    from deconvlab.degrade import noise_degradation
+
+    profile = config.get_profile("quick")
+    recipe = recipes.CardRecipe(task="denoise", out_dir=tmp_path, sigma=25, steps=20, patch_size=24,
+                                train_dataset="fallback-train", train_limit=3)
+    _, val_data, _, val_set = recipes._patch_data(recipe, profile, post=False)
+    assert isinstance(val_data, tuple), "validation data that changes every epoch makes val_psnr noise"
+    n = 2 * profile.batch_size  # as many as the 20 // 10 batches drawn per epoch before
+    x, y = train.make_validation_pairs(val_set.images, noise_degradation(25), 24, n, seed=1)
+    np.testing.assert_array_equal(val_data[0], x)
+    np.testing.assert_array_equal(val_data[1], y)
+    # a multi-scale SR model is validated at each of its scales, on the same crops
+    sr = recipes.CardRecipe(task="sr", out_dir=tmp_path, scales=[2, 3, 4], steps=30, patch_size=24,
+                            train_dataset="fallback-train", train_limit=3)
+    (lr, hr), share = recipes._patch_data(sr, profile, post=False)[1], profile.batch_size
+    assert lr.shape == hr.shape == (3 * share, 24, 24, 1)
+    assert np.array_equal(hr[:share], hr[share:2 * share])
+    assert not np.array_equal(lr[:share], lr[share:2 * share])
+
+
 # ------------------------------------------------------------------------------------- interrupts and OS errors
 
 
