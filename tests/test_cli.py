@@ -715,6 +715,23 @@ def test_train_validates_on_fixed_pairs(tmp_path):
     assert not np.array_equal(lr[:share], lr[share:2 * share])
 
 
+@needs_training_stack
+def test_train_sr_learns_the_range_of_y_that_it_is_tested_on(tmp_path):
+    from deconvlab import config, data, recipes
+
+    recipe = recipes.CardRecipe(task="sr", out_dir=tmp_path, scale=2, steps=10, patch_size=24,
+                                train_dataset="fallback-train", train_limit=6)
+    _, (_, hr), train_set, val_set = recipes._patch_data(recipe, config.get_profile("quick"), post=False)
+    stored = data.load_dataset("fallback-train", limit=6)  # four gray pictures, then two colour ones
+    # the SR protocol compares MATLAB Y (colour) and the fused trainer maps gray images to [16, 235]/255
+    expected = [metrics.rgb_to_y(img) if img.ndim == 3 else (16 + 219 * img) / 255 for img in stored.images]
+    for got, want in zip(train_set.images + val_set.images, expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert 16 / 255 - 1e-6 <= hr.min() and hr.max() <= 235 / 255 + 1e-6
+    assert train_set.name == ("fallback-train (first 6) Y (MATLAB rgb2ycbcr), gray images mapped to "
+                              "[16, 235]/255 without its last image (5 images)")
+
+
 # ------------------------------------------------------------------------------------- interrupts and OS errors
 
 

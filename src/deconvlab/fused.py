@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .tasks import HELD_ASIDE_IMAGES
+from .tasks import HELD_ASIDE_IMAGES, y_range
 
 __all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
            "held_aside_sr", "sr_training_images", "train_denoiser", "train_sr"]
@@ -254,13 +254,9 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
 # ------------------------------------------------------------------------------------------- super-resolution
 
 
-def y_range(gray: np.ndarray) -> np.ndarray:
-    """A gray [0, 1] image mapped into the range of MATLAB's luma, [16, 235] / 255 (Train400 as SR data)."""
-    return (16.0 + 219.0 * np.asarray(gray, np.float32)) / 255.0
-
-
 def sr_training_images(sets: tuple[str, ...] = ("t91",), limit: int | None = None) -> tuple[list, dict[str, list[str]]]:
-    """(gray images, names per set) for SR training: T91 as 8-bit luma, Train400 mapped by :func:`y_range`.
+    """(gray images, names per set) for SR training: T91 as 8-bit luma, Train400 mapped by
+    :func:`deconvlab.tasks.y_range`.
 
     Each set comes from a pack in ``$DECONVLAB_DATA`` if there is one (:mod:`deconvlab.packed`), else from the
     registry's verified files. T91 comes last in the list, so :func:`held_aside_sr` holds back its last images.

@@ -269,13 +269,16 @@ def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any,
     """(train PatchDataset, fixed (x, y) validation pairs, train set, validation set) of a recipe."""
     from . import data
 
-    mode = "rgb" if recipe.channels == 3 else "gray"
+    sr_y = recipe.task == "sr" and recipe.channels == 1
+    mode = "rgb" if recipe.channels == 3 else None if sr_y else "gray"  # SR maps colour and gray files apart
     limit = recipe.train_limit or profile.train_images
     train_set = data.load_dataset(recipe.train_dataset, mode=mode, limit=limit)
     if limit is not None:  # so that the card's "without its last 8 images" reads as of the images loaded
         train_set = dataclasses.replace(train_set, name=f"{train_set.name} (first {len(train_set)})")
+    train_set = _sr_y(train_set) if sr_y else train_set
     if recipe.val_dataset:
         val_set = data.load_dataset(recipe.val_dataset, mode=mode, limit=profile.test_images)
+        val_set = _sr_y(val_set) if sr_y else val_set
     else:  # the checkpoint is chosen on training images held aside, never on a test set
         train_set, val_set = held_aside(train_set)
     degradation = tasks.training_degradation(recipe.task, sigma=recipe.sigma_range or recipe.sigma,
@@ -287,6 +290,12 @@ def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any,
                                    workers=recipe.workers, batch_size=profile.batch_size, **patch_args)
     pairs = min(max(1, steps // 10) * profile.batch_size, VALIDATION_PAIRS_MAX)
     return train_data, _validation_pairs(recipe, val_set.images, pairs, post, patch_args), train_set, val_set
+
+
+def _sr_y(dataset: Any) -> Any:
+    """A set in the range of the SR protocol's Y (:func:`tasks.sr_training_y`), its name saying how."""
+    images, how = tasks.sr_training_y(dataset.images)
+    return dataclasses.replace(dataset, images=images, name=f"{dataset.name} {how}")
 
 
 #: At most this many fixed validation pairs: the paper profile's 100 batches of 128 would hold 256 MB of them.

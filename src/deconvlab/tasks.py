@@ -1,7 +1,8 @@
 """The three restoration tasks in one place: what each trains on, how it is evaluated, its default sets and card id.
 
 * ``denoise`` (DnCNN protocol): AWGN of ``sigma`` on the 0-255 scale; validation and test set BSD68.
-* ``sr`` (SRCNN/VDSR protocol): Y of ``modcrop(hr, scale)``, MATLAB bicubic downscale; test set Set5.
+* ``sr`` (SRCNN/VDSR protocol): Y of ``modcrop(hr, scale)``, MATLAB bicubic downscale; test set Set5;
+  training images in the same range of Y (:func:`sr_training_y`).
 * ``deblur``: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` with symmetric borders, then AWGN of
   ``DEBLUR_NOISE_SIGMA``; test set Set12.
 
@@ -163,6 +164,26 @@ def evaluation_pair(task: str, clean: np.ndarray, index: int, *, sigma: float | 
         return hr, dg.upscale(low, scale), low
     degraded = clean if task == "denoise" else dg.blur(clean, protocol_psf() if psf is None else psf)
     return clean, dg.add_gaussian_noise(degraded, sigma, seed=seed + index), None
+
+
+def y_range(gray: np.ndarray) -> np.ndarray:
+    """A gray [0, 1] image mapped into the range of MATLAB's luma, [16, 235] / 255 (Train400 as SR data)."""
+    return (16.0 + 219.0 * np.asarray(gray, np.float32)) / 255.0
+
+
+def sr_training_y(images: Sequence[np.ndarray]) -> tuple[list[np.ndarray], str]:
+    """(images, how a card names the mapping) for one-channel SR training, in the range SR is tested in:
+    colour images as the MATLAB Y that :func:`evaluation_pair` compares, gray ones mapped by :func:`y_range`
+    (as :mod:`deconvlab.fused` trains); full-range luma would train on a wider range than the tests use."""
+    from .metrics import rgb_to_y
+
+    colour = [img.ndim == 3 and img.shape[-1] == 3 for img in images]
+    mapped = [rgb_to_y(img) if c else y_range(np.squeeze(img, axis=-1) if img.ndim == 3 else img)
+              for img, c in zip(images, colour, strict=True)]
+    gray_part = "mapped to [16, 235]/255"
+    how = (gray_part if not any(colour) else "Y (MATLAB rgb2ycbcr)" if all(colour)
+           else f"Y (MATLAB rgb2ycbcr), gray images {gray_part}")
+    return mapped, how
 
 
 def training_degradation(task: str, *, sigma: float | Sequence[float] | None = None, scale: int | None = None,
