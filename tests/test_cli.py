@@ -732,6 +732,19 @@ def test_train_sr_learns_the_range_of_y_that_it_is_tested_on(tmp_path):
                               "[16, 235]/255 without its last image (5 images)")
 
 
+@needs_training_stack
+@pytest.mark.parametrize(("epochs", "ran", "fired"), [(1, 1, False), (3, 1, True)])
+def test_train_time_limit_fires_only_when_it_leaves_epochs_out(epochs, ran, fired):
+    from deconvlab import recipes
+
+    deadline = recipes.deadline_callback(0.0)  # every epoch ends past it
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    history = model.fit(np.zeros((4, 2)), np.zeros((4, 1)), epochs=epochs, verbose=0, callbacks=[deadline])
+    assert len(history.history["loss"]) == ran and deadline.fired is fired  # the card's stopped_by_time_limit
+
+
 # ------------------------------------------------------------------------------------- interrupts and OS errors
 
 

@@ -174,7 +174,8 @@ def dataset_digest(names: Sequence[str]) -> dict[str, str]:
 
 
 def deadline_callback(seconds: float) -> Any:
-    """A Keras callback that ends training after the first epoch that finishes past ``seconds`` of wall time."""
+    """A Keras callback that ends training after the first epoch that finishes past ``seconds`` of wall time;
+    ``fired`` says whether that left epochs out."""
     import keras
 
     class Deadline(keras.callbacks.Callback):
@@ -184,7 +185,8 @@ def deadline_callback(seconds: float) -> Any:
             self.start = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
-            if time.perf_counter() - self.start > seconds:
+            # the last epoch asked for may also end past the limit, but then no epoch was left out
+            if time.perf_counter() - self.start > seconds and epoch + 1 < self.params["epochs"]:
                 self.fired = True
                 self.model.stop_training = True
 
