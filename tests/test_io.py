@@ -137,6 +137,15 @@ def test_16bit_rgb_png_every_filter_lossless(tmp_path, interlace):
     np.testing.assert_array_equal(read_quietly(path), RGB16.astype(np.float32) / 65535)
 
 
+def test_12bit_rgb_png_with_an_sbit_chunk_reads_on_its_own_scale(tmp_path):
+    import png
+
+    rgb12 = np.random.default_rng(0).integers(0, 4096, (3, 4, 3))
+    with open(tmp_path / "c12.png", "wb") as fh:  # pypng writes 16-bit samples and sBIT 12
+        png.Writer(4, 3, greyscale=False, bitdepth=12).write(fh, rgb12.reshape(3, 12).tolist())
+    np.testing.assert_allclose(io.read_image(tmp_path / "c12.png"), rgb12 / 4095, atol=1e-6)
+
+
 def test_16bit_rgba_png_drops_alpha_losslessly(tmp_path):
     rgba = np.concatenate([RGB16, np.full((9, 13, 1), 1000, np.uint16)], axis=-1)
     (tmp_path / "c16a.png").write_bytes(_png16(rgba))

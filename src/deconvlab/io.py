@@ -388,7 +388,8 @@ def _read_png16(p: Path, where: str, notes: _Notes) -> np.ndarray:
     planes = int(info["planes"])
     if pixels.shape != (height, width * planes):
         raise _corrupt(where, EOFError("image data shorter than the header says"))
-    img = pixels.reshape(height, width, planes).astype(np.float32) / 65535.0
+    # asDirect shifts samples down to an sBIT chunk's significant bits (a 12-bit scan) and reports that depth
+    img = pixels.reshape(height, width, planes).astype(np.float32) / np.float32((1 << int(info["bitdepth"])) - 1)
     if info.get("alpha"):
         notes.alpha = True
     return img[..., 0] if planes <= 2 else img[..., :3]
