@@ -91,16 +91,10 @@ def tiling(model, shape, tile: int) -> dict:
     radius, stride = infer.tiling_geometry(model)
     overlap = infer.default_overlap(model)
     t = max(tile // stride * stride, stride)
-    ys = infer._starts(h, min(t, h), t - overlap, stride)
-    xs = infer._starts(w, min(t, w), t - overlap, stride)
-    groups: dict = {}
-    for i, y0 in enumerate(ys):
-        for j, x0 in enumerate(xs):
-            th = min(t, h) if i < len(ys) - 1 else h - y0  # the last row and column reach the border
-            tw = min(t, w) if j < len(xs) - 1 else w - x0
-            groups[(th, tw)] = groups.get((th, tw), 0) + 1
-    pixels = sum((-(-n // BATCH) * BATCH if n > BATCH else n) * th * tw for (th, tw), n in groups.items())
-    return {"mode": "tiles", "tiles": len(ys) * len(xs), "overlap": overlap, "radius": radius, "stride": stride,
+    th, tw = min(t + h % stride, h), min(t + w % stride, w)  # as long as the image modulo the stride
+    n = len(infer._starts(h, th, t - overlap, stride)) * len(infer._starts(w, tw, t - overlap, stride))
+    pixels = (-(-n // BATCH) * BATCH if n > BATCH else n) * th * tw
+    return {"mode": "tiles", "tiles": n, "overlap": overlap, "radius": radius, "stride": stride,
             "work_factor": pixels / (h * w)}
 
 

@@ -9,8 +9,9 @@ window mirrors it, so the two sum to one). Pixels within ``margin`` of a tile's 
 count, which makes tiling *exact* for a fully convolutional model whose receptive-field radius is at most
 ``margin`` (e.g. ``d`` pixels for ``d`` 3x3 convs), and hides the seams smoothly otherwise. By default the
 radius is read from the model's layers and the overlap is twice it; models with strided layers get tile
-origins on their stride grid. Borders of the image are not ramped: the model pads them the same way whether
-it sees a tile or the whole image.
+origins on their stride grid and tiles as long as the image modulo the stride (so up to stride - 1 pixels
+longer than ``tile``, and each overlap as many pixels wider). Borders of the image are not ramped: the model
+pads them the same way whether it sees a tile or the whole image.
 """
 
 from __future__ import annotations
@@ -192,61 +193,61 @@ def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: in
     ``overlap=None`` (the default) the overlap and margin come from the model's layers: margin = its
     receptive-field radius (:func:`deconvlab.models.receptive_field_radius`), overlap = twice that, and the result
     equals whole-image prediction up to float rounding. An explicit overlap keeps ``margin = overlap // 4``.
-    ``tile=None`` is :func:`default_tile`. For models with strided layers, tile origins,
-    tile side and overlap sit on multiples of the total stride (:func:`deconvlab.models.total_stride`), so every
-    tile is downsampled on the same grid as the whole image; the last tile of a row or column ends at the border
-    and may be up to stride - 1 pixels longer (the model pads it as it pads the whole image). At most
-    `batch_size` tiles are in memory at a time. `scale` (the SR factor) is measured on a small probe when None.
+    ``tile=None`` is :func:`default_tile`. For models with strided layers, tile origins, `tile` and
+    `overlap` sit on multiples of the total stride (:func:`deconvlab.models.total_stride`), and every tile
+    is as long as the image modulo the stride: up to stride - 1 pixels longer than `tile`, its overlaps as
+    many pixels wider. A strided 'same' convolution pads by the input's length modulo its stride, so every
+    tile is then padded and downsampled on the same grid as the whole image, with or without
+    :class:`~deconvlab.layers.PadToMultiple`. At most `batch_size` tiles are in memory at a time. `scale`
+    (the SR factor) is measured on a small probe when None.
     """
     tile, overlap, margin, stride = _tile_plan(model, tile, overlap)
     batch_size = integer("batch_size", batch_size, 1)
     batch, layout = to_model_batch(image, model_channels(model))
     scale = model_scale(model, batch.shape[-1]) if scale is None else integer("scale", scale, 1)
     n, h, w, _ = batch.shape
-    ys = _starts(h, min(tile, h), tile - overlap, stride)
-    xs = _starts(w, min(tile, w), tile - overlap, stride)
-    ends_y = {y: y + min(tile, h) for y in ys[:-1]} | {ys[-1]: h}
-    ends_x = {x: x + min(tile, w) for x in xs[:-1]} | {xs[-1]: w}
-    s, o = scale, overlap * scale
-    m = None if margin is None else margin * scale
+    # every tile as long as the image modulo the stride: a strided 'same' conv pads an input according to its
+    # length modulo the stride, so only then does it pad (and sample) each tile as it does the whole image
+    th, tw = min(tile + h % stride, h), min(tile + w % stride, w)
+    # the last origin is then h - th, a multiple of the stride: every tile is th x tw and ends in the image
+    ys = _starts(h, th, tile - overlap, stride)
+    xs = _starts(w, tw, tile - overlap, stride)
+    s = scale
+    m = overlap * s // 4 if margin is None else margin * s
+    # the ramps span all that neighbours share, the longer tiles' extra pixels included, so the windows mirror
+    oy, ox = (overlap + h % stride) * s, (overlap + w % stride) * s
 
     # per-tile windows on the output grid; image borders are not ramped
-    wy = {y: _axis_window((ends_y[y] - y) * s, o, m, y > 0, ends_y[y] < h) for y in ys}
-    wx = {x: _axis_window((ends_x[x] - x) * s, o, m, x > 0, ends_x[x] < w) for x in xs}
+    wy = {y: _axis_window(th * s, oy, m, y > 0, y + th < h) for y in ys}
+    wx = {x: _axis_window(tw * s, ox, m, x > 0, x + tw < w) for x in xs}
     weight = np.zeros((h * s, w * s), "float32")
     for y in ys:
         for x in xs:
-            weight[y * s : ends_y[y] * s, x * s : ends_x[x] * s] += np.outer(wy[y], wx[x])
+            weight[y * s : (y + th) * s, x * s : (x + tw) * s] += np.outer(wy[y], wx[x])
 
-    # tiles of one shape go through the model together (the last row and column may be longer)
-    groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
-    for i in range(n):
-        for y in ys:
-            for x in xs:
-                groups.setdefault((ends_y[y] - y, ends_x[x] - x), []).append((i, y, x))
-    bar = keras.utils.Progbar(n * len(ys) * len(xs), unit_name="tile") if progress else None
+    jobs = [(i, y, x) for i in range(n) for y in ys for x in xs]
+    bar = keras.utils.Progbar(len(jobs), unit_name="tile") if progress else None
     out = None
-    for (th, tw), jobs in groups.items():
-        # pad the last chunk to full size when there are several, so compiled backends see one shape
-        pad_chunks = len(jobs) > batch_size
-        for start in range(0, len(jobs), batch_size):
-            chunk = jobs[start : start + batch_size]
-            tiles = np.stack([batch[i, y : y + th, x : x + tw] for i, y, x in chunk])
-            if pad_chunks and len(chunk) < batch_size:
-                tiles = np.concatenate([tiles, np.zeros((batch_size - len(chunk),) + tiles.shape[1:], "float32")])
-            pred = _forward(model, tiles, compiled=True)
-            if pred.shape[1:3] != (th * s, tw * s):
-                raise ArgumentError(
-                    f"model turned {th}x{tw} tiles into {pred.shape[1]}x{pred.shape[2]}, not scale={s}: "
-                    "pass the model's scale or scale=None to measure it"
-                )
-            if out is None:
-                out = np.zeros((n, h * s, w * s, pred.shape[-1]), "float32")
-            for k, (i, y, x) in enumerate(chunk):
-                window = np.outer(wy[y], wx[x])[..., None]
-                out[i, y * s : (y + th) * s, x * s : (x + tw) * s] += pred[k] * window
-            if bar is not None:
-                bar.add(len(chunk))
+    # pad the last chunk to full size when there are several, so compiled backends see one shape
+    pad_chunks = len(jobs) > batch_size
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        tiles = np.stack([batch[i, y : y + th, x : x + tw] for i, y, x in chunk])
+        if pad_chunks and len(chunk) < batch_size:
+            tiles = np.concatenate([tiles, np.zeros((batch_size - len(chunk),) + tiles.shape[1:], "float32")])
+        pred = _forward(model, tiles, compiled=True)
+        if pred.shape[1:3] != (th * s, tw * s):
+            raise ArgumentError(
+                f"model turned {th}x{tw} tiles into {pred.shape[1]}x{pred.shape[2]}, not scale={s}: "
+                "pass the model's scale or scale=None to measure it"
+            )
+        if out is None:
+            out = np.zeros((n, h * s, w * s, pred.shape[-1]), "float32")
+        for k, (i, y, x) in enumerate(chunk):
+            window = np.outer(wy[y], wx[x])[..., None]
+            out[i, y * s : (y + th) * s, x * s : (x + tw) * s] += pred[k] * window
+        if bar is not None:
+            bar.add(len(chunk))
     out /= weight[None, :, :, None]
     return from_model_batch(out, layout)
 

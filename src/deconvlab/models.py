@@ -559,11 +559,13 @@ class _Reach:
 
 
 def _conv_reach(r: _Reach, kernel: int, stride: int, dilation: int) -> _Reach:
-    # 'same' pads max(k - s, 0) in total, half of it (rounded down) before: output o reads taps s*o - a ... s*o + b
+    # 'same' pads half the total pad (rounded down) before: output o reads taps s*o - a ... s*o + k - 1 - a.
+    # The total depends on the input length n: max(k - s, 0) when s divides n, max(k - n % s, 0) otherwise,
+    # so a is at most (k - 1) // 2 (n % s = 1, the left reach's worst case) and at least max(k - s, 0) // 2
+    # (s divides n, the right reach's): a model without PadToMultiple may see either.
     k = dilation * (kernel - 1) + 1
-    a = max(k - stride, 0) // 2
-    b = k - 1 - a
-    return _Reach(r.jump * stride, r.left + a * r.jump, r.right + (b + 1 - stride) * r.jump)
+    a_most, a_least = (k - 1) // 2, max(k - stride, 0) // 2
+    return _Reach(r.jump * stride, r.left + a_most * r.jump, r.right + (k - a_least - stride) * r.jump)
 
 
 def _phase_reach(r: _Reach, factor: int, spans: list[tuple[int, int]]) -> _Reach:
