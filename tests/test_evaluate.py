@@ -89,6 +89,15 @@ def test_colour_with_gray_model_is_per_channel_and_colour_model_is_colour(images
         evaluate(_identity_model(3), (names[:1], imgs[:1]), "denoise", sigma=25)
 
 
+def test_a_model_of_fixed_input_size_is_evaluated_on_images_of_that_size(images):
+    # the warm-up crops a first image to 32 x 32, which a keras.Input((48, 48, 1)) model cannot take
+    inputs = keras.Input(shape=(48, 48, 1))
+    fixed = keras.Model(inputs, keras.layers.Identity()(inputs))
+    result = evaluate(fixed, (["a", "b"], [_rand((48, 48)), _rand((48, 48), seed=1)]), "denoise", sigma=25,
+                      clip=False)
+    assert [r["psnr"] for r in result.rows] == [r["input_psnr"] for r in result.rows]
+
+
 def test_tiles_give_the_same_numbers(images):
     names, imgs = images
     model = models.red_net(depth=2, width=4)  # receptive-field radius 4 <= overlap // 4
