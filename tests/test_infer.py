@@ -262,3 +262,19 @@ def test_ycbcr_path_equals_the_colour_benchmarks_plane_by_plane_computation():
     planes = [keras.ops.convert_to_numpy(model(ycc[None, ..., c, None]))[0, ..., 0] for c in range(3)]
     expected = np.clip(metrics.ycbcr_to_rgb(np.stack(planes, axis=-1)), 0.0, 1.0)
     np.testing.assert_allclose(infer.enhance(model, image, "denoise", colour="ycbcr"), expected, atol=1e-5)
+
+
+def test_enhance_checks_the_task_and_the_scale():
+    # a typo or a missing scale silently restored at the input's size: no upscaling, no error
+    keras.utils.set_random_seed(0)
+    pre = models.red_net_sr(2, depth=2, width=4)  # pre-upsampling: keeps the size
+    lr = _rand((20, 24))
+    assert infer.enhance(pre, lr, "sr", scale=2).shape == (40, 48)
+    with pytest.raises(ArgumentError, match="unknown task 'super-resolution'"):
+        infer.enhance(pre, lr, "super-resolution", scale=2)
+    with pytest.raises(ArgumentError, match=r"task='sr' needs the upscaling factor.*got scale=1"):
+        infer.enhance(pre, lr, "sr")
+    with pytest.raises(ArgumentError, match="scale=2 applies to task='sr' only"):
+        infer.enhance(pre, lr, "denoise", scale=2)
+    with pytest.raises(ArgumentError, match="scale=2.0"):
+        infer.enhance(pre, lr, "sr", scale=2.0)

@@ -24,6 +24,7 @@ from .config import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import ArgumentError, ImageValueError
 from .io import check_image
 from .layers import _round_up
+from .tasks import check_task
 
 _PROBE = 16  # side of the blank image used to measure a model's scale factor
 #: How :func:`enhance` hands a colour image to a gray model: per RGB channel, or per Y / Cb / Cr channel.
@@ -286,6 +287,9 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
             overlap: int | None = DEFAULT_OVERLAP, progress: bool = False, colour: str = "rgb") -> np.ndarray:
     """Restore one image (H, W) or (H, W, 3) with a model, choosing how colour is handled. Taught in chapter 4.
 
+    ``task`` is one of :data:`deconvlab.tasks.TASKS`; ``scale`` is the upscaling factor for ``"sr"`` (2 or
+    more, required) and stays 1 for the other tasks.
+
     A gray model restores each RGB channel in turn (``colour="rgb"``; an image stored as RGB with R = G = B only
     once) or, with ``colour="ycbcr"``, each of Y, Cb and Cr (MATLAB ``rgb2ycbcr``) and converts back: chapter 5
     measures the blind denoiser that way on CBSD68, where the chroma planes' correlated noise is easier to remove;
@@ -298,6 +302,13 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     from .io import rgb_to_gray
     from .metrics import rgb_to_ycbcr, ycbcr_to_rgb
 
+    check_task(task)
+    scale = integer("scale", scale, 1)
+    # scale=1 for sr, or a scale for another task, would silently restore at the input's size
+    if task == "sr" and scale < 2:
+        raise ArgumentError(f"task='sr' needs the upscaling factor, scale=2 or more (got scale={scale})")
+    if task != "sr" and scale != 1:
+        raise ArgumentError(f"scale={scale} applies to task='sr' only: drop it for task={task!r}")
     if colour not in COLOURS:
         raise ArgumentError(f"colour={colour!r}: use one of {', '.join(COLOURS)}")
     img = check_image(image)
