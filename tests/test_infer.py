@@ -278,3 +278,17 @@ def test_enhance_checks_the_task_and_the_scale():
         infer.enhance(pre, lr, "denoise", scale=2)
     with pytest.raises(ArgumentError, match="scale=2.0"):
         infer.enhance(pre, lr, "sr", scale=2.0)
+
+
+def test_estimate_noise_sigma_reads_uint8_images_on_the_0_255_scale():
+    from deconvlab import degrade
+
+    ramp = np.tile(np.linspace(0.2, 0.8, 128, dtype=np.float32), (128, 1))
+    noisy = degrade.add_gaussian_noise(ramp, 25, seed=1)
+    as_float = infer.estimate_noise_sigma(noisy)
+    assert as_float == pytest.approx(25, abs=1.5)
+    # 8-bit rounding barely moves it (its noise, 0.29 on the 0-255 scale, adds in quadrature); uint8 was 6415
+    as_uint8 = infer.estimate_noise_sigma(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8))
+    assert as_uint8 == pytest.approx(as_float, abs=0.5)
+    with pytest.raises(ImageValueError, match="NaN"):
+        infer.estimate_noise_sigma(np.full((8, 8), np.nan, np.float32))

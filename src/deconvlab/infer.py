@@ -270,11 +270,16 @@ def check_exact_tile(model: keras.Model, label: str, tile: int) -> None:
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:
-    """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: mean of the channels)."""
+    """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: the channels' mean).
+
+    Unsigned integer images are scaled to [0, 1] first (:func:`deconvlab.io.check_image`), as enhance does.
+    """
     from skimage.restoration import estimate_sigma
 
-    colour = image.ndim == 3
-    return 255.0 * float(estimate_sigma(image, channel_axis=-1 if colour else None, average_sigmas=colour))
+    # estimate_sigma works in the image's own units: a uint8 image would give 255 times the answer
+    img = check_image(image)
+    colour = img.ndim == 3
+    return 255.0 * float(estimate_sigma(img, channel_axis=-1 if colour else None, average_sigmas=colour))
 
 
 def has_colour(image: np.ndarray) -> bool:
