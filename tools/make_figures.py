@@ -454,7 +454,7 @@ def _chosen_on(card: Mapping[str, Any]) -> str:
         where = f"{validation.split()[1]} (held out)"
     else:
         where = f"{DATASET_NAMES.get(validation, validation)} (test)" if validation else "—"
-    return where if kept_checkpoint(card) else f"last epoch ({where} monitored)"
+    return where if kept_checkpoint(card) else f"last epoch; {where} monitored"
 
 
 def render_table(cards: Sequence[Mapping[str, Any]]) -> str:

@@ -1,6 +1,6 @@
 """The three restoration tasks in one place: what each trains on, how it is evaluated, its default sets and card id.
 
-* ``denoise`` (DnCNN protocol): AWGN of ``sigma`` on the 0-255 scale; validation and test set BSD68.
+* ``denoise`` (DnCNN protocol): AWGN of ``sigma`` on the 0-255 scale; test set BSD68 (validation: held-aside training images).
 * ``sr`` (SRCNN/VDSR protocol): Y of ``modcrop(hr, scale)``, MATLAB bicubic downscale; test set Set5;
   training images in the same range of Y (:func:`sr_training_y`).
 * ``deblur``: ``gaussian_psf(DEBLUR_PSF_SIGMA, DEBLUR_PSF_SIZE)`` with symmetric borders, then AWGN of
