@@ -442,12 +442,11 @@ def _keep_best(model: Any, checkpoint: Path, history: Any) -> int:
 
 def _name_kept_weights(history_path: Path, weights_file: str) -> None:
     """Point the history's ``checkpoint`` at the card's weights file: the temporary one it named is gone."""
-    from .io import write_atomic
-    from .weights import load_history
+    from .weights import load_history, save_history
 
     saved = load_history(history_path)
     saved["meta"]["checkpoint"] = weights_file
-    write_atomic(history_path, (json.dumps(saved, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+    save_history(history_path, saved)
 
 
 #: A card id becomes file names inside the output folder: one path component, no hidden files, no "..".

@@ -30,7 +30,6 @@ Data-parallel training (chapter 5): call ``train`` inside ``strategy.scope()`` o
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import re
@@ -49,10 +48,9 @@ import threadpoolctl
 from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
-from .io import write_atomic
 from .metrics import PSNR, PSNR_MAX_DB, psnr_metric, psnr_per_image  # noqa: F401  (chapter 3 names)
 from .models import count_params
-from .weights import load_history
+from .weights import load_history, save_history
 
 __all__ = [
     "PSNR", "PSNR_MAX_DB", "HistoryWriter", "bf16_supported", "choose_precision", "learning_rate_schedule",
@@ -261,8 +259,8 @@ class HistoryWriter(keras.callbacks.Callback):
             best = max(values) if mode == "max" else min(values)
             meta["best"] = {"epoch": history[monitor].index(best) + 1, monitor: best}
         if self.path is not None:
-            try:  # a reader (plot_history in another cell, a resumed run) never sees half a file
-                write_atomic(self.path, (json.dumps(self.data, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+            try:
+                save_history(self.path, self.data)
             except OSError as exc:
                 raise OutputError(f"cannot write the training history {self.path} ({exc.strerror or exc}): "
                                   "pick a writable history_path") from None

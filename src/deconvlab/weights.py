@@ -812,6 +812,12 @@ def load_history(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def save_history(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
+    """Write a history as :func:`load_history` reads it, atomically: a reader (a plot in another cell, a resumed
+    run) never sees half a file. Non-finite values must already be None (JSON has no NaN)."""
+    write_atomic(Path(path), (json.dumps(data, indent=1, allow_nan=False) + "\n").encode("utf-8"))
+
+
 def anchors_for(task: str, sigma: float | None = None, scale: int | None = None,
                 datasets: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Published PSNRs (method, dataset, psnr, citation) for a task setting, from :data:`ANCHORS`."""
