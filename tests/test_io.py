@@ -113,7 +113,12 @@ def _filter_rows(sub: np.ndarray, bpp: int) -> bytes:
 ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
-def _png16(pixels: np.ndarray, interlace: bool = False) -> bytes:
+def _png_chunk(ctype: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + ctype + body + zlib.crc32(ctype + body).to_bytes(4, "big")
+
+
+def _png16(pixels: np.ndarray, interlace: bool = False, extra: bytes = b"") -> bytes:
+    """``extra``: chunks placed between IHDR and IDAT."""
     h, w, c = pixels.shape
     bpp = 2 * c
     passes = ADAM7 if interlace else ((0, 0, 1, 1),)
@@ -122,12 +127,9 @@ def _png16(pixels: np.ndarray, interlace: bool = False) -> bytes:
         for x0, y0, dx, dy in passes
         if pixels[y0::dy, x0::dx].size
     )
-
-    def chunk(ctype: bytes, body: bytes) -> bytes:
-        return len(body).to_bytes(4, "big") + ctype + body + zlib.crc32(ctype + body).to_bytes(4, "big")
-
     ihdr = w.to_bytes(4, "big") + h.to_bytes(4, "big") + bytes([16, {3: 2, 4: 6, 2: 4}[c], 0, 0, int(interlace)])
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(data)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + extra + _png_chunk(b"IDAT", zlib.compress(data))
+            + _png_chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("interlace", [False, True])
@@ -144,6 +146,17 @@ def test_12bit_rgb_png_with_an_sbit_chunk_reads_on_its_own_scale(tmp_path):
     with open(tmp_path / "c12.png", "wb") as fh:  # pypng writes 16-bit samples and sBIT 12
         png.Writer(4, 3, greyscale=False, bitdepth=12).write(fh, rgb12.reshape(3, 12).tolist())
     np.testing.assert_allclose(io.read_image(tmp_path / "c12.png"), rgb12 / 4095, atol=1e-6)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_16bit_rgb_png_exif_orientation_matches_8bit(tmp_path, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(RGB8).save(tmp_path / "c8.png", exif=exif)
+    (tmp_path / "c16.png").write_bytes(_png16(RGB8.astype(np.uint16) * 257, extra=_png_chunk(b"eXIf", exif.tobytes())))
+    expected = read_quietly(tmp_path / "c8.png")
+    assert expected.shape == (RGB8.shape[1::-1] if orientation >= 5 else RGB8.shape[:2]) + (3,)
+    np.testing.assert_allclose(read_quietly(tmp_path / "c16.png"), expected, rtol=0, atol=1e-7)
 
 
 def test_16bit_rgba_png_drops_alpha_losslessly(tmp_path):

@@ -254,7 +254,11 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
             raise _corrupt(where, exc) from None
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
             # Pillow keeps only the high byte of 16-bit colour PNGs; decode those ourselves, losslessly.
-            return _read_png16(p, where, notes)
+            try:  # the orientation exif_transpose applies to every other image, below
+                orientation = int(im.getexif().get(0x0112, 1))
+            except Exception:  # a broken EXIF block must not cost the pixels
+                orientation = 1
+            return _orient(_read_png16(p, where, notes), orientation)
         _load_fully(im, where)
         try:
             ImageOps.exif_transpose(im, in_place=True)  # camera JPEGs: store rotated, show upright
