@@ -210,6 +210,21 @@ def test_palette_colour_gray_and_transparent(tmp_path):
     np.testing.assert_array_equal(img, expected)  # the transparent entry keeps its palette colour
 
 
+@pytest.mark.parametrize("scale", [256, 257])
+def test_palette_tiff_white_is_one_whether_the_map_is_stored_at_v256_or_v257(tmp_path, scale):
+    colours = np.array([(255, 255, 255), (0, 128, 255), (10, 20, 30)])
+    index = RNG.integers(0, 3, (9, 13), dtype=np.uint8)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[:, :3] = colours.T * scale  # Pillow writes v * 256 (white 65280), libtiff's tools v * 257
+    tifffile.imwrite(tmp_path / "p.tif", index, photometric="palette", colormap=cmap)
+    img = read_quietly(tmp_path / "p.tif")
+    np.testing.assert_allclose(img, colours[index] / 255, rtol=0, atol=1e-7)
+    assert img.max() == 1.0
+    im, expected = _palette_image([(255, 255, 255), (0, 0, 0), (200, 100, 50)])
+    im.save(tmp_path / "pillow.tif")
+    np.testing.assert_allclose(read_quietly(tmp_path / "pillow.tif"), expected, rtol=0, atol=1e-7)
+
+
 def test_gray_stored_as_rgb_stays_rgb_unless_asked(tmp_path):
     Image.fromarray(np.dstack([GRAY8] * 3)).save(tmp_path / "man.bmp")
     img = read_quietly(tmp_path / "man.bmp")

@@ -357,7 +357,11 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         # The device-independent approximation (as Pillow's CMYK -> RGB): no ink is white, K darkens all three.
         return (1.0 - ink[..., :3]) * (1.0 - ink[..., 3:4])
     if photometric == 3 and colormap is not None:  # palette: 16-bit colour map entries
-        return _gray_if_neutral(np.moveaxis(np.asarray(colormap)[:, arr], 0, -1).astype(np.float32) / 65535.0)
+        cmap = np.asarray(colormap, dtype=np.uint16)
+        # An 8-bit palette is stored as v * 257 (libtiff's tools) or v * 256 (Pillow, whose white is 65280);
+        # the latter has no low byte, and reads, as Pillow and libtiff read it, as its high byte over 255.
+        cmap = cmap.astype(np.float32) / 65535.0 if np.any(cmap & 0xFF) else (cmap >> 8).astype(np.float32) / 255.0
+        return _gray_if_neutral(np.moveaxis(cmap[:, arr], 0, -1))
     if arr.ndim == 3:
         channels = arr.shape[-1]
         if channels not in (1, 3):
