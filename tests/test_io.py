@@ -186,6 +186,19 @@ def test_la_mode_becomes_gray_with_warning(tmp_path):
     np.testing.assert_array_equal(img, GRAY8 / np.float32(255))
 
 
+def test_png_colour_key_transparency_warns_like_alpha(tmp_path):
+    Image.fromarray(RGB8).save(tmp_path / "c.png", transparency=tuple(int(v) for v in RGB8[0, 0]))
+    Image.fromarray(GRAY8).save(tmp_path / "g.png", transparency=int(GRAY8[0, 0]))
+    Image.fromarray(GRAY16).save(tmp_path / "g16.png", transparency=int(GRAY16[0, 0]))
+    for name, expected in (("c.png", RGB8 / np.float32(255)), ("g.png", GRAY8 / np.float32(255)),
+                           ("g16.png", GRAY16 / np.float32(65535))):
+        with Image.open(tmp_path / name) as im:
+            assert "transparency" in im.info and "A" not in im.mode  # a tRNS chunk, no alpha channel
+        with pytest.warns(UserWarning, match="alpha channel dropped"):
+            img = io.read_image(tmp_path / name)
+        np.testing.assert_array_equal(img, expected)  # the keyed colour keeps its value
+
+
 def _palette_image(colours: list[tuple[int, int, int]]) -> tuple[Image.Image, np.ndarray]:
     index = RNG.integers(0, len(colours), (9, 13), dtype=np.uint8)
     im = Image.fromarray(index, mode="P")

@@ -287,8 +287,10 @@ def _load_fully(im: Image.Image, where: str) -> None:
 
 def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
     mode = im.mode
+    # A tRNS colour key (one gray level or RGB colour made transparent) is an alpha channel by another name.
+    notes.alpha = "transparency" in im.info
     if mode in ("P", "PA"):
-        notes.alpha = mode == "PA" or "transparency" in im.info
+        notes.alpha = notes.alpha or mode == "PA"
         with warnings.catch_warnings():
             # Pillow nags about palette transparency on convert; the alpha warning already tells the reader.
             warnings.simplefilter("ignore", UserWarning)
