@@ -320,6 +320,44 @@ def test_tiff_orientation_matches_pillow(tmp_path, orientation):
     assert read_quietly(path).dtype == np.float32
 
 
+def _lzw_tiff(path, pixels: np.ndarray, photometric: str) -> None:
+    """An LZW-compressed TIFF, which tifffile cannot write without imagecodecs: every byte coded as a literal
+    (9-bit codes, a Clear code every 200 bytes so the table never needs wider ones), valid if not compact."""
+    data = np.ascontiguousarray(pixels).tobytes()
+    codes = [code for i in range(0, len(data), 200) for code in (256, *data[i : i + 200])] + [257]
+    bits = "".join(f"{code:09b}" for code in codes)
+    bits += "0" * (-len(bits) % 8)
+    strip = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    tifffile.imwrite(path, pixels, photometric=photometric, rowsperstrip=pixels.shape[0])
+    with open(path, "ab") as fh:
+        offset = fh.tell()
+        fh.write(strip)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        tags = tif.pages[0].tags
+        tags["Compression"].overwrite(5)
+        tags["StripOffsets"].overwrite(offset)
+        tags["StripByteCounts"].overwrite(len(strip))
+
+
+def test_16bit_lzw_tiff_reads_at_16_bits_or_says_imagecodecs(tmp_path):
+    _lzw_tiff(tmp_path / "c8.tif", RGB8, "rgb")
+    _lzw_tiff(tmp_path / "g16.tif", GRAY16, "minisblack")
+    _lzw_tiff(tmp_path / "c16.tif", RGB16, "rgb")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "c8.tif"), RGB8 / np.float32(255))
+    # Pillow's libtiff reads 16-bit gray LZW at 16 bits, whether or not tifffile can.
+    np.testing.assert_array_equal(read_quietly(tmp_path / "g16.tif"), GRAY16 / np.float32(65535))
+    with Image.open(tmp_path / "c16.tif") as im:
+        assert im.mode == "RGB"  # ...but 16-bit colour only at 8 bits, the high bytes
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImageFileError) as err:
+            io.read_image(tmp_path / "c16.tif")
+        assert "16-bit TIFF compressed with LZW" in one_line(err) and "pip install imagecodecs" in str(err.value)
+    else:
+        np.testing.assert_array_equal(read_quietly(tmp_path / "c16.tif"), RGB16 / np.float32(65535))
+
+
 def test_cmyk_tiff_and_jpeg(tmp_path):
     ink = np.zeros((2, 3, 4), np.uint8)
     ink[0, 0] = (255, 0, 0, 0)  # cyan ink only

@@ -10,6 +10,7 @@ float TIFF). A file that cannot give trustworthy pixels (missing, empty, truncat
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tempfile
 import threading
@@ -327,10 +328,15 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     """TIFF through tifffile (lossless for 16-bit colour and float RGB, which Pillow cannot read), else Pillow."""
     import tifffile  # a dependency of scikit-image, which the package requires
 
+    bits, codec = 8, None  # codec: a known compression tifffile decodes only with the optional imagecodecs
     try:
         with tifffile.TiffFile(p) as tif:
             page = tif.pages[0]
             _check_size(int(page.imagewidth), int(page.imagelength), limit, where)
+            bits = int(page.bitspersample)
+            compression = page.compression
+            if isinstance(compression, tifffile.COMPRESSION) and compression not in tifffile.TIFF.DECOMPRESSORS:
+                codec = compression.name if importlib.util.find_spec("imagecodecs") is None else None
             arr = page.asarray()
             photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
             orientation = int(page.tags.valueof(274, 1))
@@ -339,6 +345,12 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     except ImageTooLargeError:
         raise
     except Exception as exc:
+        if codec is not None and bits > 8 and not _pillow_keeps_depth(p):
+            # Pillow has 16-bit modes for one sample only: colour would silently come back at 8 bits.
+            raise ImageFileError(
+                f"{where} is a {bits}-bit TIFF compressed with {codec}, which only the optional imagecodecs package "
+                f"reads at {bits} bits: pip install imagecodecs, or re-save the file uncompressed"
+            ) from None
         # Codecs tifffile lacks without imagecodecs (LZW, JPEG-in-TIFF) are in Pillow's libtiff.
         try:
             with warnings.catch_warnings():
@@ -375,6 +387,17 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
         out = 1.0 - out
     return out
+
+
+def _pillow_keeps_depth(p: Path) -> bool:
+    """Whether Pillow opens this TIFF in a mode of more than 8 bits (16-bit or 32-bit gray, float)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our pixel limit was checked already
+            with Image.open(p) as im:
+                return im.mode in ("I", "F") or im.mode.startswith("I;16")
+    except Exception:  # Pillow cannot read it either; the fallback says so
+        return True
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
