@@ -601,3 +601,24 @@ def test_written_file_respects_umask(tmp_path):
     os.umask(umask)
     path = io.write_image(tmp_path / "perm.png", np.zeros((2, 2)))
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_new_file_mode_follows_a_strict_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        io.write_atomic(tmp_path / "table.csv", b"a,b\n")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o640  # mkstemp would give 0o600
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o664, 0o444], ids=oct)
+def test_overwrite_keeps_the_file_mode(tmp_path, mode):
+    path = io.write_image(tmp_path / "keep.png", np.zeros((2, 2)))
+    path.chmod(mode)
+    io.write_image(path, np.ones((2, 2)))
+    assert path.stat().st_mode & 0o777 == mode
+    assert np.asarray(Image.open(path)).min() == 255  # the new pixels, not the old file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]

@@ -478,10 +478,14 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` (bytes, or a function that writes into the open file) next to ``path`` and rename it into
     place: a crash or a full disk never leaves half a file, and a failed write keeps the old one whole. The file is
-    created 0o666 & umask, as by ``open()``. Images, cards, weights, histories and CSV tables all go through here;
-    an OSError propagates for the caller to explain."""
+    created 0o666 & umask, as by ``open()``; a file it replaces keeps its permission bits, as with ``cp``. Images,
+    cards, weights, histories and CSV tables all go through here; an OSError propagates for the caller to explain."""
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: the folder {path.parent} does not exist; create it first")
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = None
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -490,6 +494,8 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
                 data(fh)
             else:
                 fh.write(data)
+        if mode is not None:  # else the renamed-in file would have the umask's mode, undoing a chosen 0600
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # after a failure (or Ctrl-C); already renamed away after a success
