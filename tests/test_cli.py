@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deconvlab import cli, infer, io, metrics, models, plots, tasks, weights
+from deconvlab import cli, console, infer, io, metrics, models, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
@@ -278,6 +278,29 @@ def test_subprocess_weights_error_after_keras_start_is_one_line(gray_png, tmp_pa
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "the card expects" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, unbuffered", [(["models"], ""), (["models"], "1"), (["--version"], "")])
+def test_subprocess_output_into_a_closed_pipe_is_quiet(argv, unbuffered):
+    """`deconvlab models | head -1`: a reader that stops early is no error; status 141 (128 + SIGPIPE) as coreutils.
+    Buffered, the write fails only in the flush at exit; unbuffered, in print()."""
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line, as with `| true`
+    try:
+        proc = subprocess.run([sys.executable, "-m", "deconvlab", *argv], stdout=write, stderr=subprocess.PIPE,
+                              text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": unbuffered})
+    finally:
+        os.close(write)
+    assert proc.returncode == console.EX_BROKEN_PIPE, proc.stderr
+    assert proc.stderr == ""
+
+
+def test_broken_pipe_in_a_command_is_status_141_and_silent(capsys, monkeypatch):
+    def closed(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(weights, "model_table", closed)
+    assert run(capsys, "models") == (141, "", "")
 
 
 # ------------------------------------------------------------------------------------- good inputs

@@ -2,7 +2,8 @@
 
 Every failure a user can cause prints ONE line, ``deconvlab: error: <what to do>``, on stderr and exits with status
 2 (as argparse does for usage errors). Anything unexpected (a bug) is one line too, with status 70
-(``EX_SOFTWARE``); Ctrl-C at any point exits 130. ``DECONVLAB_DEBUG=1`` shows the traceback behind an error.
+(``EX_SOFTWARE``); Ctrl-C at any point exits 130. Output piped into a reader that stops early (``| head -1``) ends
+quietly with 141, as coreutils' tools do. ``DECONVLAB_DEBUG=1`` shows the traceback behind an error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import ArgumentError, DeconvlabError
 PROG = "deconvlab"
 EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
 EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
+EX_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `seq 1e9 | head -1` reports for seq
 SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (which keras.utils.set_random_seed calls) takes no more
 
 
@@ -179,11 +181,14 @@ def run(command: Callable[[], int]) -> int:
     verbose = debug()
     try:
         with current.watching(), one_line_warnings():
-            code = int(command())
-            current.checkpoint()  # a Ctrl-C some library swallowed still ends in 130
+            try:
+                code = int(command())
+                current.checkpoint()  # a Ctrl-C some library swallowed still ends in 130
+            except SystemExit as exc:  # --help and --version
+                code = int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
+            if sys.stdout is not None:  # a closed pipe fails here, not in the interpreter's flush at exit (status 120)
+                sys.stdout.flush()
             return code
-    except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else 2
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt) or (current.count and isinstance(exc, Exception)):
             # After a Ctrl-C, whatever breaks next (a library half imported, an interrupt swallowed and turned
@@ -192,10 +197,25 @@ def run(command: Callable[[], int]) -> int:
                 traceback.print_exc()
             fail(current.message())
             return EX_INTERRUPTED
+        if isinstance(exc, BrokenPipeError):  # the reader (`| head`) has all it wanted: not an error
+            _stdout_to_devnull()
+            return EX_BROKEN_PIPE
         if verbose or not isinstance(exc, Exception):
             raise
         fail(failure(exc))
         return EX_SOFTWARE if is_bug(exc) else 2
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at os.devnull, so the interpreter's flush at exit of what is still buffered does
+    not fail again (Python's documentation, signal module, "Note on SIGPIPE")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # no descriptor (None, or a test's capture): nothing to flush there
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def is_bug(exc: Exception) -> bool:
@@ -216,6 +236,6 @@ def failure(exc: Exception) -> str:
             "the traceback, and please report it")
 
 
-__all__ = ["EX_INTERRUPTED", "EX_SOFTWARE", "PROG", "SEED_MAX", "Interrupts", "OneLineParser", "UsageError",
-           "count", "debug", "fail", "failure", "info", "is_bug", "one_line", "one_line_warnings", "positive", "run",
-           "same_file", "seed", "start_keras", "state"]
+__all__ = ["EX_BROKEN_PIPE", "EX_INTERRUPTED", "EX_SOFTWARE", "PROG", "SEED_MAX", "Interrupts", "OneLineParser",
+           "UsageError", "count", "debug", "fail", "failure", "info", "is_bug", "one_line", "one_line_warnings",
+           "positive", "run", "same_file", "seed", "start_keras", "state"]
