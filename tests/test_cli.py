@@ -587,6 +587,17 @@ def test_models_lists_every_card(capsys, tmp_path, wdir):
     assert_one_line_error(code, err, None, f"no model cards in {empty}")
 
 
+def test_a_mistyped_card_is_skipped_by_models_and_enhance(capsys, gray_png, tmp_path, wdir):
+    folder = _copy_weights(wdir, tmp_path)
+    card = json.loads((folder / "denoise-sigma25.json").read_text())
+    (folder / "broken.json").write_text(json.dumps(dict(card, id="broken", sigma_range=[0], params="1e6")))
+    code, out, err = run(capsys, "models", "--weights-dir", folder)
+    assert code == 0 and "| denoise-sigma25 " in out and "| broken " not in out, err
+    assert err.startswith("deconvlab: warning: skipping broken.json") and "params is '1e6'" in err, err
+    code, out, err = run(capsys, *denoise_args(gray_png, tmp_path / "out.png", folder))
+    assert code == 0 and "with denoise-sigma25" in out and "skipping broken.json" in err, err
+
+
 # ------------------------------------------------------------------------------------- evaluate and train
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -273,6 +274,41 @@ def test_non_card_json_is_skipped_with_a_warning(tmp_path):
         cards = weights.list_cards(tmp_path)
     assert [c["id"] for c in cards] == ["d25"]
     assert any("skipping notes.json" in str(w.message) for w in record)
+
+
+@pytest.mark.parametrize(
+    ("field", "fields"),
+    [
+        ("sigma_range", {"sigma_range": [0]}),
+        ("sigma", {"sigma": "25"}),
+        ("channels", {"channels": "one"}),
+        ("params", {"params": "1e6"}),
+        ("scales", {"task": "sr", "scales": "2"}),
+        ("scale", {"task": "sr", "scale": "x2"}),
+        ("default", {"default": ["x2"]}),
+        ("macs_per_pixel", {"macs_per_pixel": "1 M"}),
+        ("cpu_s_per_mpx", {"cpu_s_per_mpx": "fast"}),
+        ("metrics", {"metrics": [{"sigma": 25, "psnr": 29.0}]}),
+        ("metrics", {"metrics": [{"dataset": "bsd68", "psnr": "29.0"}]}),
+        ("anchors", {"anchors": [{"dataset": "bsd68", "psnr": 29.0}]}),
+        ("architecture.kwargs", {"architecture": {"builder": "red_net", "kwargs": [1]}}),
+        ("architecture.kwargs.channels", {"architecture": {"builder": "red_net", "kwargs": {"channels": "1"}}}),
+        ("architecture.builder", {"architecture": {"builder": 5, "kwargs": {}}}),
+        ("id", {"id": 7}),
+    ],
+)
+def test_a_card_with_a_mistyped_field_is_skipped_and_the_others_still_work(tmp_path, field, fields):
+    _write(_fake_card("d25", "denoise", sigma=25), tmp_path)
+    (tmp_path / "bad.json").write_text(json.dumps({**_fake_card("bad", "denoise"), **fields}))
+    with pytest.warns(UserWarning, match=rf"skipping bad\.json .*: {re.escape(field)} is ") as record:
+        assert weights.find_card("denoise", sigma=25, directory=tmp_path)["id"] == "d25"
+    assert len(record) == 1
+    with pytest.warns(UserWarning, match="skipping bad.json"):
+        assert [r["id"] for r in weights.model_rows(tmp_path)] == ["d25"]
+    with pytest.warns(UserWarning, match="skipping bad.json"):
+        assert "| d25 " in weights.model_table(tmp_path)
+    with pytest.raises(WeightsError, match=rf"bad\.json: {re.escape(field)} is "):
+        weights.read_card(tmp_path / "bad.json")
 
 
 def test_validate_card_accepts_a_real_card_and_its_cost(saved, tmp_path):

@@ -25,10 +25,11 @@ import inspect
 import json
 import math
 import os
+import reprlib
 import subprocess
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,45 @@ def sha256_file(path: str | os.PathLike) -> str:
     return pooch_module().file_hash(str(path))
 
 
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return _int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _ints(value: Any) -> bool:
+    return isinstance(value, list) and all(map(_int, value))
+
+
+def _entries(*names: str) -> Callable[[Any], bool]:
+    """A list of objects (metrics, anchors) with string ``names`` whose psnr, ssim, sigma, scale are numbers."""
+    return lambda value: isinstance(value, list) and all(
+        isinstance(e, dict) and all(isinstance(e.get(n), str) for n in names)
+        and all(e.get(k) is None or _number(e[k]) for k in ("psnr", "ssim", "sigma", "scale")) for e in value)
+
+
+#: The type of each card field that finding, listing, tabulating and loading cards read (``a.b``: field b of
+#: object a); absent or null passes for all but the required fields. A card that breaks one is refused by
+#: read_card, so list_cards skips it rather than every lookup in its folder failing on it.
+FIELD_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{name: (lambda v: isinstance(v, str), "a string") for name in ("id", "weights_file", "weights_sha256",
+                                                                       "architecture.builder")},
+    "architecture.kwargs": (lambda v: isinstance(v, dict), "an object"),
+    "architecture.kwargs.channels": (_int, "an integer"),
+    "channels": (_int, "an integer"), "params": (_int, "an integer"), "scale": (_int, "an integer"),
+    "scales": (_ints, "a list of integers"), "sigma": (_number, "a number"),
+    "sigma_range": (lambda v: isinstance(v, list) and len(v) == 2 and all(map(_number, v)), "two numbers [low, high]"),
+    "default": (lambda v: isinstance(v, bool) or _ints(v), "true, false or a list of scales"),
+    "macs_per_pixel": (lambda v: _number(v) or (isinstance(v, dict) and all(map(_number, v.values()))),
+                       "a number or an object of numbers"),
+    "cpu_s_per_mpx": (_number, "a number"), "wall_time_s": (_number, "a number"),
+    "metrics": (_entries("dataset"), "a list of objects with a dataset name and numbers"),
+    "anchors": (_entries("method", "dataset"), "a list of objects with method and dataset names and numbers"),
+}
+
+
 def _validate_card(card: Any, source: str) -> dict[str, Any]:
     if not isinstance(card, dict):
         raise WeightsError(f"model card {source} is not a JSON object; git checkout data/weights")
@@ -100,6 +140,15 @@ def _validate_card(card: Any, source: str) -> dict[str, Any]:
                            "git checkout data/weights or re-run training")
     if card["task"] not in TASKS:
         raise WeightsError(f"model card {source} has unknown task {card['task']!r}; expected one of {TASKS}")
+    for field, (valid, expected) in FIELD_TYPES.items():
+        *parents, name = field.split(".")
+        holder = card
+        for parent in parents:
+            holder = holder.get(parent) if isinstance(holder, dict) else None
+        value = holder.get(name) if isinstance(holder, dict) else None
+        if (value is not None or field in REQUIRED_FIELDS) and not valid(value):
+            raise WeightsError(f"model card {source}: {field} is {reprlib.repr(value)}, not {expected}; "
+                               "git checkout data/weights or re-run training")
     return card
 
 
@@ -203,7 +252,7 @@ def card_channels(card: Mapping[str, Any]) -> int:
     """Image channels the card's model takes (1: gray or the Y channel, 3: RGB)."""
     if card.get("channels") is not None:
         return int(card["channels"])
-    return int(card["architecture"].get("kwargs", {}).get("channels", 1))
+    return int((card["architecture"].get("kwargs") or {}).get("channels", 1))
 
 
 def _available_text(directory: str | os.PathLike | None, cards: list[dict[str, Any]] | None = None) -> str:
