@@ -625,6 +625,28 @@ def test_train_argument_errors(capsys, tmp_path):
         assert_one_line_error(code, err, None, match)
 
 
+def test_train_refuses_arch_kwargs_a_card_may_not_hold_before_loading_data(capsys, tmp_path, monkeypatch):
+    from deconvlab import recipes, train
+    from deconvlab.errors import DataError
+
+    def no_data(*args, **kwargs):
+        raise DataError("training data asked for")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(recipes, "_patch_data", no_data)
+    monkeypatch.setattr(train, "train", no_training)
+    out = tmp_path / "runs"
+    argv = ("train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out, "--arch-kwargs")
+    for kwargs, match in (('{"depth": 2, "width": 4, "kernel_size": 17}', "kernel_size=17 is not an integer in [1, 15]"),
+                          ('{"depth": 2, "width": 1025}', "width=1025 is not an integer in [1, 1024]"),
+                          ('{"depth": 2.5, "width": 4}', "depth=2.5 is not an integer"),
+                          ('{"depth": 2, "width": 4}', "training data asked for")):  # within the limits: it goes on
+        code, _, err = run(capsys, *argv, kwargs)
+        assert_one_line_error(code, err, out, match)
+
+
 def _evaluate_module_ready() -> bool:
     try:
         from deconvlab import degrade, evaluate, train  # noqa: F401

@@ -384,6 +384,9 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
     builder = recipe.arch or tasks.DEFAULT_BUILDERS[recipe.task]
     kwargs = builder_kwargs(builder, recipe.task, recipe.channels, recipe.scale, recipe.upsample, profile,
                             recipe.arch_kwargs)
+    # the card is checked against these limits when it is saved: refuse before any data is loaded or trained on
+    weights.check_builder_arguments(recipe.id, builder, kwargs,
+                                    advice="change --arch-kwargs: a model card must keep to weights.ARG_LIMITS")
     with train.precision_policy(recipe.mixed_precision, profile) as precision:
         model = models.build_model(builder, **kwargs)
     post = recipe.task == "sr" and (builder == "fsrcnn" or kwargs.get("upsample") == "post")

@@ -370,10 +370,10 @@ def _builder_parameters(builder: str) -> dict[str, Any]:
     return params
 
 
-def _check_argument(source: str, name: str, value: Any, default: Any) -> None:
+def _check_argument(source: str, name: str, value: Any, default: Any,
+                    advice: str = "git checkout data/weights or re-run training") -> None:
     def refuse(what: str) -> WeightsError:
-        return WeightsError(f"model card {source}: architecture argument {name}={value!r} {what}; "
-                            "git checkout data/weights or re-run training")
+        return WeightsError(f"model card {source}: architecture argument {name}={value!r} {what}; {advice}")
 
     lo, hi = ARG_LIMITS.get(name, (0, 10_000))
     if value is None and default is None:  # an optional argument left out, e.g. red_net_sr's scale for "pre"
@@ -394,6 +394,15 @@ def _check_argument(source: str, name: str, value: Any, default: Any) -> None:
     elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
                                          or not math.isfinite(value)):
         raise refuse("is not a finite number")
+
+
+def check_builder_arguments(source: str, builder: str, kwargs: Mapping[str, Any], advice: str) -> None:
+    """Refuse, as :func:`validate_card` does for card ``source``, a builder argument of the wrong type or outside
+    :data:`ARG_LIMITS` (:class:`WeightsError` ending in ``advice``); arguments the builder does not take pass."""
+    known = _builder_parameters(builder)
+    for name, value in _builder_kwargs({"kwargs": kwargs}).items():
+        if name in known:
+            _check_argument(source, name, value, known[name], advice)
 
 
 def _builder_kwargs(arch: Mapping[str, Any]) -> dict[str, Any]:
