@@ -161,7 +161,31 @@ def test_the_default_super_resolver_is_the_post_upsampling_one_unless_it_is_behi
     assert weights.is_default(expected, scale) and not weights.is_default(post if expected is pre else pre, scale)
 
 
+#: Train400's (test_001 ... test_400) and T91's (t1 ... t91) image names; test sets' differ (BSD68: test001, Set5: baby)
+TRAINING_IMAGE = re.compile(r"test_\d{3}|t\d{1,2}")
+
+
+def _check_held_aside(data: dict) -> None:
+    # "held-aside <set> <image>, ...[, sigma 25][ (how)]": the images only, not the set's name (which may be t91)
+    match = re.fullmatch(r"held-aside \S+ (.+)", data["validation"].split("(")[0].strip())
+    held = [] if match is None else [n.strip() for n in match.group(1).split(",") if not n.strip().startswith("sigma ")]
+    assert held and all(TRAINING_IMAGE.fullmatch(n) for n in held), data["validation"]
+    assert f"without its last {len(held)} images" in data["train"], data["train"]
+
+
 @pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
 def test_every_card_says_its_training_data_left_out_the_held_aside_images(card):
-    held = re.findall(r"\b(?:test_|t)\d+\b", card["data"]["validation"].split("(")[0])
-    assert held and f"without its last {len(held)} images" in card["data"]["train"], card["data"]["train"]
+    _check_held_aside(card["data"])
+
+
+def test_the_held_aside_check_counts_training_images_only():
+    held = ", ".join(f"t{i}" for i in range(84, 92))
+    _check_held_aside({"validation": f"held-aside t91 {held} (Y)", "train": "t91 without its last 8 images (83 images)"})
+    train400 = ", ".join(f"test_{i}" for i in range(393, 401))
+    _check_held_aside({"validation": f"held-aside Train400 {train400}, sigma 15/25/50",
+                       "train": "train400 without its last 8 images (392 images)"})
+    with pytest.raises(AssertionError):  # a BSD68 image among them
+        _check_held_aside({"validation": f"held-aside train400 {train400}, test001",
+                           "train": "train400 without its last 8 images (392 images)"})
+    with pytest.raises(AssertionError):
+        _check_held_aside({"validation": "held-aside set5 baby, bird", "train": "t91 without its last 2 images"})
