@@ -476,8 +476,6 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
     if builder not in models.BUILDERS:
         raise WeightsError(f"model card {source} names unknown builder {builder!r}; "
                            f"this deconvlab has {', '.join(models.BUILDERS)}")
-    if not isinstance(arch.get("kwargs") or {}, dict):
-        raise WeightsError(f"model card {source}: architecture.kwargs is not an object")
     known = _builder_parameters(builder)
     for name, value in _builder_kwargs(arch).items():
         if name not in known:
