@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import pytest
 jax = pytest.importorskip("jax")
 
 from deconvlab import degrade, fused, weights  # noqa: E402
+from deconvlab.errors import WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,3 +183,10 @@ def test_held_aside_sr_trains_on_no_copy_of_a_held_image():
     train, (_, hr) = fused.held_aside_sr(images, 2, count=1)
     assert [float(t[0, 0]) for t in train] == pytest.approx([0.1, 0.2])
     assert np.allclose(hr, 0.5)
+
+
+def test_an_arch_outside_the_card_limits_is_refused_before_training():
+    args = SimpleNamespace(id="tiny", builder="unet")
+    with pytest.raises(WeightsError, match="kernel_size=17 .*change --arch"):
+        fused._build(args, {"widths": [4, 8], "depths": [1, 1], "kernel_size": 17})
+    assert fused._build(args, {"widths": [4, 8], "depths": [1, 1]}).count_params() > 0

@@ -435,8 +435,16 @@ def _options(args) -> dict[str, Any]:
                                           "eval_every", "steps_per_call", "loss", "ema")}
 
 
+def _build(args, arch: dict[str, Any]) -> Any:
+    from . import models, weights
+
+    # the card is refused at the end for arguments outside these limits: refuse them before training instead
+    weights.check_builder_arguments(args.id, args.builder, arch, advice="change --arch to keep to weights.ARG_LIMITS")
+    return models.build_model(args.builder, channels=1, **arch)
+
+
 def _main_denoise(args, command: str) -> int:
-    from . import data, evaluate, models, tasks
+    from . import data, evaluate, tasks
 
     wall = time.perf_counter()
     # the test sets are loaded first: a missing one should stop the run before training, not after
@@ -446,7 +454,7 @@ def _main_denoise(args, command: str) -> int:
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
     count = args.val_images
     train_images, validation = held_aside(list(train_set.images), val_sigmas, count=count)
-    model = models.build_model(args.builder, channels=1, **json.loads(args.arch))
+    model = _build(args, json.loads(args.arch))
     record = train_denoiser(model, train_images, validation, sigma=sigma, **_options(args))
     names = list(train_set.names)
     fields = {
@@ -478,7 +486,7 @@ def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float],
 
 
 def _main_sr(args, command: str) -> int:
-    from . import evaluate, models, packed, tasks
+    from . import evaluate, packed, tasks
     from .errors import DataError
 
     wall = time.perf_counter()
@@ -491,8 +499,7 @@ def _main_sr(args, command: str) -> int:
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
     train_images = scale_augmented(train_images, factors)
-    arch = {"scale": scale, "upsample": "post", **json.loads(args.arch)}
-    model = models.build_model(args.builder, channels=1, **arch)
+    model = _build(args, {"scale": scale, "upsample": "post", **json.loads(args.arch)})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
     all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
