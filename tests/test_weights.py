@@ -311,6 +311,13 @@ def test_a_card_with_a_mistyped_field_is_skipped_and_the_others_still_work(tmp_p
         weights.read_card(tmp_path / "bad.json")
 
 
+def test_a_card_defaulting_for_a_scale_it_does_not_serve_is_skipped(tmp_path):
+    _write(_fake_card("sr3", "sr", scale=3, default=True), tmp_path)
+    _write(_fake_card("sr2", "sr", scale=2, default=[3]), tmp_path)
+    with pytest.warns(UserWarning, match=r"skipping sr2\.json .*default=\[3\]; use true or false, or a list of its scales \[2\]"):
+        assert weights.find_card("sr", scale=3, directory=tmp_path)["id"] == "sr3"
+
+
 def test_validate_card_accepts_a_real_card_and_its_cost(saved, tmp_path):
     card = weights.read_card("denoise-sigma25", tmp_path)
     assert weights.validate_card(card, tmp_path / card["weights_file"])["id"] == "denoise-sigma25"

@@ -149,6 +149,10 @@ def _validate_card(card: Any, source: str) -> dict[str, Any]:
         if (value is not None or field in REQUIRED_FIELDS) and not valid(value):
             raise WeightsError(f"model card {source}: {field} is {reprlib.repr(value)}, not {expected}; "
                                "git checkout data/weights or re-run training")
+    flag, scales = card.get("default"), card_scales(card)
+    if isinstance(flag, list) and not (scales and set(flag) <= set(scales)):  # find_card would pick it anyway
+        raise WeightsError(f"model card {source}: default={flag!r}; use true or false"
+                           + (f", or a list of its scales {scales}" if scales else ""))
     return card
 
 
@@ -482,12 +486,6 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
             raise WeightsError(f"model card {source}: {builder} takes no argument {name!r}; "
                                "the card does not match this version of deconvlab")
         _check_argument(source, name, value, known[name])
-    flag = card.get("default", False)
-    scales = card_scales(card)
-    if not (isinstance(flag, bool) or (isinstance(flag, list) and scales and all(
-            isinstance(k, int) and not isinstance(k, bool) and k in scales for k in flag))):
-        raise WeightsError(f"model card {source}: default={flag!r}; use true or false"
-                           + (f", or a list of its scales {scales}" if scales else ""))
     try:
         model = _probe_model(arch)
     except (ArgumentError, TypeError, ValueError) as exc:
