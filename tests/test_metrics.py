@@ -51,6 +51,42 @@ def test_psnr_refuses_0_255_images_with_data_range_1():
     assert metrics.psnr(ref, ref + 1, data_range=255) == pytest.approx(20 * math.log10(255), abs=1e-9)
 
 
+def test_psnr_refuses_0_255_integer_test_images_with_data_range_1():
+    # A flat reference passes the span check; the 8-bit test image beside it must not score on a range of 1.
+    flat = np.full((16, 16), 128, np.uint8)
+    test = RNG.integers(0, 256, (16, 16)).astype(np.uint8)
+    with pytest.raises(ArgumentError) as err:
+        metrics.psnr(flat, test)
+    assert one_line(err).startswith("test values span") and "data_range=255" in one_line(err)
+    assert metrics.psnr(flat, test, data_range=255) == pytest.approx(
+        10 * math.log10(255**2 / np.mean((test - 128.0) ** 2)), rel=1e-12
+    )
+    noisy = RNG.random((16, 16)) + RNG.normal(0, 1.0, (16, 16))  # unclipped float noise may span more than 2
+    assert np.ptp(noisy) > 2 and math.isfinite(metrics.psnr(RNG.random((16, 16)), noisy))
+
+
+@pytest.mark.parametrize("metric", [metrics.psnr, metrics.ssim])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_psnr_and_ssim_refuse_an_integer_image_next_to_a_float_one(metric, dtype):
+    # Keeping the integer values against a [0, 1] float gave -42 dB without a word.
+    ref = RNG.random((24, 24))
+    top = np.iinfo(dtype).max
+    pixels = np.round(ref * top).astype(dtype)
+    with pytest.raises(ArgumentError) as err:
+        metric(ref, pixels)
+    msg = one_line(err)
+    assert f"{metric.__name__} does not mix" in msg and f"divide test by {top}" in msg
+    with pytest.raises(ArgumentError) as err:
+        metric(pixels, ref)
+    assert f"divide reference by {top}" in one_line(err)
+    with pytest.raises(ArgumentError) as err:
+        metric(np.round(ref).astype(np.int64), ref)
+    assert "convert reference to float" in one_line(err)
+    assert metric(ref, pixels / top) > (40 if metric is metrics.psnr else 0.99)
+    assert metric(pixels, pixels, top) == (math.inf if metric is metrics.psnr else pytest.approx(1.0))
+    assert metric(ref > 0.5, ref) == metric((ref > 0.5).astype(float), ref)  # bool images are 0/1
+
+
 def test_psnr_matches_the_formula_on_random_images():
     ref, test = RNG.random((20, 30, 3)), RNG.random((20, 30, 3))
     expected = 10 * math.log10(1.0 / np.mean((ref - test) ** 2))
@@ -222,6 +258,31 @@ def test_sr_metrics_compare_on_matlab_y():
     assert metrics.sr_metrics(gray, gray + 0.01, 2)[0] == pytest.approx(40.0, abs=1e-3)
     # a gray sr against a colour hr is a Y output: compared with hr's Y
     assert metrics.sr_metrics(hr, metrics.rgb_to_y(hr) + 0.01, 2)[0] == pytest.approx(40.0, abs=1e-3)
+
+
+def test_sr_metrics_read_8_and_16_bit_pixels_on_the_unit_scale():
+    # sr_metrics turned pixels into floats before rgb_to_y could scale them: 0-255 Y values, refused with a hint
+    # about a data_range argument that sr_metrics does not have.
+    hr8 = RNG.integers(0, 256, (30, 30, 3)).astype(np.uint8)
+    sr8 = np.clip(hr8 + RNG.integers(-3, 4, hr8.shape), 0, 255).astype(np.uint8)
+    expected = metrics.sr_metrics(hr8 / 255, sr8 / 255, 2)
+    assert metrics.sr_metrics(hr8, sr8, 2) == expected
+    hr16, sr16 = hr8.astype(np.uint16) * 257, sr8.astype(np.uint16) * 257
+    assert metrics.sr_metrics(hr16, sr16, 2) == pytest.approx(expected, rel=1e-9)
+    assert metrics.sr_metrics(hr8[..., 0], sr8[..., 0], 2) == metrics.sr_metrics(hr8[..., 0] / 255, sr8[..., 0] / 255, 2)
+
+
+def test_sr_metrics_refuse_mixed_or_0_255_float_images_with_their_own_advice():
+    hr = RNG.random((30, 30, 3))
+    sr8 = np.round(hr * 255).astype(np.uint8)
+    with pytest.raises(ArgumentError) as err:
+        metrics.sr_metrics(hr, sr8, 2)
+    msg = one_line(err)
+    assert "sr_metrics does not mix" in msg and "divide sr by 255" in msg
+    with pytest.raises(ArgumentError) as err:
+        metrics.sr_metrics(hr * 255, hr * 255, 2)
+    msg = one_line(err)
+    assert "sr_metrics" in msg and "divide 0-255 values by 255" in msg and "data_range" not in msg
 
 
 def test_sr_metrics_reject_a_wrong_size():

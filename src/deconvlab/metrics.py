@@ -49,9 +49,32 @@ def _as_array(image: object, name: str) -> np.ndarray:
     return arr
 
 
-def _pair(reference: object, test: object, data_range: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _unit_array(image: object, name: str) -> np.ndarray:
+    """:func:`_as_array` with unsigned integers divided by their dtype maximum (8- and 16-bit pixels on [0, 1])."""
+    arr = as_numpy(image, name)
+    values = _as_array(arr, name)
+    return values / np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else values
+
+
+def _refuse_mixed(caller: str, first: tuple[str, np.ndarray], second: tuple[str, np.ndarray]) -> None:
+    """Refuse an integer image next to a float one: the float may be on [0, 1] or on 0-255, so no reading is safe."""
+    kinds = {first[1].dtype.kind: first, second[1].dtype.kind: second}
+    integral = kinds.get("u", kinds.get("i"))
+    if integral is None or "f" not in kinds:
+        return
+    (name, arr), (other, other_arr) = integral, kinds["f"]
+    advice = (f"divide {name} by {np.iinfo(arr.dtype).max} (the {arr.dtype} maximum) to compare on [0, 1]"
+              if arr.dtype.kind == "u" else f"convert {name} to float on the scale of {other}")
+    raise ArgumentError(
+        f"{name} is {arr.dtype} but {other} is {other_arr.dtype}: {caller} does not mix integer and float images; {advice}"
+    )
+
+
+def _pair(reference: object, test: object, data_range: float, caller: str) -> tuple[np.ndarray, np.ndarray, float]:
     """Validated (reference, test, data_range); a trailing channel of 1 is dropped when only one has it."""
-    ref, out = _as_array(reference, "reference"), _as_array(test, "test")
+    ref_in, out_in = as_numpy(reference, "reference"), as_numpy(test, "test")
+    ref, out = _as_array(ref_in, "reference"), _as_array(out_in, "test")
+    _refuse_mixed(caller, ("reference", ref_in), ("test", out_in))
     if ref.shape != out.shape:
         if ref.ndim == out.ndim + 1 and ref.shape[-1] == 1:
             ref = ref[..., 0]
@@ -63,22 +86,25 @@ def _pair(reference: object, test: object, data_range: float) -> tuple[np.ndarra
             "(for super-resolution use sr_metrics, which applies modcrop)"
         )
     data_range = number("data_range", data_range, 0.0, strict=True, hint=": 1.0 for [0, 1] images, 255 for 0-255")
-    span = float(ref.max() - ref.min())
-    if span > 2 * data_range:
-        # The classic mistake: 0-255 images with the default data_range of 1 give a PSNR that is ~48 dB too low.
-        raise ArgumentError(
-            f"reference values span {span:g} but data_range={data_range:g}: pass data_range=255 for 0-255 images "
-            "or divide them by 255"
-        )
+    # A float test image may span more than 2 (unclipped noise); integer pixels that do are 0-255 (or wider) values.
+    for name, arr, given in (("reference", ref, ref_in), ("test", out, out_in)):
+        span = float(arr.max() - arr.min())
+        if (name == "reference" or given.dtype.kind in "iu") and span > 2 * data_range:
+            # The classic mistake: 0-255 images with the default data_range of 1 give a PSNR that is ~48 dB too low.
+            raise ArgumentError(
+                f"{name} values span {span:g} but data_range={data_range:g}: pass data_range=255 for 0-255 images "
+                "or divide them by 255"
+            )
     return ref, out, data_range
 
 
 def psnr(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB, 10 log10(data_range^2 / MSE); inf for identical images. Taught in chapter 1.
 
-    Any shape works (gray, colour, NHWC batch): the MSE runs over all values, as in skimage.
+    Any shape works (gray, colour, NHWC batch): the MSE runs over all values, as in skimage. Integer images keep
+    their values (two 0-255 images need ``data_range=255``); an integer image next to a float one is refused.
     """
-    ref, out, data_range = _pair(reference, test, data_range)
+    ref, out, data_range = _pair(reference, test, data_range, "psnr")
     if np.array_equal(ref, out):
         return float("inf")  # skimage would divide by zero and warn
     return float(peak_signal_noise_ratio(ref, out, data_range=data_range))
@@ -88,8 +114,9 @@ def ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 1.0) -> fl
     """Structural similarity (Wang et al. 2004: Gaussian window, sigma 1.5); colour averages channels. Taught in chapter 1.
 
     Takes (H, W), (H, W, C) or an NHWC batch (the mean over its images); both sides must be at least 11 pixels.
+    Integer images keep their values, as in :func:`psnr`; an integer image next to a float one is refused.
     """
-    ref, out, data_range = _pair(reference, test, data_range)
+    ref, out, data_range = _pair(reference, test, data_range, "ssim")
     if ref.ndim == 4:
         return float(np.mean([ssim(r, t, data_range) for r, t in zip(ref, out, strict=True)]))
     if ref.ndim == 3 and ref.shape[-1] == 1:
@@ -115,8 +142,7 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     Y = 16/255 + (65.481 R + 128.553 G + 24.966 B) / 255 for R, G, B in [0, 1]; (H, W, 1) becomes (H, W).
     Unsigned integers (8- or 16-bit pixels) are divided by their maximum first, as scikit-image reads them.
     """
-    arr = as_numpy(image, "image")
-    arr = _as_array(arr, "image") / (np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1)
+    arr = _unit_array(image, "image")
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2:
@@ -174,10 +200,13 @@ def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float
 
     Colour images are compared on the Y of :func:`rgb_to_y`, gray ones as they are (so a gray ``sr`` against a
     colour ``hr`` is taken as a Y output). ``sr`` may have the size of the cropped or of the original ``hr``.
+    Float images are read on [0, 1] and unsigned integers over their dtype maximum, as :func:`rgb_to_y` reads them;
+    an integer image next to a float one is refused, as in :func:`psnr`.
     """
     scale = integer("scale", scale, 1)
-    hr = _as_array(hr, "hr")
-    sr = _as_array(sr, "sr")
+    hr_in, sr_in = as_numpy(hr, "hr"), as_numpy(sr, "sr")
+    hr, sr = _unit_array(hr_in, "hr"), _unit_array(sr_in, "sr")
+    _refuse_mixed("sr_metrics", ("hr", hr_in), ("sr", sr_in))
     if hr.ndim not in (2, 3) or sr.ndim not in (2, 3):
         raise ImageValueError(f"hr {hr.shape} and sr {sr.shape}: pass single images (H, W) or (H, W, 3)")
     hr = modcrop(hr, scale)
@@ -189,6 +218,11 @@ def sr_metrics(hr: np.ndarray, sr: np.ndarray, scale: int) -> tuple[float, float
             )
         sr = modcrop(sr, scale)
     y_hr, y_sr = crop_border(rgb_to_y(hr), scale), crop_border(rgb_to_y(sr), scale)
+    span = float(y_hr.max() - y_hr.min())
+    if span > 2:  # psnr's own refusal would advise a data_range that sr_metrics does not take
+        raise ArgumentError(
+            f"hr values span {span:g} on Y: sr_metrics takes floats in [0, 1] or unsigned-integer pixels; divide 0-255 values by 255"
+        )
     return psnr(y_hr, y_sr), ssim(y_hr, y_sr)
 
 
