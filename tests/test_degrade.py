@@ -133,6 +133,17 @@ def test_motion_psf_length_and_symmetry():
         degrade.motion_psf(-1, 0)
 
 
+def test_motion_psf_rejects_even_sizes_that_would_shift_the_blur():
+    # An 8x8 line was centred at 3.5 while blur() centres an even kernel at 4: the blurred image moved half a pixel.
+    with pytest.raises(ArgumentError) as err:
+        degrade.motion_psf(3, 0, size=8)
+    assert "size=8 is even" in one_line(err) and "9" in one_line(err)
+    delta = np.zeros((9, 9), np.float32)
+    delta[4, 4] = 1
+    spread = degrade.blur(delta, degrade.motion_psf(3, 0, size=9))
+    assert (np.arange(9) * spread.sum(0)).sum() == pytest.approx(4.0, abs=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------- blur
 
 

@@ -114,7 +114,7 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
 
     The line is sampled every 1/16 pixel and each sample is shared bilinearly between its four neighbouring
     pixels, so the PSF is antialiased and exactly point-symmetric. Angle 0 moves along the rows (horizontal
-    blur), 90 along the columns; the default ``size`` is the smallest odd square that holds the line.
+    blur), 90 along the columns; ``size`` must be odd, and the default is the smallest odd square that holds the line.
     """
     length = number("length", length)
     angle_deg = number("angle_deg", angle_deg, -math.inf)
@@ -122,6 +122,8 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
     dx, dy = math.cos(theta), -math.sin(theta)  # image rows grow downwards: counter-clockwise means up-right
     needed = 2 * math.ceil(length / 2 * max(abs(dx), abs(dy))) + 1
     size = integer("size", needed if size is None else size, 1)
+    if size % 2 == 0:  # blur() centres an even kernel at size // 2, half a pixel off this line's centre
+        raise ArgumentError(f"size={size} is even: use an odd size so the PSF has a centre pixel, e.g. {size + 1}")
     if size < needed:
         raise ArgumentError(f"size={size} cannot hold a line of length {length:g}: use size >= {needed} or None")
     c = (size - 1) / 2.0
