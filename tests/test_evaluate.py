@@ -89,6 +89,15 @@ def test_colour_with_gray_model_is_per_channel_and_colour_model_is_colour(images
         evaluate(_identity_model(3), (names[:1], imgs[:1]), "denoise", sigma=25)
 
 
+def test_gray_images_with_a_channel_axis_are_labelled_gray(images):
+    # (H, W, 1) has ndim 3 like colour: it was labelled "colour" in the protocol, the CSV header and the cards.
+    names, imgs = images
+    gray = evaluate(identity, (names[:2], [img[..., None] for img in imgs[:2]]), "denoise", sigma=25)
+    assert gray.protocol["channels"] == "gray"
+    assert evaluate(identity, (names[:2], imgs[:2]), "denoise", sigma=25).protocol["channels"] == "gray"
+    assert evaluate(identity, (names[1:], [imgs[1][..., None], imgs[2]]), "denoise", sigma=25).protocol["channels"] == "colour"
+
+
 def test_a_model_of_fixed_input_size_is_evaluated_on_images_of_that_size(images):
     # the warm-up crops a first image to 32 x 32, which a keras.Input((48, 48, 1)) model cannot take
     inputs = keras.Input(shape=(48, 48, 1))

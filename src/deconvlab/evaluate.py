@@ -367,7 +367,7 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
     elif "per-channel" in layouts:  # only models have layouts
         p["channels"] = "per-channel"
     else:
-        p["channels"] = "colour" if any(img.ndim == 3 for img in images) else "gray"
+        p["channels"] = "colour" if any(img.ndim == 3 and img.shape[-1] == 3 for img in images) else "gray"
     if is_model:
         p["tile"] = tile
         p["overlap"] = _tile_overlap(tile, overlap) if tile else None
