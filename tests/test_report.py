@@ -165,6 +165,10 @@ def test_ripple_measures():
     expected = infer.predict_image(model, flat)[0, 8:-8, 8:-8, 0]
     np.testing.assert_array_equal(crop, expected)
     assert std == float(expected.std()) > 0
+    # margin 0 keeps the whole output (the slice [0:-0] was empty: a NaN standard deviation)
+    crop, std = report.flat_response(model, flat, margin=0)
+    np.testing.assert_array_equal(crop, infer.predict_image(model, flat)[0, :, :, 0])
+    assert crop.shape == (64, 64) and std == float(crop.std()) > 0
     # chapter 6: peak-to-peak relative to the largest magnitude; a flat response has none
     response = RNG.normal(size=(9, 9))
     assert report.relative_ripple(response) == float((response.max() - response.min()) / np.abs(response).max())

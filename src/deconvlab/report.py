@@ -162,7 +162,8 @@ def flat_response(model: Any, flat: np.ndarray, margin: int) -> tuple[np.ndarray
     out (they see the zero padding); the standard deviation measures the pattern the operator adds. Taught in chapter 5."""
     from .infer import predict_image
 
-    out = predict_image(model, flat)[0, margin:-margin, margin:-margin, 0]
+    out = predict_image(model, flat)[0, ..., 0]
+    out = out[margin : out.shape[0] - margin, margin : out.shape[1] - margin]  # [m:-m] is empty for m = 0
     return out, float(out.std())
 
 
