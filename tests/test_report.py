@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deconvlab import infer, metrics, models, report
+from deconvlab.errors import ArgumentError
 
 RNG = np.random.default_rng(3)
 ROWS = [{"method": "BM3D <fast>", "PSNR (dB)": 28.5712, "images": 68},
@@ -106,6 +107,17 @@ def test_difference_verdict_on_shown_numbers_and_a_measured_spread():
     assert report.difference_verdict(0.12, spread_db=0.1) == "ahead"
     assert report.difference_verdict(0.08, spread_db=0.01) == "ahead"  # the margin still applies below it
     assert report.difference_verdict(0.03, spread_db=0.01) == "tie"
+
+
+@pytest.mark.parametrize("diff", [float("nan"), np.float64("nan"), float("inf"), -float("inf")])
+def test_difference_verdict_refuses_a_non_finite_difference(diff):
+    # NaN (a failed score upstream) fails every comparison and came back as "behind"
+    with pytest.raises(ArgumentError) as err:
+        report.difference_verdict(diff)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("diff_db=") and "finite" in msg
+    with pytest.raises(ArgumentError):
+        report.signed_difference(diff)
     assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
 
 

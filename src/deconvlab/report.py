@@ -7,10 +7,13 @@ measured (the chapters had three different ``ripple`` and three different ``verd
 from __future__ import annotations
 
 import html as _html
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from .errors import ArgumentError
 
 
 def _cell(value: Any, digits: int) -> str:
@@ -84,7 +87,10 @@ def difference_verdict(diff_db: float, spread_db: float | None = None, tie_db: f
     A difference counts only when it is at least ``tie_db`` and larger than the measured spread ``spread_db``
     (None when nothing was measured, e.g. one training run per model): 0.03 dB is a tie, 0.05 dB counts.
     Pass the difference of the numbers as shown (rounded to 0.01 dB) so that readers can check it by hand.
+    A NaN or infinite difference raises ArgumentError.
     """
+    if not math.isfinite(float(diff_db)):  # NaN fails every comparison below and would read as 'behind'
+        raise ArgumentError(f"diff_db={diff_db!r}: pass a finite PSNR difference; check the scores it came from")
     margin = round(abs(float(diff_db)), 9)  # 29.27 - 29.22 is 0.0500000000000007 in binary floating point
     if margin < tie_db or (spread_db is not None and margin <= spread_db):
         return "tie"
