@@ -647,6 +647,26 @@ def test_train_refuses_arch_kwargs_a_card_may_not_hold_before_loading_data(capsy
         assert_one_line_error(code, err, out, match)
 
 
+def test_train_refuses_an_unknown_set_before_training(capsys, tmp_path, monkeypatch):
+    from deconvlab import recipes
+    from deconvlab.errors import DataError
+
+    def no_training(*args, **kwargs):
+        raise DataError("train_card started")
+
+    monkeypatch.setattr(recipes, "train_card", no_training)
+    out = tmp_path / "runs"
+    argv = ("train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out)
+    for extra, match in ((("--eval-datasets", "set12,bsd86"), "--eval-datasets: unknown data set 'bsd86'"),
+                         (("--train-dataset", "train4000"), "--train-dataset: unknown data set 'train4000'"),
+                         (("--val-dataset", "t19"), "--val-dataset: unknown data set 't19'")):
+        code, _, err = run(capsys, *argv, *extra)
+        assert_one_line_error(code, err, out, match)
+    # the fallback sets and any spelling of a registered one go on to train_card
+    code, _, err = run(capsys, *argv, "--train-dataset", "Fallback-Train", "--eval-datasets", " Set12 ,fallback-test")
+    assert_one_line_error(code, err, out, "train_card started")
+
+
 def _evaluate_module_ready() -> bool:
     try:
         from deconvlab import degrade, evaluate, train  # noqa: F401

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from . import tasks
-from .errors import ArgumentError, DeconvlabError, OutputError
-from .registry import dataset_key
+from .errors import ArgumentError, DeconvlabError, OutputError, UnknownDatasetError
+from .registry import FALLBACK_NAMES, dataset_key
 from .tasks import BLIND_LEVELS
 
 
@@ -485,6 +485,11 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
                             "held aside) or pass a training set")
     evals = [n.strip() for n in o["eval_datasets"].split(",") if n.strip()] if o["eval_datasets"] else None
+    # a misspelt set would otherwise surface when it is loaded: the test sets only after the whole training run
+    for option, names in (("--train-dataset", [o["train_dataset"]]), ("--val-dataset", [o["val_dataset"]]),
+                          ("--eval-datasets", evals or [])):
+        for name in names:
+            _check_set_name(option, name)
     return CardRecipe(
         task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,
         scale=o["scale"], scales=scales, channels=o["channels"], arch=o["arch"], arch_kwargs=extra,
@@ -494,6 +499,18 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         eval_datasets=evals, eval_limit=o["eval_limit"], seed=o["seed"], workers=o["workers"],
         time_limit_min=o["time_limit"], command=command, verbose=0 if o["quiet"] else "auto",
     )
+
+
+def _check_set_name(option: str, name: str | None) -> None:
+    """UnknownDatasetError unless ``name`` is a registered set or a fallback one (reads the registry only)."""
+    from .registry import _info
+
+    if name is None or dataset_key(name) in FALLBACK_NAMES:
+        return
+    try:
+        _info(name)
+    except UnknownDatasetError as exc:
+        raise UnknownDatasetError(f"{option}: {exc}") from None
 
 
 def train_card_into(recipe: CardRecipe, overwrite: bool, log: Callable[[str], None] = print,
