@@ -343,8 +343,8 @@ def test_train_keeps_an_existing_card(capsys, work):
 
 def test_train_failing_after_start_leaves_out_as_it_was(capsys, work):
     (work / "runs").mkdir()
-    refuses(capsys, work, train("--patch-size", "100000", "--train-limit", "1", "--epochs", "1", "--steps", "1"),
-            "patch_size")
+    refuses(capsys, work, train("--patch-size", "100000", "--train-limit", "1", "--epochs", "1", "--steps", "1",
+                                "--eval-datasets", "fallback-test"), "patch_size")
     assert list((work / "runs").iterdir()) == []  # no partial folder left behind
 
 

@@ -638,7 +638,8 @@ def test_train_refuses_arch_kwargs_a_card_may_not_hold_before_loading_data(capsy
     monkeypatch.setattr(recipes, "_patch_data", no_data)
     monkeypatch.setattr(train, "train", no_training)
     out = tmp_path / "runs"
-    argv = ("train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out, "--arch-kwargs")
+    argv = ("train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out,
+            "--eval-datasets", "fallback-test", "--arch-kwargs")  # no test set to fetch before the data
     for kwargs, match in (('{"depth": 2, "width": 4, "kernel_size": 17}', "kernel_size=17 is not an integer in [1, 15]"),
                           ('{"depth": 2, "width": 1025}', "width=1025 is not an integer in [1, 1024]"),
                           ('{"depth": 2.5, "width": 4}', "depth=2.5 is not an integer"),
@@ -665,6 +666,42 @@ def test_train_refuses_an_unknown_set_before_training(capsys, tmp_path, monkeypa
     # the fallback sets and any spelling of a registered one go on to train_card
     code, _, err = run(capsys, *argv, "--train-dataset", "Fallback-Train", "--eval-datasets", " Set12 ,fallback-test")
     assert_one_line_error(code, err, out, "train_card started")
+
+
+def test_train_offline_fails_before_training_when_the_card_needs_a_real_test_set(capsys, tmp_path, monkeypatch):
+    from deconvlab import recipes, registry, train
+    from deconvlab.errors import DataError
+
+    local = os.environ.get("DECONVLAB_DATA")
+
+    def offline(info, f):
+        raise registry.NoNetworkError(f"cannot reach the server to download {f.dataset}/{f.file}")
+
+    def no_data(*args, **kwargs):
+        raise DataError("training data asked for")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.delenv("DECONVLAB_DATA", raising=False)
+    monkeypatch.setenv("DECONVLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "_download", offline)
+    monkeypatch.setattr(recipes, "_patch_data", no_data)  # offline, training itself would use the fallback photos
+    monkeypatch.setattr(train, "train", no_training)
+    out = tmp_path / "runs"
+    argv = ("train", "--task", "denoise", "--sigma", "25", "--profile", "quick", "--out", out,
+            "--arch-kwargs", '{"depth": 2, "width": 4}')
+    code, _, err = run(capsys, *argv)  # the card's default test set, BSD68, has no stand-in
+    assert_one_line_error(code, err, out, "cannot reach the server to download bsd68/test001.png")
+    code, _, err = run(capsys, *argv, "--eval-datasets", "fallback-test,set12", "--eval-limit", "2")
+    assert_one_line_error(code, err, out, "download set12/01.png")
+    # a card measured on the fallback set needs no network, one measured on a local copy reads it: both go on
+    code, _, err = run(capsys, *argv, "--eval-datasets", "fallback-test")
+    assert_one_line_error(code, err, out, "training data asked for")
+    if local and (Path(local) / "bsd68").is_dir():
+        monkeypatch.setenv("DECONVLAB_DATA", local)
+        code, _, err = run(capsys, *argv, "--eval-limit", "1")
+        assert_one_line_error(code, err, out, "training data asked for")
 
 
 def _evaluate_module_ready() -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import tasks
 from .errors import ArgumentError, DeconvlabError, OutputError, UnknownDatasetError
-from .registry import FALLBACK_NAMES, dataset_key
+from .registry import FALLBACK_NAMES, dataset_key, fetch_dataset
 from .tasks import BLIND_LEVELS
 
 
@@ -231,6 +231,11 @@ class CardRecipe:
                                              self.scales)
 
     @property
+    def eval_sets(self) -> list[str]:
+        """The test sets the card is measured on: ``eval_datasets``, else the task's default one."""
+        return self.eval_datasets or [tasks.DEFAULT_DATASETS[self.task]]
+
+    @property
     def settings(self) -> list[tuple[float | None, int | None]]:
         """Every (sigma, scale) the card is measured at: each of :data:`BLIND_LEVELS` for a blind denoiser."""
         sigmas = [self.sigma] if self.sigma_range is None else list(BLIND_LEVELS)
@@ -332,9 +337,8 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
     from . import weights
 
     shipped = weights.load_pretrained(card=card)
-    names = recipe.eval_datasets or [tasks.DEFAULT_DATASETS[recipe.task]]
     metrics = []
-    for name, (sigma, scale) in itertools.product(names, recipe.settings):
+    for name, (sigma, scale) in itertools.product(recipe.eval_sets, recipe.settings):
         result = run_evaluation(shipped, recipe.task, name, channels=recipe.channels, sigma=sigma, scale=scale,
                                 seed=0, limit=recipe.eval_limit)
         protocol = {k: v for k, v in result.protocol.items() if k != "date"}
@@ -389,6 +393,11 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
                                     advice="change --arch-kwargs: a model card must keep to weights.ARG_LIMITS")
     with train.precision_policy(recipe.mixed_precision, profile) as precision:
         model = models.build_model(builder, **kwargs)
+    # The card is measured on the real test sets, never on an offline stand-in: fetch their files now, so that
+    # no network (or a local copy without them) fails here and not after the whole training run.
+    for name in recipe.eval_sets:
+        if dataset_key(name) not in FALLBACK_NAMES:
+            fetch_dataset(name, limit=recipe.eval_limit)
     post = recipe.task == "sr" and (builder == "fsrcnn" or kwargs.get("upsample") == "post")
     train_data, val_data, train_set, val_set = _patch_data(recipe, profile, post)
     recipe.out_dir.mkdir(parents=True, exist_ok=True)
