@@ -755,6 +755,31 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1 and "differs from the card" in err
 
 
+@needs_training_stack
+def test_a_limit_that_takes_the_whole_set_counts_as_none_on_the_card(tmp_path, save_tiny_cards):
+    from deconvlab import recipes
+    from deconvlab.registry import FALLBACK_TEST
+
+    card = {"metrics": [{"dataset": "set12", "sigma": 25.0, "limit": None, "psnr": 30.0},
+                        {"dataset": "set12", "sigma": 25.0, "limit": 1, "psnr": 25.0},
+                        {"dataset": "set5", "scale": 2, "limit": 100, "psnr": 37.0}]}
+    for limit in (None, 12, 13):  # Set12 has 12 images: the same measurement as no limit
+        assert recipes.card_metric(card, "set12", 25.0, None, limit)["psnr"] == 30.0
+    assert recipes.card_metric(card, "Set12", 25.0, None, 1)["psnr"] == 25.0
+    assert recipes.card_metric(card, "set12", 25.0, None, 11) is None
+    for limit in (None, 5, 6):  # an entry written with a limit above Set5's 5 images is a whole-set one
+        assert recipes.card_metric(card, "set5", None, 2, limit)["psnr"] == 37.0
+    assert recipes.card_metric(card, "set5", None, 2, 4) is None
+    # and a card measured with such a limit records none
+    folder = save_tiny_cards(tmp_path, seed=3)
+    trained = next(c for c in weights.list_cards(folder) if c["task"] == "denoise" and weights.card_channels(c) == 1)
+    recipe = recipes.CardRecipe(task="denoise", out_dir=folder, sigma=25, eval_datasets=["fallback-test"],
+                                eval_limit=len(FALLBACK_TEST))
+    recipes.measure_card(trained, recipe, log=lambda _: None)
+    (entry,) = trained["metrics"]
+    assert entry["limit"] is None and entry["protocol"]["images"] == len(FALLBACK_TEST)
+
+
 def _spoil_the_last_epoch(monkeypatch, snapshots: list) -> None:
     """Make ``deconvlab train`` keep each epoch's weights in ``snapshots`` and start its last epoch from
     scrambled weights, so that an earlier epoch is the best on validation."""

@@ -93,9 +93,28 @@ def _has_colour_card(sigma: float, directory: Path | None) -> bool:
         return False
 
 
+def card_limit(dataset: str, limit: Any) -> Any:
+    """``limit`` as a card entry records it: None (the whole set) when it is at least the set's image count, since
+    ``--limit 12`` on Set12 measures the same 12 images as no limit; any other value as it is."""
+    from .registry import FALLBACK_TEST, FALLBACK_TRAIN, registry
+
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return limit
+    key = dataset_key(dataset)
+    if key in FALLBACK_NAMES:
+        size = len(FALLBACK_TRAIN if key == "fallback-train" else FALLBACK_TEST)
+    elif key in (sets := registry()):
+        size = len(sets[key].files)
+    else:
+        return limit
+    return None if limit >= size else limit
+
+
 def card_metric(card: dict[str, Any], dataset: str, sigma: float | None, scale: int | None,
                 limit: int | None, seed: int = 0) -> dict[str, Any] | None:
-    """The card's metrics entry measured with the same data set, setting, image limit and noise seed."""
+    """The card's metrics entry measured with the same data set, setting, image limit and noise seed; a limit
+    that takes the whole set counts as none, on either side (:func:`card_limit`)."""
+    limit = card_limit(dataset, limit)
     for entry in card.get("metrics") or []:
         protocol = entry.get("protocol") if isinstance(entry.get("protocol"), dict) else {}
         if protocol.get("seed") is not None and int(protocol["seed"]) != seed:
@@ -106,7 +125,7 @@ def card_metric(card: dict[str, Any], dataset: str, sigma: float | None, scale: 
             continue
         if entry.get("scale") is not None and scale is not None and int(entry["scale"]) != scale:
             continue
-        if entry.get("limit") != limit:
+        if card_limit(dataset, entry.get("limit")) != limit:
             continue
         return entry
     return None
@@ -343,7 +362,7 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
                                 seed=0, limit=recipe.eval_limit)
         protocol = {k: v for k, v in result.protocol.items() if k != "date"}
         entry = {"dataset": name, "protocol": protocol, "psnr": round(result.mean_psnr, 4),
-                 "ssim": round(result.mean_ssim, 5), "limit": recipe.eval_limit}
+                 "ssim": round(result.mean_ssim, 5), "limit": card_limit(name, recipe.eval_limit)}
         entry.update({"sigma": sigma} if recipe.task == "denoise" else {})
         entry.update({"scale": scale} if recipe.task == "sr" else {})
         metrics.append(entry)
