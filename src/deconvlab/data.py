@@ -42,13 +42,16 @@ def _dihedral(patch: np.ndarray, k: int) -> np.ndarray:
 class PatchDataset(keras.utils.PyDataset):
     """Batches (degraded, clean) of random patches, fresh crops, flips and degradation for every batch. Taught in chapter 3.
 
-    Each batch ``i`` of epoch ``e`` draws from ``np.random.default_rng([seed, e, i])``, so a run repeats exactly
-    (with any number of workers) while every batch and epoch sees new patches and new noise. Images are picked
-    uniformly, positions uniformly within the image. ``degrade(clean_batch, rng)`` returns the degraded batch: the
-    same size, or smaller by ``scale`` for post-upsampling super-resolution (the patch side is then rounded down
-    to a multiple of ``scale``). ``channels=1`` turns colour images into BT.601 luma, ``channels=3`` repeats gray.
-    Extra keyword arguments (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to
-    ``keras.utils.PyDataset``.
+    Each batch ``i`` of epoch ``e`` draws from ``np.random.default_rng([seed, e, i])``, whichever worker builds it,
+    while every batch and epoch sees new patches and new noise. Through ``model.fit`` a run repeats exactly on
+    TensorFlow with any number of workers, and on JAX with one. On JAX with ``workers`` > 1 (Keras 3.15), the
+    model is built on a batch pulled through the worker queue and the batches the workers had prepared by then
+    are served first: the run trains on other batches than a one-worker run, and is not guaranteed to repeat.
+    Images are picked uniformly, positions uniformly within the image. ``degrade(clean_batch, rng)`` returns the
+    degraded batch: the same size, or smaller by ``scale`` for post-upsampling super-resolution (the patch side is
+    then rounded down to a multiple of ``scale``). ``channels=1`` turns colour images into BT.601 luma,
+    ``channels=3`` repeats gray. Extra keyword arguments (``workers``, ``use_multiprocessing``, ``max_queue_size``)
+    go to ``keras.utils.PyDataset``.
     """
 
     def __init__(
