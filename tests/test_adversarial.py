@@ -474,6 +474,7 @@ def test_benchmark_numbers(capsys, work, argv, match):
 
 @pytest.mark.parametrize(("argv", "match"), [
     (("set99",), "unknown data set 'set99'"),
+    (("fallback-train",), "fallback-train is built in memory from scikit-image, not from files"),
     (("--workers", "0"), "--workers 0"),
     (("--workers", "-4"), "--workers -4"),
     (("set5",), "has no folder set5/"),

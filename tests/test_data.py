@@ -128,6 +128,16 @@ def test_unknown_names_and_bad_arguments():
             data.load_dataset("set5", limit=bad)
 
 
+def test_the_fallback_sets_have_no_files_to_fetch():
+    # they are valid names for load_dataset, so "unknown data set, use one of ..., fallback-train" would contradict
+    for fetch in (lambda: data.fetch_dataset("fallback-test"), lambda: data.fetch_file("Fallback-Test", "camera"),
+                  lambda: registry.fetch_all(["set5", "fallback-train"], progress=False)):
+        with pytest.raises(UnknownDatasetError) as err:
+            fetch()
+        assert "built in memory from scikit-image, not from files: there is nothing to fetch" in one_line(err)
+        assert "unknown" not in one_line(err)
+
+
 def test_cache_dir_follows_env(tmp_path, monkeypatch):
     assert data.cache_dir() == tmp_path / "cache"
     monkeypatch.delenv("DECONVLAB_CACHE")

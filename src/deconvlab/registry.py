@@ -190,8 +190,13 @@ def dataset_key(name: str) -> str:
 
 
 def _info(name: str) -> DatasetInfo:
-    sets = registry()
+    """The registered set of that name (any case); UnknownDatasetError for others, the fallback sets included:
+    every caller reads a set's files, and those have none."""
     key = dataset_key(name)
+    if key in FALLBACK_NAMES:
+        raise UnknownDatasetError(f"{name} is built in memory from scikit-image, not from files: there is nothing "
+                                  f"to fetch; load_dataset({key!r}) builds it")
+    sets = registry()
     if key not in sets:
         known = ", ".join([*sets, *FALLBACK_NAMES])
         raise UnknownDatasetError(f"unknown data set {name!r}: use one of {known}")
@@ -238,10 +243,6 @@ def fetch_file(dataset: str, filename: str) -> Path:
 
 def fetch_dataset(name: str, limit: int | None = None) -> list[Path]:
     """Paths of all (or the first ``limit``) verified files of a set, in registry order."""
-    if dataset_key(name) in FALLBACK_NAMES:
-        raise UnknownDatasetError(
-            f"{name} is built in memory from scikit-image, not from files: use load_dataset({name!r})"
-        )
     info = _info(name)
     files = info.files[: _check_limit(limit)]
     missing = [f for f in files if not (cache_dir() / info.name / f.file).is_file()]
