@@ -651,6 +651,26 @@ def test_packed_sets_load_the_same_pixels_as_the_files(tmp_path, monkeypatch):
         packed.load_dataset("set5")
 
 
+@needs_shared
+def test_packed_sets_check_the_name_and_limit_as_the_registry_does(tmp_path, monkeypatch):
+    from deconvlab import packed
+
+    monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+    packed.pack_set(" Set5", tmp_path, "y")
+    assert [p.name for p in tmp_path.iterdir()] == ["set5.y.npz"]  # named by the registry's key
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path))
+    two = packed.load_dataset("SET5", view="y", limit=2)
+    assert two.name == "set5" and two.names == ["baby_GT", "bird_GT"] and "pack" in two.note
+    for bad in (0, -1, 2.5, True):  # no pack of 0 images, nor one with names but no images
+        with pytest.raises(ArgumentError, match="limit"):
+            packed.load_dataset("set5", view="y", limit=bad)
+    for call in (lambda: packed.load_dataset("set55", view="y"), lambda: packed.pack_set("nope", tmp_path)):
+        with pytest.raises(UnknownDatasetError, match="unknown data set"):
+            call()
+    with pytest.raises(UnknownDatasetError, match="not from files"):
+        packed.load_dataset("fallback-test", view="y")
+
+
 def _matlab_y(rgb):
     from deconvlab.metrics import rgb_to_y
 

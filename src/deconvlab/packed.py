@@ -59,11 +59,12 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
     """Write ``<folder>/<name>.<view>.npz`` from the verified files of a registered set; returns its path."""
     from PIL import Image
 
-    from .registry import fetch_dataset, registry
+    from .registry import _info, fetch_dataset
 
     if view not in VIEWS:
         raise DataError(f"view={view!r}: use one of {', '.join(VIEWS)}")
-    info = registry()[name]
+    info = _info(name)
+    name = info.name
     paths = fetch_dataset(name)
     blobs, hashes = [], []
     for path in paths:
@@ -116,11 +117,14 @@ def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit
     ``mode`` ("gray"/"rgb", "stored" view only) converts as :func:`deconvlab.registry.load_dataset` does.
     """
     from .io import _to_mode
-    from .registry import Dataset, _local_root, fetch_dataset, registry
+    from .registry import Dataset, _check_limit, _info, _local_root, fetch_dataset
     from .registry import load_dataset as registry_load
 
     if view not in VIEWS:
         raise DataError(f"view={view!r}: use one of {', '.join(VIEWS)}")
+    # a pack is read without the registry's loader, so its checks come first: name (any case) and limit
+    info = _info(name)
+    name, limit = info.name, _check_limit(limit)
     root = _local_root()
     path = pack_path(root, name, view) if root is not None else None
     if path is not None and path.is_file():
@@ -129,11 +133,10 @@ def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit
     elif view == "stored":
         return registry_load(name, mode=mode, limit=limit, fallback=False)
     else:
-        files = registry()[name].files
         pixels = [y_uint8(_decode_file(p)) for p in fetch_dataset(name, limit=limit)]
-        names, source = [f.name for f in files[: len(pixels)]], "its files"
+        names, source = [f.name for f in info.files[: len(pixels)]], "its files"
     images = [_to_mode(p.astype(np.float32) / 255.0, mode) for p in pixels]
     what = "8-bit MATLAB-rgb2ycbcr luma" if view == "y" else "pixels as stored"
     return Dataset(name=name, images=images, names=names, is_fallback=False,
-                   color="gray" if view == "y" else (mode or registry()[name].color),
+                   color="gray" if view == "y" else (mode or info.color),
                    note=f"{name}: {len(images)} images, {what}, from {source}")
