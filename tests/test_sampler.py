@@ -120,6 +120,20 @@ def test_bad_arguments_say_what_to_pass(kw, match):
         _sampler(**kw)
 
 
+def test_seeds_beyond_32_bits_are_refused_by_both_samplers():
+    from deconvlab.sampler import SRPatchSampler
+
+    # jax.random.key keeps the low 32 bits: seed 2**32 would repeat seed 0's batches, and 2**63 overflows
+    pairs = _sr_pairs(2)
+    for seed in (2**32, 2**32 + 7, 2**63):
+        with pytest.raises(ArgumentError, match=r"seed=\d+: pass an integer >= 0 and <= 4294967295"):
+            _sampler(seed=seed)
+        with pytest.raises(ArgumentError, match="<= 4294967295"):
+            SRPatchSampler(pairs, scale=2, patch_size=8, batch_size=2, seed=seed, device=CPU)
+    top = _sampler(seed=2**32 - 1).batch(0)[0]
+    assert not np.array_equal(np.asarray(top), np.asarray(_sampler(seed=0).batch(0)[0]))
+
+
 def test_a_dataset_an_array_and_a_list_draw_the_same_batches():
     from deconvlab.registry import Dataset
 

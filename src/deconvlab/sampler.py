@@ -34,6 +34,10 @@ from .errors import ArgumentError
 
 __all__ = ["PatchSampler", "SRPatchSampler", "dihedral_index_grids", "sr_pairs"]
 
+#: The largest seed: ``jax.random.key`` keeps a seed's low 32 bits (seed 2**32 would draw seed 0's batches, and
+#: 2**63 overflows), the same limit as ``deconvlab train --seed``.
+SEED_MAX = 2**32 - 1
+
 
 def dihedral_index_grids(size: int) -> np.ndarray:
     """(8, size, size, 2) source (row, col) of every output pixel under each of the 8 symmetries of the square.
@@ -73,6 +77,9 @@ class _DeviceSampler:
         self.patch_size = integer("patch_size", patch_size, 1)
         self.batch_size = integer("batch_size", batch_size, 1)
         self.seed = integer("seed", seed, 0)
+        if self.seed > SEED_MAX:
+            raise ArgumentError(f"seed={seed!r}: pass an integer >= 0 and <= {SEED_MAX} (2**32 - 1): JAX keeps a "
+                                "seed's low 32 bits only")
 
     def _start(self, device: Any) -> Callable[[np.ndarray], Any]:
         """Import JAX, set the base key and the jitted ``sample``; return the copy onto ``device`` (default:
