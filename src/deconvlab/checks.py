@@ -12,6 +12,10 @@ import numpy as np
 
 from .errors import ArgumentError
 
+#: The largest random seed: NumPy's legacy seeding (which keras.utils.set_random_seed calls) takes no more, and
+#: jax.random.key keeps a seed's low 32 bits (2**32 would draw seed 0's numbers).
+SEED_MAX = 2**32 - 1
+
 _INTS = (int, np.integer)
 _NUMBERS = (int, float, np.integer, np.floating)
 

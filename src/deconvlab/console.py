@@ -22,6 +22,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from .checks import SEED_MAX
 from .config import import_keras
 from .errors import ArgumentError, DeconvlabError
 
@@ -29,7 +30,6 @@ PROG = "deconvlab"
 EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
 EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
 EX_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `seq 1e9 | head -1` reports for seq
-SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (which keras.utils.set_random_seed calls) takes no more
 
 
 class UsageError(DeconvlabError):

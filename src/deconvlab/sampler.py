@@ -29,14 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from .checks import integer
+from .checks import SEED_MAX, integer
 from .errors import ArgumentError
 
 __all__ = ["PatchSampler", "SRPatchSampler", "dihedral_index_grids", "sr_pairs"]
-
-#: The largest seed: ``jax.random.key`` keeps a seed's low 32 bits (seed 2**32 would draw seed 0's batches, and
-#: 2**63 overflows), the same limit as ``deconvlab train --seed``.
-SEED_MAX = 2**32 - 1
 
 
 def dihedral_index_grids(size: int) -> np.ndarray:
