@@ -119,6 +119,8 @@ def test_difference_verdict_refuses_a_non_finite_difference(diff):
     with pytest.raises(ArgumentError):
         report.signed_difference(diff)
     assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
+    with pytest.raises(ArgumentError, match="spread_db="):  # a NaN spread made any difference count
+        report.difference_verdict(0.2, spread_db=diff)
 
 
 def test_pooled_std_and_mean_pm_match_chapter_5s_rule():

@@ -87,10 +87,12 @@ def difference_verdict(diff_db: float, spread_db: float | None = None, tie_db: f
     A difference counts only when it is at least ``tie_db`` and larger than the measured spread ``spread_db``
     (None when nothing was measured, e.g. one training run per model): 0.03 dB is a tie, 0.05 dB counts.
     Pass the difference of the numbers as shown (rounded to 0.01 dB) so that readers can check it by hand.
-    A NaN or infinite difference raises ArgumentError.
+    A NaN or infinite difference or spread raises ArgumentError.
     """
-    if not math.isfinite(float(diff_db)):  # NaN fails every comparison below and would read as 'behind'
-        raise ArgumentError(f"diff_db={diff_db!r}: pass a finite PSNR difference; check the scores it came from")
+    # NaN fails every comparison below: a NaN difference would read as 'behind', a NaN spread as counting
+    for name, value in (("diff_db", diff_db), ("spread_db", 0.0 if spread_db is None else spread_db)):
+        if not math.isfinite(float(value)):
+            raise ArgumentError(f"{name}={value!r}: pass a finite number of dB; check the scores it came from")
     margin = round(abs(float(diff_db)), 9)  # 29.27 - 29.22 is 0.0500000000000007 in binary floating point
     if margin < tie_db or (spread_db is not None and margin <= spread_db):
         return "tie"
