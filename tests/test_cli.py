@@ -646,6 +646,9 @@ def test_train_refuses_arch_kwargs_a_card_may_not_hold_before_loading_data(capsy
                           ('{"depth": 2, "width": 4}', "training data asked for")):  # within the limits: it goes on
         code, _, err = run(capsys, *argv, kwargs)
         assert_one_line_error(code, err, out, match)
+    monkeypatch.setattr(weights, "MAX_CARD_PARAMS", 372)  # the quick profile's red_net(depth=2, width=4): 373
+    code, _, err = run(capsys, *argv, '{"depth": 2, "width": 4}')
+    assert_one_line_error(code, err, out, "describe 373 parameters, more than a model card may hold (372)")
 
 
 def test_train_refuses_an_unknown_set_before_training(capsys, tmp_path, monkeypatch):

@@ -412,6 +412,9 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
                                     advice="change --arch-kwargs: a model card must keep to weights.ARG_LIMITS")
     with train.precision_policy(recipe.mixed_precision, profile) as precision:
         model = models.build_model(builder, **kwargs)
+    if model.count_params() > weights.MAX_CARD_PARAMS:  # load_pretrained would refuse the card after the run
+        raise ArgumentError(f"--arch-kwargs describe {model.count_params():,} parameters, more than a model card may "
+                            f"hold ({weights.MAX_CARD_PARAMS:,}): make the model smaller")
     # The card is measured on the real test sets, never on an offline stand-in: fetch their files now, so that
     # no network (or a local copy without them) fails here and not after the whole training run.
     for name in recipe.eval_sets:
