@@ -26,6 +26,8 @@ def main(argv=None) -> int:
         model = weights.load_pretrained(card=card, directory=args.weights_dir)
         full = [m for m in card.get("metrics") or [] if m.get("limit") is None]
         first = full[0]["dataset"]
+        if recipes.card_limit(first, args.limit) is None:  # a card entry records such a limit as none
+            parser.error(f"--limit {args.limit} takes all of {first}: the card's whole-set numbers are that subset")
         kept = [m for m in card["metrics"] if m.get("limit") != args.limit]
         for entry in (m for m in full if m["dataset"] == first):
             result = recipes.run_evaluation(model, card["task"], first, channels=weights.card_channels(card),
