@@ -190,3 +190,29 @@ def test_an_arch_outside_the_card_limits_is_refused_before_training():
     with pytest.raises(WeightsError, match="kernel_size=17 .*change --arch"):
         fused._build(args, {"widths": [4, 8], "depths": [1, 1], "kernel_size": 17})
     assert fused._build(args, {"widths": [4, 8], "depths": [1, 1]}).count_params() > 0
+
+
+def _tiny_denoiser_run(**kwargs):
+    from deconvlab import models
+
+    rng = np.random.default_rng(0)
+    train, val = fused.held_aside([rng.random((40, 40)).astype("float32") for _ in range(6)], (25.0,), count=2)
+    model = models.build_model("red_net", channels=1, depth=2, width=4)
+    return fused.train_denoiser(model, train, val, sigma=25.0, patch=16, batch=4, steps_per_call=10, eval_every=10,
+                                warmup=0, log=lambda _: None, **kwargs)
+
+
+def test_a_run_whose_validation_is_never_finite_ends_in_one_line():
+    with pytest.raises(SystemExit, match="validation PSNR was never finite in 20 steps"):
+        _tiny_denoiser_run(steps=20, lr=float("nan"))
+
+
+def test_steps_are_whole_calls_and_the_plan_says_what_ran():
+    record = _tiny_denoiser_run(steps=25)  # 3 calls of 10 steps
+    assert record["steps"] == record["curve"][-1]["planned_steps"] == 30
+
+
+def test_mixed_float16_is_refused_for_want_of_loss_scaling(capsys):
+    with pytest.raises(SystemExit):
+        fused._arguments(["--task", "denoise", "--sigma", "25", "--id", "x", "--out", "o", "--precision", "mixed_float16"])
+    assert "invalid choice: 'mixed_float16'" in capsys.readouterr().err

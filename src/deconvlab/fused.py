@@ -222,7 +222,8 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
     trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss, ema=ema)
     val_psnr = _validation(trainer, *validation, shave)
     state = trainer.init()
-    total = steps if steps is not None else 10**9  # a budget run: placeholder until the speed is known
+    # whole calls of k steps, as warmup and eval_every; a budget run: a placeholder until the speed is known
+    total = -(-int(steps) // k) * k if steps is not None else 10**9
     step, curve, best, best_state, mark = 0, [], -math.inf, None, None
     while step < total:
         state, loss_value = trainer.run(state, step, total)
@@ -245,6 +246,8 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
             break
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
+    if best_state is None:  # NaN is never > best: nothing to keep, and write_back would fail on None
+        raise SystemExit(f"validation PSNR was never finite in {step} steps (training diverged): lower --lr")
     trainer.write_back(*best_state)
     return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
             "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
@@ -395,7 +398,8 @@ def _arguments(argv) -> argparse.Namespace:
                         "(default bsd68,set12 for denoise, set5,set14 for sr; sets not in DECONVLAB_DATA are skipped "
                         "with a note for sr)")
     parser.add_argument("--shared", type=int, default=1, help="how many runs shared the GPU (for the card)")
-    parser.add_argument("--precision", default="mixed_bfloat16")
+    parser.add_argument("--precision", default="mixed_bfloat16", choices=("float32", "mixed_bfloat16"),
+                        help="no mixed_float16: the fused loop has no loss scaling")
     parser.add_argument("--train-limit", type=int, default=None, help="first N images of each training set (CPU smoke test)")
     parser.add_argument("--val-images", type=int, default=None, help="held-aside images (default 8)")
     args = parser.parse_args(argv)

@@ -326,7 +326,7 @@ def train(
     ``val_data`` likewise (e.g. from :func:`make_validation_pairs`). Unset sizes come from ``profile``: epochs,
     steps per epoch (a PyDataset's own length otherwise; a PatchDataset is set to ``steps_per_epoch``),
     learning rate, batch size (arrays only). The loss is the mean squared error. The learning rate warms up
-    linearly for 2% of the run (at most 1000 steps) and decays by a cosine to 1% at the last step;
+    linearly for 2% of the run (at most 1000 steps) and decays by a cosine to 1% at the end of the run;
     gradients are clipped to a global norm of :data:`GLOBAL_CLIPNORM` (unlike per-variable ``clipnorm``, it
     keeps the update's direction) so a deep net survives a bad batch. :func:`resolve_jit_compile` decides XLA.
 
