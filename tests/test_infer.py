@@ -292,3 +292,23 @@ def test_estimate_noise_sigma_reads_uint8_images_on_the_0_255_scale():
     assert as_uint8 == pytest.approx(as_float, abs=0.5)
     with pytest.raises(ImageValueError, match="NaN"):
         infer.estimate_noise_sigma(np.full((8, 8), np.nan, np.float32))
+
+
+def test_an_integer_batch_is_read_as_one_image_is(small_net):
+    pixels = (np.random.default_rng(4).random((2, 12, 11, 1)) * 255).astype(np.uint8)
+    as_float = infer.predict_image(small_net, pixels / np.float32(255))
+    for batch in (pixels, pixels.astype(np.uint16) * 257):  # 8- and 16-bit pixels over their maximum
+        np.testing.assert_allclose(infer.predict_image(small_net, batch), as_float, atol=1e-6)
+        np.testing.assert_allclose(infer.tile_predict(small_net, batch, tile=16, overlap=12), as_float, atol=1e-4)
+    np.testing.assert_array_equal(infer.predict_image(small_net, pixels[:1])[0], infer.predict_image(small_net, pixels[0]))
+    with pytest.raises(ImageValueError, match="batch has dtype int32"):
+        infer.predict_image(small_net, pixels.astype(np.int32))
+
+
+def test_a_model_of_fixed_input_size_has_its_scale_measured_at_that_size():
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((24, 20, 1))
+    model = keras.Model(inputs, keras.layers.UpSampling2D(3)(keras.layers.Conv2D(1, 3, padding="same")(inputs)))
+    assert infer.model_scale(model) == 3
+    image = _rand((24, 20), seed=6)
+    assert infer.enhance(model, image, task="sr", scale=3).shape == (72, 60)

@@ -622,3 +622,9 @@ def test_overwrite_keeps_the_file_mode(tmp_path, mode):
     assert path.stat().st_mode & 0o777 == mode
     assert np.asarray(Image.open(path)).min() == 255  # the new pixels, not the old file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
+
+
+def test_as_batch_reads_a_pixel_batch_as_it_reads_one_image():
+    batch = np.stack([RGB8, RGB8[::-1]])
+    np.testing.assert_array_equal(io.as_batch(batch), np.stack([io.as_batch(RGB8)[0], io.as_batch(RGB8[::-1])[0]]))
+    assert io.as_batch(batch).max() <= 1.0 and io.as_batch(batch).dtype == np.float32

@@ -22,7 +22,7 @@ import numpy as np
 from .checks import integer
 from .config import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import ArgumentError, ImageValueError
-from .io import check_image
+from .io import _unit_float, check_image
 from .layers import _round_up
 from .tasks import check_task
 
@@ -50,7 +50,10 @@ def to_model_batch(image, channels: int | None, per_channel: bool = False) -> tu
     if arr.ndim == 4:
         if arr.size == 0:
             raise ImageValueError(f"batch is empty (shape {arr.shape}): pass at least one non-empty image")
-        batch, layout = arr.astype("float32", copy=False), "nhwc"
+        # as check_image reads one image: 8- and 16-bit pixels over their maximum, bool as 0/1
+        batch, layout = _unit_float(arr), "nhwc"
+        if batch.dtype != np.float32:
+            raise ImageValueError(f"batch has dtype {arr.dtype}: pass float32 in [0, 1], or uint8/uint16 pixels")
         if not np.all(np.isfinite(batch)):
             raise ImageValueError("batch has NaN/inf values: fix the step that produced them or use np.nan_to_num")
     else:
@@ -94,11 +97,13 @@ def predict_image(model: keras.Model, image) -> np.ndarray:
 def model_scale(model: keras.Model, channels: int | None = None) -> int:
     """Output size / input size of a model (1 for restoration, the SR factor otherwise), measured on a probe."""
     channels = channels or model_channels(model) or 1
-    out_shape = _forward(model, np.zeros((1, _PROBE, _PROBE, channels), "float32")).shape
-    scale = out_shape[1] // _PROBE
-    if scale < 1 or out_shape[1] != scale * _PROBE or out_shape[2] != scale * _PROBE:
+    # a model built for one input size runs on nothing else: probe it at that size
+    h, w = (side or _PROBE for side in model.inputs[0].shape[1:3]) if getattr(model, "inputs", None) else (_PROBE,) * 2
+    out_shape = _forward(model, np.zeros((1, h, w, channels), "float32")).shape
+    scale = out_shape[1] // h
+    if scale < 1 or out_shape[1] != scale * h or out_shape[2] != scale * w:
         raise ArgumentError(
-            f"model maps {_PROBE}x{_PROBE} to {out_shape[1]}x{out_shape[2]}, not an integer scale: "
+            f"model maps {h}x{w} to {out_shape[1]}x{out_shape[2]}, not an integer scale: "
             "tile_predict needs an output that is an integer multiple of the input"
         )
     return scale

@@ -121,9 +121,8 @@ def as_batch(img: np.ndarray) -> np.ndarray:
     if arr.ndim == 4:
         if 0 in arr.shape or arr.shape[-1] not in (1, 3):
             raise ImageValueError(f"batch has shape {arr.shape}: expected (N, H, W, C) with N, H, W > 0 and C in {{1, 3}}")
-        for i in range(arr.shape[0]):
-            check_image(arr[i], f"batch[{i}]")
-        return arr.astype(np.float32, copy=False)
+        # each image read as check_image reads one (8- and 16-bit pixels over their maximum), not cast as is
+        return np.stack([check_image(arr[i], f"batch[{i}]") for i in range(arr.shape[0])])
     arr = check_image(arr)
     return (arr[..., None] if arr.ndim == 2 else arr)[None]
 
