@@ -528,5 +528,16 @@ def test_sr_body_and_skip_are_checked():
         models.red_net_sr(scale=2, upsample="post", body="unet")
     with pytest.raises(ArgumentError, match="upsample='post'"):
         models.red_net_sr(upsample="pre", skip="bicubic")
-    with pytest.raises(ArgumentError, match="down='none'"):
+    with pytest.raises(ArgumentError, match="drop down$"):
         models.red_net_sr(scale=2, upsample="post", body="resblocks", down="strided")
+    # arguments a model would not use, which its card would still record
+    with pytest.raises(ArgumentError, match="drop fusion, skip_every"):
+        models.red_net_sr(scale=2, upsample="post", body="resblocks", fusion="concat", skip_every=3)
+    with pytest.raises(ArgumentError, match="global_residual=False"):
+        models.red_net_sr(scale=2, upsample="post", skip="bicubic", global_residual=False)
+    for ignored in ({"up": "subpixel"}, {"up_init": "bilinear"}):
+        with pytest.raises(ArgumentError, match="x2 upsampler of down='strided'"):
+            models.red_net(depth=2, width=4, **ignored)
+        with pytest.raises(ArgumentError, match="x2 upsampler of down='strided'"):
+            models.red_net_sr(upsample="pre", depth=2, width=4, **ignored)
+    assert models.red_net(depth=2, width=4, down="strided", up="subpixel", up_init="icnr").count_params() > 0

@@ -243,6 +243,9 @@ def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: in
     `up_init` how it starts (see :data:`UP_INITS`; "bilinear" and "icnr" are checkerboard-free at initialisation).
     """
     _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up, up_init)
+    if down == "none" and (up, up_init) != ("transposed", "he_normal"):  # a card would record an unused upsampler
+        raise ArgumentError(f"up={up!r} and up_init={up_init!r} choose the x2 upsampler of down='strided': drop "
+                            "them, or pass down='strided'")
     inputs = _image_input(channels)
     x = PadToMultiple(2, name="pad")(inputs) if down == "strided" else inputs
     x = _encoder_decoder(
@@ -346,7 +349,7 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     2*scale) maps them to `channels`, and the global fusion adds the input enlarged by `skip` ("bilinear" or
     "bicubic", MATLAB's). `body` "red_net" is RED-Net's encoder-decoder; "resblocks" is `depth` residual blocks
     (conv-ReLU-conv + identity) between a linear head conv and a linear end conv joined by a long skip, so
-    `depth` blocks cost as many convolutions as RED-Net's `depth` + `depth` layers. ``up_init="bilinear"``
+    its `depth` blocks cost as many convolutions as RED-Net's `depth` + `depth` layers (plus the head and end convs). ``up_init="bilinear"``
     (transposed) or ``"icnr"`` (transposed or sub-pixel) starts the upsampler free of checkerboard artifacts.
     Other keyword arguments go to :func:`red_net`.
     """
@@ -371,8 +374,13 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     body_names = ("depth", "width", "kernel_size", "skip_every", "fusion", "down", "up", "up_init")
     body_args = {k: args[k] for k in body_names}
     _check_red_net_args(channels, **body_args)
-    if body == "resblocks" and args["down"] != "none":
-        raise ArgumentError("body='resblocks' keeps the low resolution throughout: use down='none'")
+    ignored = [k for k in ("down", "fusion", "skip_every") if args[k] != red_net_params[k].default]
+    if body == "resblocks" and ignored:  # else a card would record arguments its model never used
+        raise ArgumentError(f"body='resblocks' keeps the low resolution and has no encoder-decoder skips: drop "
+                            f"{', '.join(ignored)}")
+    if not args["global_residual"] and skip != "bilinear":
+        raise ArgumentError("skip chooses how the global residual enlarges the input: drop it with "
+                            "global_residual=False")
     inputs = _image_input(channels, name="lr")
     x = PadToMultiple(2, name="pad")(inputs) if args["down"] == "strided" else inputs
     if body == "resblocks":
