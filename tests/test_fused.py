@@ -193,7 +193,12 @@ def test_an_arch_outside_the_card_limits_is_refused_before_training():
 
 
 def _tiny_denoiser_run(**kwargs):
+    import keras
+
     from deconvlab import models
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("deconvlab.fused trains on the JAX backend")
 
     rng = np.random.default_rng(0)
     train, val = fused.held_aside([rng.random((40, 40)).astype("float32") for _ in range(6)], (25.0,), count=2)
@@ -202,11 +207,13 @@ def _tiny_denoiser_run(**kwargs):
                                 warmup=0, log=lambda _: None, **kwargs)
 
 
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
 def test_a_run_whose_validation_is_never_finite_ends_in_one_line():
     with pytest.raises(SystemExit, match="validation PSNR was never finite in 20 steps"):
         _tiny_denoiser_run(steps=20, lr=float("nan"))
 
 
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
 def test_steps_are_whole_calls_and_the_plan_says_what_ran():
     record = _tiny_denoiser_run(steps=25)  # 3 calls of 10 steps
     assert record["steps"] == record["curve"][-1]["planned_steps"] == 30
