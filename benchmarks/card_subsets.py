@@ -20,14 +20,14 @@ def main(argv=None) -> int:
     parser.add_argument("--weights-dir", default=None)
     parser.add_argument("--ids", nargs="*", default=None, help="only these cards (default: all)")
     args = parser.parse_args(argv)
-    for card in weights.list_cards(args.weights_dir):
-        if args.ids is not None and card["id"] not in args.ids:
-            continue
-        model = weights.load_pretrained(card=card, directory=args.weights_dir)
-        full = [m for m in card.get("metrics") or [] if m.get("limit") is None]
-        first = full[0]["dataset"]
+    cards = [c for c in weights.list_cards(args.weights_dir) if args.ids is None or c["id"] in args.ids]
+    firsts = [next(m["dataset"] for m in c.get("metrics") or [] if m.get("limit") is None) for c in cards]
+    for first in firsts:  # before any card is rewritten
         if recipes.card_limit(first, args.limit) is None:  # a card entry records such a limit as none
             parser.error(f"--limit {args.limit} takes all of {first}: the card's whole-set numbers are that subset")
+    for card, first in zip(cards, firsts, strict=True):
+        model = weights.load_pretrained(card=card, directory=args.weights_dir)
+        full = [m for m in card.get("metrics") or [] if m.get("limit") is None]
         kept = [m for m in card["metrics"] if m.get("limit") != args.limit]
         for entry in (m for m in full if m["dataset"] == first):
             result = recipes.run_evaluation(model, card["task"], first, channels=weights.card_channels(card),

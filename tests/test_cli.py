@@ -295,12 +295,13 @@ def test_subprocess_output_into_a_closed_pipe_is_quiet(argv, unbuffered):
     assert proc.stderr == ""
 
 
-def test_broken_pipe_in_a_command_is_status_141_and_silent(capsys, monkeypatch):
-    def closed(*args, **kwargs):
+def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys, monkeypatch):
+    def closed(*args, **kwargs):  # e.g. a socket: stdout (here captured) is still open
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setattr(weights, "model_table", closed)
-    assert run(capsys, "models") == (141, "", "")
+    code, out, err = run(capsys, "models")
+    assert code == 2 and out == "" and err.startswith("deconvlab: error: Broken pipe"), err
 
 
 # ------------------------------------------------------------------------------------- good inputs

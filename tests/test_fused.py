@@ -15,7 +15,7 @@ import pytest
 jax = pytest.importorskip("jax")
 
 from deconvlab import degrade, fused, weights  # noqa: E402
-from deconvlab.errors import WeightsError  # noqa: E402
+from deconvlab.errors import ArgumentError, WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,13 @@ def test_held_aside_sr_trains_on_no_copy_of_a_held_image():
     assert np.allclose(hr, 0.5)
 
 
-def test_an_arch_outside_the_card_limits_is_refused_before_training():
+def test_an_arch_outside_the_card_limits_is_refused_before_training(capsys):
+    with pytest.raises(ArgumentError, match="unknown model 'unett'"):
+        fused._build(SimpleNamespace(id="tiny", builder="unett"), {})
+    for bad in (["--steps", "0"], ["--steps-per-call", "0"]):
+        with pytest.raises(SystemExit):
+            fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", *bad])
+        assert "must be at least 1" in capsys.readouterr().err
     args = SimpleNamespace(id="tiny", builder="unet")
     with pytest.raises(WeightsError, match="kernel_size=17 .*change --arch"):
         fused._build(args, {"widths": [4, 8], "depths": [1, 1], "kernel_size": 17})

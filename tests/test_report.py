@@ -107,6 +107,7 @@ def test_difference_verdict_on_shown_numbers_and_a_measured_spread():
     assert report.difference_verdict(0.12, spread_db=0.1) == "ahead"
     assert report.difference_verdict(0.08, spread_db=0.01) == "ahead"  # the margin still applies below it
     assert report.difference_verdict(0.03, spread_db=0.01) == "tie"
+    assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
 
 
 @pytest.mark.parametrize("diff", [float("nan"), np.float64("nan"), float("inf"), -float("inf")])
@@ -118,7 +119,6 @@ def test_difference_verdict_refuses_a_non_finite_difference(diff):
     assert "\n" not in msg and msg.startswith("diff_db=") and "finite" in msg
     with pytest.raises(ArgumentError):
         report.signed_difference(diff)
-    assert report.difference_verdict(0.03, tie_db=0.02) == "ahead"
     with pytest.raises(ArgumentError, match="spread_db="):  # a NaN spread made any difference count
         report.difference_verdict(0.2, spread_db=diff)
 

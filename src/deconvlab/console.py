@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import math
 import os
+import select
 import signal
 import sys
 import threading
@@ -197,13 +198,23 @@ def run(command: Callable[[], int]) -> int:
                 traceback.print_exc()
             fail(current.message())
             return EX_INTERRUPTED
-        if isinstance(exc, BrokenPipeError):  # the reader (`| head`) has all it wanted: not an error
+        if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `| head` has all it wanted: no error
             _stdout_to_devnull()
             return EX_BROKEN_PIPE
         if verbose or not isinstance(exc, Exception):
             raise
         fail(failure(exc))
         return EX_SOFTWARE if is_bug(exc) else 2
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it: a broken pipe elsewhere (a socket) is an error."""
+    try:
+        poller = select.poll()  # not on Windows: there every broken pipe is reported as an error
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def _stdout_to_devnull() -> None:

@@ -382,7 +382,7 @@ def _arguments(argv) -> argparse.Namespace:
     parser.add_argument("--id", required=True, help="card id")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budget-s", type=float, default=None)
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None, help="rounded up to whole --steps-per-call calls")
     parser.add_argument("--patch", type=int, default=None, help="patch side (SR: low-resolution side); "
                         "default 96 (denoise), 32 (sr)")
     parser.add_argument("--batch", type=int, default=None, help="default 64 (denoise), 32 (sr)")
@@ -413,6 +413,9 @@ def _arguments(argv) -> argparse.Namespace:
             parser.error("--task sr needs --scale 2, 3 or 4")
         if args.sigma is not None or args.sigma_range is not None:
             parser.error("--sigma applies to --task denoise")
+    for name in ("steps", "steps_per_call"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     sr = args.task == "sr"
     defaults = {"builder": "red_net_sr" if sr else "unet", "patch": 32 if sr else 96, "batch": 32 if sr else 64,
                 "loss": "l1" if sr else "mse", "eval": "set5,set14" if sr else "bsd68,set12",

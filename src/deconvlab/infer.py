@@ -21,8 +21,8 @@ import numpy as np
 
 from .checks import integer
 from .config import DEFAULT_OVERLAP, DEFAULT_TILE
-from .errors import ArgumentError, ImageValueError
-from .io import _unit_float, check_image
+from .errors import ArgumentError
+from .io import as_batch, check_image
 from .layers import _round_up
 from .tasks import check_task
 
@@ -48,14 +48,7 @@ def to_model_batch(image, channels: int | None, per_channel: bool = False) -> tu
     """
     arr = np.asarray(image)
     if arr.ndim == 4:
-        if arr.size == 0:
-            raise ImageValueError(f"batch is empty (shape {arr.shape}): pass at least one non-empty image")
-        # as check_image reads one image: 8- and 16-bit pixels over their maximum, bool as 0/1
-        batch, layout = _unit_float(arr), "nhwc"
-        if batch.dtype != np.float32:
-            raise ImageValueError(f"batch has dtype {arr.dtype}: pass float32 in [0, 1], or uint8/uint16 pixels")
-        if not np.all(np.isfinite(batch)):
-            raise ImageValueError("batch has NaN/inf values: fix the step that produced them or use np.nan_to_num")
+        batch, layout = as_batch(arr), "nhwc"  # each image checked and read as check_image reads one
     else:
         img = check_image(arr)
         layout = "gray" if img.ndim == 2 else "hwc"

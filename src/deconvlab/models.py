@@ -243,7 +243,9 @@ def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: in
     `up_init` how it starts (see :data:`UP_INITS`; "bilinear" and "icnr" are checkerboard-free at initialisation).
     """
     _check_red_net_args(channels, depth, width, kernel_size, skip_every, fusion, down, up, up_init)
-    if down == "none" and (up, up_init) != ("transposed", "he_normal"):  # a card would record an unused upsampler
+    defaults = inspect.signature(red_net).parameters
+    if down == "none" and (up, up_init) != (defaults["up"].default, defaults["up_init"].default):
+        # a card would record an upsampler the model does not have
         raise ArgumentError(f"up={up!r} and up_init={up_init!r} choose the x2 upsampler of down='strided': drop "
                             "them, or pass down='strided'")
     inputs = _image_input(channels)
@@ -378,7 +380,7 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     if body == "resblocks" and ignored:  # else a card would record arguments its model never used
         raise ArgumentError(f"body='resblocks' keeps the low resolution and has no encoder-decoder skips: drop "
                             f"{', '.join(ignored)}")
-    if not args["global_residual"] and skip != "bilinear":
+    if not args["global_residual"] and skip != inspect.signature(red_net_sr).parameters["skip"].default:
         raise ArgumentError("skip chooses how the global residual enlarges the input: drop it with "
                             "global_residual=False")
     inputs = _image_input(channels, name="lr")

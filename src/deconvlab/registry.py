@@ -190,8 +190,8 @@ def dataset_key(name: str) -> str:
 
 
 def _info(name: str) -> DatasetInfo:
-    """The registered set of that name (any case); UnknownDatasetError for others, the fallback sets included:
-    every caller reads a set's files, and those have none."""
+    """The registered set of that name (any case), the sets with files; UnknownDatasetError for others, the
+    fallback sets included (they have no files to fetch)."""
     key = dataset_key(name)
     if key in FALLBACK_NAMES:
         raise UnknownDatasetError(f"{name} is built in memory from scikit-image, not from files: there is nothing "

@@ -403,6 +403,10 @@ def _check_argument(source: str, name: str, value: Any, default: Any,
 def check_builder_arguments(source: str, builder: str, kwargs: Mapping[str, Any], advice: str) -> None:
     """Refuse, as :func:`validate_card` does for card ``source``, a builder argument of the wrong type or outside
     :data:`ARG_LIMITS` (:class:`WeightsError` ending in ``advice``); arguments the builder does not take pass."""
+    from . import models
+
+    if builder not in models.BUILDERS:
+        raise ArgumentError(f"unknown model {builder!r}: use one of {', '.join(models.BUILDERS)}")
     known = _builder_parameters(builder)
     for name, value in _builder_kwargs({"kwargs": kwargs}).items():
         if name in known:
