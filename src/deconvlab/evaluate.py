@@ -270,22 +270,16 @@ def _sr_upsample(model: Any, channels: int | None, scale: int, upsample: str | N
     return "pre" if found == 1 else "post"
 
 
-def _fixed_size(model: Any) -> bool:
-    """True for a model whose input has a fixed height or width; False for None x None and subclassed ones."""
-    try:
-        return any(side is not None for side in model.inputs[0].shape[1:3])
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return False
-
-
 def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile: int | None,
                overlap: int) -> tuple[list[np.ndarray], list[float], list[str]]:
     """Outputs, seconds per image and layouts."""
+    from .infer import _input_size
+
     batches, layouts = zip(*(to_model_batch(x, channels, per_channel=True) for x in inputs), strict=True)
     # first-call costs (graph building) are not speed; a crop keeps them small, but a model built for one
     # input size (keras.Input((48, 48, 1))) runs on nothing else
     first = batches[0][:1]
-    _forward(model, first if _fixed_size(model) else first[:, :32, :32], None, overlap)
+    _forward(model, first if any(_input_size(model)) else first[:, :32, :32], None, overlap)
     outputs, seconds = [], []
     for batch, layout in zip(batches, layouts, strict=True):
         start = time.perf_counter()

@@ -87,11 +87,20 @@ def predict_image(model: keras.Model, image) -> np.ndarray:
     return from_model_batch(out, layout)
 
 
+def _input_size(model: keras.Model) -> tuple[int | None, int | None]:
+    """(height, width) a model's input is built for; None for a side of any size, and for subclassed models."""
+    try:
+        height, width = model.inputs[0].shape[1:3]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None, None
+    return height, width
+
+
 def model_scale(model: keras.Model, channels: int | None = None) -> int:
     """Output size / input size of a model (1 for restoration, the SR factor otherwise), measured on a probe."""
     channels = channels or model_channels(model) or 1
     # a model built for one input size runs on nothing else: probe it at that size
-    h, w = (side or _PROBE for side in model.inputs[0].shape[1:3]) if getattr(model, "inputs", None) else (_PROBE,) * 2
+    h, w = (side or _PROBE for side in _input_size(model))
     out_shape = _forward(model, np.zeros((1, h, w, channels), "float32")).shape
     scale = out_shape[1] // h
     if scale < 1 or out_shape[1] != scale * h or out_shape[2] != scale * w:

@@ -491,12 +491,17 @@ BUILDERS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def build_model(name: str, /, **kwargs: Any) -> keras.Model:
-    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr", "unet")."""
+def get_builder(name: str) -> Any:
+    """The builder function of that name in :data:`BUILDERS`; ArgumentError naming them all otherwise."""
     try:
-        builder = BUILDERS[name]
+        return BUILDERS[name]
     except (KeyError, TypeError):
         raise ArgumentError(f"unknown model {name!r}: use one of {', '.join(BUILDERS)}") from None
+
+
+def build_model(name: str, /, **kwargs: Any) -> keras.Model:
+    """Build a model by builder name ("red_net", "plain_cnn", "dncnn", "fsrcnn", "red_net_sr", "unet")."""
+    builder = get_builder(name)
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = sorted(set(kwargs) - set(params))
@@ -525,9 +530,7 @@ def width_for_params(builder: str | Callable[..., keras.Model], target_params: i
     Parameter counts grow monotonically with width, so a binary search builds about log2(max_width)
     models; e.g. ``width_for_params("plain_cnn", count_params(red_net(fusion="concat")), depth=30)``.
     """
-    build = BUILDERS.get(builder) if isinstance(builder, str) else builder
-    if build is None:
-        raise ArgumentError(f"unknown model {builder!r}: use one of {', '.join(BUILDERS)}")
+    build = builder if callable(builder) else get_builder(builder)
     integer("target_params", target_params, 1)
     integer("max_width", max_width, 1)
 

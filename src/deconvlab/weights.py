@@ -405,8 +405,7 @@ def check_builder_arguments(source: str, builder: str, kwargs: Mapping[str, Any]
     :data:`ARG_LIMITS` (:class:`WeightsError` ending in ``advice``); arguments the builder does not take pass."""
     from . import models
 
-    if builder not in models.BUILDERS:
-        raise ArgumentError(f"unknown model {builder!r}: use one of {', '.join(models.BUILDERS)}")
+    models.get_builder(builder)  # an unknown name: the ArgumentError build_model would give
     known = _builder_parameters(builder)
     for name, value in _builder_kwargs({"kwargs": kwargs}).items():
         if name in known:
