@@ -280,10 +280,11 @@ def test_subprocess_weights_error_after_keras_start_is_one_line(gray_png, tmp_pa
     assert not out.exists()
 
 
-@pytest.mark.parametrize("argv, unbuffered", [(["models"], ""), (["models"], "1"), (["--version"], "")])
+@pytest.mark.parametrize("argv, unbuffered", [(["models"], ""), (["models"], "1"), (["--version"], ""),
+                                              (["--version"], "1"), (["--help"], "1"), (["enhance", "--help"], "1")])
 def test_subprocess_output_into_a_closed_pipe_is_quiet(argv, unbuffered):
     """`deconvlab models | head -1`: a reader that stops early is no error; status 141 (128 + SIGPIPE) as coreutils.
-    Buffered, the write fails only in the flush at exit; unbuffered, in print()."""
+    Buffered, the write fails only in the flush at exit; unbuffered, in print() (or argparse's write of --help)."""
     read, write = os.pipe()
     os.close(read)  # the reader is gone before the first line, as with `| true`
     try:

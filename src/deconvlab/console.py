@@ -43,6 +43,12 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse's own swallows OSError, so unbuffered `--help | head -c0` exited 0: the write's failure is
+        # left to run(), as for every other command's output (a closed pipe is 141, a full disk an error line).
+        if message and (file := file or sys.stderr) is not None:
+            file.write(message)
+
 
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
