@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -303,6 +304,29 @@ def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys, monkeypatch):
     monkeypatch.setattr(weights, "model_table", closed)
     code, out, err = run(capsys, "models")
     assert code == 2 and out == "" and err.startswith("deconvlab: error: Broken pipe"), err
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_subprocess_error_into_a_closed_stderr_keeps_its_status(unbuffered):
+    """`deconvlab ... 2>&1 | true`: the error line has no reader and is lost, but the status is still 2, not the 1
+    of a traceback or the 120 of a failed flush at exit."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "deconvlab", "--no-such-option"], stdout=subprocess.PIPE,
+                              stderr=write, text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": unbuffered})
+    finally:
+        os.close(write)
+    assert proc.returncode == 2 and proc.stdout == ""
+
+
+def test_a_warning_into_a_closed_stderr_does_not_end_the_command(monkeypatch):
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w") as closed:
+        monkeypatch.setattr(sys, "stderr", closed)
+        code = console.run(lambda: warnings.warn("nobody reads this", UserWarning, stacklevel=1) or 0)
+    assert code == 0  # Python's own showwarning drops a warning it cannot write, too
 
 
 # ------------------------------------------------------------------------------------- good inputs

@@ -55,7 +55,7 @@ def one_line_warnings() -> Iterator[None]:
     """Show warnings as ``deconvlab: warning: ...`` on one line, without the source line Python adds."""
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        _to_stderr(f"{PROG}: warning: {' '.join(str(message).split())}")
 
     with warnings.catch_warnings():
         warnings.showwarning = show
@@ -67,7 +67,18 @@ def one_line(text: str) -> str:
 
 
 def fail(message: str) -> None:
-    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    _to_stderr(f"{PROG}: error: {one_line(message)}")
+
+
+def _to_stderr(line: str) -> None:
+    """Print one line on stderr; where stderr cannot be written (a closed pipe) the line is lost, as Python's own
+    warnings are, and the exit status stays the command's rather than a traceback's."""
+    if sys.stderr is None:  # pythonw: print(file=None) would write to stdout
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # ValueError: a closed file
+        _to_devnull(sys.stderr)  # what is still buffered would fail again in the flush at exit (status 120)
 
 
 def info(message: str, quiet: bool = False) -> None:
@@ -205,7 +216,7 @@ def run(command: Callable[[], int]) -> int:
             fail(current.message())
             return EX_INTERRUPTED
         if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `| head` has all it wanted: no error
-            _stdout_to_devnull()
+            _to_devnull(sys.stdout)
             return EX_BROKEN_PIPE
         if verbose or not isinstance(exc, Exception):
             raise
@@ -223,11 +234,11 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
-def _stdout_to_devnull() -> None:
-    """Point stdout's descriptor at os.devnull, so the interpreter's flush at exit of what is still buffered does
+def _to_devnull(stream: Any) -> None:
+    """Point a stream's descriptor at os.devnull, so the interpreter's flush at exit of what is still buffered does
     not fail again (Python's documentation, signal module, "Note on SIGPIPE")."""
     try:
-        fd = sys.stdout.fileno()
+        fd = stream.fileno()
     except (AttributeError, ValueError, OSError):  # no descriptor (None, or a test's capture): nothing to flush there
         return
     devnull = os.open(os.devnull, os.O_WRONLY)
