@@ -475,6 +475,32 @@ def test_offline_fallback_colour_training_limit_and_opt_out(offline, monkeypatch
         data.load_dataset("bsd68")
 
 
+def unwritable_cache(tmp_path, monkeypatch) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
+    monkeypatch.setenv("DECONVLAB_CACHE", str(tmp_path / "a-file" / "cache"))  # no folder under a file, even for root
+
+
+def test_offline_with_an_unwritable_cache_still_falls_back(offline, tmp_path, monkeypatch):
+    """Offline nothing can be downloaded into any cache: the stand-in, not a cache folder to fix first."""
+    unwritable_cache(tmp_path, monkeypatch)
+    with pytest.warns(UserWarning, match="instead of bsd68"):
+        test = data.load_dataset("bsd68")
+    assert test.is_fallback and test.names == list(data.FALLBACK_TEST)
+    with pytest.raises(data.NoNetworkError) as err:
+        data.load_dataset("bsd68", fallback=False)
+    message = one_line(err)
+    assert "cannot reach 127.0.0.1" in message and "set DECONVLAB_CACHE to a writable folder" in message
+
+
+def test_an_unwritable_cache_is_an_error_when_the_server_answers(server, tmp_path, monkeypatch):
+    serve(server, tmp_path, monkeypatch)
+    unwritable_cache(tmp_path, monkeypatch)
+    with pytest.raises(DataError) as err:
+        data.load_dataset("set12")
+    assert one_line(err).startswith("cannot write ") and not isinstance(err.value, data.NoNetworkError)
+    assert server.hits["/00.png"] == 0  # asked, not downloaded: the probe is a HEAD request
+
+
 def test_fallback_images_ship_offline(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("network disabled in this test")

@@ -358,8 +358,7 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
         status = exc.response.status_code if exc.response is not None else 0
         raise DownloadError(f"download of {what} failed with HTTP {status} from {f.url}: try again later or {fix}") from None
     except requests.ConnectionError as exc:
-        raise NoNetworkError(f"cannot reach {urlparse(f.url).netloc} to download {what} ({_reason(exc)}): "
-                             f"connect to the internet or {fix}") from None
+        raise _no_network(f, exc, fix) from None
     except requests.RequestException as exc:
         raise DownloadError(f"download of {what} was cut off or failed {_RETRIES + 1} times ({_reason(exc)}): "
                             f"try again later or {fix}") from None
@@ -372,7 +371,22 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
             f"in transit); nothing was kept: try again, or {fix}"
         ) from None
     except OSError as exc:
-        raise DataError(f"cannot write {folder} ({exc.strerror or exc}): set DECONVLAB_CACHE to a writable folder") from None
+        unwritable = f"cannot write {folder} ({exc.strerror or exc}): set DECONVLAB_CACHE to a writable folder"
+        # pooch makes the folder and its temporary file before any request, so this failure says nothing about the
+        # network. Offline, no cache would let the download happen: that is the offline case (load_dataset falls
+        # back), not a folder to fix first; with the server there, the folder is what stops the download.
+        try:
+            requests.head(f.url, timeout=_TIMEOUT_S).close()
+        except requests.ConnectionError as offline:
+            raise _no_network(f, offline, f"{fix}; also, {unwritable}") from None
+        except requests.RequestException:
+            pass  # it answered, if slowly: the network is there
+        raise DataError(unwritable) from None
+
+
+def _no_network(f: FileInfo, exc: BaseException, fix: str) -> NoNetworkError:
+    return NoNetworkError(f"cannot reach {urlparse(f.url).netloc} to download {f.dataset}/{f.file} ({_reason(exc)}): "
+                          f"connect to the internet or {fix}")
 
 
 def _reason(exc: BaseException) -> str:
