@@ -260,11 +260,13 @@ def test_download_is_verified_cached_and_not_repeated(server, tmp_path, monkeypa
     assert server.hits["/00.png"] == 1 and server.hits["/01.png"] == 1
 
 
-def test_download_of_a_set(server, tmp_path, monkeypatch):
+def test_download_of_a_set(server, tmp_path, monkeypatch, capsys):
     contents = serve(server, tmp_path, monkeypatch, n=6)
     got = data.fetch_dataset("set12")
     assert [p.read_bytes() for p in got] == contents
     assert data.fetch_dataset("set12", limit=2) == got[:2]
+    out = capsys.readouterr().out  # announced once, and not again for files in the cache
+    assert out.startswith("deconvlab: downloading 6 files of set12") and len(out.splitlines()) == 1, out
 
 
 def test_http_404_is_a_download_error(server, tmp_path, monkeypatch):
@@ -447,11 +449,12 @@ def offline(tmp_path, monkeypatch):
     write_registry(tmp_path, monkeypatch, rows)
 
 
-def test_offline_fallback_warns_once_and_says_so(offline):
+def test_offline_fallback_warns_once_and_says_so(offline, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         test = data.load_dataset("bsd68")
     assert len(caught) == 1
+    assert capsys.readouterr().out == ""  # no "downloading" line for a download that never started
     message = str(caught[0].message)
     assert "\n" not in message and message.startswith("no network and no DECONVLAB_DATA")
     assert "instead of bsd68" in message and "not comparable with published numbers" in message
