@@ -366,6 +366,8 @@ def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], An
 
 
 def _arguments(argv) -> argparse.Namespace:
+    from .registry import dataset_key
+
     parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("denoise", "sr"), default="denoise")
     parser.add_argument("--builder", default=None, help="default: unet (denoise), red_net_sr (sr)")
@@ -423,6 +425,9 @@ def _arguments(argv) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # gpu_metrics keys name each set as the registry files it and the cards' metrics entries do ("set5@x2" for
+    # "--eval Set5"): tests/test_cards.py pairs the two by that name
+    args.eval = tuple(dict.fromkeys(dataset_key(n) for n in args.eval.split(",") if n.strip()))
     return args
 
 
@@ -455,7 +460,7 @@ def _main_denoise(args, command: str) -> int:
 
     wall = time.perf_counter()
     # the test sets are loaded first: a missing one should stop the run before training, not after
-    tests = {name: data.load_dataset(name, mode="gray") for name in args.eval.split(",") if name}
+    tests = {name: data.load_dataset(name, mode="gray") for name in args.eval}
     train_set = data.load_dataset("train400", mode="gray", limit=args.train_limit)
     sigma = tuple(args.sigma_range) if args.sigma_range else args.sigma
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
@@ -529,7 +534,7 @@ def _main_sr(args, command: str) -> int:
     }
     card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)))
     gpu = {}
-    for name in [n for n in args.eval.split(",") if n]:
+    for name in args.eval:
         try:  # the SR protocol reads the sets as stored (it takes Y of colour images itself)
             test = packed.load_dataset(name, view="stored")
         except DataError as exc:
