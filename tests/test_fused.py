@@ -199,7 +199,7 @@ def test_an_arch_outside_the_card_limits_is_refused_before_training(capsys):
     assert fused._build(args, {"widths": [4, 8], "depths": [1, 1]}).count_params() > 0
 
 
-def _tiny_denoiser_run(**kwargs):
+def _tiny_denoiser_run(model=None, **kwargs):
     import keras
 
     from deconvlab import models
@@ -209,7 +209,7 @@ def _tiny_denoiser_run(**kwargs):
 
     rng = np.random.default_rng(0)
     train, val = fused.held_aside([rng.random((40, 40)).astype("float32") for _ in range(6)], (25.0,), count=2)
-    model = models.build_model("red_net", channels=1, depth=2, width=4)
+    model = model or models.build_model("red_net", channels=1, depth=2, width=4)
     return fused.train_denoiser(model, train, val, sigma=25.0, patch=16, batch=4, steps_per_call=10, eval_every=10,
                                 warmup=0, log=lambda _: None, **kwargs)
 
@@ -239,3 +239,23 @@ def test_eval_sets_are_named_as_the_registry_files_them():
     assert fused._arguments(base).eval == ("set5", "set14")
     assert fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", "--eval", "BSD68"]).eval == ("bsd68",)
     assert fused._arguments(base + ["--eval", ""]).eval == ()
+
+
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
+def test_a_diverged_validation_is_null_in_the_curve_the_card_and_the_history(monkeypatch, tmp_path):
+    from deconvlab import models
+
+    psnrs = iter([20.0, float("nan")])  # a finite checkpoint, then a step that diverged
+    monkeypatch.setattr(fused, "_validation", lambda *_: lambda state: next(psnrs))
+    model = models.build_model("red_net", channels=1, depth=2, width=4)
+    record = _tiny_denoiser_run(model, steps=20)
+    assert [c["val_psnr"] for c in record["curve"]] == [20.0, None] and record["best_val_psnr"] == 20.0
+    fields = {"id": "tiny", "task": "denoise", "sigma": 25.0, "training": dict(record), "data": {}}
+    card = fused._save_card(model, fields, record, SimpleNamespace(out=tmp_path, id="tiny", budget_s=None))
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in strict JSON")
+
+    history = json.loads((tmp_path / "tiny.history.json").read_text(), parse_constant=refuse)
+    assert history["history"]["val_psnr"] == [20.0, None] == card["history"]["val_psnr"]
+    assert weights.read_card(tmp_path / "tiny.json")["training"]["curve"][1]["val_psnr"] is None

@@ -208,6 +208,12 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     return {**record, "patch": patch, "sigma": list(sigma) if isinstance(sigma, tuple) else sigma}
 
 
+def _finite(value: float) -> float | None:
+    """``value``, None where it is NaN or infinite (a diverged step): JSON has no NaN, and the curve goes into the
+    card and the history file, which :func:`deconvlab.train.train` writes the same way."""
+    return value if math.isfinite(value) else None
+
+
 def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, seed: int, loss: str, shave: int = 0,
                 lr: float = 1e-3, warmup: int = 1000, budget_s: float | None = None, steps: int | None = None,
                 steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
@@ -238,8 +244,8 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
             mark = (now, step)
         if psnr > best:
             best, best_state = psnr, jax.tree.map(jnp.copy, trainer.weights(state))
-        curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": float(loss_value),
-                      "val_psnr": round(psnr, 4), "planned_steps": int(min(total, 10**9))})
+        curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": _finite(float(loss_value)),
+                      "val_psnr": _finite(round(psnr, 4)), "planned_steps": int(min(total, 10**9))})
         log(f"step {step:6d}  {now - start:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
             f"{'  *' if psnr >= best else ''}  (of {total if total < 10**9 else '?'})")
         if budget_s is not None and now - start > budget_s:
@@ -331,11 +337,10 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
                datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
     """Save ``model`` with ``fields`` plus the validation curve (one "epoch" per validation interval) and the
     training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
-    write (``<id>.history.json``, read by ``weights.load_history``). Returns the card."""
-    from .io import write_atomic
+    write (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card."""
     from .recipes import dataset_digest
     from .train import HISTORY_FORMAT
-    from .weights import HISTORY_SUFFIX, save_pretrained
+    from .weights import HISTORY_SUFFIX, save_history, save_pretrained
 
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
@@ -343,8 +348,7 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
     meta = {"epoch_seconds": [round(t, 3) for t in seconds], "epochs_done": len(curve),
             "steps_done": record["steps"], "monitor": "val_psnr", "monitor_mode": "max",
             "note": "one entry per validation interval of the fused trainer (deconvlab.fused)"}
-    text = json.dumps({"format": HISTORY_FORMAT, "meta": meta, "history": history}, indent=1) + "\n"
-    write_atomic(args.out / f"{args.id}{HISTORY_SUFFIX}", text.encode("utf-8"))
+    save_history(args.out / f"{args.id}{HISTORY_SUFFIX}", {"format": HISTORY_FORMAT, "meta": meta, "history": history})
     fields["data"]["registry_sha256"] = dataset_digest(list(datasets))
     fields.update(history=history, epochs_run=len(curve), stopped_by_time_limit=args.budget_s is not None)
     return save_pretrained(model, fields, args.out)
