@@ -259,3 +259,26 @@ def test_a_diverged_validation_is_null_in_the_curve_the_card_and_the_history(mon
     history = json.loads((tmp_path / "tiny.history.json").read_text(), parse_constant=refuse)
     assert history["history"]["val_psnr"] == [20.0, None] == card["history"]["val_psnr"]
     assert weights.read_card(tmp_path / "tiny.json")["training"]["curve"][1]["val_psnr"] is None
+
+
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
+def test_train_seconds_leave_out_the_host_side_data_preparation(monkeypatch):
+    from deconvlab import sampler
+
+    clock = [0.0]
+
+    def tick():  # a clock of whole seconds per reading: no test depends on the machine's speed
+        clock[0] += 1.0
+        return clock[0]
+
+    class SlowSampler(sampler.PatchSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            clock[0] += 1000.0  # preparing the data took 1000 s
+
+    monkeypatch.setattr(fused, "time", SimpleNamespace(perf_counter=tick))
+    monkeypatch.setattr(sampler, "PatchSampler", SlowSampler)
+    record = _tiny_denoiser_run(steps=20)
+    assert record["train_seconds"] < 10 and record["data_seconds"] >= 1000
+    assert record["patches_per_s"] == pytest.approx(20 * 4 / record["train_seconds"], rel=0.01)
+    assert all(c["seconds"] < 10 for c in record["curve"])

@@ -199,6 +199,10 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     training stops at the budget whatever the estimate said. ``loop`` takes the loop's options and their defaults:
     ``lr=1e-3``, ``warmup=1000``, ``budget_s``, ``steps``, ``steps_per_call=50``, ``eval_every=1000``,
     ``reserve_s=10`` (budget seconds the step plan keeps back), ``ema=None``, ``log=print``.
+
+    The record's ``train_seconds`` (and ``patches_per_s``, and each curve point's ``seconds``) count from the
+    loop's start, compilation and validation included; ``data_seconds`` is the host-side preparation before it
+    (the sampler's images put on the device; SR: also the bicubic pairs). A budget counts both.
     """
     from .sampler import PatchSampler
 
@@ -223,6 +227,7 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
 
     if (steps is None) == (budget_s is None):
         raise ValueError("give steps or budget_s")
+    begin = time.perf_counter()  # training's own clock; the budget's is `start`, before the data was prepared
     k = int(steps_per_call)
     warmup, eval_every = -(-warmup // k) * k, -(-eval_every // k) * k
     trainer = FusedTrainer(model, k, sampler=sampler, peak_lr=lr, warmup=warmup, loss=loss, ema=ema)
@@ -244,19 +249,20 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
             mark = (now, step)
         if psnr > best:
             best, best_state = psnr, jax.tree.map(jnp.copy, trainer.weights(state))
-        curve.append({"step": step, "seconds": round(now - start, 2), "train_loss": _finite(float(loss_value)),
+        curve.append({"step": step, "seconds": round(now - begin, 2), "train_loss": _finite(float(loss_value)),
                       "val_psnr": _finite(round(psnr, 4)), "planned_steps": int(min(total, 10**9))})
-        log(f"step {step:6d}  {now - start:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
+        log(f"step {step:6d}  {now - begin:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
             f"{'  *' if psnr >= best else ''}  (of {total if total < 10**9 else '?'})")
         if budget_s is not None and now - start > budget_s:
             break
     jax.block_until_ready(state)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - begin
     if best_state is None:  # NaN is never > best: nothing to keep, and write_back would fail on None
         raise SystemExit(f"validation PSNR was never finite in {step} steps (training diverged): lower --lr")
     trainer.write_back(*best_state)
     return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
             "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
+            "data_seconds": round(begin - start, 1),
             "best_val_psnr": round(best, 4), "curve": curve, **({"ema": ema} if ema is not None else {})}
 
 
