@@ -61,6 +61,8 @@ def test_fused_run_writes_a_card_that_loads_and_records_the_split(tmp_path):
     assert card["blind"] is True and card["sigma_range"] == [0.0, 55.0]
     assert card["training"]["steps"] == 20 and card["macs_per_pixel"] > 0
     assert card["data"]["validation"].startswith("held-aside Train400") and "15/25/50" in card["data"]["validation"]
+    # --train-limit 12: the last 8 of those 12 were held aside, not the last 8 of Train400
+    assert card["data"]["train"] == "train400 (first 12) without its last 8 images (4 images)"
     assert set(card["gpu_metrics"]) == {"set12@15", "set12@25", "set12@50"}
     result = json.loads(out.split("RESULT ", 1)[1])
     assert result["id"] == "tiny-blind"
@@ -129,6 +131,8 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     assert set(card["data"]["registry_sha256"]) == {"t91"}
     # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not
     assert card["training"]["train_images_used"] == 18 and "resized by 0.9" in card["data"]["train"]
+    assert card["data"]["train"].startswith("t91 (first 12) Y (MATLAB rgb2ycbcr, 8 bits) without its last 3 images "
+                                            "(9 images) + each also")
     # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline; the key
     # names the set as the registry does, whatever the case of --eval
     assert set(card["gpu_metrics"]) == {"set5@x3"} and 29.0 < card["gpu_metrics"]["set5@x3"] < 32.0

@@ -465,6 +465,12 @@ def _build(args, arch: dict[str, Any]) -> Any:
     return models.build_model(args.builder, channels=1, **arch)
 
 
+def _loaded(name: str, names: list[str], args) -> str:
+    """A training set's name as a card gives it, ``(first N)`` added under ``--train-limit`` as recipes adds it:
+    "without its last 8 images" then reads as of the images loaded."""
+    return f"{name} (first {len(names)})" if args.train_limit is not None else name
+
+
 def _main_denoise(args, command: str) -> int:
     from . import data, evaluate, tasks
 
@@ -484,7 +490,8 @@ def _main_denoise(args, command: str) -> int:
         "profile": "paper", "seed": args.seed, "precision": args.precision,
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
-        "data": {"train": tasks.training_part_name("train400", count, (), len(train_images)),
+        "data": {"train": tasks.training_part_name(_loaded("train400", names, args), count, (),
+                                                    len(train_images)),
                  "validation": f"held-aside Train400 {', '.join(names[-count:])}, sigma "
                                + "/".join(f"{s:g}" for s in val_sigmas),
                  "fallback": bool(train_set.is_fallback)},
@@ -526,10 +533,12 @@ def _main_sr(args, command: str) -> int:
     held = names["t91"][-count:]
     all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
     copies = [all_names[i] for i in sorted(set(range(len(images) - count)) - set(kept))]
-    parts = [tasks.training_part_name("t91 Y (MATLAB rgb2ycbcr, 8 bits)", count, copies,
+    t91 = _loaded("t91", names["t91"], args)
+    parts = [tasks.training_part_name(f"{t91} Y (MATLAB rgb2ycbcr, 8 bits)", count, copies,
                                       len(names["t91"]) - count - len(copies))]
     if "train400" in names:
-        parts.append(f"train400 mapped to [16, 235]/255 ({len(names['train400'])})")
+        gray = names["train400"]
+        parts.append(f"{_loaded('train400', gray, args)} mapped to [16, 235]/255 ({len(gray)})")
     if factors:
         parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}")
     fields = {
