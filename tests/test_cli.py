@@ -368,6 +368,13 @@ def test_rgb_uses_the_colour_card_and_rgba_warns(capsys, tmp_path, wdir):
     assert np.asarray(Image.open(out)).shape == (9, 14, 3)
 
 
+def test_colour_weights_with_colour_ycbcr_are_refused_in_one_line(capsys, tmp_path, wdir):
+    src, out = tmp_path / "rgb.png", tmp_path / "out.png"
+    Image.fromarray((np.random.default_rng(3).random((11, 13, 3)) * 255).astype(np.uint8)).save(src)
+    code, _, err = run(capsys, *denoise_args(src, out, wdir, "--weights", "denoise-sigma25-rgb", "--colour", "ycbcr"))
+    assert_one_line_error(code, err, out, match="--colour rgb")
+
+
 def test_gray_model_runs_per_channel_on_rgb(capsys, tmp_path, wdir):
     rgb = (np.random.default_rng(3).random((11, 13, 3)) * 255).astype(np.uint8)
     src, out = tmp_path / "rgb.png", tmp_path / "out.png"

@@ -250,6 +250,15 @@ def test_enhance_hands_a_colour_image_to_a_gray_model_per_rgb_or_per_ycbcr_chann
         infer.enhance(identity, image, "denoise", colour="lab")
 
 
+def test_enhance_refuses_ycbcr_for_a_colour_model_instead_of_running_it_on_rgb():
+    # a 3-channel model took colour="ycbcr" and ran on R, G and B as with "rgb", saying nothing
+    identity = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Identity()])
+    image = np.random.default_rng(0).random((9, 13, 3)).astype(np.float32)
+    with pytest.raises(ArgumentError, match=r"colour='ycbcr' runs a gray model .* takes 3 channels"):
+        infer.enhance(identity, image, "denoise", colour="ycbcr")
+    np.testing.assert_allclose(infer.enhance(identity, image, "denoise", colour="rgb"), image, atol=1e-6)
+
+
 def test_ycbcr_path_equals_the_colour_benchmarks_plane_by_plane_computation():
     """The committed colour_denoise.json was measured with Y, Cb, Cr one call each (commit 9db08fb); enhance
     batches the three planes: the same numbers."""

@@ -306,8 +306,9 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     once) or, with ``colour="ycbcr"``, each of Y, Cb and Cr (MATLAB ``rgb2ycbcr``) and converts back: chapter 5
     measures the blind denoiser that way on CBSD68, where the chroma planes' correlated noise is easier to remove;
     for super-resolution it restores the Y channel and upscales Cb/Cr bicubically (the SR protocol);
-    a pre-upsampling SR model gets the bicubic-upscaled image. Large images go through tiles
-    (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does). The
+    a pre-upsampling SR model gets the bicubic-upscaled image. A colour model (3 channels) sees R, G and B
+    together: ``colour="ycbcr"`` is for gray models, and ArgumentError for a colour one. Large images go through
+    tiles (:func:`tile_predict`; ``overlap=None`` derives the exact overlap from the model, as the CLI does). The
     result is clipped to [0, 1].
     """
     from .degrade import upscale
@@ -327,6 +328,9 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     channels = model_channels(model) or 1
+    if colour == "ycbcr" and channels == 3:  # it would run on R, G and B as if colour="rgb", without a word
+        raise ArgumentError("colour='ycbcr' runs a gray model on Y, Cb and Cr, but this model takes 3 channels "
+                            "(R, G and B together): pass colour='rgb' (--colour rgb), or gray weights")
     factor = model_scale(model, channels) if task == "sr" else 1
     if factor not in (1, scale):
         raise ArgumentError(f"the model upsamples by {factor}, but the scale asked for is {scale}: "
