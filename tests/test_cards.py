@@ -166,11 +166,25 @@ TRAINING_IMAGE = re.compile(r"test_\d{3}|t\d{1,2}")
 
 
 def _check_held_aside(data: dict) -> None:
-    # "held-aside <set> <image>, ...[, sigma 25][ (how)]": the images only, not the set's name (which may be t91)
-    match = re.fullmatch(r"held-aside \S+ (.+)", data["validation"].split("(")[0].strip())
+    # "held-aside <set>[ mapped to [16, 235]/255] <image>, ...[, sigma 25][ (how)]": the images only, not the set's
+    # name (which may be t91) or the range an SR set was mapped to (tasks.sr_training_y)
+    match = re.fullmatch(r"held-aside \S+(?: mapped to \[16, 235\]/255)? (.+)", data["validation"].split("(")[0].strip())
     held = [] if match is None else [n.strip() for n in match.group(1).split(",") if not n.strip().startswith("sigma ")]
     assert held and all(TRAINING_IMAGE.fullmatch(n) for n in held), data["validation"]
     assert f"without its last {len(held)} images" in data["train"], data["train"]
+
+
+@pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
+def test_every_card_holds_the_checkpoint_its_validation_chose(card):
+    # the fused trainer keeps its best validation step; `deconvlab train` records the epoch it kept, best on its
+    # fixed held-aside pairs (its cards before 2026-12-05 held the last epoch, their validation only watching)
+    if card["command"].startswith("python -m deconvlab.fused"):
+        curve = [p["val_psnr"] for p in card["training"]["curve"] if p["val_psnr"] is not None]
+        assert card["training"]["best_val_psnr"] == max(curve)
+    else:
+        assert card["command"].startswith("python -m deconvlab train"), card["command"]
+        val = card["history"]["val_psnr"]
+        assert card["kept_epoch"] == 1 + val.index(max(val))
 
 
 @pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))

@@ -428,11 +428,3 @@ def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):
     # conv 1->4 and transposed 4->4 at low resolution (/9), then a 6x6/3 transposed 4->1 (36 * 4 / 9)
     assert sr_card["macs_per_pixel"] == {"3": (36 + 144) / 9 + 36 * 4 / 9} == {"3": 36}
     assert weights.load_pretrained("sr", scale=3, directory=tmp_path).count_params() == sr_card["params"]
-
-
-def test_kept_checkpoint_tells_the_cards_that_hold_their_last_epoch():
-    kept = {c["id"]: weights.kept_checkpoint(c) for c in weights.list_cards()}
-    # trained by `deconvlab train` before it kept its best epoch: validation only monitored
-    assert {card_id for card_id, k in kept.items() if not k} == {"deblur", "sr-x2-3-4"}
-    card = {"command": "python -m deconvlab train --task deblur", "kept_epoch": 3}
-    assert weights.kept_checkpoint(card) and not weights.kept_checkpoint({"command": card["command"]})

@@ -447,14 +447,12 @@ def _network_text(card: Mapping[str, Any]) -> str:
 
 
 def _chosen_on(card: Mapping[str, Any]) -> str:
-    from deconvlab.weights import kept_checkpoint
-
     validation = str((card.get("data") or {}).get("validation", ""))
     if validation.startswith("held-aside"):  # "held-aside Train400 test_393, ..." or "held-aside T91 t59, ..."
         where = f"{validation.split()[1]} (held out)"
     else:
         where = f"{DATASET_NAMES.get(validation, validation)} (test)" if validation else "—"
-    return where if kept_checkpoint(card) else f"last epoch; {where} monitored"
+    return where
 
 
 def render_table(cards: Sequence[Mapping[str, Any]]) -> str:

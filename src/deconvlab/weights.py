@@ -236,13 +236,6 @@ def card_setting(card: Mapping[str, Any]) -> str:
     return "x" + ",".join(str(s) for s in scales) if scales else ""
 
 
-def kept_checkpoint(card: Mapping[str, Any]) -> bool:
-    """Whether a card's weights are the checkpoint its validation chose. Fused-trainer cards and
-    ``deconvlab train`` cards that record ``kept_epoch`` are; earlier ``deconvlab train`` cards (before
-    2026-12-05) hold their last epoch, their validation only monitored."""
-    return "kept_epoch" in card or not str(card.get("command", "")).startswith("python -m deconvlab train")
-
-
 def card_scales(card: Mapping[str, Any]) -> list[int]:
     """The scale factors a card serves (``scale`` or ``scales``)."""
     if card.get("scales") is not None:
