@@ -33,7 +33,8 @@ def row(card: dict) -> dict:
     return {"id": card["id"], "what": RUNS[card["id"]], "params": card["params"],
             "macs_per_pixel": card["macs_per_pixel"], "steps": t["steps"], "batch": t["batch"], "patch": t["patch"],
             "train_seconds": t["train_seconds"], "best_val_psnr": t["best_val_psnr"],
-            "best_step": max(t["curve"], key=lambda c: c["val_psnr"])["step"],
+            # the curve's val_psnr is None where a step diverged (deconvlab.fused): take the step best_val_psnr names
+            "best_step": next(c["step"] for c in t["curve"] if c["val_psnr"] == t["best_val_psnr"]),
             "set12_gpu": card.get("gpu_metrics", {}).get("set12@25"),
             "curve": [[c["step"], c["val_psnr"]] for c in t["curve"]], "ema": t.get("ema")}
 

@@ -16,6 +16,7 @@ from deconvlab.errors import ArgumentError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ladder  # noqa: E402
+import unet_recipe  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ the rungs
@@ -236,3 +237,12 @@ def test_run_plan_names_every_run_file_by_experiment():
     assert {p.name for *_, p in tagged} == {f"res-p25-e-seed{s}.json" for s in (0, 1, 2)}  # not the overfit names
     with pytest.raises(SystemExit):
         ladder._train_arguments(["--tag", "../x"])
+
+
+def test_unet_recipe_reads_a_curve_with_a_diverged_point():
+    # deconvlab.fused writes None for a non-finite validation PSNR; max() over such a curve raised TypeError
+    curve = [{"step": 1000, "val_psnr": 27.5}, {"step": 2000, "val_psnr": None}, {"step": 3000, "val_psnr": 28.1}]
+    training = {"steps": 3000, "batch": 8, "patch": 64, "train_seconds": 9.0, "best_val_psnr": 28.1, "curve": curve}
+    card = {"id": "s25-ema", "params": 1, "macs_per_pixel": 1, "training": training}
+    row = unet_recipe.row(card)
+    assert row["best_step"] == 3000 and row["curve"][1] == [2000, None]
