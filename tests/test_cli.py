@@ -297,6 +297,20 @@ def test_subprocess_output_into_a_closed_pipe_is_quiet(argv, unbuffered):
     assert proc.stderr == ""
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("argv, unbuffered", [(["models"], ""), (["models"], "1"), (["--help"], ""),
+                                              (["--help"], "1"), (["--version"], "")])
+def test_subprocess_output_onto_a_full_disk_is_one_line(argv, unbuffered):
+    """`deconvlab models > /dev/full`: one error line and status 2. Buffered, what run()'s flush could not write
+    stays buffered, and the interpreter's own flush at exit used to fail again (a second message, status 120)."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "deconvlab", *argv], stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=120, env={**os.environ, "PYTHONUNBUFFERED": unbuffered})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == ["deconvlab: error: No space left on device; check the path, free space and "
+                                        "permissions"], proc.stderr
+
+
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys, monkeypatch):
     def closed(*args, **kwargs):  # e.g. a socket: stdout (here captured) is still open
         raise BrokenPipeError(32, "Broken pipe")

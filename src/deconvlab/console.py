@@ -221,7 +221,18 @@ def run(command: Callable[[], int]) -> int:
         if verbose or not isinstance(exc, Exception):
             raise
         fail(failure(exc))
+        _settle_stdout()
         return EX_SOFTWARE if is_bug(exc) else 2
+
+
+def _settle_stdout() -> None:
+    """After an error line: where stdout cannot take what is still buffered (a full disk, `> /dev/full`), drop it,
+    so the interpreter's flush at exit does not print a second error and turn status 2 into 120."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):  # ValueError: a closed file
+        _to_devnull(sys.stdout)
 
 
 def _stdout_reader_gone() -> bool:
