@@ -681,6 +681,27 @@ def test_ctrl_c_during_the_cli_imports(monkeypatch, capsys):
     assert capsys.readouterr().err == "deconvlab: error: interrupted; nothing was written\n"
 
 
+def test_ctrl_c_during_the_cli_imports_into_a_closed_stderr(monkeypatch):
+    """`python -m deconvlab ... 2>&1 | true` stopped while the CLI loads: the line is lost, the status is still 130."""
+    import builtins
+
+    import deconvlab.__main__ as entry
+
+    real_import = builtins.__import__
+
+    def interrupted_import(name, *args, **kwargs):
+        if name == "cli" or name.endswith(".cli"):
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w") as closed:
+        monkeypatch.setattr(sys, "stderr", closed)
+        monkeypatch.setattr(builtins, "__import__", interrupted_import)
+        assert entry.main([]) == 130
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("when", ["start-up", "tiles"])
 def test_sigint_while_starting_or_running_exits_130_with_one_line(work, when):

@@ -13,8 +13,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from .cli import main as cli_main
     except KeyboardInterrupt:
-        print("deconvlab: error: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        # console is light (the standard library beyond what `import deconvlab` loaded) and usually already in
+        # place through cli; its line survives a closed stderr, where print() raised and the status became 1.
+        from .console import EX_INTERRUPTED, fail
+
+        fail("interrupted; nothing was written")
+        return EX_INTERRUPTED
     return cli_main(argv)
 
 
