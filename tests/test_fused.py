@@ -286,3 +286,13 @@ def test_train_seconds_leave_out_the_host_side_data_preparation(monkeypatch):
     assert record["train_seconds"] < 10 and record["data_seconds"] >= 1000
     assert record["patches_per_s"] == pytest.approx(20 * 4 / record["train_seconds"], rel=0.01)
     assert all(c["seconds"] < 10 for c in record["curve"])
+
+
+def test_a_misspelt_eval_set_is_refused_before_training(capsys):
+    for task in (["--task", "sr", "--scale", "2"], ["--sigma", "25"]):
+        base = [*task, "--id", "x", "--out", "o"]
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments([*base, "--eval", "set5,set55"])
+        assert exc.value.code == 2 and "--eval: unknown data set 'set55'" in capsys.readouterr().err
+        # known sets pass, whatever their case; one the run cannot load (not packed here) is still noted after it
+        assert fused._arguments([*base, "--eval", " Set5,bsd68,fallback-test"]).eval == ("set5", "bsd68", "fallback-test")

@@ -435,9 +435,19 @@ def _arguments(argv) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    # a misspelt set would otherwise surface only after training (sr notes a set it cannot load and goes on)
+    from .errors import UnknownDatasetError
+    from .recipes import _check_set_name
+
+    names = [n for n in args.eval.split(",") if n.strip()]
+    for name in names:
+        try:
+            _check_set_name("--eval", name)
+        except UnknownDatasetError as exc:
+            parser.error(str(exc))
     # gpu_metrics keys name each set as the registry files it and the cards' metrics entries do ("set5@x2" for
     # "--eval Set5"): tests/test_cards.py pairs the two by that name
-    args.eval = tuple(dict.fromkeys(dataset_key(n) for n in args.eval.split(",") if n.strip()))
+    args.eval = tuple(dict.fromkeys(dataset_key(n) for n in names))
     return args
 
 
