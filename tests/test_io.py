@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 import zlib
 
@@ -356,6 +357,40 @@ def test_16bit_lzw_tiff_reads_at_16_bits_or_says_imagecodecs(tmp_path):
         assert "16-bit TIFF compressed with LZW" in one_line(err) and "pip install imagecodecs" in str(err.value)
     else:
         np.testing.assert_array_equal(read_quietly(tmp_path / "c16.tif"), RGB16 / np.float32(65535))
+
+
+def _with_a_second_page_tifffile_refuses(path) -> None:
+    """Link a 1x1 8-bit gray page of 4097 entries (padded with a private tag) after the first: Pillow reads it,
+    tifffile refuses it as a suspicious number of tags (over 4096), so the whole file falls back to Pillow."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        link = page.offset + 2 + 12 * len(page.tags)  # classic TIFF: count, 12-byte entries, then the link
+    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1), (273, 4, 1, 0),
+               (277, 3, 1, 1), (278, 3, 1, 1), (279, 4, 1, 1)]
+    entries += [(65000, 3, 1, 0)] * (4097 - len(entries))
+    with open(path, "r+b") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        end += fh.write(b"\0" * (end % 2))  # IFDs start on a word boundary
+        fh.write(struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries) + bytes(4))
+        fh.seek(link)
+        fh.write(struct.pack("<I", end))
+
+
+def test_16bit_colour_tiff_that_tifffile_refuses_is_not_read_at_8_bits(tmp_path, monkeypatch):
+    tifffile.imwrite(tmp_path / "c16.tif", RGB16, photometric="rgb")
+    _with_a_second_page_tifffile_refuses(tmp_path / "c16.tif")
+    with Image.open(tmp_path / "c16.tif") as im:
+        assert im.mode == "RGB" and im.n_frames == 2  # Pillow would read the first page's high bytes only
+    with pytest.raises(ImageFileError) as err:
+        io.read_image(tmp_path / "c16.tif")
+    assert "16-bit TIFF that tifffile cannot read (suspicious number of tags 4097)" in one_line(err)
+    assert "re-save it" in str(err.value)
+    tifffile.imwrite(tmp_path / "plain16.tif", RGB16, photometric="rgb")
+    tifffile.imwrite(tmp_path / "g16.tif", GRAY16)
+    monkeypatch.setattr(tifffile, "TiffFile", None)  # tifffile fails on every file: Pillow reads what it can in full
+    with pytest.raises(ImageFileError, match="16-bit TIFF that tifffile cannot read"):
+        io.read_image(tmp_path / "plain16.tif")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "g16.tif"), GRAY16 / np.float32(65535))
 
 
 def test_cmyk_tiff_and_jpeg(tmp_path):

@@ -225,8 +225,11 @@ def _check_size(width: int, height: int, limit: int, where: str) -> None:
 
 
 def _corrupt(where: str, exc: BaseException) -> ImageFileError:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return ImageFileError(f"{where} is truncated or corrupt ({detail}): re-download or re-export the file")
+    return ImageFileError(f"{where} is truncated or corrupt ({_detail(exc)}): re-download or re-export the file")
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) -> np.ndarray:
@@ -327,12 +330,11 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     """TIFF through tifffile (lossless for 16-bit colour and float RGB, which Pillow cannot read), else Pillow."""
     import tifffile  # a dependency of scikit-image, which the package requires
 
-    bits, codec = 8, None  # codec: a known compression tifffile decodes only with the optional imagecodecs
+    codec = None  # a known compression tifffile decodes only with the optional imagecodecs
     try:
         with tifffile.TiffFile(p) as tif:
             page = tif.pages[0]
             _check_size(int(page.imagewidth), int(page.imagelength), limit, where)
-            bits = int(page.bitspersample)
             compression = page.compression
             if isinstance(compression, tifffile.COMPRESSION) and compression not in tifffile.TIFF.DECOMPRESSORS:
                 codec = compression.name if importlib.util.find_spec("imagecodecs") is None else None
@@ -344,11 +346,17 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     except ImageTooLargeError:
         raise
     except Exception as exc:
-        if codec is not None and bits > 8 and not _pillow_keeps_depth(p):
-            # Pillow has 16-bit modes for one sample only: colour would silently come back at 8 bits.
+        # Pillow has 16-bit modes for one sample only: colour would silently come back at 8 bits.
+        stored = _bits_pillow_drops(p)
+        if stored and codec is not None:
             raise ImageFileError(
-                f"{where} is a {bits}-bit TIFF compressed with {codec}, which only the optional imagecodecs package "
-                f"reads at {bits} bits: pip install imagecodecs, or re-save the file uncompressed"
+                f"{where} is a {stored}-bit TIFF compressed with {codec}, which only the optional imagecodecs "
+                f"package reads at {stored} bits: pip install imagecodecs, or re-save the file uncompressed"
+            ) from None
+        if stored:
+            raise ImageFileError(
+                f"{where} is a {stored}-bit TIFF that tifffile cannot read ({_detail(exc)}) and Pillow reads only at 8 "
+                "bits: re-save it, e.g. as a 16-bit PNG"
             ) from None
         # Codecs tifffile lacks without imagecodecs (LZW, JPEG-in-TIFF) are in Pillow's libtiff.
         try:
@@ -388,15 +396,20 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     return out
 
 
-def _pillow_keeps_depth(p: Path) -> bool:
-    """Whether Pillow opens this TIFF in a mode of more than 8 bits (16-bit or 32-bit gray, float)."""
+def _bits_pillow_drops(p: Path) -> int:
+    """The bits per sample this TIFF stores where Pillow opens it in an 8-bit mode though they are more (16-bit
+    colour), else 0 (Pillow keeps the depth: 16-bit or 32-bit gray, float; or cannot open the file)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our pixel limit was checked already
             with Image.open(p) as im:
-                return im.mode in ("I", "F") or im.mode.startswith("I;16")
+                if im.mode in ("I", "F") or im.mode.startswith("I;16"):
+                    return 0
+                bits = im.tag_v2.get(258, 1)  # BitsPerSample, one value per sample
+                bits = max(bits) if isinstance(bits, tuple) else int(bits)
+                return bits if bits > 8 else 0
     except Exception:  # Pillow cannot read it either; the fallback says so
-        return True
+        return 0
 
 
 def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
