@@ -307,6 +307,41 @@ def test_tiff_pyramid_pages_are_not_frames(tmp_path):
     np.testing.assert_allclose(read_quietly(path), GRAY8 / 255, atol=1e-6)
 
 
+def _link_tiff_page(path, index: int, target: int) -> None:
+    """Point page ``index``'s next-page link (classic TIFF: count, 12-byte entries, then the link) at ``target``."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[index]
+        link = page.offset + 2 + 12 * len(page.tags)
+    with open(path, "r+b") as fh:
+        fh.seek(link)
+        fh.write(struct.pack("<I", target))
+
+
+class _EndlessPages(BaseException):
+    """Not an Exception, which read_image's fallback to Pillow would swallow: the test fails instead of hanging."""
+
+
+def test_tiff_page_linked_back_to_an_earlier_page_is_counted_once(tmp_path, monkeypatch):
+    tiffpages_iter = tifffile.TiffPages.__iter__
+
+    def bounded(self):
+        for i, page in enumerate(tiffpages_iter(self)):
+            if i == 100:
+                raise _EndlessPages("tifffile yielded a 101st page of a 1- or 2-page file")
+            yield page
+
+    monkeypatch.setattr(tifffile.TiffPages, "__iter__", bounded)
+    tifffile.imwrite(tmp_path / "self.tif", GRAY8)
+    _link_tiff_page(tmp_path / "self.tif", 0, 8)  # the first page links to itself (tifffile writes it at 8)
+    np.testing.assert_allclose(read_quietly(tmp_path / "self.tif"), GRAY8 / 255, atol=1e-6)
+    tifffile.imwrite(tmp_path / "two.tif", np.stack([GRAY8, 255 - GRAY8]))
+    _link_tiff_page(tmp_path / "two.tif", 1, 8)  # the second page links back to the first
+    with pytest.warns(UserWarning, match="has 2 frames") as caught:
+        img = io.read_image(tmp_path / "two.tif")
+    assert len(caught) == 1
+    np.testing.assert_allclose(img, GRAY8 / 255, atol=1e-6)
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_tiff_orientation_matches_pillow(tmp_path, orientation):
     from PIL import ImageOps

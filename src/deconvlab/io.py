@@ -341,8 +341,14 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             arr = page.asarray()
             photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
             orientation = int(page.tags.valueof(274, 1))
-            # Reduced-resolution pages are previews of the first image, not images of their own.
-            frames = sum(1 for pg in tif.pages if not getattr(pg, "is_reduced", False))
+            # Reduced-resolution pages are previews of the first image, not images of their own. A next-page
+            # link back to an earlier page would make tifffile yield pages forever: each IFD counts once.
+            frames, seen = 0, set()
+            for pg in tif.pages:
+                if pg.offset in seen:
+                    break
+                seen.add(pg.offset)
+                frames += not getattr(pg, "is_reduced", False)
     except ImageTooLargeError:
         raise
     except Exception as exc:
