@@ -46,6 +46,7 @@ class _Notes:
 
     alpha: bool = False  # an alpha channel (or extra samples) was dropped
     frames: int = 1  # frames or pages in the file; only the first is read
+    broken_pages: str = ""  # why a TIFF page after those counted in ``frames`` could not be read
     float_samples: bool = False  # the file stores floats, taken as they are
 
 
@@ -181,7 +182,10 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
     if notes.alpha:
         _warn(f"{where}: alpha channel dropped, colour kept as stored; composite onto a background first if "
               "transparency matters")
-    if notes.frames > 1:
+    if notes.broken_pages:
+        _warn(f"{where} links to a page that cannot be read ({notes.broken_pages}) after {notes.frames} readable "
+              "one(s): only the first is read; re-export the file if it should hold more")
+    elif notes.frames > 1:
         _warn(f"{where} has {notes.frames} frames (an animation or a multi-page file): only the first is "
               "read; save the others as files of their own to restore them")
     img = check_image(img, where)
@@ -253,7 +257,8 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
         _check_size(im.size[0], im.size[1], limit, where)
         try:
             notes.frames = int(getattr(im, "n_frames", 1))
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # GIF counts its frames by reading them all
+        # GIF counts its frames by reading them all; a TIFF link to garbage raises TypeError ("Missing dimensions").
+        except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
             raise _corrupt(where, exc) from None
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
             # Pillow keeps only the high byte of 16-bit colour PNGs; decode those ourselves, losslessly.
@@ -344,11 +349,14 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             # Reduced-resolution pages are previews of the first image, not images of their own. A next-page
             # link back to an earlier page would make tifffile yield pages forever: each IFD counts once.
             frames, seen = 0, set()
-            for pg in tif.pages:
-                if pg.offset in seen:
-                    break
-                seen.add(pg.offset)
-                frames += not getattr(pg, "is_reduced", False)
+            try:
+                for pg in tif.pages:
+                    if pg.offset in seen:
+                        break
+                    seen.add(pg.offset)
+                    frames += not getattr(pg, "is_reduced", False)
+            except Exception as exc:  # a corrupt link after the first page must not cost the first page
+                notes.broken_pages = _detail(exc)
     except ImageTooLargeError:
         raise
     except Exception as exc:
