@@ -90,6 +90,25 @@ def test_planar_rgb_tiff(tmp_path):
 
 # A 16-bit colour PNG written the way other tools write them: every row filter type, optionally Adam7
 # interlaced, so the lossless decoder is checked against the PNG specification rather than against our writer.
+def test_rgb_tiff_with_an_undefined_planar_configuration_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "p0.tif", RGB8, photometric="rgb")
+    with tifffile.TiffFile(tmp_path / "p0.tif", mode="r+b") as tif:
+        tif.pages[0].tags["PlanarConfiguration"].overwrite(0)  # neither 1 (interleaved) nor 2 (separate)
+    tifffile.imwrite(tmp_path / "g0.tif", GRAY8, extratags=[(285, "s", 0, "a", True)])  # PageName, in place
+    with tifffile.TiffFile(tmp_path / "g0.tif") as tif:  # tifffile writes no PlanarConfiguration for one sample
+        entry = tif.pages[0].tags[285].offset
+    with open(tmp_path / "g0.tif", "r+b") as fh:
+        fh.seek(entry)
+        fh.write(struct.pack("<HHII", 284, 3, 1, 0))
+    with tifffile.TiffFile(tmp_path / "g0.tif") as tif:
+        assert tif.pages[0].tags[284].value == 0
+    with pytest.raises(ImageFileError) as err:
+        io.read_image(tmp_path / "p0.tif")
+    assert "has PlanarConfiguration 0, which TIFF does not define" in one_line(err)
+    # One sample per pixel has one layout either way.
+    np.testing.assert_allclose(read_quietly(tmp_path / "g0.tif"), GRAY8 / 255, atol=1e-6)
+
+
 def _paeth(a: int, b: int, c: int) -> int:
     pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)

@@ -345,6 +345,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
                 codec = compression.name if importlib.util.find_spec("imagecodecs") is None else None
             arr = page.asarray()
             photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
+            samples = int(page.samplesperpixel)
             orientation = int(page.tags.valueof(274, 1))
             # Reduced-resolution pages are previews of the first image, not images of their own. A next-page
             # link back to an earlier page would make tifffile yield pages forever: each IFD counts once.
@@ -379,6 +380,12 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
                 return _read_pillow(p, where, limit, b"", notes)
         except ImageFileError:
             raise _corrupt(where, exc) from None
+    if samples > 1 and planar not in (1, 2):
+        # tifffile then takes the samples as separate planes and Pillow as interleaved: the file does not say which.
+        raise ImageFileError(
+            f"{where} has PlanarConfiguration {planar}, which TIFF does not define (1: interleaved samples, "
+            "2: separate planes): re-save it with the program that wrote it, or set the tag to the right value"
+        )
     notes.frames = frames
     notes.float_samples = arr.dtype.kind == "f"
     if planar == 2 and arr.ndim == 3:
