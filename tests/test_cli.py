@@ -1003,3 +1003,24 @@ def test_colour_photo_is_denoised_by_the_blind_model_on_y_cb_cr(capsys, monkeypa
     assert colour == "ycbcr" and out.startswith("--sigma 25 on a colour image: using the blind model on Y, Cb and Cr")
     (name, colour), out = enhance(rgb, "--sigma", "25", "--colour", "rgb")
     assert colour == "rgb" and "denoise-sigma25" in out
+
+
+def test_auto_colour_with_a_blind_colour_card_in_the_folder(capsys, tmp_path, wdir):
+    # --colour auto picks Y/Cb/Cr for a colour photo; a blind colour card beside the gray one was preferred for the
+    # photo's three channels and then refused ("colour='ycbcr' runs a gray model")
+    folder = tmp_path / "weights"
+    shutil.copytree(wdir, folder)
+    blind = {"task": "denoise", "sigma_range": [0, 55], "blind": True}
+    gray = weights.save_pretrained(models.red_net(channels=1, depth=2, width=4), {**blind, "id": "blind-y"}, folder)
+    weights.save_pretrained(models.red_net(channels=3, depth=2, width=4), {**blind, "id": "blind-rgb"}, folder)
+    src, out = tmp_path / "rgb.png", tmp_path / "out.png"
+    Image.fromarray((np.random.default_rng(4).random((12, 14, 3)) * 255).astype(np.uint8)).save(src)
+    args = ["enhance", src, out, "--task", "denoise", "--weights-dir", folder, "--overwrite"]
+    code, stdout, err = run(capsys, *args)
+    assert code == 0 and "using the blind model blind-y" in stdout, err
+    for path in folder.glob(f"{gray['id']}.*"):  # only the colour one left: it sees R, G and B together
+        path.unlink()
+    code, stdout, err = run(capsys, *args)
+    assert code == 0 and "using the blind model blind-rgb" in stdout, err
+    code, _, err = run(capsys, *args, "--colour", "ycbcr")  # asked for by name, it cannot be honoured
+    assert_one_line_error(code, err, match="--colour rgb")

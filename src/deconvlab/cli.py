@@ -63,15 +63,18 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         )
     bit_depth = args.bit_depth or io.source_bit_depth(args.input)
     console.start_keras()
-    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour
+    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour, model_channels
     from .recipes import denoise_colour, resolve_weights
 
     colour, sigma, note = denoise_colour(args.task, has_colour(image), args.colour, args.sigma, args.weights,
                                          args.weights_dir)
     if note:
         info(note, args.quiet)
+    # Y, Cb and Cr go one at a time through a gray model; if only a colour one is there, auto gives it R, G and B
     model, card, label = resolve_weights(args.weights, args.task, sigma=sigma, scale=args.scale,
-                                         channels=3 if has_colour(image) else 1, directory=args.weights_dir)
+                                         channels=1 if colour == "ycbcr" else 3 if has_colour(image) else 1,
+                                         directory=args.weights_dir)
+    colour = "rgb" if args.colour == "auto" and model_channels(model) == 3 else colour
     if args.overlap is None and args.tile and max(image.shape[:2]) * scale > args.tile:
         check_exact_tile(model, label, args.tile)
     if args.task == "denoise" and args.sigma is None and not args.quiet:
