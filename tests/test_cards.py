@@ -187,6 +187,19 @@ def test_every_card_holds_the_checkpoint_its_validation_chose(card):
         assert card["kept_epoch"] == 1 + val.index(max(val))
 
 
+def test_each_replaced_deconvlab_train_card_records_its_run():
+    # chapter 5 tabulates the pre-upsampling card's chain from these fields
+    fields = {"commit", "weights_sha256", "hardware", "kept", "cpu_psnr", "epochs_run", "wall_time_s", "validation"}
+    chained = 0
+    for card in (c for c in CARDS if c["command"].startswith("python -m deconvlab train")):
+        record = (card.get("supersedes") or {}).get("replaced_card")
+        while record:
+            assert fields <= set(record), (card["id"], record["commit"], fields - set(record))
+            chained += 1
+            record = (record.get("supersedes") or {}).get("replaced_card")
+    assert chained >= 4  # deblur's one and sr-x2-3-4's three
+
+
 @pytest.mark.parametrize("card", CARDS, ids=_ids(CARDS))
 def test_every_card_says_its_training_data_left_out_the_held_aside_images(card):
     _check_held_aside(card["data"])

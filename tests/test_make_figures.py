@@ -277,3 +277,10 @@ def test_the_card_table_counts_the_cards_trained_on_each_gpu():
     assert "Cards: 4, trained 2 with the paper profile on H200, 1 with the paper profile on H100 and 1 with the " \
            "paper profile on A100;" in text
     assert "Cards: 1, trained 1 with the paper profile on H200;" in make_figures.render_table([card(0, "H200")])
+
+
+def test_checkpoint_column_names_the_set_that_chose_it_as_the_book_writes_it():
+    # deconvlab train's cards write "held-aside train400 ...", the fused trainer's "held-aside Train400 ..."
+    assert {make_figures._chosen_on(c) for c in weights.list_cards()} == {"Train400 (held out)", "T91 (held out)"}
+    assert make_figures._chosen_on({"data": {"validation": "held-aside train400 test_400"}}) == "Train400 (held out)"
+    assert make_figures._chosen_on({"data": {"validation": "set5"}}) == "Set5 (test)"
