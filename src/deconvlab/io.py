@@ -19,7 +19,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -347,17 +347,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
             samples = int(page.samplesperpixel)
             orientation = int(page.tags.valueof(274, 1))
-            # Reduced-resolution pages are previews of the first image, not images of their own. A next-page
-            # link back to an earlier page would make tifffile yield pages forever: each IFD counts once.
-            frames, seen = 0, set()
-            try:
-                for pg in tif.pages:
-                    if pg.offset in seen:
-                        break
-                    seen.add(pg.offset)
-                    frames += not getattr(pg, "is_reduced", False)
-            except Exception as exc:  # a corrupt link after the first page must not cost the first page
-                notes.broken_pages = _detail(exc)
+            frames = _tiff_frames(tif, notes)
     except ImageTooLargeError:
         raise
     except Exception as exc:
@@ -415,6 +405,20 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
     if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)
         out = 1.0 - out
     return out
+
+
+def _tiff_frames(tif: Any, notes: _Notes) -> int:
+    """The images in an open TIFF: reduced-resolution pages are previews of the first, not images of their own."""
+    frames, seen = 0, set()
+    try:
+        for page in tif.pages:
+            if page.offset in seen:  # a link back to an earlier page: tifffile would yield pages forever
+                break
+            seen.add(page.offset)
+            frames += not getattr(page, "is_reduced", False)
+    except Exception as exc:  # a corrupt link after the first page must not cost the first page
+        notes.broken_pages = _detail(exc)
+    return frames
 
 
 def _bits_pillow_drops(p: Path) -> int:
