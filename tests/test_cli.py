@@ -1022,5 +1022,7 @@ def test_auto_colour_with_a_blind_colour_card_in_the_folder(capsys, tmp_path, wd
         path.unlink()
     code, stdout, err = run(capsys, *args)
     assert code == 0 and "using the blind model blind-rgb" in stdout, err
+    code, stdout, err = run(capsys, *args, "--sigma", "15")  # the blind colour card serves 15 too
+    assert code == 0 and "with blind-rgb" in stdout and "Y, Cb and Cr" not in stdout, err
     code, _, err = run(capsys, *args, "--colour", "ycbcr")  # asked for by name, it cannot be honoured
     assert_one_line_error(code, err, match="--colour rgb")

@@ -210,6 +210,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         else:
             super().do_GET()
 
+    def do_HEAD(self):  # noqa: N802
+        self.server.hits[f"HEAD {self.path}"] += 1
+        super().do_HEAD()
+
     def log_message(self, *args):
         pass
 
@@ -501,7 +505,7 @@ def test_an_unwritable_cache_is_an_error_when_the_server_answers(server, tmp_pat
     with pytest.raises(DataError) as err:
         data.load_dataset("set12")
     assert one_line(err).startswith("cannot write ") and not isinstance(err.value, data.NoNetworkError)
-    assert server.hits["/00.png"] == 0  # asked, not downloaded: the probe is a HEAD request
+    assert server.hits["/00.png"] == 0 and server.hits["HEAD /00.png"] == 1  # asked once, not downloaded
 
 
 def test_fallback_images_ship_offline(monkeypatch):

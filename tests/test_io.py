@@ -88,8 +88,6 @@ def test_planar_rgb_tiff(tmp_path):
     np.testing.assert_array_equal(read_quietly(tmp_path / "planar.tif"), RGB8 / np.float32(255))
 
 
-# A 16-bit colour PNG written the way other tools write them: every row filter type, optionally Adam7
-# interlaced, so the lossless decoder is checked against the PNG specification rather than against our writer.
 def test_rgb_tiff_with_an_undefined_planar_configuration_is_refused(tmp_path):
     tifffile.imwrite(tmp_path / "p0.tif", RGB8, photometric="rgb")
     with tifffile.TiffFile(tmp_path / "p0.tif", mode="r+b") as tif:
@@ -109,6 +107,8 @@ def test_rgb_tiff_with_an_undefined_planar_configuration_is_refused(tmp_path):
     np.testing.assert_allclose(read_quietly(tmp_path / "g0.tif"), GRAY8 / 255, atol=1e-6)
 
 
+# A 16-bit colour PNG written the way other tools write them: every row filter type, optionally Adam7
+# interlaced, so the lossless decoder is checked against the PNG specification rather than against our writer.
 def _paeth(a: int, b: int, c: int) -> int:
     pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
     return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
@@ -368,7 +368,7 @@ def test_tiff_page_linked_to_garbage_reads_the_first_page_or_says_corrupt(tmp_pa
         end = fh.tell() + fh.write(b"\0" * (fh.tell() % 2))
         fh.write(b"\xff" * 64)  # an IFD of 65535 entries, cut short
     _link_tiff_page(path, 0, end)
-    with pytest.warns(UserWarning, match=r"links to a page that cannot be read \(suspicious number of tags 65535\)"):
+    with pytest.warns(UserWarning, match=r"links to a page that cannot be read \(.+\)"):
         np.testing.assert_allclose(io.read_image(path), GRAY8 / 255, atol=1e-6)
     monkeypatch.setattr(tifffile, "TiffFile", None)  # tifffile fails: Pillow's frame count raises TypeError
     with pytest.raises(ImageFileError) as err:
@@ -450,7 +450,7 @@ def test_16bit_colour_tiff_that_tifffile_refuses_is_not_read_at_8_bits(tmp_path,
     _with_a_second_page_tifffile_refuses(tmp_path / "c16.tif")
     with Image.open(tmp_path / "c16.tif") as im:
         assert im.mode == "RGB" and im.n_frames == 2  # Pillow would read the first page's high bytes only
-    with pytest.warns(UserWarning, match=r"cannot be read \(suspicious number of tags 4097\)"):
+    with pytest.warns(UserWarning, match=r"links to a page that cannot be read \(.+\)"):
         np.testing.assert_array_equal(io.read_image(tmp_path / "c16.tif"), RGB16 / np.float32(65535))
     tifffile.imwrite(tmp_path / "plain16.tif", RGB16, photometric="rgb")
     tifffile.imwrite(tmp_path / "g16.tif", GRAY16)

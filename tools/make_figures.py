@@ -450,10 +450,8 @@ def _chosen_on(card: Mapping[str, Any]) -> str:
     validation = str((card.get("data") or {}).get("validation", ""))
     if validation.startswith("held-aside"):  # "held-aside Train400 test_393, ..." or "held-aside T91 t59, ..."
         name = validation.split()[1]  # "train400" in deconvlab train's cards, "Train400" in the fused trainer's
-        where = f"{name[:1].upper()}{name[1:]} (held out)"
-    else:
-        where = f"{DATASET_NAMES.get(validation, validation)} (test)" if validation else "—"
-    return where
+        return f"{name[:1].upper()}{name[1:]} (held out)"
+    return f"{DATASET_NAMES.get(validation, validation)} (test)" if validation else "—"
 
 
 def render_table(cards: Sequence[Mapping[str, Any]]) -> str:

@@ -63,18 +63,17 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         )
     bit_depth = args.bit_depth or io.source_bit_depth(args.input)
     console.start_keras()
-    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour, model_channels
+    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour
     from .recipes import denoise_colour, resolve_weights
 
     colour, sigma, note = denoise_colour(args.task, has_colour(image), args.colour, args.sigma, args.weights,
                                          args.weights_dir)
     if note:
         info(note, args.quiet)
-    # Y, Cb and Cr go one at a time through a gray model; if only a colour one is there, auto gives it R, G and B
+    # Y, Cb and Cr go one at a time through a gray model
     model, card, label = resolve_weights(args.weights, args.task, sigma=sigma, scale=args.scale,
                                          channels=1 if colour == "ycbcr" else 3 if has_colour(image) else 1,
                                          directory=args.weights_dir)
-    colour = "rgb" if args.colour == "auto" and model_channels(model) == 3 else colour
     if args.overlap is None and args.tile and max(image.shape[:2]) * scale > args.tile:
         check_exact_tile(model, label, args.tile)
     if args.task == "denoise" and args.sigma is None and not args.quiet:
@@ -266,7 +265,8 @@ def _enhance_args(p: argparse.ArgumentParser) -> None:
                    "radius, e.g. 60 for RED-Net, 64 for the U-Net, which makes tiles match the whole image exactly)")
     p.add_argument("--colour", choices=("auto", "ycbcr", "rgb"), default="auto",
                    help="colour images with --task denoise: 'auto' runs the blind model on Y, Cb and Cr (chapter 5 "
-                   "measures it above the per-channel way on CBSD68), 'rgb' the chosen model on R, G and B in turn")
+                   "measures it above the per-channel way on CBSD68), 'rgb' the chosen model on R, G and B (a colour "
+                   "card, which 'auto' also prefers, sees them together)")
     p.add_argument("--bit-depth", type=int, choices=(8, 16),
                    help="bits per sample of the PNG (default: 16 for 16-bit inputs, else 8)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")

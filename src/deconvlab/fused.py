@@ -435,14 +435,14 @@ def _arguments(argv) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    # a misspelt set would otherwise surface only after training (sr notes a set it cannot load and goes on)
+    # refused here, before any data is read: sr would note a misspelt set as "not measured" after training
     from .errors import UnknownDatasetError
-    from .recipes import _check_set_name
+    from .recipes import check_set_name
 
-    names = [n for n in args.eval.split(",") if n.strip()]
+    names = [n.strip() for n in args.eval.split(",") if n.strip()]
     for name in names:
         try:
-            _check_set_name("--eval", name)
+            check_set_name("--eval", name)
         except UnknownDatasetError as exc:
             parser.error(str(exc))
     # gpu_metrics keys name each set as the registry files it and the cards' metrics entries do ("set5@x2" for

@@ -416,7 +416,9 @@ def _tiff_frames(tif: Any, notes: _Notes) -> int:
                 break
             seen.add(page.offset)
             frames += not getattr(page, "is_reduced", False)
-    except Exception as exc:  # a corrupt link after the first page must not cost the first page
+    # tifffile's failures on a corrupt page link take many types (ValueError, IndexError, struct.error, OSError,
+    # ...); whichever it is, it must not cost the first page, which was read already
+    except Exception as exc:
         notes.broken_pages = _detail(exc)
     return frames
 

@@ -71,12 +71,14 @@ def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | No
 
     ``colour`` is ``enhance --colour``: with "auto" a colour photo to denoise goes through the blind model on Y, Cb
     and Cr (chapter 5 measures that way above the per-channel one on CBSD68), unless weights were named (then R,
-    G, B, or Y/Cb/Cr with "ycbcr") or a colour card exists for the sigma asked (it sees the channels together)."""
+    G, B, or Y/Cb/Cr with "ycbcr") or a colour card is found for the sigma asked (a blind one too), or, with no
+    sigma, the only blind card is a colour one: a colour card sees R, G and B together."""
     if task != "denoise" or not colour_image or colour == "rgb":
         return "rgb", sigma, None
     if spec is not None:
         return ("ycbcr" if colour == "ycbcr" else "rgb"), sigma, None
-    if sigma is not None and colour == "auto" and _has_colour_card(sigma, directory):
+    # with no sigma, find_card prefers a gray blind card: a colour one comes back only where there is none
+    if colour == "auto" and _found_channels(sigma, 1 if sigma is None else 3, directory) == 3:
         return "rgb", sigma, None
     note = None if sigma is None else (
         f"--sigma {sigma:g} on a colour image: using the blind model on Y, Cb and Cr, which measures higher on "
@@ -84,13 +86,14 @@ def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | No
     return "ycbcr", None, note
 
 
-def _has_colour_card(sigma: float, directory: Path | None) -> bool:
+def _found_channels(sigma: float | None, channels: int, directory: Path | None) -> int | None:
+    """The channels of the card :func:`deconvlab.weights.find_card` gives (None: no card)."""
     from .weights import card_channels, find_card
 
     try:
-        return card_channels(find_card("denoise", sigma=sigma, channels=3, directory=directory)) == 3
+        return card_channels(find_card("denoise", sigma=sigma, channels=channels, directory=directory))
     except ArgumentError:
-        return False
+        return None
 
 
 def card_limit(dataset: str, limit: Any) -> Any:
@@ -520,7 +523,7 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     for option, names in (("--train-dataset", [o["train_dataset"]]), ("--val-dataset", [o["val_dataset"]]),
                           ("--eval-datasets", evals or [])):
         for name in names:
-            _check_set_name(option, name)
+            check_set_name(option, name)
     return CardRecipe(
         task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,
         scale=o["scale"], scales=scales, channels=o["channels"], arch=o["arch"], arch_kwargs=extra,
@@ -532,7 +535,7 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     )
 
 
-def _check_set_name(option: str, name: str | None) -> None:
+def check_set_name(option: str, name: str | None) -> None:
     """UnknownDatasetError unless ``name`` is a registered set or a fallback one (reads the registry only)."""
     from .registry import _info
 

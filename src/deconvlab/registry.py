@@ -384,10 +384,10 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
         # back), not a folder to fix first; with the server there, the folder is what stops the download.
         try:
             requests.head(f.url, timeout=_TIMEOUT_S).close()
-        except requests.ConnectionError as offline:
+        except requests.ConnectionError as offline:  # TLS and proxy failures too, as for the download above
             raise _no_network(f, offline, f"{fix}; also, {unwritable}") from None
         except requests.RequestException:
-            pass  # it answered, if slowly: the network is there
+            pass  # failed after reaching the host (a slow answer, a redirect loop): the folder is what to fix
         raise DataError(unwritable) from None
 
 
