@@ -311,6 +311,18 @@ def test_subprocess_output_onto_a_full_disk_is_one_line(argv, unbuffered):
                                         "permissions"], proc.stderr
 
 
+def test_subprocess_interrupted_with_output_onto_a_full_disk_keeps_status_130():
+    # a Ctrl-C after output that a full disk left buffered: the flush at exit used to fail and make the status 120
+    code = ("import sys; from deconvlab import console; print('x' * 100)\n"
+            "def stop():\n    raise KeyboardInterrupt\n"
+            "sys.exit(console.run(stop))")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=120, env={**os.environ, "PYTHONUNBUFFERED": ""})
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines() == ["deconvlab: error: interrupted; nothing was written"], proc.stderr
+
+
 def test_a_broken_pipe_that_is_not_stdout_is_an_error(capsys, monkeypatch):
     def closed(*args, **kwargs):  # e.g. a socket: stdout (here captured) is still open
         raise BrokenPipeError(32, "Broken pipe")

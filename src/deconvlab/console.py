@@ -214,6 +214,7 @@ def run(command: Callable[[], int]) -> int:
             if verbose:  # where it was stopped, e.g. to see what hung; still status 130
                 traceback.print_exc()
             fail(current.message())
+            _settle_stdout()
             return EX_INTERRUPTED
         if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `| head` has all it wanted: no error
             _to_devnull(sys.stdout)
