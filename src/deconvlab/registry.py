@@ -246,18 +246,14 @@ def fetch_dataset(name: str, limit: int | None = None) -> list[Path]:
     info = _info(name)
     files = info.files[: _check_limit(limit)]
     missing = [f for f in files if not (cache_dir() / info.name / f.file).is_file()]
-    announce = _local_root() is None and len(missing) > 1
-    paths = []
-    for f in files:
-        paths.append(_fetch(info, f))
-        # Said once the first file has arrived, so neither the offline fallback nor a refusal follows a download
-        # that never started.
-        if announce and f in missing:
-            size = sum(m.bytes for m in missing) / 1e6
-            print(f"deconvlab: downloading {len(missing)} files of {info.name} ({size:.1f} MB) into "
-                  f"{cache_dir() / info.name}", flush=True)
-            announce = False
-    return paths
+    if _local_root() is None and len(missing) > 1:
+        # said once the first file has arrived, so neither the offline fallback nor a refusal follows a download
+        # that never started
+        _fetch(info, missing[0])
+        size = sum(m.bytes for m in missing) / 1e6
+        print(f"deconvlab: downloading {len(missing)} files of {info.name} ({size:.1f} MB) into "
+              f"{cache_dir() / info.name}", flush=True)
+    return [_fetch(info, f) for f in files]
 
 
 @dataclasses.dataclass
