@@ -256,9 +256,8 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
     with im:
         _check_size(im.size[0], im.size[1], limit, where)
         try:
-            notes.frames = int(getattr(im, "n_frames", 1))
-        # GIF counts its frames by reading them all; a TIFF link to garbage raises TypeError ("Missing dimensions").
-        except (OSError, SyntaxError, ValueError, EOFError, TypeError) as exc:
+            notes.frames = _pillow_frames(im, notes)
+        except _PILLOW_FRAME_ERRORS as exc:
             raise _corrupt(where, exc) from None
         if head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 4, 6):
             # Pillow keeps only the high byte of 16-bit colour PNGs; decode those ourselves, losslessly.
@@ -273,6 +272,29 @@ def _read_pillow(p: Path, where: str, limit: int, head: bytes, notes: _Notes) ->
         except Exception:  # a broken EXIF block must not cost the pixels
             pass
         return _pil_to_array(im, where, notes)
+
+
+# GIF counts its frames by reading them all; a TIFF link to garbage raises TypeError ("Missing dimensions").
+_PILLOW_FRAME_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError)
+
+
+def _pillow_frames(im: Image.Image, notes: _Notes) -> int:
+    """The frames of an open image. In a TIFF, a page link that cannot be followed costs the pages after it, not
+    the first page (as in ``_tiff_frames``); a broken GIF frame leaves the file corrupt."""
+    if im.format != "TIFF":
+        return int(getattr(im, "n_frames", 1))
+    # Page by page from the first: after a failed n_frames, Pillow's page table may still hold the broken page.
+    frames = 1
+    try:
+        while True:
+            im.seek(frames)
+            frames += 1
+    except EOFError:
+        pass
+    except _PILLOW_FRAME_ERRORS as exc:
+        notes.broken_pages = _detail(exc)
+    im.seek(0)
+    return frames
 
 
 def _load_fully(im: Image.Image, where: str) -> None:
