@@ -220,8 +220,59 @@ def _tiny_denoiser_run(model=None, **kwargs):
 
 @pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
 def test_a_run_whose_validation_is_never_finite_ends_in_one_line():
-    with pytest.raises(SystemExit, match="validation PSNR was never finite in 20 steps"):
+    from deconvlab.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="validation PSNR was never finite in 20 steps"):
         _tiny_denoiser_run(steps=20, lr=float("nan"))
+
+
+def test_held_images_of_different_sizes_are_centre_cropped_to_one_batch():
+    rng = np.random.default_rng(0)
+    same = [rng.random((12, 12), dtype=np.float32) for _ in range(3)]
+    _, (noisy, clean) = fused.held_aside(same, (25.0,), count=2)
+    np.testing.assert_array_equal(clean[..., 0], np.stack(same[1:]))  # equal sizes: the images as they are
+    np.testing.assert_array_equal(noisy[1, ..., 0], degrade.add_gaussian_noise(same[2], 25.0,
+                                                                              seed=fused.VAL_NOISE_SEED + 1))
+    mixed = [same[0], rng.random((14, 9), dtype=np.float32), rng.random((11, 13), dtype=np.float32)]
+    _, (noisy, clean) = fused.held_aside(mixed, (25.0,), count=2)
+    assert noisy.shape == clean.shape == (2, 11, 9, 1)
+    np.testing.assert_array_equal(clean[0, ..., 0], mixed[1][1:12])
+    np.testing.assert_array_equal(clean[1, ..., 0], mixed[2][:, 2:11])
+
+
+def test_a_missing_data_set_or_a_bad_training_set_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path))
+    assert fused.main(["--sigma", "25", "--id", "x", "--out", str(tmp_path / "o"), "--eval", "set12"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no folder set12/" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:  # refused while parsing, as the other arguments are
+        fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--train-sets", "train400"])
+    assert exc.value.code == 2 and "--train-sets: t91, or t91,train400" in capsys.readouterr().err
+    parsed = fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--train-sets", "T91, t91"])
+    assert parsed.train_sets == ("t91",)
+
+
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
+def test_offline_the_card_names_the_fallback_photographs_it_trained_on(tmp_path, monkeypatch, capsys):
+    import keras
+
+    from deconvlab import registry
+
+    if keras.backend.backend() != "jax":
+        pytest.skip("deconvlab.fused trains on the JAX backend")
+
+    def offline(*_, **__):
+        raise registry.NoNetworkError("no network")
+
+    monkeypatch.setattr(registry, "fetch_dataset", offline)
+    argv = ["--arch", '{"widths": [4, 8], "depths": [1, 1]}', "--out", str(tmp_path), "--patch", "16", "--batch", "2",
+            "--warmup", "10", "--eval-every", "10", "--steps-per-call", "10", "--steps", "10", "--id", "fb",
+            "--sigma", "25", "--val-images", "2", "--eval", "fallback-test", "--precision", "float32"]
+    assert fused.main(argv) == 0, capsys.readouterr().err
+    data = weights.read_card(tmp_path / "fb.json")["data"]
+    assert data["fallback"] is True and data["registry_sha256"] == {}
+    assert data["train"].startswith("fallback-train without its last 2 images")
+    assert data["validation"].startswith("held-aside fallback-train ") and "(centre crops " in data["validation"]
 
 
 @pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it

@@ -52,5 +52,9 @@ class ArgumentError(DeconvlabError, ValueError):
     """An argument out of range: unknown task, unsupported scale, sigma too large, ..."""
 
 
+class TrainingError(DeconvlabError):
+    """Training ended without a model to keep (its validation was never finite: it diverged)."""
+
+
 class OutputError(DeconvlabError):
     """An output path exists (without ``overwrite``) or cannot be written."""

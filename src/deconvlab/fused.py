@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import TrainingError
 from .tasks import HELD_ASIDE_IMAGES, y_range
 
 __all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
@@ -158,7 +159,9 @@ class FusedTrainer:
 
 def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = VAL_IMAGES):
     """(training images, (noisy, clean) NHWC validation arrays): the last ``count`` images are held aside
-    (:func:`deconvlab.tasks.held_aside_split`: copies of them leave training too).
+    (:func:`deconvlab.tasks.held_aside_split`: copies of them leave training too). Held images of different
+    sizes (the offline fallback's photographs; Train400's are all 180x180) are cropped as :func:`held_aside_sr`
+    crops them.
 
     Each held image gets one noisy copy per level in ``sigmas`` (noise seed ``VAL_NOISE_SEED + i``, then
     ``+ 1000`` per further level), so a blind model is chosen on every level it is meant for.
@@ -167,7 +170,7 @@ def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = V
     from .tasks import held_aside_split
 
     kept, held_ids = held_aside_split(images, count)
-    train, held = [images[i] for i in kept], [images[i] for i in held_ids]
+    train, held = [images[i] for i in kept], _centre_crops([images[i] for i in held_ids])
     noisy = [add_gaussian_noise(img, sigma, seed=VAL_NOISE_SEED + 1000 * j + i)
              for j, sigma in enumerate(sigmas) for i, img in enumerate(held)]
     clean = held * len(sigmas)
@@ -258,7 +261,7 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
     jax.block_until_ready(state)
     seconds = time.perf_counter() - begin
     if best_state is None:  # NaN is never > best: nothing to keep, and write_back would fail on None
-        raise SystemExit(f"validation PSNR was never finite in {step} steps (training diverged): lower --lr")
+        raise TrainingError(f"validation PSNR was never finite in {step} steps (training diverged): lower --lr")
     trainer.write_back(*best_state)
     return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
             "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
@@ -312,15 +315,20 @@ def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
     from .tasks import held_aside_split
 
     kept, held_ids = held_aside_split(images, count)
-    train, held = [images[i] for i in kept], [images[i] for i in held_ids]
-    h = min(x.shape[0] for x in held) // scale * scale
-    w = min(x.shape[1] for x in held) // scale * scale
-    crops = []
-    for x in held:
-        top, left = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
-        crops.append(np.asarray(x[top : top + h, left : left + w], np.float32))
+    train, crops = [images[i] for i in kept], _centre_crops([images[i] for i in held_ids], scale)
     lows = [downscale(c, scale) for c in crops]
     return train, (np.stack(lows)[..., None].astype(np.float32), np.stack(crops)[..., None].astype(np.float32))
+
+
+def _centre_crops(images: list, multiple: int = 1) -> list[np.ndarray]:
+    """Each image cropped about its centre to the largest size all of them share, a multiple of ``multiple``."""
+    h = min(x.shape[0] for x in images) // multiple * multiple
+    w = min(x.shape[1] for x in images) // multiple * multiple
+    crops = []
+    for x in images:
+        top, left = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
+        crops.append(np.asarray(x[top : top + h, left : left + w], np.float32))
+    return crops
 
 
 def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
@@ -429,6 +437,9 @@ def _arguments(argv) -> argparse.Namespace:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     sr = args.task == "sr"
+    args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in args.train_sets.split(",") if n.strip()))
+    if sr and ("t91" not in args.train_sets or set(args.train_sets) - {"t91", "train400"}):
+        parser.error("--train-sets: t91, or t91,train400 (the checkpoint is chosen on held-aside T91 images)")
     defaults = {"builder": "red_net_sr" if sr else "unet", "patch": 32 if sr else 96, "batch": 32 if sr else 64,
                 "loss": "l1" if sr else "mse", "eval": "set5,set14" if sr else "bsd68,set12",
                 "val_images": SR_VAL_IMAGES if sr else VAL_IMAGES}
@@ -452,6 +463,13 @@ def _arguments(argv) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    """``python -m deconvlab.fused``: a bad argument or a missing data set is one line, as in ``deconvlab``."""
+    from .console import run
+
+    return run(lambda: _run(argv))
+
+
+def _run(argv) -> int:
     import keras
 
     args = _arguments(argv)
@@ -495,19 +513,23 @@ def _main_denoise(args, command: str) -> int:
     model = _build(args, json.loads(args.arch))
     record = train_denoiser(model, train_images, validation, sigma=sigma, **_options(args))
     names = list(train_set.names)
+    # offline, the fallback photographs stand in for Train400, and the card says so
+    source = train_set.name if train_set.is_fallback else "Train400"
+    cropped = {img.shape for img in train_set.images[-count:]} != {validation[1].shape[1:3]}
     fields = {
         "id": args.id, "task": "denoise", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
-        "data": {"train": tasks.training_part_name(_loaded("train400", names, args), count, (),
+        "data": {"train": tasks.training_part_name(_loaded(train_set.name, names, args), count, (),
                                                     len(train_images)),
-                 "validation": f"held-aside Train400 {', '.join(names[-count:])}, sigma "
-                               + "/".join(f"{s:g}" for s in val_sigmas),
+                 "validation": f"held-aside {source} {', '.join(names[-count:])}"
+                               + (" (centre crops {}x{})".format(*validation[1].shape[1:3]) if cropped else "")
+                               + ", sigma " + "/".join(f"{s:g}" for s in val_sigmas),
                  "fallback": bool(train_set.is_fallback)},
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
-    card = _save_card(model, fields, record, args)
+    card = _save_card(model, fields, record, args, datasets=() if train_set.is_fallback else ("train400",))
     gpu = {f"{name}@{s:g}": round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
            for name, test in tests.items() for s in val_sigmas}
     return _finish(card, record, gpu, args.id)
@@ -529,9 +551,7 @@ def _main_sr(args, command: str) -> int:
     from .errors import DataError
 
     wall = time.perf_counter()
-    sets = tuple(dict.fromkeys(n.strip() for n in args.train_sets.split(",") if n.strip()))
-    if "t91" not in sets:
-        raise SystemExit("--train-sets must include t91: the checkpoint is chosen on held-aside T91 images")
+    sets = args.train_sets
     images, names = sr_training_images(sets, limit=args.train_limit)
     count, scale = args.val_images, args.scale
     train_images, validation = held_aside_sr(images, scale, count=count)
