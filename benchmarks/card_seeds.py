@@ -59,12 +59,17 @@ def collect(shipped: dict, seed_cards: list[dict]) -> dict:
     }
 
 
+def _last_step(psnr: float | None) -> str:
+    """A run's last held-aside PSNR; None where that validation diverged (``deconvlab.fused`` records it as null)."""
+    return "diverged" if psnr is None else f"{psnr:.4f}"
+
+
 def markdown(result: dict) -> str:
     """The report beside ``card_seeds_<name>.json``. ``title`` and ``about``, where the JSON has them, replace the
     default heading and first paragraph (e.g. once a newer recipe's card replaced the one these seeds started from);
     runs collected before ``held_aside_last`` was recorded have no last-step column."""
     last = result.get("held_aside_last")
-    rows = [f"| {s} | {c} | {n:,} | {v:.4f} |" + ("" if last is None else f" {last[i]:.4f} |") + f" {b:.4f} |"
+    rows = [f"| {s} | {c} | {n:,} | {v:.4f} |" + ("" if last is None else f" {_last_step(last[i])} |") + f" {b:.4f} |"
             for i, (s, c, n, v, b) in enumerate(zip(result["seeds"], result["commits"], result["steps"],
                                                     result["held_aside_psnr"], result["bsd68"], strict=True))]
     header = ("| seed | commit | steps | held-aside PSNR | BSD68 |\n|---|---|---:|---:|---:|" if last is None else

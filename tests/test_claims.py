@@ -110,6 +110,22 @@ def test_the_replaced_unet_recipes_seeds_start_from_the_card_it_shipped():
     assert committed["bsd68"][0] == replaced["cpu_psnr"]["bsd68"]
 
 
+def test_card_seeds_reports_a_seed_whose_last_validation_diverged(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import card_seeds
+
+    from deconvlab import weights
+
+    # deconvlab.fused writes a diverged validation as null: a seed that collapsed after its kept checkpoint
+    seed = {k: v for k, v in weights.read_card("denoise-sigma25").items() if not k.startswith("_")}
+    seed["seed"], seed["training"]["curve"][-1]["val_psnr"] = 1, None
+    (tmp_path / "seed1.json").write_text(json.dumps(seed))
+    assert card_seeds.main([str(tmp_path / "seed1.json"), "--card", "denoise-sigma25", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "card_seeds_red_net.json").read_text())["held_aside_last"][1] is None
+    report = (tmp_path / "card_seeds_red_net.md").read_text().splitlines()
+    assert "| diverged |" in next(line for line in report if line.startswith("| 1 |"))
+
+
 @pytest.mark.parametrize("name", ["card_seeds_red_net", "card_seeds_unet", "card_seeds_unet_lr5e-4"])
 def test_committed_card_seeds_reports_are_what_the_script_writes(name):
     sys.path.insert(0, str(REPO / "benchmarks"))
