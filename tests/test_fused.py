@@ -145,7 +145,7 @@ def test_scale_augmentation_adds_a_bicubic_copy_per_factor_and_refuses_factors_o
     out = fused.scale_augmented(images, (0.9, 0.5))
     assert [x.shape for x in out] == [(40, 30), (36, 27), (20, 15)]
     np.testing.assert_allclose(out[2], degrade.bicubic_resize(images[0], 0.5))
-    base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o"]
+    base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1"]
     assert fused._arguments(base + ["--scale-augment", "0.9,0.6"]).scale_augment == (0.9, 0.6)
     for bad in ("1.5", "0", "a,b"):
         with pytest.raises(SystemExit) as exc:
@@ -175,7 +175,7 @@ def test_ema_state_is_the_moving_average_of_the_weights_and_is_what_validation_s
         np.testing.assert_allclose(np.asarray(avg), 0.5 * w0 + 0.5 * np.asarray(w1), rtol=1e-6, atol=1e-7)
     assert trainer.weights(state)[0] is state[3]
     assert fused.FusedTrainer(models.red_net(depth=1, width=2), 1, fixed=(x, y)).weights(state)[0] is state[0]
-    base = ["--sigma", "25", "--id", "x", "--out", "o"]
+    base = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
     assert fused._arguments(base + ["--ema", "0.999"]).ema == 0.999
     for bad in ("1", "0", "x"):
         with pytest.raises(SystemExit) as exc:
@@ -195,7 +195,7 @@ def test_an_arch_outside_the_card_limits_is_refused_before_training(capsys):
         fused._build(SimpleNamespace(id="tiny", builder="unett"), {})
     for bad in (["--steps", "0"], ["--steps-per-call", "0"]):
         with pytest.raises(SystemExit):
-            fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", *bad])
+            fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", *bad])
         assert "must be at least 1" in capsys.readouterr().err
     args = SimpleNamespace(id="tiny", builder="unet")
     with pytest.raises(WeightsError, match="kernel_size=17 .*change --arch"):
@@ -242,13 +242,13 @@ def test_held_images_of_different_sizes_are_centre_cropped_to_one_batch():
 
 def test_a_missing_data_set_or_a_bad_training_set_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path))
-    assert fused.main(["--sigma", "25", "--id", "x", "--out", str(tmp_path / "o"), "--eval", "set12"]) == 2
+    assert fused.main(["--sigma", "25", "--steps", "1", "--id", "x", "--out", str(tmp_path / "o"), "--eval", "set12"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no folder set12/" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as exc:  # refused while parsing, as the other arguments are
-        fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--train-sets", "train400"])
+        fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1", "--train-sets", "train400"])
     assert exc.value.code == 2 and "--train-sets: t91, or t91,train400" in capsys.readouterr().err
-    parsed = fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--train-sets", "T91, t91"])
+    parsed = fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1", "--train-sets", "T91, t91"])
     assert parsed.train_sets == ("t91",)
 
 
@@ -283,16 +283,16 @@ def test_steps_are_whole_calls_and_the_plan_says_what_ran():
 
 def test_mixed_float16_is_refused_for_want_of_loss_scaling(capsys):
     with pytest.raises(SystemExit):
-        fused._arguments(["--task", "denoise", "--sigma", "25", "--id", "x", "--out", "o", "--precision", "mixed_float16"])
+        fused._arguments(["--task", "denoise", "--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", "--precision", "mixed_float16"])
     assert "invalid choice: 'mixed_float16'" in capsys.readouterr().err
 
 
 def test_eval_sets_are_named_as_the_registry_files_them():
     # gpu_metrics keys pair with the cards' metrics entries by set name: "--eval Set5" measured "Set5@x2" before
-    base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o"]
+    base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1"]
     assert fused._arguments(base + ["--eval", " Set5,SET14,set5,"]).eval == ("set5", "set14")
     assert fused._arguments(base).eval == ("set5", "set14")
-    assert fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", "--eval", "BSD68"]).eval == ("bsd68",)
+    assert fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", "--eval", "BSD68"]).eval == ("bsd68",)
     assert fused._arguments(base + ["--eval", ""]).eval == ()
 
 
@@ -341,9 +341,30 @@ def test_train_seconds_leave_out_the_host_side_data_preparation(monkeypatch):
 
 def test_a_misspelt_eval_set_is_refused_before_training(capsys):
     for task in (["--task", "sr", "--scale", "2"], ["--sigma", "25"]):
-        base = [*task, "--id", "x", "--out", "o"]
+        base = [*task, "--id", "x", "--out", "o", "--steps", "1"]
         with pytest.raises(SystemExit) as exc:
             fused._arguments([*base, "--eval", "set5,set55"])
         assert exc.value.code == 2 and "--eval: unknown data set 'set55'" in capsys.readouterr().err
         # known sets pass, whatever their case; one the run cannot load (not packed here) is still noted after it
         assert fused._arguments([*base, "--eval", " Set5,bsd68,fallback-test"]).eval == ("set5", "bsd68", "fallback-test")
+
+
+def test_options_out_of_range_are_refused_while_parsing(capsys):
+    # each was taken and failed later: an internal error (--eval-every 0, --val-images 0, --budget-s nan, neither
+    # --steps nor --budget-s), or a card trained as asked (--lr 0, --budget-s -5, --shared 0)
+    base = ["--sigma", "25", "--id", "x", "--out", "o"]
+    for bad, said in ((["--steps", "10", "--eval-every", "0"], "--eval-every must be at least 1"),
+                      (["--steps", "10", "--val-images", "0"], "--val-images must be at least 1"),
+                      (["--steps", "10", "--train-limit", "-3"], "--train-limit must be at least 1"),
+                      (["--steps", "10", "--shared", "0"], "--shared must be at least 1"),
+                      (["--steps", "10", "--warmup", "-10"], "--warmup must be at least 0"),
+                      (["--steps", "10", "--lr", "0"], "--lr 0: pass a finite number > 0"),
+                      (["--steps", "10", "--lr=-1e-3"], "--lr -0.001: pass a finite number > 0"),
+                      (["--budget-s", "-5"], "--budget-s -5: pass a finite number > 0"),
+                      (["--budget-s", "nan"], "--budget-s nan: pass a finite number > 0"),
+                      ([], "one of the arguments --budget-s --steps is required"),
+                      (["--steps", "10", "--budget-s", "5"], "not allowed with argument")):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + bad)
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert fused._arguments(base + ["--budget-s", "5", "--warmup", "0", "--val-images", "1"]).budget_s == 5

@@ -401,8 +401,9 @@ def _arguments(argv) -> argparse.Namespace:
                         "(FSRCNN: 0.9,0.8,0.7,0.6)")
     parser.add_argument("--id", required=True, help="card id")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--budget-s", type=float, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="rounded up to whole --steps-per-call calls")
+    length = parser.add_mutually_exclusive_group(required=True)
+    length.add_argument("--budget-s", type=float, default=None)
+    length.add_argument("--steps", type=int, default=None, help="rounded up to whole --steps-per-call calls")
     parser.add_argument("--patch", type=int, default=None, help="patch side (SR: low-resolution side); "
                         "default 96 (denoise), 32 (sr)")
     parser.add_argument("--batch", type=int, default=None, help="default 64 (denoise), 32 (sr)")
@@ -433,9 +434,16 @@ def _arguments(argv) -> argparse.Namespace:
             parser.error("--task sr needs --scale 2, 3 or 4")
         if args.sigma is not None or args.sigma_range is not None:
             parser.error("--sigma applies to --task denoise")
-    for name in ("steps", "steps_per_call"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    # refused here rather than where the value is first used: after the data was read and the model built, or
+    # (--budget-s nan, --val-images 0) as an internal error
+    for name, least in (("steps", 1), ("steps_per_call", 1), ("eval_every", 1), ("warmup", 0), ("shared", 1),
+                        ("train_limit", 1), ("val_images", 1)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
+    for name in ("budget_s", "lr"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            parser.error(f"--{name.replace('_', '-')} {value:g}: pass a finite number > 0")
     sr = args.task == "sr"
     args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in args.train_sets.split(",") if n.strip()))
     if sr and ("t91" not in args.train_sets or set(args.train_sets) - {"t91", "train400"}):
