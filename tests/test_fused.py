@@ -368,3 +368,16 @@ def test_options_out_of_range_are_refused_while_parsing(capsys):
             fused._arguments(base + bad)
         assert exc.value.code == 2 and said in capsys.readouterr().err
     assert fused._arguments(base + ["--budget-s", "5", "--warmup", "0", "--val-images", "1"]).budget_s == 5
+
+
+def test_noise_levels_outside_deconvlab_trains_limits_are_refused_while_parsing(capsys):
+    base = ["--id", "x", "--out", "o", "--steps", "1"]
+    for bad, said in ((["--sigma", "1e6"], "--sigma 1e+06 is outside (0, 100]"),
+                      (["--sigma", "-5"], "--sigma -5 is outside (0, 100]"),
+                      (["--sigma-range", "50", "10"], "--sigma-range 50 10: need 0 <= LO < HI <= 100"),
+                      (["--sigma-range", "0", "500"], "--sigma-range 0 500: need 0 <= LO < HI <= 100")):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + bad)
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert fused._arguments(base + ["--sigma-range", "0", "55"]).sigma_range == (0.0, 55.0)
+    assert fused._arguments(base + ["--sigma", "100"]).sigma == 100.0

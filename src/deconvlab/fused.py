@@ -384,7 +384,9 @@ def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], An
 
 
 def _arguments(argv) -> argparse.Namespace:
+    from .errors import ArgumentError
     from .registry import dataset_key
+    from .tasks import check_sigma, check_sigma_range
 
     parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("denoise", "sr"), default="denoise")
@@ -429,6 +431,13 @@ def _arguments(argv) -> argparse.Namespace:
             parser.error("--task denoise needs --sigma or --sigma-range")
         if args.scale is not None:
             parser.error("--scale applies to --task sr")
+        # the limits `deconvlab train` keeps: --sigma 1e6 trained a card no other command would take
+        try:
+            if args.sigma_range is not None:
+                args.sigma_range = check_sigma_range(*args.sigma_range)
+            args.sigma = check_sigma(args.sigma)
+        except ArgumentError as exc:
+            parser.error(str(exc))
     else:
         if args.scale is None:
             parser.error("--task sr needs --scale 2, 3 or 4")
