@@ -381,3 +381,14 @@ def test_noise_levels_outside_deconvlab_trains_limits_are_refused_while_parsing(
         assert exc.value.code == 2 and said in capsys.readouterr().err
     assert fused._arguments(base + ["--sigma-range", "0", "55"]).sigma_range == (0.0, 55.0)
     assert fused._arguments(base + ["--sigma", "100"]).sigma == 100.0
+
+
+def test_an_arch_that_is_not_a_json_object_is_refused_while_parsing(capsys):
+    base = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
+    for bad, said in (("{widths", "--arch is not JSON (Expecting property name"),
+                      ("[4, 8]", "--arch must be a JSON object")):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + ["--arch", bad])
+        assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert fused._arguments(base + ["--arch", '{"widths": [4, 8]}']).arch == {"widths": [4, 8]}
+    assert fused._arguments(base).arch == {}

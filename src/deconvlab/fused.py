@@ -453,6 +453,12 @@ def _arguments(argv) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} {value:g}: pass a finite number > 0")
+    try:  # read here, not after the data: a bad --arch was an internal error once the training images were loaded
+        args.arch = json.loads(args.arch)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--arch is not JSON ({exc.msg}): e.g. '{{\"widths\": [4, 8]}}'")
+    if not isinstance(args.arch, dict):
+        parser.error("--arch must be a JSON object of builder keyword arguments, e.g. '{\"widths\": [4, 8]}'")
     sr = args.task == "sr"
     args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in args.train_sets.split(",") if n.strip()))
     if sr and ("t91" not in args.train_sets or set(args.train_sets) - {"t91", "train400"}):
@@ -527,7 +533,7 @@ def _main_denoise(args, command: str) -> int:
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
     count = args.val_images
     train_images, validation = held_aside(list(train_set.images), val_sigmas, count=count)
-    model = _build(args, json.loads(args.arch))
+    model = _build(args, args.arch)
     record = train_denoiser(model, train_images, validation, sigma=sigma, **_options(args))
     names = list(train_set.names)
     # offline, the fallback photographs stand in for Train400, and the card says so
@@ -575,7 +581,7 @@ def _main_sr(args, command: str) -> int:
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
     train_images = scale_augmented(train_images, factors)
-    model = _build(args, {"scale": scale, "upsample": "post", **json.loads(args.arch)})
+    model = _build(args, {"scale": scale, "upsample": "post", **args.arch})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
     all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
