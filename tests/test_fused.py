@@ -392,3 +392,12 @@ def test_an_arch_that_is_not_a_json_object_is_refused_while_parsing(capsys):
         assert exc.value.code == 2 and said in capsys.readouterr().err
     assert fused._arguments(base + ["--arch", '{"widths": [4, 8]}']).arch == {"widths": [4, 8]}
     assert fused._arguments(base).arch == {}
+
+
+def test_an_id_that_is_not_one_file_name_is_refused_while_parsing(capsys):
+    base = ["--sigma", "25", "--out", "o", "--steps", "1"]
+    for bad in ("a/b", "../x", ".hidden", ""):
+        with pytest.raises(SystemExit) as exc:
+            fused._arguments(base + ["--id", bad])
+        assert exc.value.code == 2 and "it names the files written into --out" in capsys.readouterr().err
+    assert fused._arguments(base + ["--id", "unet-s25.v2+ema"]).id == "unet-s25.v2+ema"

@@ -385,6 +385,7 @@ def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], An
 
 def _arguments(argv) -> argparse.Namespace:
     from .errors import ArgumentError
+    from .recipes import CARD_ID
     from .registry import dataset_key
     from .tasks import check_sigma, check_sigma_range
 
@@ -453,6 +454,10 @@ def _arguments(argv) -> argparse.Namespace:
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} {value:g}: pass a finite number > 0")
+    # the id names the files written into --out: 'a/b' trained the whole run and then could not save it
+    if not CARD_ID.fullmatch(args.id) or ".." in args.id:
+        parser.error(f"--id {args.id!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
+                     "it names the files written into --out")
     try:  # read here, not after the data: a bad --arch was an internal error once the training images were loaded
         args.arch = json.loads(args.arch)
     except json.JSONDecodeError as exc:
