@@ -15,7 +15,7 @@ import pytest
 jax = pytest.importorskip("jax")
 
 from deconvlab import degrade, fused, weights  # noqa: E402
-from deconvlab.errors import ArgumentError, WeightsError  # noqa: E402
+from deconvlab.errors import ArgumentError, OutputError, WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -306,7 +306,7 @@ def test_a_diverged_validation_is_null_in_the_curve_the_card_and_the_history(mon
     record = _tiny_denoiser_run(model, steps=20)
     assert [c["val_psnr"] for c in record["curve"]] == [20.0, None] and record["best_val_psnr"] == 20.0
     fields = {"id": "tiny", "task": "denoise", "sigma": 25.0, "training": dict(record), "data": {}}
-    card = fused._save_card(model, fields, record, SimpleNamespace(out=tmp_path, id="tiny", budget_s=None))
+    card = fused._save_card(model, fields, record, SimpleNamespace(out=tmp_path, id="tiny", budget_s=None, overwrite=False))
 
     def refuse(constant):
         raise AssertionError(f"{constant} in strict JSON")
@@ -401,3 +401,22 @@ def test_an_id_that_is_not_one_file_name_is_refused_while_parsing(capsys):
             fused._arguments(base + ["--id", bad])
         assert exc.value.code == 2 and "it names the files written into --out" in capsys.readouterr().err
     assert fused._arguments(base + ["--id", "unet-s25.v2+ema"]).id == "unet-s25.v2+ema"
+
+
+def test_a_rerun_refuses_to_replace_a_card_without_overwrite(tmp_path, monkeypatch, capsys):
+    # as deconvlab train: a second run with the same --id replaced the first run's card and weights without a word
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path / "no-data"))  # a run that got past the check stops here
+    (tmp_path / "x.json").write_text("{}")
+    (tmp_path / "x.weights.npz").write_bytes(b"first run")
+    argv = ["--sigma", "25", "--steps", "1", "--id", "x", "--eval", "set12", "--out"]
+    assert fused.main([*argv, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'x.json'} exists: pass --overwrite" in err
+    assert (tmp_path / "x.weights.npz").read_bytes() == b"first run"
+    assert fused.main([*argv, str(tmp_path / "x.json")]) == 2
+    assert "x.json is a file: pass a folder" in capsys.readouterr().err
+    # a card that appears while training (another job with the same --id) is not replaced either
+    args = SimpleNamespace(out=tmp_path, id="x", budget_s=None, overwrite=False)
+    with pytest.raises(OutputError, match="x.json appeared while training: pass --overwrite"):
+        fused._save_card(None, {}, {}, args)
+    assert fused._arguments([*argv, str(tmp_path), "--overwrite"]).overwrite

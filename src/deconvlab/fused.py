@@ -351,11 +351,15 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
                datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
     """Save ``model`` with ``fields`` plus the validation curve (one "epoch" per validation interval) and the
     training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
-    write (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card."""
+    write (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card.
+    A card of that id in ``args.out`` is an OutputError unless ``args.overwrite``."""
+    from .errors import OutputError
     from .recipes import dataset_digest
     from .train import HISTORY_FORMAT
     from .weights import HISTORY_SUFFIX, save_history, save_pretrained
 
+    if (args.out / f"{args.id}.json").exists() and not args.overwrite:  # e.g. two jobs of gpu_fused.sh, one --id
+        raise OutputError(f"{args.out / f'{args.id}.json'} appeared while training: pass --overwrite or another --out")
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
     seconds = [b["seconds"] - a for a, b in zip([0.0] + [p["seconds"] for p in curve], curve, strict=False)]
@@ -404,6 +408,7 @@ def _arguments(argv) -> argparse.Namespace:
                         "(FSRCNN: 0.9,0.8,0.7,0.6)")
     parser.add_argument("--id", required=True, help="card id")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing card with the same id")
     length = parser.add_mutually_exclusive_group(required=True)
     length.add_argument("--budget-s", type=float, default=None)
     length.add_argument("--steps", type=int, default=None, help="rounded up to whole --steps-per-call calls")
@@ -500,7 +505,10 @@ def main(argv=None) -> int:
 def _run(argv) -> int:
     import keras
 
+    from .recipes import check_out_dir
+
     args = _arguments(argv)
+    check_out_dir(args.out, args.id, args.overwrite)  # a rerun replaced the card without a word
     args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)

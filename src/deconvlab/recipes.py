@@ -265,16 +265,23 @@ class CardRecipe:
 
     def check_out_dir(self, overwrite: bool = False) -> None:
         """Fail before any work when the card exists (without ``overwrite``) or the folder cannot be written."""
-        from .io import check_output_path
+        check_out_dir(self.out_dir, self.id, overwrite)
 
-        if self.out_dir.is_symlink() and not self.out_dir.exists():
-            raise OutputError(f"--out {self.out_dir} is a broken symbolic link: remove it or point it at a folder")
-        if self.out_dir.exists() and not self.out_dir.is_dir():
-            raise OutputError(f"--out {self.out_dir} is a file: pass a folder for the weights and the card")
-        if self.out_dir.is_dir():
-            check_output_path(self.out_dir / f"{self.id}.json", overwrite=overwrite, suffix=".json")
-        else:
-            check_output_path(self.out_dir, overwrite=False, suffix=None)  # its parent must be writable
+
+def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
+    """OutputError unless card ``card_id`` can be written into the folder ``out_dir``: the card exists (without
+    ``overwrite``), ``out_dir`` is a file or a broken link, or it (or its parent, for a new folder) is not writable.
+    ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
+    from .io import check_output_path
+
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise OutputError(f"--out {out_dir} is a broken symbolic link: remove it or point it at a folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} is a file: pass a folder for the weights and the card")
+    if out_dir.is_dir():
+        check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
+    else:
+        check_output_path(out_dir, overwrite=False, suffix=None)  # its parent must be writable
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
