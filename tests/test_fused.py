@@ -420,3 +420,26 @@ def test_a_rerun_refuses_to_replace_a_card_without_overwrite(tmp_path, monkeypat
     with pytest.raises(OutputError, match="x.json appeared while training: pass --overwrite"):
         fused._save_card(None, {}, {}, args)
     assert fused._arguments([*argv, str(tmp_path), "--overwrite"]).overwrite
+
+
+def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeypatch):
+    from deconvlab import data
+
+    rng = np.random.default_rng(0)
+    loaded = SimpleNamespace(images=[rng.random((20, 20), dtype=np.float32) for _ in range(3)],
+                             names=["a", "b", "c"], name="train400", is_fallback=False)
+    monkeypatch.setattr(data, "load_dataset", lambda *_, **__: loaded)
+    base = ["--id", "x", "--out", "o", "--steps", "1", "--eval", "", "--precision", "float32", "--val-images"]
+    with pytest.raises(ArgumentError, match="--val-images 3: 3 training images were loaded; hold aside fewer"):
+        fused._main_denoise(fused._arguments(["--sigma", "25", *base, "3"]), "")
+    # SR: 12 held of 3 T91 + 3 Train400 images held Train400's too, in a card naming 12 held-aside T91 images
+    t91 = [rng.random((24, 24), dtype=np.float32) for _ in range(3)]
+    monkeypatch.setattr(fused, "sr_training_images", lambda sets, limit: (
+        loaded.images + t91, {"train400": loaded.names, "t91": ["t1", "t2", "t3"]}))
+    sr = ["--task", "sr", "--scale", "2", *base]
+    for count in ("4", "12"):
+        with pytest.raises(ArgumentError, match=f"--val-images {count}: the checkpoint is chosen on held-aside T91"):
+            fused._main_sr(fused._arguments([*sr, count]), "")
+    monkeypatch.setattr(fused, "sr_training_images", lambda sets, limit: (t91, {"t91": ["t1", "t2", "t3"]}))
+    with pytest.raises(ArgumentError, match="--val-images 3: the checkpoint is chosen on held-aside T91 images and 3"):
+        fused._main_sr(fused._arguments([*sr, "3", "--train-sets", "t91"]), "")

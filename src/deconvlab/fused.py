@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TrainingError
+from .errors import ArgumentError, TrainingError
 from .tasks import HELD_ASIDE_IMAGES, y_range
 
 __all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
@@ -388,7 +388,6 @@ def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], An
 
 
 def _arguments(argv) -> argparse.Namespace:
-    from .errors import ArgumentError
     from .recipes import CARD_ID
     from .registry import dataset_key
     from .tasks import check_sigma, check_sigma_range
@@ -545,6 +544,9 @@ def _main_denoise(args, command: str) -> int:
     sigma = tuple(args.sigma_range) if args.sigma_range else args.sigma
     val_sigmas = tasks.BLIND_LEVELS if args.sigma_range else (args.sigma,)
     count = args.val_images
+    if count >= len(train_set.images):  # else "no training images" from the sampler, after the model was built
+        raise ArgumentError(f"--val-images {count}: {len(train_set.images)} training images were loaded; hold "
+                            "aside fewer, so that some are left to train on")
     train_images, validation = held_aside(list(train_set.images), val_sigmas, count=count)
     model = _build(args, args.arch)
     record = train_denoiser(model, train_images, validation, sigma=sigma, **_options(args))
@@ -590,6 +592,10 @@ def _main_sr(args, command: str) -> int:
     sets = args.train_sets
     images, names = sr_training_images(sets, limit=args.train_limit)
     count, scale = args.val_images, args.scale
+    # held images past T91's would be Train400's, which the card still called held-aside T91 images
+    if count > len(names["t91"]) - ("train400" not in names):
+        raise ArgumentError(f"--val-images {count}: the checkpoint is chosen on held-aside T91 images and "
+                            f"{len(names['t91'])} were loaded; hold aside fewer, so that some are left to train on")
     train_images, validation = held_aside_sr(images, scale, count=count)
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
