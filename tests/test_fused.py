@@ -443,3 +443,13 @@ def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeyp
     monkeypatch.setattr(fused, "sr_training_images", lambda sets, limit: (t91, {"t91": ["t1", "t2", "t3"]}))
     with pytest.raises(ArgumentError, match="--val-images 3: the checkpoint is chosen on held-aside T91 images and 3"):
         fused._main_sr(fused._arguments([*sr, "3", "--train-sets", "t91"]), "")
+
+
+def test_scale_augmented_copies_too_small_for_one_patch_are_left_out():
+    # --scale-augment 0.01 made 2x3 copies, and sr_pairs stopped the run: "image 2x3 is smaller than scale=3"
+    images = [np.random.default_rng(0).random((300, 240), dtype=np.float32)]
+    out = fused.scale_augmented(images, (0.5, 0.01), min_side=3 * 8)
+    assert [x.shape for x in out] == [(300, 240), (150, 120)]
+    # exactly the copies SRPatchSampler would have left out: a side of scale * patch still gives one crop
+    assert [x.shape for x in fused.scale_augmented(images, (0.1,), min_side=24)] == [(300, 240), (30, 24)]
+    assert [x.shape for x in fused.scale_augmented(images, (0.1,), min_side=25)] == [(300, 240)]

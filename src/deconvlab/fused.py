@@ -295,12 +295,15 @@ def sr_training_images(sets: tuple[str, ...] = ("t91",), limit: int | None = Non
     return images, names
 
 
-def scale_augmented(images: list, factors: Sequence[float]) -> list:
+def scale_augmented(images: list, factors: Sequence[float], min_side: int = 1) -> list:
     """``images`` followed by MATLAB-bicubic copies of each at every factor in ``factors`` (e.g. 0.9 ... 0.6):
-    the data augmentation of FSRCNN (Dong et al. 2016), more distinct textures for the same small training set."""
+    the data augmentation of FSRCNN (Dong et al. 2016), more distinct textures for the same small training set.
+    A copy with a side under ``min_side`` is left out: ``python -m deconvlab.fused`` passes ``scale * patch``, below which
+    :class:`deconvlab.sampler.SRPatchSampler` leaves an image out anyway."""
     from .degrade import bicubic_resize
 
-    return list(images) + [bicubic_resize(x, f) for f in factors for x in images]
+    copies = (bicubic_resize(x, f) for f in factors for x in images)
+    return list(images) + [c for c in copies if min(c.shape) >= min_side]
 
 
 def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
@@ -599,7 +602,8 @@ def _main_sr(args, command: str) -> int:
     train_images, validation = held_aside_sr(images, scale, count=count)
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
-    train_images = scale_augmented(train_images, factors)
+    # a copy smaller than the scale stopped the run in sr_pairs ("image 2x3 is smaller than scale=3")
+    train_images = scale_augmented(train_images, factors, min_side=scale * args.patch)
     model = _build(args, {"scale": scale, "upsample": "post", **args.arch})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
