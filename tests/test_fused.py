@@ -15,6 +15,7 @@ import pytest
 jax = pytest.importorskip("jax")
 
 from deconvlab import degrade, fused, weights  # noqa: E402
+from deconvlab.console import UsageError  # noqa: E402
 from deconvlab.errors import ArgumentError, OutputError, WeightsError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,13 @@ def test_cosine_schedule_warms_up_then_decays_to_one_percent():
 
 
 SHARED = Path("/work/shared/datasets")
+
+
+def _refused(argv: list[str]) -> str:
+    """The one line ``python -m deconvlab.fused`` refuses ``argv`` with (a UsageError: status 2 under console.run)."""
+    with pytest.raises(UsageError) as exc:
+        fused._arguments(argv)
+    return str(exc.value)
 
 
 def _run(tmp_path, *args):
@@ -148,9 +156,7 @@ def test_scale_augmentation_adds_a_bicubic_copy_per_factor_and_refuses_factors_o
     base = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1"]
     assert fused._arguments(base + ["--scale-augment", "0.9,0.6"]).scale_augment == (0.9, 0.6)
     for bad in ("1.5", "0", "a,b"):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + ["--scale-augment", bad])
-        assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+        assert "between 0 and 1" in _refused(base + ["--scale-augment", bad])
 
 
 @pytest.mark.backends  # runs in the JAX stage of CI (make unit-jax); the TensorFlow stage skips it
@@ -178,9 +184,7 @@ def test_ema_state_is_the_moving_average_of_the_weights_and_is_what_validation_s
     base = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
     assert fused._arguments(base + ["--ema", "0.999"]).ema == 0.999
     for bad in ("1", "0", "x"):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + ["--ema", bad])
-        assert exc.value.code == 2 and "between 0 and 1" in capsys.readouterr().err
+        assert "between 0 and 1" in _refused(base + ["--ema", bad])
 
 
 def test_held_aside_sr_trains_on_no_copy_of_a_held_image():
@@ -194,9 +198,7 @@ def test_an_arch_outside_the_card_limits_is_refused_before_training(capsys):
     with pytest.raises(ArgumentError, match="unknown model 'unett'"):
         fused._build(SimpleNamespace(id="tiny", builder="unett"), {})
     for bad in (["--steps", "0"], ["--steps-per-call", "0"]):
-        with pytest.raises(SystemExit):
-            fused._arguments(["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", *bad])
-        assert "must be at least 1" in capsys.readouterr().err
+        assert "must be at least 1" in _refused(["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", *bad])
     args = SimpleNamespace(id="tiny", builder="unet")
     with pytest.raises(WeightsError, match="kernel_size=17 .*change --arch"):
         fused._build(args, {"widths": [4, 8], "depths": [1, 1], "kernel_size": 17})
@@ -245,9 +247,12 @@ def test_a_missing_data_set_or_a_bad_training_set_is_one_line(tmp_path, monkeypa
     assert fused.main(["--sigma", "25", "--steps", "1", "--id", "x", "--out", str(tmp_path / "o"), "--eval", "set12"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no folder set12/" in err and "Traceback" not in err
-    with pytest.raises(SystemExit) as exc:  # refused while parsing, as the other arguments are
-        fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1", "--train-sets", "train400"])
-    assert exc.value.code == 2 and "--train-sets: t91, or t91,train400" in capsys.readouterr().err
+    # refused while parsing, as the other arguments are, in one line without argparse's usage block
+    sr = ["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1"]
+    assert "--train-sets: t91, or t91,train400" in _refused([*sr, "--train-sets", "train400"])
+    assert fused.main([*sr, "--train-sets", "train400"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deconvlab: error: --train-sets: t91") and "usage" not in err
     parsed = fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1", "--train-sets", "T91, t91"])
     assert parsed.train_sets == ("t91",)
 
@@ -282,9 +287,7 @@ def test_steps_are_whole_calls_and_the_plan_says_what_ran():
 
 
 def test_mixed_float16_is_refused_for_want_of_loss_scaling(capsys):
-    with pytest.raises(SystemExit):
-        fused._arguments(["--task", "denoise", "--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", "--precision", "mixed_float16"])
-    assert "invalid choice: 'mixed_float16'" in capsys.readouterr().err
+    assert "invalid choice: 'mixed_float16'" in _refused(["--task", "denoise", "--sigma", "25", "--id", "x", "--out", "o", "--steps", "1", "--precision", "mixed_float16"])
 
 
 def test_eval_sets_are_named_as_the_registry_files_them():
@@ -342,9 +345,7 @@ def test_train_seconds_leave_out_the_host_side_data_preparation(monkeypatch):
 def test_a_misspelt_eval_set_is_refused_before_training(capsys):
     for task in (["--task", "sr", "--scale", "2"], ["--sigma", "25"]):
         base = [*task, "--id", "x", "--out", "o", "--steps", "1"]
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments([*base, "--eval", "set5,set55"])
-        assert exc.value.code == 2 and "--eval: unknown data set 'set55'" in capsys.readouterr().err
+        assert "--eval: unknown data set 'set55'" in _refused([*base, "--eval", "set5,set55"])
         # known sets pass, whatever their case; one the run cannot load (not packed here) is still noted after it
         assert fused._arguments([*base, "--eval", " Set5,bsd68,fallback-test"]).eval == ("set5", "bsd68", "fallback-test")
 
@@ -364,9 +365,7 @@ def test_options_out_of_range_are_refused_while_parsing(capsys):
                       (["--budget-s", "nan"], "--budget-s nan: pass a finite number > 0"),
                       ([], "one of the arguments --budget-s --steps is required"),
                       (["--steps", "10", "--budget-s", "5"], "not allowed with argument")):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + bad)
-        assert exc.value.code == 2 and said in capsys.readouterr().err
+        assert said in _refused(base + bad)
     assert fused._arguments(base + ["--budget-s", "5", "--warmup", "0", "--val-images", "1"]).budget_s == 5
 
 
@@ -376,9 +375,7 @@ def test_noise_levels_outside_deconvlab_trains_limits_are_refused_while_parsing(
                       (["--sigma", "-5"], "--sigma -5 is outside (0, 100]"),
                       (["--sigma-range", "50", "10"], "--sigma-range 50 10: need 0 <= LO < HI <= 100"),
                       (["--sigma-range", "0", "500"], "--sigma-range 0 500: need 0 <= LO < HI <= 100")):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + bad)
-        assert exc.value.code == 2 and said in capsys.readouterr().err
+        assert said in _refused(base + bad)
     assert fused._arguments(base + ["--sigma-range", "0", "55"]).sigma_range == (0.0, 55.0)
     assert fused._arguments(base + ["--sigma", "100"]).sigma == 100.0
 
@@ -387,9 +384,7 @@ def test_an_arch_that_is_not_a_json_object_is_refused_while_parsing(capsys):
     base = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
     for bad, said in (("{widths", "--arch is not JSON (Expecting property name"),
                       ("[4, 8]", "--arch must be a JSON object")):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + ["--arch", bad])
-        assert exc.value.code == 2 and said in capsys.readouterr().err
+        assert said in _refused(base + ["--arch", bad])
     assert fused._arguments(base + ["--arch", '{"widths": [4, 8]}']).arch == {"widths": [4, 8]}
     assert fused._arguments(base).arch == {}
 
@@ -397,9 +392,7 @@ def test_an_arch_that_is_not_a_json_object_is_refused_while_parsing(capsys):
 def test_an_id_that_is_not_one_file_name_is_refused_while_parsing(capsys):
     base = ["--sigma", "25", "--out", "o", "--steps", "1"]
     for bad in ("a/b", "../x", ".hidden", ""):
-        with pytest.raises(SystemExit) as exc:
-            fused._arguments(base + ["--id", bad])
-        assert exc.value.code == 2 and "it names the files written into --out" in capsys.readouterr().err
+        assert "it names the files written into --out" in _refused(base + ["--id", bad])
     assert fused._arguments(base + ["--id", "unet-s25.v2+ema"]).id == "unet-s25.v2+ema"
 
 

@@ -390,12 +390,10 @@ def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], An
     return parse
 
 
-def _arguments(argv) -> argparse.Namespace:
-    from .recipes import CARD_ID
-    from .registry import dataset_key
-    from .tasks import check_sigma, check_sigma_range
+def _parser() -> argparse.ArgumentParser:
+    from .console import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m deconvlab.fused", description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("denoise", "sr"), default="denoise")
     parser.add_argument("--builder", default=None, help="default: unet (denoise), red_net_sr (sr)")
     parser.add_argument("--arch", default="{}", help="builder keyword arguments as JSON")
@@ -433,6 +431,16 @@ def _arguments(argv) -> argparse.Namespace:
                         help="no mixed_float16: the fused loop has no loss scaling")
     parser.add_argument("--train-limit", type=int, default=None, help="first N images of each training set (CPU smoke test)")
     parser.add_argument("--val-images", type=int, default=None, help="held-aside images (default 8)")
+    return parser
+
+
+def _arguments(argv) -> argparse.Namespace:
+    """The parsed command line, every option checked: a refusal is one line (UsageError), before any work."""
+    from .recipes import CARD_ID
+    from .registry import dataset_key
+    from .tasks import check_sigma, check_sigma_range
+
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.task == "denoise":
         if args.sigma is None and args.sigma_range is None:
