@@ -42,6 +42,17 @@ def test_cosine_schedule_warms_up_then_decays_to_one_percent():
 SHARED = Path("/work/shared/datasets")
 
 
+@pytest.fixture(autouse=True)
+def _keep_the_precision_policy():
+    """fused.main sets Keras' global precision policy (mixed_bfloat16 unless --precision says otherwise): left set,
+    it made later tests in the same process build bfloat16 models and miss their float32 tolerances."""
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    yield
+    keras.mixed_precision.set_global_policy(before)
+
+
 def _refused(argv: list[str]) -> str:
     """The one line ``python -m deconvlab.fused`` refuses ``argv`` with (a UsageError: status 2 under console.run)."""
     with pytest.raises(UsageError) as exc:
@@ -127,7 +138,7 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
            "--out", str(tmp_path), "--steps", "20", "--patch", "10", "--batch", "2", "--warmup", "10",
            "--eval-every", "10", "--steps-per-call", "10", "--train-sets", "t91", "--train-limit", "12",
            "--val-images", "3", "--eval", "Set5", "--precision", "float32", "--loss", "l1",
-           "--scale-augment", "0.9"]
+           "--scale-augment", "0.9,0.01"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     card = weights.read_card(tmp_path / "tiny-sr.json")
@@ -137,8 +148,10 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     assert set(card["macs_per_pixel"]) == {"3"} and card["data"]["validation"].startswith("held-aside T91")
     assert not {"set5", "set14"} & set(card["data"]["validation"].lower().split())
     assert set(card["data"]["registry_sha256"]) == {"t91"}
-    # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not
-    assert card["training"]["train_images_used"] == 18 and "resized by 0.9" in card["data"]["train"]
+    # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not, and the 0.01 copies
+    # (a few pixels a side, under one 30-pixel patch) are left out, as the card says
+    assert card["training"]["train_images_used"] == 18
+    assert "resized by 0.9, 0.01 (9 copies under 30 pixels a side left out)" in card["data"]["train"]
     assert card["data"]["train"].startswith("t91 (first 12) Y (MATLAB rgb2ycbcr, 8 bits) without its last 3 images "
                                             "(9 images) + each also")
     # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline; the key

@@ -611,7 +611,9 @@ def _main_sr(args, command: str) -> int:
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
     # a copy smaller than the scale stopped the run in sr_pairs ("image 2x3 is smaller than scale=3")
+    own = len(train_images)
     train_images = scale_augmented(train_images, factors, min_side=scale * args.patch)
+    dropped = own * len(factors) - (len(train_images) - own)
     model = _build(args, {"scale": scale, "upsample": "post", **args.arch})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
@@ -624,7 +626,8 @@ def _main_sr(args, command: str) -> int:
         gray = names["train400"]
         parts.append(f"{_loaded('train400', gray, args)} mapped to [16, 235]/255 ({len(gray)})")
     if factors:
-        parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}")
+        parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}"
+                     + (f" ({dropped} copies under {scale * args.patch} pixels a side left out)" if dropped else ""))
     fields = {
         "id": args.id, "task": "sr", "scale": scale, "upsample": "post", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
