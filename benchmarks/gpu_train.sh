@@ -10,6 +10,8 @@ set -uo pipefail
 set -f  # the jobs hold JSON with [ ] that must not glob
 out="${OUT:?set OUT to the results folder}"
 mkdir -p "$out/weights"
+# a failure's whole traceback in the job's log, not the one line a reader gets: rerunning costs device time
+export DECONVLAB_DEBUG="${DECONVLAB_DEBUG:-1}"
 if [ "${SHARE:-0}" = 1 ]; then
   # each JAX process would otherwise reserve 75 % of the GPU's memory for itself
   export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-$(python3 -c "print(round(0.9 / $#, 3))")}"

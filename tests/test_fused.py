@@ -14,7 +14,7 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from deconvlab import degrade, fused, weights  # noqa: E402
+from deconvlab import degrade, fused, recipes, weights  # noqa: E402
 from deconvlab.console import UsageError  # noqa: E402
 from deconvlab.errors import ArgumentError, OutputError, WeightsError  # noqa: E402
 
@@ -62,7 +62,7 @@ def _refused(argv: list[str]) -> str:
 
 def _run(tmp_path, *args):
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    if (SHARED / "train400").is_dir():  # offline, the fallback photographs differ in size and cannot be held aside
+    if (SHARED / "train400").is_dir():  # the tests below check Train400's names and split
         env.setdefault("DECONVLAB_DATA", str(SHARED))
     cmd = [sys.executable, "-m", "deconvlab.fused", "--arch", '{"widths": [4, 8], "depths": [1, 1]}',
            "--out", str(tmp_path), "--patch", "16", "--batch", "2", "--warmup", "10", "--eval-every", "10", "--steps-per-call", "10",
@@ -151,7 +151,7 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not, and the 0.01 copies
     # (a few pixels a side, under one 30-pixel patch) are left out, as the card says
     assert card["training"]["train_images_used"] == 18
-    assert "resized by 0.9, 0.01 (9 copies under 30 pixels a side left out)" in card["data"]["train"]
+    assert "resized by 0.9, 0.01 (9 copies under 30 pixels on a side left out)" in card["data"]["train"]
     assert card["data"]["train"].startswith("t91 (first 12) Y (MATLAB rgb2ycbcr, 8 bits) without its last 3 images "
                                             "(9 images) + each also")
     # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline; the key
@@ -372,6 +372,8 @@ def test_options_out_of_range_are_refused_while_parsing(capsys):
                       (["--steps", "10", "--train-limit", "-3"], "--train-limit must be at least 1"),
                       (["--steps", "10", "--shared", "0"], "--shared must be at least 1"),
                       (["--steps", "10", "--warmup", "-10"], "--warmup must be at least 0"),
+                      (["--steps", "10", "--patch", "0"], "--patch must be at least 1"),
+                      (["--steps", "10", "--batch", "-2"], "--batch must be at least 1"),
                       (["--steps", "10", "--lr", "0"], "--lr 0: pass a finite number > 0"),
                       (["--steps", "10", "--lr=-1e-3"], "--lr -0.001: pass a finite number > 0"),
                       (["--budget-s", "-5"], "--budget-s -5: pass a finite number > 0"),
@@ -423,9 +425,13 @@ def test_a_rerun_refuses_to_replace_a_card_without_overwrite(tmp_path, monkeypat
     assert "x.json is a file: pass a folder" in capsys.readouterr().err
     # a card that appears while training (another job with the same --id) is not replaced either
     args = SimpleNamespace(out=tmp_path, id="x", budget_s=None, overwrite=False)
-    with pytest.raises(OutputError, match="x.json appeared while training: pass --overwrite"):
+    with pytest.raises(OutputError, match="x.json exists: pass --overwrite"):
         fused._save_card(None, {}, {}, args)
     assert fused._arguments([*argv, str(tmp_path), "--overwrite"]).overwrite
+    # a new --out several folders deep is fine (they are made with parents); a file on the way is not
+    recipes.check_out_dir(tmp_path / "new" / "deeper", "x")
+    with pytest.raises(OutputError, match="x.json"):
+        recipes.check_out_dir(tmp_path / "x.json" / "deeper", "x")
 
 
 def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeypatch):
@@ -438,17 +444,32 @@ def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeyp
     base = ["--id", "x", "--out", "o", "--steps", "1", "--eval", "", "--precision", "float32", "--val-images"]
     with pytest.raises(ArgumentError, match="--val-images 3: 3 training images were loaded; hold aside fewer"):
         fused._main_denoise(fused._arguments(["--sigma", "25", *base, "3"]), "")
+
+    class Accepted(Exception):
+        """Raised where a run the checks let through goes on to hold images aside."""
+
+    def accepted(*_, **__):
+        raise Accepted
+
+    monkeypatch.setattr(fused, "held_aside", accepted)
+    monkeypatch.setattr(fused, "held_aside_sr", accepted)
+    with pytest.raises(Accepted):  # one image left to train on is enough
+        fused._main_denoise(fused._arguments(["--sigma", "25", *base, "2"]), "")
     # SR: 12 held of 3 T91 + 3 Train400 images held Train400's too, in a card naming 12 held-aside T91 images
     t91 = [rng.random((24, 24), dtype=np.float32) for _ in range(3)]
     monkeypatch.setattr(fused, "sr_training_images", lambda sets, limit: (
         loaded.images + t91, {"train400": loaded.names, "t91": ["t1", "t2", "t3"]}))
     sr = ["--task", "sr", "--scale", "2", *base]
     for count in ("4", "12"):
-        with pytest.raises(ArgumentError, match=f"--val-images {count}: the checkpoint is chosen on held-aside T91"):
+        with pytest.raises(ArgumentError, match=f"--val-images {count}: .* 3 were loaded, so hold aside at most 3"):
             fused._main_sr(fused._arguments([*sr, count]), "")
+    with pytest.raises(Accepted):  # all three T91 images held aside: Train400's are left to train on
+        fused._main_sr(fused._arguments([*sr, "3"]), "")
     monkeypatch.setattr(fused, "sr_training_images", lambda sets, limit: (t91, {"t91": ["t1", "t2", "t3"]}))
-    with pytest.raises(ArgumentError, match="--val-images 3: the checkpoint is chosen on held-aside T91 images and 3"):
+    with pytest.raises(ArgumentError, match="--val-images 3: .* 3 were loaded, so hold aside at most 2"):
         fused._main_sr(fused._arguments([*sr, "3", "--train-sets", "t91"]), "")
+    with pytest.raises(Accepted):
+        fused._main_sr(fused._arguments([*sr, "2", "--train-sets", "t91"]), "")
 
 
 def test_scale_augmented_copies_too_small_for_one_patch_are_left_out():

@@ -356,13 +356,11 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
     training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
     write (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card.
     A card of that id in ``args.out`` is an OutputError unless ``args.overwrite``."""
-    from .errors import OutputError
-    from .recipes import dataset_digest
+    from .recipes import check_out_dir, dataset_digest
     from .train import HISTORY_FORMAT
     from .weights import HISTORY_SUFFIX, save_history, save_pretrained
 
-    if (args.out / f"{args.id}.json").exists() and not args.overwrite:  # e.g. two jobs of gpu_fused.sh, one --id
-        raise OutputError(f"{args.out / f'{args.id}.json'} appeared while training: pass --overwrite or another --out")
+    check_out_dir(args.out, args.id, args.overwrite)  # again: a card may have appeared while training (two jobs, one id)
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
     seconds = [b["seconds"] - a for a, b in zip([0.0] + [p["seconds"] for p in curve], curve, strict=False)]
@@ -435,8 +433,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _arguments(argv) -> argparse.Namespace:
-    """The parsed command line, every option checked: a refusal is one line (UsageError), before any work."""
-    from .recipes import CARD_ID
+    """The parsed command line, each option in its range: a refusal is one line (UsageError), before any work."""
+    from .recipes import check_card_id, json_object
     from .registry import dataset_key
     from .tasks import check_sigma, check_sigma_range
 
@@ -447,13 +445,6 @@ def _arguments(argv) -> argparse.Namespace:
             parser.error("--task denoise needs --sigma or --sigma-range")
         if args.scale is not None:
             parser.error("--scale applies to --task sr")
-        # the limits `deconvlab train` keeps: --sigma 1e6 trained a card no other command would take
-        try:
-            if args.sigma_range is not None:
-                args.sigma_range = check_sigma_range(*args.sigma_range)
-            args.sigma = check_sigma(args.sigma)
-        except ArgumentError as exc:
-            parser.error(str(exc))
     else:
         if args.scale is None:
             parser.error("--task sr needs --scale 2, 3 or 4")
@@ -462,23 +453,21 @@ def _arguments(argv) -> argparse.Namespace:
     # refused here rather than where the value is first used: after the data was read and the model built, or
     # (--budget-s nan, --val-images 0) as an internal error
     for name, least in (("steps", 1), ("steps_per_call", 1), ("eval_every", 1), ("warmup", 0), ("shared", 1),
-                        ("train_limit", 1), ("val_images", 1)):
+                        ("train_limit", 1), ("val_images", 1), ("patch", 1), ("batch", 1)):
         if getattr(args, name) is not None and getattr(args, name) < least:
             parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     for name in ("budget_s", "lr"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             parser.error(f"--{name.replace('_', '-')} {value:g}: pass a finite number > 0")
-    # the id names the files written into --out: 'a/b' trained the whole run and then could not save it
-    if not CARD_ID.fullmatch(args.id) or ".." in args.id:
-        parser.error(f"--id {args.id!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
-                     "it names the files written into --out")
-    try:  # read here, not after the data: a bad --arch was an internal error once the training images were loaded
-        args.arch = json.loads(args.arch)
-    except json.JSONDecodeError as exc:
-        parser.error(f"--arch is not JSON ({exc.msg}): e.g. '{{\"widths\": [4, 8]}}'")
-    if not isinstance(args.arch, dict):
-        parser.error("--arch must be a JSON object of builder keyword arguments, e.g. '{\"widths\": [4, 8]}'")
+    try:
+        if args.sigma_range is not None:  # deconvlab train's limits: --sigma 1e6 trained a card nothing else takes
+            args.sigma_range = check_sigma_range(*args.sigma_range)
+        args.sigma = check_sigma(args.sigma)
+        check_card_id(args.id)  # it names the files: 'a/b' trained the whole run and then could not save it
+        args.arch = json_object("--arch", args.arch, '{"widths": [4, 8]}')  # was an internal error after loading
+    except ArgumentError as exc:
+        parser.error(str(exc))
     sr = args.task == "sr"
     args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in args.train_sets.split(",") if n.strip()))
     if sr and ("t91" not in args.train_sets or set(args.train_sets) - {"t91", "train400"}):
@@ -522,6 +511,7 @@ def _run(argv) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
+    # a benchmarks/gpu_fused.sh job (split on spaces), not a shell line: --arch's JSON is left unquoted
     command = "python -m deconvlab.fused " + " ".join(argv or sys.argv[1:])
     return _main_sr(args, command) if args.task == "sr" else _main_denoise(args, command)
 
@@ -564,7 +554,7 @@ def _main_denoise(args, command: str) -> int:
     names = list(train_set.names)
     # offline, the fallback photographs stand in for Train400, and the card says so
     source = train_set.name if train_set.is_fallback else "Train400"
-    cropped = {img.shape for img in train_set.images[-count:]} != {validation[1].shape[1:3]}
+    cropped = len({img.shape for img in train_set.images[-count:]}) > 1
     fields = {
         "id": args.id, "task": "denoise", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
@@ -605,8 +595,9 @@ def _main_sr(args, command: str) -> int:
     count, scale = args.val_images, args.scale
     # held images past T91's would be Train400's, which the card still called held-aside T91 images
     if count > len(names["t91"]) - ("train400" not in names):
-        raise ArgumentError(f"--val-images {count}: the checkpoint is chosen on held-aside T91 images and "
-                            f"{len(names['t91'])} were loaded; hold aside fewer, so that some are left to train on")
+        raise ArgumentError(f"--val-images {count}: the checkpoint is chosen on held-aside T91 images; "
+                            f"{len(names['t91'])} were loaded, so hold aside at most "
+                            f"{len(names['t91']) - ('train400' not in names)}")
     train_images, validation = held_aside_sr(images, scale, count=count)
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
@@ -627,7 +618,7 @@ def _main_sr(args, command: str) -> int:
         parts.append(f"{_loaded('train400', gray, args)} mapped to [16, 235]/255 ({len(gray)})")
     if factors:
         parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}"
-                     + (f" ({dropped} copies under {scale * args.patch} pixels a side left out)" if dropped else ""))
+                     + (f" ({dropped} copies under {scale * args.patch} pixels on a side left out)" if dropped else ""))
     fields = {
         "id": args.id, "task": "sr", "scale": scale, "upsample": "post", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,

@@ -270,7 +270,8 @@ class CardRecipe:
 
 def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     """OutputError unless card ``card_id`` can be written into the folder ``out_dir``: the card exists (without
-    ``overwrite``), ``out_dir`` is a file or a broken link, or it (or its parent, for a new folder) is not writable.
+    ``overwrite``), ``out_dir`` is a file or a broken link, or it (or, for a new folder, the first existing folder
+    above it) is not writable.
     ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
     from .io import check_output_path
 
@@ -280,8 +281,11 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
         raise OutputError(f"--out {out_dir} is a file: pass a folder for the weights and the card")
     if out_dir.is_dir():
         check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
-    else:
-        check_output_path(out_dir, overwrite=False, suffix=None)  # its parent must be writable
+        return
+    first = out_dir  # the first folder mkdir(parents=True) will create: its parent must be a writable folder
+    while not first.parent.exists() and first.parent != first:
+        first = first.parent
+    check_output_path(first, overwrite=False, suffix=None)
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
@@ -497,6 +501,24 @@ def _name_kept_weights(history_path: Path, weights_file: str) -> None:
 CARD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 
 
+def check_card_id(card_id: str) -> None:
+    """ArgumentError unless ``card_id`` can name the files written into --out (``deconvlab train``, ``fused``)."""
+    if not CARD_ID.fullmatch(card_id) or ".." in card_id:
+        raise ArgumentError(f"--id {card_id!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
+                            "it names the files written into --out")
+
+
+def json_object(option: str, text: str, example: str) -> dict[str, Any]:
+    """The JSON object an option gives (builder keyword arguments), else an ArgumentError naming ``option``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArgumentError(f"{option} is not JSON ({exc.msg}): e.g. '{example}'") from None
+    if not isinstance(value, dict):
+        raise ArgumentError(f"{option} must be a JSON object, e.g. '{example}'")
+    return value
+
+
 def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     """The :class:`CardRecipe` of ``deconvlab train``'s options (argparse's names), checked before Keras starts."""
     o = dict(options)
@@ -512,15 +534,9 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     sigma_range = None if o["sigma_range"] is None else tasks.check_sigma_range(*o["sigma_range"])
     if o["task"] == "denoise" and o["sigma"] is None and sigma_range is None:
         raise ArgumentError("--task denoise needs --sigma S (or --sigma-range LO HI for a blind model)")
-    if o["id"] is not None and (not CARD_ID.fullmatch(o["id"]) or ".." in o["id"]):
-        raise ArgumentError(f"--id {o['id']!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
-                            "it names the files written into --out")
-    try:
-        extra = json.loads(o["arch_kwargs"]) if o["arch_kwargs"] else {}
-    except json.JSONDecodeError as exc:
-        raise ArgumentError(f"--arch-kwargs is not JSON ({exc.msg}): e.g. '{{\"fusion\": \"concat\"}}'") from None
-    if not isinstance(extra, dict):
-        raise ArgumentError("--arch-kwargs must be a JSON object, e.g. '{\"fusion\": \"concat\"}'")
+    if o["id"] is not None:
+        check_card_id(o["id"])
+    extra = json_object("--arch-kwargs", o["arch_kwargs"], '{"fusion": "concat"}') if o["arch_kwargs"] else {}
     if o["val_dataset"] is not None and dataset_key(o["val_dataset"]) in tasks.TEST_SETS:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
