@@ -428,10 +428,10 @@ def test_a_rerun_refuses_to_replace_a_card_without_overwrite(tmp_path, monkeypat
     with pytest.raises(OutputError, match="x.json exists: pass --overwrite"):
         fused._save_card(None, {}, {}, args)
     assert fused._arguments([*argv, str(tmp_path), "--overwrite"]).overwrite
-    # a new --out several folders deep is fine (they are made with parents); a file on the way is not
-    recipes.check_out_dir(tmp_path / "new" / "deeper", "x")
-    with pytest.raises(OutputError, match="x.json"):
-        recipes.check_out_dir(tmp_path / "x.json" / "deeper", "x")
+    # as deconvlab train: a new --out goes into an existing folder ("no/such/runs" is more often a typo)
+    recipes.check_out_dir(tmp_path / "new", "x")
+    with pytest.raises(OutputError, match="new/deeper: the folder .*new does not exist"):
+        recipes.check_out_dir(tmp_path / "new" / "deeper", "x")
 
 
 def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeypatch):

@@ -508,7 +508,7 @@ def _run(argv) -> int:
 
     args = _arguments(argv)
     check_out_dir(args.out, args.id, args.overwrite)  # a rerun replaced the card without a word
-    args.out.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
     # a benchmarks/gpu_fused.sh job (split on spaces), not a shell line: --arch's JSON is left unquoted

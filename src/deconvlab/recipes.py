@@ -270,9 +270,8 @@ class CardRecipe:
 
 def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     """OutputError unless card ``card_id`` can be written into the folder ``out_dir``: the card exists (without
-    ``overwrite``), ``out_dir`` is a file or a broken link, or it (or, for a new folder, the first existing folder
-    above it) is not writable.
-    ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
+    ``overwrite``), ``out_dir`` is a file, a broken link or not writable, or, for a new folder, its parent is
+    missing or not writable. ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
     from .io import check_output_path
 
     if out_dir.is_symlink() and not out_dir.exists():
@@ -281,11 +280,8 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
         raise OutputError(f"--out {out_dir} is a file: pass a folder for the weights and the card")
     if out_dir.is_dir():
         check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
-        return
-    first = out_dir  # the first folder mkdir(parents=True) will create: its parent must be a writable folder
-    while not first.parent.exists() and first.parent != first:
-        first = first.parent
-    check_output_path(first, overwrite=False, suffix=None)
+    else:  # a new folder, in an existing one: "no/such/runs" is more often a typo than a wish
+        check_output_path(out_dir, overwrite=False, suffix=None)
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
