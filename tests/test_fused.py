@@ -151,7 +151,7 @@ def test_sr_run_writes_a_card_measured_under_the_sr_protocol(tmp_path):
     # 9 T91 images trained on, each also bicubic-resized by 0.9; the 3 held aside are not, and the 0.01 copies
     # (a few pixels a side, under one 30-pixel patch) are left out, as the card says
     assert card["training"]["train_images_used"] == 18
-    assert "resized by 0.9, 0.01 (9 copies under 30 pixels on a side left out)" in card["data"]["train"]
+    assert "resized by 0.9, 0.01 (9 under 30 pixels on a side left out), pairs by" in card["data"]["train"]
     assert card["data"]["train"].startswith("t91 (first 12) Y (MATLAB rgb2ycbcr, 8 bits) without its last 3 images "
                                             "(9 images) + each also")
     # an untrained-enough model is close to its bicubic skip: Set5 x3 near the 30.41 dB bicubic baseline; the key
@@ -268,6 +268,9 @@ def test_a_missing_data_set_or_a_bad_training_set_is_one_line(tmp_path, monkeypa
     assert err.count("\n") == 1 and err.startswith("deconvlab: error: --train-sets: t91") and "usage" not in err
     parsed = fused._arguments(["--task", "sr", "--scale", "2", "--id", "x", "--out", "o", "--steps", "1", "--train-sets", "T91, t91"])
     assert parsed.train_sets == ("t91",)
+    denoise = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
+    for option in (["--train-sets", "t91"], ["--scale-augment", "0.9"]):  # taken and ignored before
+        assert "--train-sets and --scale-augment apply to --task sr" in _refused([*denoise, *option])
 
 
 @pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
@@ -480,3 +483,6 @@ def test_scale_augmented_copies_too_small_for_one_patch_are_left_out():
     # exactly the copies SRPatchSampler would have left out: a side of scale * patch still gives one crop
     assert [x.shape for x in fused.scale_augmented(images, (0.1,), min_side=24)] == [(300, 240), (30, 24)]
     assert [x.shape for x in fused.scale_augmented(images, (0.1,), min_side=25)] == [(300, 240)]
+    # an image given under one patch is left out too, as the sampler left it out: the card counts both
+    assert [x.shape for x in fused.scale_augmented(images + [images[0][:20]], (0.5,), min_side=24)] == [
+        (300, 240), (150, 120)]

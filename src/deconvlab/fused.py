@@ -298,12 +298,12 @@ def sr_training_images(sets: tuple[str, ...] = ("t91",), limit: int | None = Non
 def scale_augmented(images: list, factors: Sequence[float], min_side: int = 1) -> list:
     """``images`` followed by MATLAB-bicubic copies of each at every factor in ``factors`` (e.g. 0.9 ... 0.6):
     the data augmentation of FSRCNN (Dong et al. 2016), more distinct textures for the same small training set.
-    A copy with a side under ``min_side`` is left out: ``python -m deconvlab.fused`` passes ``scale * patch``, below which
-    :class:`deconvlab.sampler.SRPatchSampler` leaves an image out anyway."""
+    An image or copy with a side under ``min_side`` is left out: ``python -m deconvlab.fused`` passes
+    ``scale * patch``, below which :class:`deconvlab.sampler.SRPatchSampler` leaves an image out anyway."""
     from .degrade import bicubic_resize
 
     copies = (bicubic_resize(x, f) for f in factors for x in images)
-    return list(images) + [c for c in copies if min(c.shape) >= min_side]
+    return [x for x in (*images, *copies) if min(x.shape) >= min_side]
 
 
 def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
@@ -399,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     level.add_argument("--sigma", type=float)
     level.add_argument("--sigma-range", type=float, nargs=2, metavar=("LO", "HI"))
     parser.add_argument("--scale", type=int, choices=(2, 3, 4), help="SR factor (--task sr)")
-    parser.add_argument("--train-sets", default="t91,train400", help="SR training sets: t91 and/or train400")
+    parser.add_argument("--train-sets", default=None, help="SR training sets: t91, or t91,train400 (the default)")
     parser.add_argument("--scale-augment", type=_fraction("factors", "0.9,0.8,0.7,0.6", many=True),
                         default=(), metavar="F1,F2,...",
                         help="SR: also train on bicubic copies of every training image at these factors "
@@ -469,7 +469,10 @@ def _arguments(argv) -> argparse.Namespace:
     except ArgumentError as exc:
         parser.error(str(exc))
     sr = args.task == "sr"
-    args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in args.train_sets.split(",") if n.strip()))
+    if not sr and (args.train_sets is not None or args.scale_augment):  # they were ignored without a word
+        parser.error("--train-sets and --scale-augment apply to --task sr")
+    sets = (args.train_sets or "t91,train400").split(",")
+    args.train_sets = tuple(dict.fromkeys(n.strip().lower() for n in sets if n.strip()))
     if sr and ("t91" not in args.train_sets or set(args.train_sets) - {"t91", "train400"}):
         parser.error("--train-sets: t91, or t91,train400 (the checkpoint is chosen on held-aside T91 images)")
     defaults = {"builder": "red_net_sr" if sr else "unet", "patch": 32 if sr else 96, "batch": 32 if sr else 64,
@@ -602,9 +605,9 @@ def _main_sr(args, command: str) -> int:
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
     # a copy smaller than the scale stopped the run in sr_pairs ("image 2x3 is smaller than scale=3")
-    own = len(train_images)
-    train_images = scale_augmented(train_images, factors, min_side=scale * args.patch)
-    dropped = own * len(factors) - (len(train_images) - own)
+    side, made = scale * args.patch, len(train_images) * (1 + len(factors))
+    train_images = scale_augmented(train_images, factors, min_side=side)
+    small = f" ({made - len(train_images)} under {side} pixels on a side left out)" if len(train_images) < made else ""
     model = _build(args, {"scale": scale, "upsample": "post", **args.arch})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
     held = names["t91"][-count:]
@@ -617,14 +620,13 @@ def _main_sr(args, command: str) -> int:
         gray = names["train400"]
         parts.append(f"{_loaded('train400', gray, args)} mapped to [16, 235]/255 ({len(gray)})")
     if factors:
-        parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}"
-                     + (f" ({dropped} copies under {scale * args.patch} pixels on a side left out)" if dropped else ""))
+        parts.append(f"each also bicubic-resized by {', '.join(map(str, factors))}")
     fields = {
         "id": args.id, "task": "sr", "scale": scale, "upsample": "post", "command": command,
         "profile": "paper", "seed": args.seed, "precision": args.precision,
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
-        "data": {"train": " + ".join(parts) + f", pairs by MATLAB bicubic x1/{scale} of modcrop(hr, {scale})",
+        "data": {"train": " + ".join(parts) + small + f", pairs by MATLAB bicubic x1/{scale} of modcrop(hr, {scale})",
                  "validation": f"held-aside T91 {', '.join(held)} (Y, centre crops "
                                f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
                  "fallback": False},
