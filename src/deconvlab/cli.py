@@ -158,10 +158,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed(args.seed)
     positive("--learning-rate", args.learning_rate)
     positive("--time-limit", args.time_limit)
-    from .recipes import card_recipe, train_card_into
+    from .recipes import card_recipe, check_out_dir, train_card_into
 
     recipe = card_recipe(vars(args), command=shlex.join(["python", "-m", PROG, *args.argv]))
-    recipe.check_out_dir(args.overwrite)
+    check_out_dir(recipe.out_dir, recipe.id, args.overwrite)
     console.start_keras()
     wrote = train_card_into(recipe, args.overwrite, log=lambda message: info(message, args.quiet),
                             before_move=console.state.checkpoint)

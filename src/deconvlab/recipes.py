@@ -263,10 +263,6 @@ class CardRecipe:
         sigmas = [self.sigma] if self.sigma_range is None else list(BLIND_LEVELS)
         return list(itertools.product(sigmas, self.scales or [self.scale]))
 
-    def check_out_dir(self, overwrite: bool = False) -> None:
-        """Fail before any work when the card exists (without ``overwrite``) or the folder cannot be written."""
-        check_out_dir(self.out_dir, self.id, overwrite)
-
 
 def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     """OutputError unless card ``card_id`` can be written into the folder ``out_dir``: the card exists (without
