@@ -31,7 +31,8 @@ Protocol (the DnCNN setting, as the shipped cards):
 
 Usage:
   ``python benchmarks/ladder.py --rungs a,b,c,d,e,f --seeds 0,1,2 --steps 2000 --batch 64 --patch 50 --out DIR``
-  (one JSON per run, written when it finishes); ``--quick`` is the CPU smoke test; on one GPU,
+  (one JSON per run, written when it finishes; a run that diverges is written as ``<run>.diverged.json`` with one
+  line on stderr, the other runs go on and the exit status is 1); ``--quick`` is the CPU smoke test; on one GPU,
   ``benchmarks/gpu_ladder.sh OUTDIR --steps ... --width 32 --unet-width 20`` runs one process per rung side by side
   and packs the runs and logs into ``OUTDIR/ladder.tar.gz``;
   ``python benchmarks/ladder.py collect DIR_OR_FILES... [--results benchmarks/results]`` writes
@@ -54,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from deconvlab.errors import TrainingError
 from deconvlab.report import pooled_std
 
 REPO = Path(__file__).resolve().parents[1]
@@ -620,7 +622,18 @@ def train_main(argv: list[str]) -> int:
     data = _load_data(args)
     log(f"data: {len(data['train'])} training images, 8 held aside; BSD68 {len(data['bsd68'].images)}, "
         f"Set12 {len(data['set12'].images)}; device {jax.devices()[0].device_kind}")
-    last = None
+    return train_runs(args, specs, data, log, start)
+
+
+def train_runs(args, specs: dict[str, dict[str, Any]], data: dict[str, Any], log, start: float) -> int:
+    """Every run of :func:`run_plan`, each written to its JSON as it ends; returns the exit status.
+
+    A run that diverges (``deconvlab.errors.TrainingError``: no finite held-aside PSNR to choose a checkpoint by) or
+    fails is written as ``<run>.diverged.json`` or ``<run>.skipped.json`` (``"skipped": true``, so :func:`collect`
+    leaves it out of the means and lists it) and the other runs go on; the status is 1 if any run diverged or
+    failed, else 0.
+    """
+    last, failed = None, 0
     for seed, n, rung, path in run_plan(args):
         elapsed = time.perf_counter() - start
         if args.deadline_s is not None and last is not None and elapsed + last > args.deadline_s:
@@ -631,9 +644,19 @@ def train_main(argv: list[str]) -> int:
         t0 = time.perf_counter()
         try:
             result = train_one(rung, seed, specs[rung], data, args, log, n)
+        except TrainingError as err:  # an outcome of the rung's recipe, not a bug: one line, no traceback
+            failed += 1
+            print(f"ladder: {rung} seed {seed}{'' if n is None else f' n {n}'} diverged: {err}", file=sys.stderr,
+                  flush=True)
+            _write_json(path.with_suffix(".diverged.json"), {
+                "rung": rung, "seed": seed, "skipped": True, "diverged": True, "train_images": n,
+                "reason": f"diverged: {err}", "steps": args.steps, "batch": args.batch, "lr": args.lr,
+                "command": "python benchmarks/ladder.py " + " ".join(args.argv)})
+            continue
         except Exception as err:  # one failed run must not stop the other seeds
             import traceback
 
+            failed += 1
             log(f"FAILED {rung} seed {seed}: {traceback.format_exc()}")
             _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
                         "train_images": n, "reason": f"failed: {type(err).__name__}: {err}"})
@@ -645,7 +668,7 @@ def train_main(argv: list[str]) -> int:
         keys = ("rung", "seed", "train_images", "bsd68_psnr", "set12_psnr", "steps", "minutes", "params",
                 "best_val_psnr", "gap_db")
         log(f"RESULT {json.dumps({k: result.get(k) for k in keys})}")
-    return 0
+    return 1 if failed else 0
 
 
 # ------------------------------------------------------------------------------------------------ collect
@@ -765,7 +788,8 @@ def collect(paths: Sequence[Path], results: Path = RESULTS) -> dict[str, Any]:
     if not runs:
         if collect_overfit(paths, results) is not None:
             return {}
-        raise SystemExit(f"no ladder runs under {', '.join(map(str, paths))}")
+        left = f" ({len(skipped)} diverged, failed or skipped)" if skipped else ""
+        raise SystemExit(f"no finished ladder runs under {', '.join(map(str, paths))}{left}")
     rungs = {}
     for rung in RUNGS:
         recs = [r for r in runs if r["rung"] == rung]
@@ -972,8 +996,16 @@ def overfit_markdown(summary: dict[str, Any]) -> str:
                      f"{_num(v['twice_pooled_std'])} | **{v['verdict']}** |")
     if summary["skipped"]:
         lines += ["", "Skipped: " + ", ".join(f"{s['rung']} n {s.get('train_images')} seed {s['seed']}"
+                                              + ("" if _why_left_out(s) == "deadline" else f" ({_why_left_out(s)})")
                                               for s in summary["skipped"])]
     return "\n".join(lines) + "\n"
+
+
+def _why_left_out(entry: dict[str, Any]) -> str:
+    """Why a run has no result: "diverged", "failed" (an error) or "deadline" (:func:`train_runs` writes the reason)."""
+    if entry.get("diverged"):
+        return "diverged"
+    return "failed" if str(entry.get("reason", "")).startswith("failed") else "deadline"
 
 
 def _pm(mean: float | None, std: float | None) -> str:
@@ -1050,8 +1082,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
         lines.append(f"- Rung c as an all-convolution network (kernels flipped, channels swapped), full float32 "
                      f"({conv['precision']}): max |difference| {conv['max_abs_diff']:.2e} on an image of shape "
                      f"{conv['image_shape']} (equal: {conv['equal']}).")
-    if summary["skipped"]:
-        lines.append("- Skipped (deadline): " + ", ".join(f"{s['rung']} seed {s['seed']}" for s in summary["skipped"]))
+    for why, label in (("deadline", "Skipped (deadline)"),
+                       ("diverged", "Diverged (held-aside PSNR never finite: no checkpoint; left out of the means "
+                                    "and verdicts)"), ("failed", "Failed (an error: see the run's .skipped.json)")):
+        entries = [s for s in summary["skipped"] if _why_left_out(s) == why]
+        if entries:
+            lines.append(f"- {label}: " + ", ".join(f"{s['rung']} seed {s['seed']}" for s in entries))
     lines.append("- The evaluation-noise seeds s = 0, 1, 2 give image i the noise of generator seed s + i "
                  "(`deconvlab.evaluate`), so every image gets a new draw but the sets of noise fields overlap.")
     return "\n".join(lines) + "\n"

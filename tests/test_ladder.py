@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deconvlab import models
-from deconvlab.errors import ArgumentError
+from deconvlab.errors import ArgumentError, TrainingError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ladder  # noqa: E402
@@ -237,6 +237,30 @@ def test_run_plan_names_every_run_file_by_experiment():
     assert {p.name for *_, p in tagged} == {f"res-p25-e-seed{s}.json" for s in (0, 1, 2)}  # not the overfit names
     with pytest.raises(SystemExit):
         ladder._train_arguments(["--tag", "../x"])
+
+
+def test_a_diverged_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, capsys):
+    def train_one(rung, seed, spec, data, args, log, n):  # a stand-in: rung a's seed 0 diverges
+        if (rung, seed) == ("a", 0):
+            raise TrainingError("validation PSNR was never finite in 20 steps (training diverged): lower --lr")
+        return dict(_record(rung, seed, 28.0 + seed, 29.0), first_interval_overhead_s=0.0, spread_eval_seconds=0.0)
+
+    monkeypatch.setattr(ladder, "train_one", train_one)
+    args = ladder._train_arguments(["--rungs", "a,e", "--seeds", "0,1", "--out", str(tmp_path)])
+    assert ladder.train_runs(args, dict.fromkeys("ae", {}), {}, print, 0.0) == 1  # the others ran; status 1
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "ladder-a-seed0.diverged.json", "ladder-a-seed1.json", "ladder-e-seed0.json", "ladder-e-seed1.json"]
+    record = json.loads((tmp_path / "ladder-a-seed0.diverged.json").read_text())
+    assert record["diverged"] and record["skipped"] and "20 steps" in record["reason"]
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "ladder: a seed 0 diverged: validation PSNR was never finite in 20 steps (training diverged): lower --lr"]
+    summary = ladder.collect([tmp_path], tmp_path / "results")
+    assert summary["rungs"]["a"]["seeds"] == [1] and summary["rungs"]["a"]["bsd68_mean"] == pytest.approx(29.0)
+    assert [(s["rung"], s["seed"], s["diverged"]) for s in summary["skipped"]] == [("a", 0, True)]
+    md = (tmp_path / "results" / "ladder.md").read_text()
+    assert "- Diverged (held-aside PSNR never finite: no checkpoint; left out of the means and verdicts): a seed 0" in md
+    assert "Skipped (deadline)" not in md
 
 
 def test_unet_recipe_reads_a_curve_with_a_diverged_point():
