@@ -502,17 +502,19 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
 
 def _load_data(args) -> dict[str, Any]:
     from deconvlab.data import load_dataset
-    from deconvlab.fused import held_aside
+    from deconvlab.fused import VAL_IMAGES, held_aside
     from deconvlab.sampler import PatchSampler
+    from deconvlab.tasks import held_aside_split
 
     train_set = load_dataset("train400", mode="gray", limit=args.train_limit)
     train, validation = held_aside(list(train_set.images), (SIGMA,))
+    # held_aside's own split: training leaves out copies of held images, so the held ones are not images[len(train):]
+    _, held_ids = held_aside_split(train_set.images, VAL_IMAGES)
     sampler = PatchSampler(train, patch_size=args.patch, batch_size=args.batch, sigma=SIGMA, seed=GRAD_BATCH_SEED)
     x, y = sampler.batch(0)
-    held = list(train_set.images[len(train):])
     return {
         "train": train, "validation": validation, "grad_batch": (np.asarray(x), np.asarray(y)),
-        "held": held, "held_names": list(train_set.names[len(train):]),
+        "held": [train_set.images[i] for i in held_ids], "held_names": [train_set.names[i] for i in held_ids],
         "bsd68": load_dataset("bsd68", mode="gray", limit=args.test_limit),
         "set12": load_dataset("set12", mode="gray", limit=args.test_limit),
     }

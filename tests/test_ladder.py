@@ -6,6 +6,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -261,6 +262,28 @@ def test_a_diverged_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, 
     md = (tmp_path / "results" / "ladder.md").read_text()
     assert "- Diverged (held-aside PSNR never finite: no checkpoint; left out of the means and verdicts): a seed 0" in md
     assert "Skipped (deadline)" not in md
+
+
+def test_held_aside_images_are_the_ones_fused_validates_on(monkeypatch):
+    # 12 images, the last 8 held aside; i3 is a copy of the held i10, so held_aside trains on i0-i2 only
+    rng = np.random.default_rng(0)
+    images = [rng.random((16, 16), dtype=np.float32) for _ in range(12)]
+    images[3] = images[10].copy()
+    names = [f"i{k}" for k in range(12)]
+
+    class Sampler:  # no JAX: the gradient batch is not what this test is about
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def batch(self, step):
+            return np.zeros((2, 8, 8, 1)), np.zeros((2, 8, 8, 1))
+
+    monkeypatch.setattr("deconvlab.data.load_dataset", lambda *a, **k: SimpleNamespace(images=images, names=names))
+    monkeypatch.setattr("deconvlab.sampler.PatchSampler", Sampler)
+    data = ladder._load_data(SimpleNamespace(train_limit=None, test_limit=None, patch=8, batch=2))
+    assert len(data["train"]) == 3
+    assert data["held_names"] == names[4:]  # not i3, the training-set copy that images[len(train):] took in
+    assert all(np.array_equal(a, b) for a, b in zip(data["held"], images[4:], strict=True))
 
 
 def test_unet_recipe_reads_a_curve_with_a_diverged_point():
