@@ -427,14 +427,53 @@ def test_a_rerun_refuses_to_replace_a_card_without_overwrite(tmp_path, monkeypat
     assert fused.main([*argv, str(tmp_path / "x.json")]) == 2
     assert "x.json is a file: pass a folder" in capsys.readouterr().err
     # a card that appears while training (another job with the same --id) is not replaced either
-    args = SimpleNamespace(out=tmp_path, id="x", budget_s=None, overwrite=False)
-    with pytest.raises(OutputError, match="x.json exists: pass --overwrite"):
-        fused._save_card(None, {}, {}, args)
+    with pytest.raises(OutputError, match="x.json appeared while training: pass --overwrite"):
+        _save_tiny_card(tmp_path, overwrite=False)
+    assert (tmp_path / "x.weights.npz").read_bytes() == b"first run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json", "x.weights.npz"]  # no temporary folder left
     assert fused._arguments([*argv, str(tmp_path), "--overwrite"]).overwrite
     # as deconvlab train: a new --out goes into an existing folder ("no/such/runs" is more often a typo)
     recipes.check_out_dir(tmp_path / "new", "x")
     with pytest.raises(OutputError, match="new/deeper: the folder .*new does not exist"):
         recipes.check_out_dir(tmp_path / "new" / "deeper", "x")
+
+
+def _save_tiny_card(out: Path, overwrite: bool) -> dict:
+    """fused._save_card of an untrained tiny denoiser with one validation point, as card ``x`` into ``out``."""
+    from deconvlab import models
+
+    model = models.build_model("red_net", channels=1, depth=2, width=4)
+    record = {"curve": [{"train_loss": 0.1, "val_psnr": 20.0, "seconds": 1.0}], "steps": 10}
+    fields = {"id": "x", "task": "denoise", "sigma": 25.0, "data": {}}
+    args = SimpleNamespace(out=out, id="x", budget_s=None, overwrite=overwrite)
+    return fused._save_card(model, fields, record, args, datasets=())
+
+
+@pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_a_save_that_fails_partway_leaves_out_as_it_was(tmp_path, monkeypatch, failure):
+    # --overwrite wrote the history, the weights, then the card straight into --out: a failure or Ctrl-C before the
+    # card left the new history and weights beside the old card. As deconvlab train, they now move in together.
+    old = {"x.json": b'{"id": "x"}', "x.weights.npz": b"first run", "x.history.json": b"{}", "x.notes.txt": b"mine"}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+
+    def stopped(*_):
+        raise failure
+
+    with monkeypatch.context() as patch:
+        patch.setattr(weights, "write_card", stopped)  # the card is the last file written
+        with pytest.raises(type(failure)):
+            _save_tiny_card(tmp_path, overwrite=True)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old  # no new file, no temporary folder
+        with pytest.raises(type(failure)):  # a new --out is not left behind, empty or half written
+            _save_tiny_card(tmp_path / "new", overwrite=True)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == old
+    # a save that finishes replaces the card's files; those it does not write stay, as with deconvlab train
+    card = _save_tiny_card(tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.history.json", "x.json", "x.notes.txt", "x.weights.npz"]
+    assert (tmp_path / "x.notes.txt").read_bytes() == b"mine" and card["_path"] == str(tmp_path / "x.json")
+    weights.validate_card(weights.read_card(tmp_path / "x.json"), tmp_path / "x.weights.npz")
+    assert weights.load_history(tmp_path / "x.history.json")["history"]["val_psnr"] == [20.0]
 
 
 def test_val_images_must_leave_images_to_train_on_and_be_t91_ones_for_sr(monkeypatch):

@@ -351,26 +351,38 @@ def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch:
 
 
 def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argparse.Namespace,
-               datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
-    """Save ``model`` with ``fields`` plus the validation curve (one "epoch" per validation interval) and the
-    training sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would
-    write (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card.
-    A card of that id in ``args.out`` is an OutputError unless ``args.overwrite``."""
-    from .recipes import check_out_dir, dataset_digest
+               datasets: tuple[str, ...] = ("train400",), gpu: dict[str, float] | None = None) -> dict[str, Any]:
+    """Save ``model`` with ``fields``, the validation curve (one "epoch" per validation interval), the training
+    sets' digest and ``gpu`` (``gpu_metrics``: the test-set PSNRs of the trained model); the curve also goes to the history
+    file that :func:`deconvlab.train.train` would write (``<id>.history.json``, read by ``weights.load_history``; a
+    non-finite value is null). Returns the card. As ``deconvlab train``, the files are written into a temporary
+    folder and moved into ``args.out`` together (:func:`deconvlab.recipes.write_card_into`): a failure or a Ctrl-C
+    leaves ``args.out`` as it was, and a card of that id there is an OutputError unless ``args.overwrite``."""
+    from . import console
+    from .recipes import dataset_digest, write_card_into
     from .train import HISTORY_FORMAT
     from .weights import HISTORY_SUFFIX, save_history, save_pretrained
 
-    check_out_dir(args.out, args.id, args.overwrite)  # again: a card may have appeared while training (two jobs, one id)
     curve = record["curve"]
     history = {"loss": [p["train_loss"] for p in curve], "val_psnr": [p["val_psnr"] for p in curve]}
     seconds = [b["seconds"] - a for a, b in zip([0.0] + [p["seconds"] for p in curve], curve, strict=False)]
     meta = {"epoch_seconds": [round(t, 3) for t in seconds], "epochs_done": len(curve),
             "steps_done": record["steps"], "monitor": "val_psnr", "monitor_mode": "max",
             "note": "one entry per validation interval of the fused trainer (deconvlab.fused)"}
-    save_history(args.out / f"{args.id}{HISTORY_SUFFIX}", {"format": HISTORY_FORMAT, "meta": meta, "history": history})
     fields["data"]["registry_sha256"] = dataset_digest(list(datasets))
     fields.update(history=history, epochs_run=len(curve), stopped_by_time_limit=args.budget_s is not None)
-    return save_pretrained(model, fields, args.out)
+    if gpu is not None:
+        fields["gpu_metrics"] = gpu
+    card: dict[str, Any] = {}
+
+    def write(folder: Path) -> None:
+        save_history(folder / f"{args.id}{HISTORY_SUFFIX}", {"format": HISTORY_FORMAT, "meta": meta, "history": history})
+        card.update(save_pretrained(model, fields, folder))
+
+    console.state.wrote.extend(write_card_into(args.out, args.id, args.overwrite, write,
+                                               before_move=console.state.checkpoint))
+    card["_path"] = str(args.out / f"{args.id}.json")  # where it was moved to
+    return card
 
 
 def _fraction(what: str, example: str, many: bool = False) -> Callable[[str], Any]:
@@ -511,7 +523,6 @@ def _run(argv) -> int:
 
     args = _arguments(argv)
     check_out_dir(args.out, args.id, args.overwrite)  # a rerun replaced the card without a word
-    args.out.mkdir(exist_ok=True)
     keras.utils.set_random_seed(args.seed)
     keras.mixed_precision.set_global_policy(args.precision)
     # a benchmarks/gpu_fused.sh job (split on spaces), not a shell line: --arch's JSON is left unquoted
@@ -571,17 +582,14 @@ def _main_denoise(args, command: str) -> int:
                  "fallback": bool(train_set.is_fallback)},
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
-    card = _save_card(model, fields, record, args, datasets=() if train_set.is_fallback else ("train400",))
+    # measured on the trained model in memory, before saving: a failure here leaves --out as it was
     gpu = {f"{name}@{s:g}": round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
            for name, test in tests.items() for s in val_sigmas}
+    card = _save_card(model, fields, record, args, datasets=() if train_set.is_fallback else ("train400",), gpu=gpu)
     return _finish(card, record, gpu, args.id)
 
 
 def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float], card_id: str) -> int:
-    from . import weights
-
-    card["gpu_metrics"] = gpu
-    weights.write_card(card, card.pop("_path"))
     print("RESULT " + json.dumps({"id": card_id, "params": card["params"], "macs": card.get("macs_per_pixel"),
                                   "steps": record["steps"], "train_s": record["train_seconds"],
                                   "val": record["best_val_psnr"], **gpu}), flush=True)
@@ -631,7 +639,6 @@ def _main_sr(args, command: str) -> int:
                                f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
                  "fallback": False},
     }
-    card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)))
     gpu = {}
     for name in args.eval:
         try:  # the SR protocol reads the sets as stored (it takes Y of colour images itself)
@@ -640,6 +647,7 @@ def _main_sr(args, command: str) -> int:
             print(f"note: {name} not measured here ({exc})", flush=True)
             continue
         gpu[f"{name}@x{scale}"] = round(evaluate.evaluate(model, test, "sr", scale=scale).mean_psnr, 4)
+    card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)), gpu=gpu)
     return _finish(card, record, gpu, args.id)
 
 

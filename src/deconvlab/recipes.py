@@ -564,19 +564,30 @@ def check_set_name(option: str, name: str | None) -> None:
 
 def train_card_into(recipe: CardRecipe, overwrite: bool, log: Callable[[str], None] = print,
                     before_move: Callable[[], None] = lambda: None) -> list[Path]:
-    """:func:`train_card` in a hidden temporary folder next to (or inside) ``recipe.out_dir``, whose files move in
-    only when the run finished (``before_move`` may still stop it, e.g. after a Ctrl-C): a failure leaves the
-    folder as it was. Returns the files moved in."""
+    """:func:`train_card` through :func:`write_card_into`: a failure leaves ``recipe.out_dir`` as it was."""
     out_dir = recipe.out_dir
-    # mkdir rather than mkdtemp: a new out_dir is this folder renamed, and gets the umask's permissions, not 0700
-    tmp = (out_dir if out_dir.is_dir() else out_dir.parent) / f".{recipe.id}.partial-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         # train_card reports the files where it wrote them; they end up in out_dir under the same names.
         train_card(dataclasses.replace(recipe, out_dir=tmp),
                    log=lambda message: log(message.replace(str(tmp), str(out_dir))))
+
+    return write_card_into(out_dir, recipe.id, overwrite, write, before_move)
+
+
+def write_card_into(out_dir: Path, card_id: str, overwrite: bool, write: Callable[[Path], Any],
+                    before_move: Callable[[], None] = lambda: None) -> list[Path]:
+    """``write(folder)`` in a hidden temporary folder next to (or inside) ``out_dir``, whose files move in only when
+    it returned (``before_move`` may still stop it, e.g. after a Ctrl-C): a failure leaves ``out_dir`` as it was.
+    Files of ``out_dir`` that ``write`` did not write stay. Returns the files moved in. ``deconvlab train`` and
+    ``python -m deconvlab.fused`` save their cards through it."""
+    # mkdir rather than mkdtemp: a new out_dir is this folder renamed, and gets the umask's permissions, not 0700
+    tmp = (out_dir if out_dir.is_dir() else out_dir.parent) / f".{card_id}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
         before_move()
-        return _move_results(tmp, out_dir, recipe.id, overwrite)
+        return _move_results(tmp, out_dir, card_id, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
