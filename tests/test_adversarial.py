@@ -205,6 +205,18 @@ def test_output_a_hard_link_to_the_input(capsys, work):
     refuses(capsys, work, enhance("in.png", "hard.png", "--overwrite"), "is the input file")
 
 
+def test_paths_with_a_tilde_are_the_files_read_and_written(capsys, work, monkeypatch):
+    """read_image and check_output_path expand "~"; the same-file guard and the bit-depth hint saw the literal
+    "~/in.png", which does not exist: enhance replaced its input, and a 16-bit input came out 8-bit."""
+    monkeypatch.setenv("HOME", str(work))
+    refuses(capsys, work, enhance("~/in.png", "~/in.png", "--overwrite"), "is the input file")
+    Image.fromarray(np.arange(12 * 17, dtype=np.uint16).reshape(12, 17) * 300).save(work / "in16.png")
+    accepts(capsys, enhance("~/in16.png", "~/out16.png"))
+    assert Image.open(work / "out16.png").mode == "I;16"
+    args = cli.build_parser().parse_args(["evaluate", "--card", CARD, "--csv", "~/res.csv"])
+    assert args.csv == work / "res.csv"  # was written to ./~/res.csv, a folder named "~" made for it
+
+
 @pytest.mark.parametrize(("src", "dst", "match"), [
     ("missing.png", "out.png", "no file at"),
     (".", "out.png", "is a directory"),

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import console, tasks  # noqa: E402
 from .config import DEFAULT_TILE  # noqa: E402
-from .console import PROG, UsageError, count, fail, info, positive, same_file, seed  # noqa: E402
+from .console import PROG, UsageError, count, fail, info, positive, same_file, seed, user_path  # noqa: E402
 from .errors import ArgumentError, ImageTooLargeError, OutputError  # noqa: E402
 from .io import check_output_path  # noqa: E402
 
@@ -250,13 +250,13 @@ def _add_weights_args(p: argparse.ArgumentParser, weights: bool = True) -> None:
     if weights:
         p.add_argument("--weights", metavar="CARD_OR_PATH", help="a card id, a card .json or a .keras file "
                        "(default: the shipped card for the task)")
-    p.add_argument("--weights-dir", type=lambda path: Path(path).expanduser(), metavar="DIR",
+    p.add_argument("--weights-dir", type=user_path, metavar="DIR",
                    help="folder of model cards and weights (default: <repo>/data/weights)")
 
 
 def _enhance_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("input", help="image file (PNG, BMP, TIFF, JPEG)")
-    p.add_argument("output", help="PNG file to write")
+    p.add_argument("input", type=user_path, help="image file (PNG, BMP, TIFF, JPEG)")
+    p.add_argument("output", type=user_path, help="PNG file to write")
     _add_task_args(p, sigma_help="; picks the model trained for that level. Default: the blind model, with the "
                    "level estimated from the image and printed")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
@@ -282,7 +282,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--seed", type=int, default=0, help="noise seed (image i uses seed + i)")
     p.add_argument("--tile", type=int, default=0, help="tile side (default 0: whole images)")
-    p.add_argument("--csv", metavar="PATH", help="also write the per-image table as CSV")
+    p.add_argument("--csv", type=user_path, metavar="PATH", help="also write the per-image table as CSV")
     p.add_argument("--overwrite", action="store_true", help="replace the --csv file if it exists")
     p.add_argument("--tolerance", type=float, default=0.02, help="allowed PSNR difference to the card, dB")
     _add_weights_args(p, weights=False)

@@ -185,6 +185,12 @@ def seed(value: int) -> int:
     return value
 
 
+def user_path(text: str) -> Path:
+    """A path argument with "~" expanded, as read_image and check_output_path expand it: the same-file guard and
+    the bit-depth hint must look at the file those read and write."""
+    return Path(text).expanduser()
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -278,4 +284,4 @@ def failure(exc: Exception) -> str:
 
 __all__ = ["EX_BROKEN_PIPE", "EX_INTERRUPTED", "EX_SOFTWARE", "PROG", "SEED_MAX", "Interrupts", "OneLineParser",
            "UsageError", "count", "debug", "fail", "failure", "info", "is_bug", "one_line", "one_line_warnings",
-           "positive", "run", "same_file", "seed", "start_keras", "state"]
+           "positive", "run", "same_file", "seed", "start_keras", "state", "user_path"]
