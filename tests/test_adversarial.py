@@ -746,6 +746,29 @@ def test_sigint_while_starting_or_running_exits_130_with_one_line(work, when):
     assert not (work / "out.png").exists()
 
 
+def test_sigterm_while_writing_leaves_no_partial_file(work):
+    """SIGTERM (``kill``, a scheduler's time limit) while the PNG is being written: 143, one line, and neither the
+    output nor write_atomic's hidden temporary file. Python's default ended the process at once, past every
+    ``finally``, leaving ``.out.png.<hex>.tmp`` behind."""
+    code = ("import sys, time\n"
+            "from PIL import Image\n"
+            "def save(self, fp, *args, **kwargs):\n"
+            "    fp.write(b'\\x89PNG half a file'); fp.flush(); print('writing', flush=True); time.sleep(120)\n"
+            "Image.Image.save = save\n"
+            "from deconvlab.__main__ import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DECONVLAB_DEBUG")}
+    before = snapshot(work)
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, enhance("in.png", "out.png"))], cwd=work,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"writing\n", proc.communicate(timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
+    assert err.decode().strip().splitlines() == ["deconvlab: error: interrupted; nothing was written"], err
+    assert snapshot(work) == before
+
+
 # -------------------------------------------------------------- found by an adversarial pass (twenty-second session)
 
 

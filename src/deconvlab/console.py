@@ -2,8 +2,9 @@
 
 Every failure a user can cause prints ONE line, ``deconvlab: error: <what to do>``, on stderr and exits with status
 2 (as argparse does for usage errors). Anything unexpected (a bug) is one line too, with status 70
-(``EX_SOFTWARE``); Ctrl-C at any point exits 130. Output piped into a reader that stops early (``| head -1``) ends
-quietly with 141, as coreutils' tools do. ``DECONVLAB_DEBUG=1`` shows the traceback behind an error.
+(``EX_SOFTWARE``); Ctrl-C at any point exits 130, and SIGTERM (``kill``, a job scheduler) 143 after the same
+clean-up, so neither leaves a half-written file behind. Output piped into a reader that stops early (``| head -1``)
+ends quietly with 141, as coreutils' tools do. ``DECONVLAB_DEBUG=1`` shows the traceback behind an error.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ PROG = "deconvlab"
 EX_SOFTWARE = 70  # sysexits.h: an internal error (a bug), told apart from the user errors' 2
 EX_INTERRUPTED = 130  # 128 + SIGINT, what shells expect from an interrupted program
 EX_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `seq 1e9 | head -1` reports for seq
+# Python's default for SIGTERM ends the process at once: no finally runs, so write_atomic's temporary file stays.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class UsageError(DeconvlabError):
@@ -91,17 +94,19 @@ def debug() -> bool:
 
 
 class Interrupts:
-    """Counts SIGINTs while a command runs, so a Ctrl-C that a library swallows (a bare ``except:`` during
-    TensorFlow's start-up, a worker thread) still ends the run: :meth:`checkpoint` raises it again before
-    anything is written, and :func:`run` reports it at the end."""
+    """Counts SIGINTs (and SIGTERMs) while a command runs, so a Ctrl-C that a library swallows (a bare
+    ``except:`` during TensorFlow's start-up, a worker thread) still ends the run: :meth:`checkpoint` raises it
+    again before anything is written, and :func:`run` reports it at the end."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.signum = signal.SIGINT  # the last stop signal received; the exit status is 128 + it
         self.wrote: list[Path] = []  # outputs already in place, for an honest "interrupted" line
         self.note = "nothing was written"
 
     def handler(self, signum, frame) -> None:
         self.count += 1
+        self.signum = signum
         raise KeyboardInterrupt
 
     def checkpoint(self) -> None:
@@ -113,7 +118,7 @@ class Interrupts:
         if threading.current_thread() is not threading.main_thread():
             yield  # signal handlers can only be set from the main thread; Python's default then applies
             return
-        previous = signal.signal(signal.SIGINT, self.handler)
+        previous = {signum: signal.signal(signum, self.handler) for signum in _STOP_SIGNALS}
         stderr = sys.stderr
         # A KeyboardInterrupt raised inside a library's C-to-Python callback (TensorFlow's nest.flatten) can make
         # the library print a traceback of its own on the way out; after a Ctrl-C only run()'s line is shown.
@@ -122,7 +127,8 @@ class Interrupts:
             yield
         finally:
             sys.stderr = stderr
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def message(self) -> str:
         if self.wrote:
@@ -221,7 +227,7 @@ def run(command: Callable[[], int]) -> int:
                 traceback.print_exc()
             fail(current.message())
             _settle_stdout()
-            return EX_INTERRUPTED
+            return 128 + current.signum if current.count else EX_INTERRUPTED
         if isinstance(exc, BrokenPipeError) and _stdout_reader_gone():  # `| head` has all it wanted: no error
             _to_devnull(sys.stdout)
             return EX_BROKEN_PIPE
