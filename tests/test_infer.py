@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -301,6 +303,16 @@ def test_estimate_noise_sigma_reads_uint8_images_on_the_0_255_scale():
     assert as_uint8 == pytest.approx(as_float, abs=0.5)
     with pytest.raises(ImageValueError, match="NaN"):
         infer.estimate_noise_sigma(np.full((8, 8), np.nan, np.float32))
+
+
+def test_estimate_noise_sigma_of_a_narrow_image_does_not_warn():
+    """skimage warns "If this is a color image, please set channel_axis=-1" for any last axis of <= 4 pixels, and
+    the CLI showed that to a reader who can do nothing about it, for a 3-pixel-wide gray strip or a 2x2 RGB image."""
+    rng = np.random.default_rng(2)
+    for image in (rng.random((40, 3), np.float32), rng.random((2, 2, 3), np.float32), rng.random((9, 1), np.float32)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert np.isfinite(infer.estimate_noise_sigma(image))
 
 
 def test_an_integer_batch_is_read_as_one_image_is(small_net):

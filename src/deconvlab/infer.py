@@ -16,6 +16,8 @@ pads them the same way whether it sees a tile or the whole image.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -286,7 +288,11 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     # estimate_sigma works in the image's own units: a uint8 image would give 255 times the answer
     img = check_image(image)
     colour = img.ndim == 3
-    return 255.0 * float(estimate_sigma(img, channel_axis=-1 if colour else None, average_sigmas=colour))
+    with warnings.catch_warnings():
+        # skimage takes a last axis of <= 4 pixels for possible colour channels and warns to pass channel_axis;
+        # here it is known, so a 3-pixel-wide gray strip (or each channel of a narrow RGB image) is not colour
+        warnings.filterwarnings("ignore", message="image is size .* on the last axis", category=UserWarning)
+        return 255.0 * float(estimate_sigma(img, channel_axis=-1 if colour else None, average_sigmas=colour))
 
 
 def has_colour(image: np.ndarray) -> bool:
