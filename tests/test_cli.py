@@ -6,6 +6,7 @@ do not depend on the shipped weights; ``--weights-dir`` points the CLI at them.
 
 from __future__ import annotations
 
+import io as io_module
 import json
 import os
 import re
@@ -967,6 +968,21 @@ def test_disk_full_is_one_line(capsys, gray_png, tmp_path, wdir, monkeypatch):
     out = tmp_path / "out.png"
     code, _, err = run(capsys, *denoise_args(gray_png, out, wdir))
     assert_one_line_error(code, err, out, "No space left on device")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes, not necessarily UTF-8, on Linux")
+def test_a_file_name_that_is_not_utf8_is_printed_under_a_strict_utf8_stdout(gray_png, tmp_path, wdir, monkeypatch):
+    """In a UTF-8 locale (en_US.UTF-8) Python's stdout is strict; printing "wrote out\udce9.png" raised
+    UnicodeEncodeError after the file was written, reported as a bug with status 70."""
+    src, out = tmp_path / os.fsdecode(b"caf\xe9.png"), tmp_path / os.fsdecode(b"out\xe9.png")
+    shutil.copy(gray_png, src)
+    stdout = io_module.TextIOWrapper(io_module.BytesIO(), encoding="utf-8", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code = cli.main([str(a) for a in denoise_args(src, out, wdir)])
+    stdout.flush()
+    assert code == 0 and out.exists()
+    assert os.fsencode(out) in stdout.buffer.getvalue()  # the name's own bytes, as ls prints them
+    assert stdout.errors == "strict"  # put back after the command
 
 
 def test_debug_shows_the_traceback(gray_png, tmp_path, monkeypatch):

@@ -210,7 +210,7 @@ def run(command: Callable[[], int]) -> int:
     state = current = Interrupts()
     verbose = debug()
     try:
-        with current.watching(), one_line_warnings():
+        with current.watching(), one_line_warnings(), _printable_file_names():
             try:
                 code = int(command())
                 current.checkpoint()  # a Ctrl-C some library swallowed still ends in 130
@@ -236,6 +236,26 @@ def run(command: Callable[[], int]) -> int:
         fail(failure(exc))
         _settle_stdout()
         return EX_SOFTWARE if is_bug(exc) else 2
+
+
+@contextlib.contextmanager
+def _printable_file_names() -> Iterator[None]:
+    """stdout with ``surrogateescape``, as Python sets it in the C locale, while a command runs.
+
+    A file name that is not valid UTF-8 (bytes from an old Latin-1 archive) reaches Python with surrogates, which
+    a UTF-8 locale's strict stdout refuses: ``wrote <name>`` then failed as a bug (status 70) after the file was
+    written. surrogateescape prints the name's own bytes, as ``ls`` does.
+    """
+    stream = sys.stdout
+    if getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
+        yield
+        return
+    stream.reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # a closed stdout: run() reports that, not this
+            stream.reconfigure(errors="strict")
 
 
 def _settle_stdout() -> None:
