@@ -6,6 +6,7 @@ import os
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -501,6 +502,17 @@ def test_missing_directory_empty_and_text_files(tmp_path):
         with pytest.raises(ImageFileError) as err:
             io.read_image(path)
         assert expected in one_line(err) and str(path) in str(err.value)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="/dev/null and FIFOs")
+def test_a_device_or_a_pipe_is_refused_as_not_a_regular_file(tmp_path):
+    """/dev/null and bash's <(...) (a pipe) were "empty (0 bytes): re-download or re-export it"; a FIFO nobody
+    writes to made read_image wait forever in open()."""
+    os.mkfifo(tmp_path / "pipe.png")
+    for path in (Path("/dev/null"), tmp_path / "pipe.png"):
+        with pytest.raises(ImageFileError) as err:
+            io.read_image(path)
+        assert "not a regular file" in one_line(err) and str(path) in str(err.value)
 
 
 def test_truncated_png_raises_even_if_pillow_is_told_to_pad(tmp_path, monkeypatch):

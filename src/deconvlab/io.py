@@ -166,6 +166,10 @@ def read_image(path: str | os.PathLike, mode: str | None = None, max_pixels: int
         raise ImageFileError(f"no file at {where}: check the path (working directory is {Path.cwd()})")
     if p.is_dir():
         raise ImageFileError(f"{where} is a directory: pass an image file inside it")
+    if not p.is_file():
+        # A pipe (bash's <(...)) or a device: the decoders open the path again, which a pipe cannot give twice,
+        # and opening a FIFO nobody writes to would wait forever.
+        raise ImageFileError(f"{where} is not a regular file (a pipe or a device): save the image to a file first")
     try:
         size = p.stat().st_size
         with open(p, "rb") as fh:
