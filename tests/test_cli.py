@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import warnings
@@ -20,9 +21,10 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image
 
-from deconvlab import cli, console, infer, io, metrics, models, plots, tasks, weights
+from deconvlab import cli, console, errors, infer, io, metrics, models, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
@@ -450,6 +452,34 @@ def test_sixteen_bit_input_keeps_sixteen_bits(capsys, tmp_path, wdir):
     code, _, err = run(capsys, *denoise_args(src, out8, wdir, "--bit-depth", "8"))
     assert code == 0, err
     assert np.asarray(Image.open(out8)).dtype == np.uint8
+
+
+def _icc(space: bytes) -> bytes:
+    """A minimal ICC profile: a 128-byte header naming the data colour space, and no tags."""
+    return struct.pack(">I", 132) + bytes(12) + space + b"XYZ " + bytes(12) + b"acsp" + bytes(88) + bytes(4)
+
+
+def test_the_input_icc_profile_is_carried_into_the_output(capsys, tmp_path, wdir):
+    """enhance keeps the pixels in the input's colour space but wrote no profile, so viewers took a Display P3 or
+    Adobe RGB photo's output for sRGB and showed it with muted colours; a CMYK profile cannot go on RGB pixels."""
+    rng = np.random.default_rng(8)
+    rgb8 = (rng.random((10, 11, 3)) * 255).astype(np.uint8)
+    rgb, gray, cmyk = _icc(b"RGB "), _icc(b"GRAY"), _icc(b"CMYK")
+    Image.fromarray(rgb8).save(tmp_path / "p3.jpg", icc_profile=rgb, quality=95)
+    tifffile.imwrite(tmp_path / "deep.tif", (rng.random((10, 11, 3)) * 65535).astype(np.uint16), iccprofile=rgb)
+    Image.fromarray(rgb8[..., 0]).save(tmp_path / "gray.png", icc_profile=gray)
+    Image.fromarray(rgb8).convert("CMYK").save(tmp_path / "cmyk.jpg", icc_profile=cmyk)
+    for name, profile, mode in (("p3.jpg", rgb, "RGB"), ("deep.tif", rgb, "RGB"), ("gray.png", gray, "L"),
+                                ("cmyk.jpg", None, "RGB")):
+        out = tmp_path / f"{name}.out.png"
+        code, _, err = run(capsys, *denoise_args(tmp_path / name, out, wdir))
+        assert code == 0, err
+        with Image.open(out) as im:
+            assert im.info.get("icc_profile") == profile, name
+            assert im.mode == mode or name == "deep.tif", name
+    assert io.read_image(tmp_path / "deep.tif.out.png").shape == (10, 11, 3)  # the 16-bit PNG's chunk is valid
+    with pytest.raises(errors.ArgumentError, match="colour space"):
+        io.write_image(tmp_path / "bad.png", rgb8, icc_profile=cmyk)
 
 
 def test_overwrite_replaces_output(capsys, gray_png, tmp_path, wdir):

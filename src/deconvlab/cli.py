@@ -84,7 +84,10 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     result = enhance(model, image, args.task, scale=scale, tile=args.tile or None, overlap=args.overlap,
                      progress=not args.quiet and pixels >= PROGRESS_PIXELS, colour=colour)
     console.state.checkpoint()
-    io.write_image(out, result, bit_depth=bit_depth, overwrite=args.overwrite)
+    # the pixels stay in the input's colour space: without its profile, viewers would take them for sRGB
+    profile = io.icc_profile(args.input)
+    io.write_image(out, result, bit_depth=bit_depth, overwrite=args.overwrite,
+                   icc_profile=profile if profile is not None and io.icc_fits(profile, result) else None)
     console.state.wrote.append(out)
     h, w = result.shape[:2]
     info(f"wrote {out} ({w}x{h} {'RGB' if result.ndim == 3 else 'gray'}, {bit_depth}-bit) with {label} "

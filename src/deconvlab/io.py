@@ -18,6 +18,7 @@ import uuid
 import warnings
 import zlib
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -511,6 +512,31 @@ def source_bit_depth(path: str | os.PathLike) -> int:
     return 8
 
 
+def icc_profile(path: str | os.PathLike) -> bytes | None:
+    """The ICC colour profile a PNG, JPEG, WebP or TIFF file embeds, else None (also for an unreadable file).
+
+    read_image returns the pixels as stored, in the file's colour space; enhance copies the profile into its
+    output, without which viewers take a Display P3 or Adobe RGB photo's pixels for sRGB and mute its colours.
+    """
+    try:
+        p = Path(path).expanduser()
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+        if head.startswith(_TIFF_MAGICS):
+            import tifffile
+
+            with tifffile.TiffFile(p) as tif:
+                profile = tif.pages[0].tags.valueof(34675)  # InterColorProfile
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # read_image has warned about this file already
+                with Image.open(p) as im:
+                    profile = im.info.get("icc_profile")
+    except Exception:  # only a hint, as source_bit_depth
+        return None
+    return bytes(profile) if profile else None
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 
@@ -540,6 +566,12 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, suffix: 
     return out
 
 
+def icc_fits(profile: bytes, image: np.ndarray) -> bool:
+    """Whether an ICC profile's data colour space (header bytes 16-20) is the image's: 'GRAY' for (H, W), 'RGB '
+    for (H, W, 3). A CMYK file's profile does not fit the RGB pixels read_image makes of it."""
+    return bytes(profile[16:20]) == (b"RGB " if np.ndim(image) == 3 and np.shape(image)[-1] == 3 else b"GRAY")
+
+
 def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` (bytes, or a function that writes into the open file) next to ``path`` and rename it into
     place: a crash or a full disk never leaves half a file, and a failed write keeps the old one whole. The file is
@@ -567,9 +599,14 @@ def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
 
 
 def write_image(
-    path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8, overwrite: bool = True
+    path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8, overwrite: bool = True,
+    icc_profile: bytes | None = None,
 ) -> Path:
-    """Write an image as an 8- or 16-bit PNG (clipped to [0, 1], rounded), atomically; return the path. Taught in chapter 4."""
+    """Write an image as an 8- or 16-bit PNG (clipped to [0, 1], rounded), atomically; return the path. Taught in chapter 4.
+
+    ``icc_profile`` (e.g. :func:`icc_profile` of the file the pixels came from) is embedded as the PNG's iCCP
+    chunk; it must describe the image's colour space, gray or RGB (:func:`icc_fits`), else ArgumentError.
+    """
     if bit_depth not in (8, 16):
         raise ArgumentError(f"bit_depth={bit_depth!r}: use 8 or 16")
     out = Path(path).expanduser()
@@ -578,6 +615,9 @@ def write_image(
     img = check_image(image, "image to write")
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
+    if icc_profile is not None and not icc_fits(icc_profile, img):
+        raise ArgumentError(f"icc_profile is for the colour space {bytes(icc_profile[16:20])!r}, not the image's "
+                            f"{'RGB' if img.ndim == 3 else 'gray'} pixels: pass a matching profile or None")
     if out.is_dir():
         raise OutputError(f"{out} is a directory: pass a file name ending in .png")
     if os.path.lexists(out) and not overwrite:
@@ -594,9 +634,18 @@ def write_image(
             import png
 
             png_mode = "L;16" if pixels.ndim == 2 else "RGB;16"
-            png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
+            if icc_profile is None:
+                png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
+                return
+            encoded = BytesIO()
+            png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(encoded)
+            chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+            # pypng writes no iCCP; the chunk goes right after IHDR (PNG spec: before PLTE and IDAT)
+            iccp = (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile)))
+            png.write_chunks(fh, [chunks[0], iccp, *chunks[1:]])
         else:
-            Image.fromarray(pixels).save(fh, format="PNG")
+            Image.fromarray(pixels).save(fh, format="PNG", **({} if icc_profile is None else
+                                                              {"icc_profile": bytes(icc_profile)}))
 
     try:
         write_atomic(out, encode)
