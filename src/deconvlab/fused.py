@@ -206,6 +206,9 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     The record's ``train_seconds`` (and ``patches_per_s``, and each curve point's ``seconds``) count from the
     loop's start, compilation and validation included; ``data_seconds`` is the host-side preparation before it
     (the sampler's images put on the device; SR: also the bicubic pairs). A budget counts both.
+
+    A run stops at the first validation where both the loss and the validation PSNR are not finite (diverged
+    weights never recover): it keeps its best earlier checkpoint, or raises TrainingError if it had none.
     """
     from .sampler import PatchSampler
 
@@ -257,6 +260,10 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
         log(f"step {step:6d}  {now - begin:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
             f"{'  *' if psnr >= best else ''}  (of {total if total < 10**9 else '?'})")
         if budget_s is not None and now - start > budget_s:
+            break
+        if not (math.isfinite(psnr) or math.isfinite(float(loss_value))):
+            # NaN weights stay NaN (Adam's moments carry them on): the steps left would only spend device time
+            log(f"step {step}: loss and validation are not finite (training diverged): stopping here")
             break
     jax.block_until_ready(state)
     seconds = time.perf_counter() - begin
