@@ -337,6 +337,37 @@ def test_a_diverged_validation_is_null_in_the_curve_the_card_and_the_history(mon
 
 
 @pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
+def test_a_run_that_diverges_after_a_checkpoint_stops_and_keeps_it(monkeypatch):
+    psnrs = iter([20.0, float("nan")])  # NaN weights (lr NaN) behind a finite first validation
+    monkeypatch.setattr(fused, "_validation", lambda *_: lambda state: next(psnrs))
+    record = _tiny_denoiser_run(steps=50, lr=float("nan"))
+    assert record["steps"] == 20 and record["diverged_at_step"] == 20 and record["best_val_psnr"] == 20.0
+    assert [c["val_psnr"] for c in record["curve"]] == [20.0, None]
+
+
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
+def test_a_failure_while_measuring_the_test_sets_keeps_the_trained_card(monkeypatch, tmp_path, capsys):
+    from deconvlab import evaluate
+
+    if not (SHARED / "train400").is_dir():
+        pytest.skip("needs Train400 and Set12 in ../shared/datasets")
+    monkeypatch.setenv("DECONVLAB_DATA", str(SHARED))
+
+    def out_of_memory(*args, **kwargs):  # what a GPU shared by several jobs can do to the last step
+        raise MemoryError("RESOURCE_EXHAUSTED: out of memory while measuring")
+
+    monkeypatch.setattr(evaluate, "evaluate", out_of_memory)
+    status = fused.main(["--arch", '{"widths": [4, 8], "depths": [1, 1]}', "--out", str(tmp_path), "--id", "t",
+                         "--sigma", "25", "--steps", "20", "--patch", "16", "--batch", "2", "--warmup", "10",
+                         "--eval-every", "10", "--steps-per-call", "10", "--train-limit", "12", "--eval", "set12",
+                         "--precision", "float32"])
+    assert status != 0 and "out of memory" in capsys.readouterr().err
+    card = weights.read_card(tmp_path / "t.json")
+    weights.validate_card(card, tmp_path / card["weights_file"])
+    assert card["training"]["steps"] == 20 and "gpu_metrics" not in card
+
+
+@pytest.mark.backends  # runs in the JAX stage of CI; the TensorFlow stage skips it
 def test_train_seconds_leave_out_the_host_side_data_preparation(monkeypatch):
     from deconvlab import sampler
 

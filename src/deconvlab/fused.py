@@ -208,7 +208,8 @@ def train_denoiser(model, train_images: list, validation: tuple, *, sigma: float
     (the sampler's images put on the device; SR: also the bicubic pairs). A budget counts both.
 
     A run stops at the first validation where both the loss and the validation PSNR are not finite (diverged
-    weights never recover): it keeps its best earlier checkpoint, or raises TrainingError if it had none.
+    weights never recover): it keeps its best earlier checkpoint and records ``diverged_at_step``, or raises
+    TrainingError if it had none.
     """
     from .sampler import PatchSampler
 
@@ -241,7 +242,7 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
     state = trainer.init()
     # whole calls of k steps, as warmup and eval_every; a budget run: a placeholder until the speed is known
     total = -(-int(steps) // k) * k if steps is not None else 10**9
-    step, curve, best, best_state, mark = 0, [], -math.inf, None, None
+    step, curve, best, best_state, mark, diverged = 0, [], -math.inf, None, None, None
     while step < total:
         state, loss_value = trainer.run(state, step, total)
         step += k
@@ -264,6 +265,7 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
         if not (math.isfinite(psnr) or math.isfinite(float(loss_value))):
             # NaN weights stay NaN (Adam's moments carry them on): the steps left would only spend device time
             log(f"step {step}: loss and validation are not finite (training diverged): stopping here")
+            diverged = step
             break
     jax.block_until_ready(state)
     seconds = time.perf_counter() - begin
@@ -273,7 +275,8 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
     return {"steps": step, "batch": batch, "lr": lr, "warmup_steps": warmup, "steps_per_call": k, "seed": seed,
             "loss": loss, "train_seconds": round(seconds, 1), "patches_per_s": round(step * batch / seconds, 1),
             "data_seconds": round(begin - start, 1),
-            "best_val_psnr": round(best, 4), "curve": curve, **({"ema": ema} if ema is not None else {})}
+            "best_val_psnr": round(best, 4), "curve": curve, **({"ema": ema} if ema is not None else {}),
+            **({"diverged_at_step": diverged} if diverged is not None else {})}
 
 
 # ------------------------------------------------------------------------------------------- super-resolution
@@ -358,11 +361,10 @@ def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch:
 
 
 def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argparse.Namespace,
-               datasets: tuple[str, ...] = ("train400",), gpu: dict[str, float] | None = None) -> dict[str, Any]:
-    """Save ``model`` with ``fields``, the validation curve (one "epoch" per validation interval), the training
-    sets' digest and ``gpu`` (``gpu_metrics``: the test-set PSNRs of the trained model); the curve also goes to the history
-    file that :func:`deconvlab.train.train` would write (``<id>.history.json``, read by ``weights.load_history``; a
-    non-finite value is null). Returns the card. As ``deconvlab train``, the files are written into a temporary
+               datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
+    """Save ``model`` with ``fields``, the validation curve (one "epoch" per validation interval) and the training
+    sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would write
+    (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card. As ``deconvlab train``, the files are written into a temporary
     folder and moved into ``args.out`` together (:func:`deconvlab.recipes.write_card_into`): a failure or a Ctrl-C
     leaves ``args.out`` as it was, and a card of that id there is an OutputError unless ``args.overwrite``."""
     from . import console
@@ -378,8 +380,6 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
             "note": "one entry per validation interval of the fused trainer (deconvlab.fused)"}
     fields["data"]["registry_sha256"] = dataset_digest(list(datasets))
     fields.update(history=history, epochs_run=len(curve), stopped_by_time_limit=args.budget_s is not None)
-    if gpu is not None:
-        fields["gpu_metrics"] = gpu
     card: dict[str, Any] = {}
 
     def write(folder: Path) -> None:
@@ -589,14 +589,20 @@ def _main_denoise(args, command: str) -> int:
                  "fallback": bool(train_set.is_fallback)},
     }
     fields.update({"sigma_range": list(sigma), "blind": True} if args.sigma_range else {"sigma": args.sigma})
-    # measured on the trained model in memory, before saving: a failure here leaves --out as it was
+    card = _save_card(model, fields, record, args, datasets=() if train_set.is_fallback else ("train400",))
     gpu = {f"{name}@{s:g}": round(evaluate.evaluate(model, test, "denoise", sigma=s, seed=0).mean_psnr, 4)
            for name, test in tests.items() for s in val_sigmas}
-    card = _save_card(model, fields, record, args, datasets=() if train_set.is_fallback else ("train400",), gpu=gpu)
     return _finish(card, record, gpu, args.id)
 
 
 def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float], card_id: str) -> int:
+    """Add the test-set PSNRs to the saved card (one atomic write) and print the RESULT line. They are measured
+    after saving, so a failure while measuring (GPU memory, with jobs sharing the GPU; a Ctrl-C) keeps the trained
+    card, without ``gpu_metrics``."""
+    from . import weights
+
+    card["gpu_metrics"] = gpu
+    weights.write_card(card, card.pop("_path"))
     print("RESULT " + json.dumps({"id": card_id, "params": card["params"], "macs": card.get("macs_per_pixel"),
                                   "steps": record["steps"], "train_s": record["train_seconds"],
                                   "val": record["best_val_psnr"], **gpu}), flush=True)
@@ -646,6 +652,7 @@ def _main_sr(args, command: str) -> int:
                                f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
                  "fallback": False},
     }
+    card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)))
     gpu = {}
     for name in args.eval:
         try:  # the SR protocol reads the sets as stored (it takes Y of colour images itself)
@@ -654,7 +661,6 @@ def _main_sr(args, command: str) -> int:
             print(f"note: {name} not measured here ({exc})", flush=True)
             continue
         gpu[f"{name}@x{scale}"] = round(evaluate.evaluate(model, test, "sr", scale=scale).mean_psnr, 4)
-    card = _save_card(model, fields, record, args, datasets=tuple(sorted(sets)), gpu=gpu)
     return _finish(card, record, gpu, args.id)
 
 
