@@ -481,6 +481,8 @@ def train_one(rung: str, seed: int, spec: dict[str, Any], data: dict[str, Any], 
         "seconds_per_step": round(per_step, 5), "first_interval_overhead_s": round(compile_seconds, 1),
         "spread_eval_seconds": round(spread_seconds, 1),
         "val_curve": record["curve"],
+        # fused stops a run whose weights went NaN after a finite checkpoint, and measures that checkpoint
+        **({"diverged_at_step": record["diverged_at_step"]} if "diverged_at_step" in record else {}),
         "bsd68_psnr_by_noise_seed": noise,
         "output_kernel_std_init": round(output_std, 6),
         "grad_norms_init": grad_init, "grad_norms_final": grad_final,
@@ -652,7 +654,7 @@ def train_runs(args, specs: dict[str, dict[str, Any]], data: dict[str, Any], log
                   flush=True)
             _write_json(path.with_suffix(".diverged.json"), {
                 "rung": rung, "seed": seed, "skipped": True, "diverged": True, "train_images": n,
-                "reason": f"diverged: {err}", "steps": args.steps, "batch": args.batch, "lr": args.lr,
+                "reason": f"diverged: {err}", "planned_steps": args.steps, "batch": args.batch, "lr": args.lr,
                 "command": "python benchmarks/ladder.py " + " ".join(args.argv)})
             continue
         except Exception as err:  # one failed run must not stop the other seeds
@@ -1090,6 +1092,11 @@ def to_markdown(summary: dict[str, Any]) -> str:
         entries = [s for s in summary["skipped"] if _why_left_out(s) == why]
         if entries:
             lines.append(f"- {label}: " + ", ".join(f"{s['rung']} seed {s['seed']}" for s in entries))
+    late = [r for r in summary["runs"] if r.get("diverged_at_step") is not None]
+    if late:
+        lines.append("- Diverged after a finite checkpoint (stopped there; the best earlier checkpoint is measured "
+                     "and in the means): " + ", ".join(f"{r['rung']} seed {r['seed']} at step {r['diverged_at_step']}"
+                                                      for r in late))
     lines.append("- The evaluation-noise seeds s = 0, 1, 2 give image i the noise of generator seed s + i "
                  "(`deconvlab.evaluate`), so every image gets a new draw but the sets of noise fields overlap.")
     return "\n".join(lines) + "\n"

@@ -264,6 +264,16 @@ def test_a_diverged_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, 
     assert "Skipped (deadline)" not in md
 
 
+def test_a_run_that_diverged_after_a_checkpoint_is_named_in_the_notes(tmp_path):
+    for seed in (0, 1):
+        late = {"diverged_at_step": 1500} if seed == 1 else {}
+        (tmp_path / f"ladder-a-seed{seed}.json").write_text(json.dumps({**_record("a", seed, 29.0, 30.0), **late}))
+    ladder.collect([tmp_path], tmp_path / "results")
+    md = (tmp_path / "results" / "ladder.md").read_text()
+    assert "- Diverged after a finite checkpoint (stopped there; the best earlier checkpoint is measured and in the " \
+           "means): a seed 1 at step 1500" in md
+
+
 def test_held_aside_images_are_the_ones_fused_validates_on(monkeypatch):
     # 12 images, the last 8 held aside; i3 is a copy of the held i10, so held_aside trains on i0-i2 only
     rng = np.random.default_rng(0)
