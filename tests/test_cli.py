@@ -1015,6 +1015,18 @@ def test_a_file_name_that_is_not_utf8_is_printed_under_a_strict_utf8_stdout(gray
     assert stdout.errors == "strict"  # put back after the command
 
 
+def test_a_unicode_file_name_is_printed_under_a_latin1_stdout(gray_png, tmp_path, wdir, monkeypatch):
+    """A Latin-1 locale's stdout (or a Windows code page into a pipe) cannot encode "日本.png": the same failure
+    after the write, status 70, for a valid name."""
+    out = tmp_path / "日本.png"
+    stdout = io_module.TextIOWrapper(io_module.BytesIO(), encoding="latin-1", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code = cli.main([str(a) for a in denoise_args(gray_png, out, wdir)])
+    stdout.flush()
+    assert code == 0 and out.exists()
+    assert b"\\u65e5\\u672c.png" in stdout.buffer.getvalue() and stdout.errors == "strict"
+
+
 def test_debug_shows_the_traceback(gray_png, tmp_path, monkeypatch):
     from deconvlab.errors import ImageFileError
 

@@ -10,6 +10,7 @@ ends quietly with 141, as coreutils' tools do. ``DECONVLAB_DEBUG=1`` shows the t
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import math
 import os
@@ -194,7 +195,10 @@ def seed(value: int) -> int:
 def user_path(text: str) -> Path:
     """A path argument with "~" expanded, as read_image and check_output_path expand it: the same-file guard and
     the bit-depth hint must look at the file those read and write."""
-    return Path(text).expanduser()
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:  # "~nosuchuser/x.png": pathlib cannot find that home folder
+        raise argparse.ArgumentTypeError(f"{text}: {exc}") from None
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -240,17 +244,20 @@ def run(command: Callable[[], int]) -> int:
 
 @contextlib.contextmanager
 def _printable_file_names() -> Iterator[None]:
-    """stdout with ``surrogateescape``, as Python sets it in the C locale, while a command runs.
+    """A stdout that can print every file name while a command runs, where it is strict.
 
     A file name that is not valid UTF-8 (bytes from an old Latin-1 archive) reaches Python with surrogates, which
     a UTF-8 locale's strict stdout refuses: ``wrote <name>`` then failed as a bug (status 70) after the file was
-    written. surrogateescape prints the name's own bytes, as ``ls`` does.
+    written. ``surrogateescape`` (Python's choice in the C locale) prints the name's own bytes, as ``ls`` does. A
+    stdout in another encoding (a Latin-1 locale, a Windows code page into a pipe) cannot encode "日本.png" either:
+    there ``backslashreplace`` prints escapes.
     """
     stream = sys.stdout
     if getattr(stream, "errors", None) != "strict" or not hasattr(stream, "reconfigure"):
         yield
         return
-    stream.reconfigure(errors="surrogateescape")
+    utf8 = codecs.lookup(stream.encoding or "ascii").name == "utf-8"
+    stream.reconfigure(errors="surrogateescape" if utf8 else "backslashreplace")
     try:
         yield
     finally:

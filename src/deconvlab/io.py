@@ -616,7 +616,7 @@ def write_image(
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if icc_profile is not None and not icc_fits(icc_profile, img):
-        raise ArgumentError(f"icc_profile is for the colour space {bytes(icc_profile[16:20])!r}, not the image's "
+        raise ArgumentError(f"icc_profile is for the colour space {bytes(icc_profile[16:20]).decode('latin-1').strip()!r}, not the image's "
                             f"{'RGB' if img.ndim == 3 else 'gray'} pixels: pass a matching profile or None")
     if out.is_dir():
         raise OutputError(f"{out} is a directory: pass a file name ending in .png")
