@@ -111,6 +111,21 @@ def test_find_card_exact_range_channels_and_errors(tmp_path):
         ["d15", "d25", "d25rgb", "blind", "x2", "x34", "blur"])
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(task="sr", scale=2.5), "scale=2.5"),  # int(2.5) matched the x2 card
+    (dict(task="denoise", sigma=True), "sigma=True"),  # True == 1 fell in the blind card's range
+    (dict(task="denoise", sigma="25"), "sigma='25'"),  # a ValueError from formatting the message
+    (dict(task="denoise", sigma=25, channels="x"), "channels='x'"),  # a ValueError from int()
+    (dict(task="denoise", sigma=25, channels=2), "channels=2"),  # silently taken as no preference
+])
+def test_find_card_refuses_bad_sigma_scale_and_channels(tmp_path, kwargs, message):
+    for card in (_fake_card("blind", "denoise", sigma_range=[0, 55]), _fake_card("d25", "denoise", sigma=25),
+                 _fake_card("x2", "sr", scale=2)):
+        _write(card, tmp_path)
+    with pytest.raises(ArgumentError, match=re.escape(message)):
+        weights.find_card(directory=tmp_path, **kwargs)
+
+
 def test_wrong_hash_missing_and_corrupt_files(saved, tmp_path):
     path = tmp_path / saved["weights_file"]
     original = path.read_bytes()

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import integer, number
 from .errors import ArgumentError, DeconvlabError, WeightsError
 from .io import write_atomic
 from .paths import repo_root, results_dir, weights_dir
@@ -281,6 +282,11 @@ def find_card(
     no match (listing the cards that exist). Taught in chapter 4 (notebooks/04_code_example).
     """
     check_task(task)
+    # _rank compares int(scale) and float(sigma): scale=2.5 would get the x2 card, sigma=True the blind one
+    sigma = None if sigma is None else number("sigma", sigma)
+    scale = None if scale is None else integer("scale", scale, 1)
+    if channels is not None and integer("channels", channels, 1) not in (1, 3):
+        raise ArgumentError(f"channels={channels!r}: use 1 (gray) or 3 (colour), or None for no preference")
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
     listed = list_cards(directory)
     candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in listed
