@@ -213,6 +213,22 @@ def test_rgb_to_y_reads_8_and_16_bit_pixels_on_the_unit_scale():
     np.testing.assert_allclose(metrics.rgb_to_y(np.full((2, 2), 51, np.uint8)), 0.2, atol=1e-6)
 
 
+def test_ycbcr_conversions_read_8_and_16_bit_pixels_and_refuse_other_shapes():
+    # rgb_to_ycbcr took uint8 values as [0, 1] ones (white gave Y = 219 instead of 235/255)
+    rgb = RNG.random((3, 4, 3))
+    pixels = np.round(rgb * 255).astype(np.uint8)
+    np.testing.assert_allclose(metrics.rgb_to_ycbcr(pixels), metrics.rgb_to_ycbcr(pixels / 255.0), atol=1e-6)
+    np.testing.assert_allclose(metrics.rgb_to_ycbcr(pixels.astype(np.uint16) * 257),
+                               metrics.rgb_to_ycbcr(pixels / 255.0), atol=1e-6)
+    ycc = np.round(metrics.rgb_to_ycbcr(rgb) * 255).astype(np.uint8)  # MATLAB's uint8 YCbCr
+    np.testing.assert_allclose(metrics.ycbcr_to_rgb(ycc), metrics.ycbcr_to_rgb(ycc / 255.0), atol=1e-6)
+    for convert in (metrics.rgb_to_ycbcr, metrics.ycbcr_to_rgb):
+        for shape in ((4, 4), (4, 4, 4)):  # gray and RGBA: scikit-image's ValueError before
+            with pytest.raises(ImageValueError) as err:
+                convert(np.zeros(shape))
+            assert f"{convert.__name__} takes (H, W, 3)" in one_line(err)
+
+
 def test_modcrop_keeps_the_top_left_corner():
     img = np.arange(13 * 10 * 3).reshape(13, 10, 3)
     out = metrics.modcrop(img, 4)

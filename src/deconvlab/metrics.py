@@ -152,18 +152,28 @@ def rgb_to_y(image: np.ndarray) -> np.ndarray:
     return rgb_to_ycbcr(arr)[..., 0]
 
 
+def _three_channels(arr: np.ndarray, caller: str) -> np.ndarray:
+    if arr.ndim < 3 or arr.shape[-1] != 3:  # scikit-image's ValueError would name none of this package's functions
+        raise ImageValueError(f"image has shape {arr.shape}: {caller} takes (H, W, 3) images (or a batch of them)")
+    return arr
+
+
 def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2ycbcr`` on a [0, 1] RGB image, scaled to [0, 1] (Y in [16, 235]/255).
 
     scikit-image's ``rgb2ycbcr`` uses the same BT.601 matrix and offsets on the 255 scale; float64 in keeps the
-    SR protocol's numbers exactly those of the MATLAB formula.
+    SR protocol's numbers exactly those of the MATLAB formula. Unsigned integers (8- or 16-bit pixels) are
+    divided by their maximum first, as :func:`rgb_to_y` reads them.
     """
-    return (color.rgb2ycbcr(np.asarray(image, np.float64)) / 255.0).astype(np.float32)
+    arr = _three_channels(_unit_array(image, "image"), "rgb_to_ycbcr")
+    return (color.rgb2ycbcr(arr) / 255.0).astype(np.float32)
 
 
 def ycbcr_to_rgb(image: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`rgb_to_ycbcr` (scikit-image ``ycbcr2rgb``)."""
-    return color.ycbcr2rgb(np.asarray(image, np.float64) * 255.0).astype(np.float32)
+    """Inverse of :func:`rgb_to_ycbcr` (scikit-image ``ycbcr2rgb``); unsigned integers are read over their maximum."""
+    raw = as_numpy(image, "image")
+    arr = raw / np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else np.asarray(raw, np.float64)
+    return color.ycbcr2rgb(_three_channels(arr, "ycbcr_to_rgb") * 255.0).astype(np.float32)
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
