@@ -75,6 +75,17 @@ def test_denoise_is_reproducible_and_per_image_seeded(images):
     assert first.rows[0]["psnr"] > first.rows[0]["input_psnr"]
 
 
+def test_a_function_returning_8_or_16_bit_pixels_is_read_on_the_unit_scale(images):
+    # its uint8 output was cast to float as is: 0-255 values, clipped to 1, gave a PSNR of about 5 dB
+    names, imgs = images
+    exact = evaluate(identity, (names, imgs), "denoise", sigma=5)
+    for dtype in (np.uint8, np.uint16):
+        top = np.iinfo(dtype).max
+        result = evaluate(lambda x, top=top, dtype=dtype: np.round(np.clip(x, 0, 1) * top).astype(dtype),
+                          (names, imgs), "denoise", sigma=5)
+        assert result.mean_psnr == pytest.approx(exact.mean_psnr, abs=0.5)
+
+
 def test_colour_with_gray_model_is_per_channel_and_colour_model_is_colour(images):
     names, imgs = images
     colour = ([names[2]], [imgs[2]])

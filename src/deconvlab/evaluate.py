@@ -195,7 +195,8 @@ def evaluate(
     :func:`deconvlab.infer.tile_predict` (``overlap`` pixels); models see one image per forward pass;
     ``seconds`` is the model/function time per image (degradation and metrics excluded; a small warm-up call
     first). ``upsample`` ("pre"/"post") says what an SR method takes; None measures a model's scale and assumes
-    "pre" for functions. Returns an :class:`EvalResult`.
+    "pre" for functions. A function's unsigned-integer output (8- or 16-bit pixels) is read over its dtype
+    maximum, as :func:`deconvlab.io.check_image` reads images. Returns an :class:`EvalResult`.
     """
     import keras
 
@@ -297,7 +298,10 @@ def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], 
         start = time.perf_counter()
         out = fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
         seconds.append(time.perf_counter() - start)
-        outputs.append(np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float32))
+        arr = keras.ops.convert_to_numpy(out)
+        if arr.dtype.kind == "u":  # e.g. img_as_ubyte at the end: 8-bit pixels, not [0, 1] values of 0-255
+            arr = arr / np.iinfo(arr.dtype).max
+        outputs.append(np.asarray(arr, dtype=np.float32))
     return outputs, seconds, []
 
 
