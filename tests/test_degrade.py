@@ -384,3 +384,19 @@ def test_sr_degradation_pre_and_post_upsampling():
     assert "PatchDataset" in one_line(err)
     with pytest.raises(ArgumentError):
         degrade.sr_degradation(0)
+
+
+def test_batch_degradations_read_8_bit_batches_as_the_image_functions_do():
+    # a uint8 batch was cast as is: 0-255 values plus noise of sigma/255, where add_gaussian_noise reads pixels/255
+    pixels = (RNG.random((2, 12, 12, 1)) * 255).astype(np.uint8)
+    unit = pixels / np.float32(255)
+    psf = degrade.gaussian_psf(1.0, 5)
+    for make, reference in (
+        (lambda: degrade.noise_degradation(25), lambda rng: degrade.add_gaussian_noise(unit, 25, seed=rng)),
+        (lambda: degrade.blur_degradation(psf, 0), lambda rng: degrade.blur(unit, psf)),
+        (lambda: degrade.sr_degradation(2), lambda rng: degrade.sr_degradation(2)(unit, rng)),
+    ):
+        np.testing.assert_allclose(make()(pixels, np.random.default_rng(3)), reference(np.random.default_rng(3)),
+                                   atol=1e-6)
+    with pytest.raises(ImageValueError, match="NaN"):
+        degrade.noise_degradation(25)(np.full((1, 4, 4, 1), np.nan), np.random.default_rng(0))

@@ -310,10 +310,11 @@ def low_light(
 
 
 def _check_batch(batch: object) -> np.ndarray:
-    arr = np.asarray(batch, dtype=np.float32)
+    arr = as_numpy(batch, "batch")
     if arr.ndim != 4 or arr.size == 0:
         raise ImageValueError(f"batch has shape {arr.shape}: a degradation takes an NHWC batch (N, H, W, C)")
-    return arr
+    # read as every image function here reads one: 8-bit pixels over 255, not noise of sigma/255 on 0-255 values
+    return _as_image(arr, "batch")
 
 
 def _sigma_sampler(sigma: float | Sequence[float], name: str) -> _Sampler:
