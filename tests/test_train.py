@@ -231,6 +231,18 @@ def test_train_on_arrays_without_validation_monitors_loss(tmp_path, train_images
     assert (tmp_path / "a.keras").is_file() and "val_loss" not in history.history
 
 
+def test_train_reads_8_bit_array_pairs_on_the_unit_scale(train_images):
+    # uint8 pairs were cast as is, so the model trained on 0-255 values (a loss ~65,000 times larger)
+    x, y = tr.make_validation_pairs(train_images, None, patch_size=16, n=8, seed=0)
+    pixels = [np.round(np.clip(a, 0, 1) * 255).astype(np.uint8) for a in (x, y)]
+    losses = []
+    for pair in ((pixels[0] / np.float32(255), pixels[1] / np.float32(255)), pixels):
+        keras.utils.set_random_seed(0)
+        history = tr.train(_tiny(), pair, profile="quick", epochs=1, verbose=0, seed=0)
+        losses.append(history.history["loss"][0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+
+
 def _optimizer_state(model) -> list[tuple[str, np.ndarray]]:
     """(variable path without the optimizer's unique name, value) of the Adam moments, in order."""
     return [(v.path.split("/", 1)[-1], keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables

@@ -48,6 +48,7 @@ import threadpoolctl
 from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
+from .io import _unit_float
 from .metrics import PSNR, PSNR_MAX_DB, psnr_metric, psnr_per_image  # noqa: F401  (chapter 3 names)
 from .models import count_params
 from .weights import load_history, save_history
@@ -292,7 +293,8 @@ def make_validation_pairs(images, degrade: Callable[[np.ndarray, np.random.Gener
 def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) != 2:
         raise ArgumentError(f"{label} must be (x, y) with two arrays, got {len(data)} items")
-    x, y = (np.asarray(a, dtype="float32") for a in data)
+    # 8- and 16-bit pixels over their maximum, as check_image reads images: 0-255 values would train off-scale
+    x, y = (np.asarray(_unit_float(np.asarray(a)), dtype="float32") for a in data)
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ArgumentError(f"{label} has x {x.shape} and y {y.shape}: "
                             "pass NHWC arrays with the same, non-zero number of images")
@@ -322,7 +324,8 @@ def train(
 ) -> keras.callbacks.History:
     """Compile and fit a restoration model: Adam, cosine decay, clipping, checkpoint, JSON history, resume. Taught in chapter 3.
 
-    ``train_data`` is a :class:`~deconvlab.data.PatchDataset` (or any PyDataset) or a pair of NHWC arrays;
+    ``train_data`` is a :class:`~deconvlab.data.PatchDataset` (or any PyDataset) or a pair of NHWC arrays
+    (unsigned integers read over their dtype maximum, as :func:`deconvlab.io.check_image` reads images);
     ``val_data`` likewise (e.g. from :func:`make_validation_pairs`). Unset sizes come from ``profile``: epochs,
     steps per epoch (a PyDataset's own length otherwise; a PatchDataset is set to ``steps_per_epoch``),
     learning rate, batch size (arrays only). The loss is the mean squared error. The learning rate warms up
