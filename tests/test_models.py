@@ -230,6 +230,15 @@ def test_crop_undoes_pad_and_scales():
     assert tuple(layers.CropToReference(3)([big, x]).shape) == (1, 15, 21, 2)
 
 
+@pytest.mark.parametrize("value", [2.5, True, "2"])
+def test_pad_and_crop_refuse_a_multiple_or_scale_that_is_not_a_positive_integer(value):
+    # int() took 2.5 as 2 and True as 1 without a word, and "x" raised int()'s ValueError
+    with pytest.raises(ArgumentError, match=f"multiple={value!r}: pass an integer >= 1"):
+        layers.PadToMultiple(value)
+    with pytest.raises(ArgumentError, match=f"scale={value!r}: pass an integer >= 1"):
+        layers.CropToReference(value)
+
+
 @pytest.mark.parametrize("h, w", [(None, None), (7, 9)])
 def test_symbolic_shapes_of_the_custom_layers(h, w):
     # none of them defines compute_output_shape: Keras traces call on symbolic tensors, which must give these

@@ -55,11 +55,9 @@ class PadToMultiple(keras.layers.Layer):
 
     def __init__(self, multiple: int, mode: str = "reflect", **kwargs):
         super().__init__(**kwargs)
-        if int(multiple) < 1:
-            raise ArgumentError(f"PadToMultiple needs multiple >= 1, got {multiple}: pass the total stride")
         if mode != "reflect":  # symmetric, edge and constant were dropped: no model of the book used them
             raise ArgumentError(f"PadToMultiple pads by mirroring (mode='reflect'), not mode={mode!r}")
-        self.multiple = int(multiple)
+        self.multiple = integer("multiple", multiple, 1)  # int() took 2.5 as 2, a pad the stride may not divide
         self.mode = mode
 
     def call(self, x):
@@ -86,9 +84,7 @@ class CropToReference(keras.layers.Layer):
 
     def __init__(self, scale: int = 1, **kwargs):
         super().__init__(**kwargs)
-        if int(scale) < 1:
-            raise ArgumentError(f"CropToReference needs scale >= 1, got {scale}")
-        self.scale = int(scale)
+        self.scale = integer("scale", scale, 1)
 
     def call(self, inputs):
         x, reference = inputs
