@@ -333,6 +333,8 @@ def train(*extra, out="runs"):
     (("--arch", "no_such_net"), "unknown --arch 'no_such_net'"),
     (("--arch-kwargs", '{"bogus": 1}'), "bogus"),
     (("--arch-kwargs", "[1, 2]"), "must be a JSON object"),
+    # a 3-channel model for the 1-channel patches --channels 1 prepares failed as a bug after loading the data
+    (("--arch-kwargs", '{"channels": 3}'), "channels=3 contradicts --channels 1"),
 ])
 def test_train_refuses_before_training(capsys, work, argv, match):
     if argv[0] == "--sigma-range":  # it replaces --sigma
@@ -341,6 +343,15 @@ def test_train_refuses_before_training(capsys, work, argv, match):
         full = train(*argv)
     refuses(capsys, work, full, match)
     assert not (work / "runs").exists()
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    (("--scale", "2"), "scale=3 contradicts --scale 2"),  # trained and saved as an x2 card of an x3 architecture
+    (("--scales", "2,3"), "scale=3 contradicts --scales 2,3"),
+])
+def test_train_refuses_an_sr_scale_in_arch_kwargs_that_the_options_contradict(capsys, work, argv, match):
+    refuses(capsys, work, ("train", "--task", "sr", *argv, "--profile", "quick", "--out", "runs",
+                           "--arch-kwargs", '{"scale": 3}'), match)
 
 
 @pytest.mark.parametrize(("out", "match"), [

@@ -529,6 +529,7 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     if o["id"] is not None:
         check_card_id(o["id"])
     extra = json_object("--arch-kwargs", o["arch_kwargs"], '{"fusion": "concat"}') if o["arch_kwargs"] else {}
+    _check_set_by_options(extra, o["task"], o["channels"], o["scale"], o["scales"])
     if o["val_dataset"] is not None and dataset_key(o["val_dataset"]) in tasks.TEST_SETS:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
@@ -548,6 +549,20 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         eval_datasets=evals, eval_limit=o["eval_limit"], seed=o["seed"], workers=o["workers"],
         time_limit_min=o["time_limit"], command=command, verbose=0 if o["quiet"] else "auto",
     )
+
+
+def _check_set_by_options(extra: dict[str, Any], task: str, channels: int, scale: int | None,
+                          scales: str | None) -> None:
+    """ArgumentError where --arch-kwargs gives channels (or, for sr, scale) other than the options: the data are
+    prepared for the options' values, so a model built for others failed after loading them (channels) or saved a
+    card whose setting its architecture contradicts (scale)."""
+    given = [("channels", "--channels", channels)]
+    if task == "sr":
+        given.append(("scale", "--scales" if scales is not None else "--scale", scales or scale))
+    for key, option, value in given:
+        if key in extra and (extra[key] != value or scales is not None):
+            raise ArgumentError(f"--arch-kwargs {key}={extra[key]!r} contradicts {option} {value}: drop {key} from "
+                                f"--arch-kwargs ({option} sets it)")
 
 
 def check_set_name(option: str, name: str | None) -> None:
