@@ -335,6 +335,10 @@ def train(*extra, out="runs"):
     (("--arch-kwargs", "[1, 2]"), "must be a JSON object"),
     # a 3-channel model for the 1-channel patches --channels 1 prepares failed as a bug after loading the data
     (("--arch-kwargs", '{"channels": 3}'), "channels=3 contradicts --channels 1"),
+    # the Keras model name: TensorFlow refused these as a bug (status 70) after the data were loaded
+    (("--arch-kwargs", '{"name": "my net"}'), "name='my net'"),
+    (("--arch-kwargs", '{"name": "a/b"}'), "name='a/b'"),
+    (("--arch-kwargs", '{"name": 5}'), "name=5"),
 ])
 def test_train_refuses_before_training(capsys, work, argv, match):
     if argv[0] == "--sigma-range":  # it replaces --sigma

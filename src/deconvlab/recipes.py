@@ -500,6 +500,10 @@ def check_card_id(card_id: str) -> None:
                             "it names the files written into --out")
 
 
+#: The Keras model names every backend accepts (TensorFlow's root scope refused "é" and "a b" after the data loaded).
+MODEL_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9._-]{0,63})?")
+
+
 def json_object(option: str, text: str, example: str) -> dict[str, Any]:
     """The JSON object an option gives (builder keyword arguments), else an ArgumentError naming ``option``."""
     try:
@@ -530,6 +534,9 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         check_card_id(o["id"])
     extra = json_object("--arch-kwargs", o["arch_kwargs"], '{"fusion": "concat"}') if o["arch_kwargs"] else {}
     _check_set_by_options(extra, o["task"], o["channels"], o["scale"], o["scales"])
+    if "name" in extra and not (isinstance(extra["name"], str) and MODEL_NAME.fullmatch(extra["name"])):
+        raise ArgumentError(f"--arch-kwargs name={extra['name']!r}: name the model with letters, digits and . _ - "
+                            "(not starting with _ or -), e.g. \"red_net\"")
     if o["val_dataset"] is not None and dataset_key(o["val_dataset"]) in tasks.TEST_SETS:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
