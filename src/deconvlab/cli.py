@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import console, tasks  # noqa: E402
-from .config import DEFAULT_TILE  # noqa: E402
+from .config import DEFAULT_TILE, TRAIN_MAXIMA  # noqa: E402
 from .console import PROG, UsageError, count, fail, info, positive, same_file, seed, user_path  # noqa: E402
 from .errors import ArgumentError, ImageTooLargeError, OutputError  # noqa: E402
 from .io import check_output_path  # noqa: E402
@@ -156,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     card and metrics included, moves its files in. A failure or Ctrl-C leaves --out as it was.
     """
     for option in ("epochs", "steps", "patch_size", "train_limit", "eval_limit"):
-        count(f"--{option.replace('_', '-')}", getattr(args, option))
+        count(f"--{option.replace('_', '-')}", getattr(args, option), maximum=TRAIN_MAXIMA.get(option))
     count("--workers", args.workers, maximum=MAX_WORKERS)
     seed(args.seed)
     positive("--learning-rate", args.learning_rate)
