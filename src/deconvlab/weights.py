@@ -662,7 +662,7 @@ def model_rows(directory: str | os.PathLike | None = None,
     the shipped cards only: ``benchmarks/results/speed_cpu.json``) measured for the card's id or for another
     card of the same architecture, else None.
     """
-    if speed_file is None and directory is None:
+    if speed_file is None and _is_shipped_folder(directory):
         speed_file = results_dir() / "speed_cpu.json"
     speeds = _benchmark_speeds(speed_file) if speed_file is not None else {}
     cards = list_cards(directory)
@@ -691,6 +691,14 @@ def model_rows(directory: str | os.PathLike | None = None,
             "cpu_s_per_mpx": card.get("cpu_s_per_mpx", speeds.get(str(card["id"]), by_arch.get(arch_key))),
         })
     return rows
+
+
+def _is_shipped_folder(directory: str | os.PathLike | None) -> bool:
+    """Whether ``directory`` is data/weights: ``models --weights-dir data/weights`` lists the shipped cards too."""
+    try:
+        return directory is None or os.path.samefile(directory, weights_dir())
+    except OSError:  # a folder that does not exist
+        return False
 
 
 def model_table(directory: str | os.PathLike | None = None) -> str:
