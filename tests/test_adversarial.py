@@ -503,6 +503,15 @@ def test_benchmark_numbers(capsys, work, argv, match):
     refuses(capsys, work, ("benchmark", "--weights-dir", "weights", *argv), match)
 
 
+@pytest.mark.parametrize("tile", ["4", "16"])
+def test_benchmark_tile_too_small_for_the_model_names_the_tile_it_needs(capsys, work, tile):
+    # the tiny card's overlap is 8: tile 16 timed blended tiles that enhance refuses, and tile 4 was refused by
+    # tile_predict with advice about an overlap that benchmark has no option for
+    line = refuses(capsys, work, ("benchmark", "--weights-dir", "weights", "--sizes", "40", "--tile", tile),
+                   f"--tile {tile} is too small for denoise-sigma25")
+    assert "--tile 17 or more" in line and "overlap (" not in line and "--overlap" not in line
+
+
 # ------------------------------------------------------------------------------------------- fetch
 
 

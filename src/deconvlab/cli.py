@@ -220,7 +220,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         model, _card, label = recipes.resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
                                                       channels=args.channels, directory=args.weights_dir)
     rows = recipes.enhance_speed(model, args.task, sizes, scale=args.scale or 1, channels=args.channels,
-                                 tile=args.tile or None, repeat=args.repeat)
+                                 tile=args.tile or None, repeat=args.repeat, label=label.split(" (")[0])
     print(f"enhance speed, {args.task}, {label}; backend {keras.backend.backend()}, {config.device_name()}, "
           f"tile {args.tile or 'none'}, median of {args.repeat}")
     print("\n| input size | output Mpx | seconds | s / Mpx |\n|---|---:|---:|---:|")

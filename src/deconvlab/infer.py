@@ -264,18 +264,20 @@ def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: in
 
 # ------------------------------------------------------------------------------------------------ enhance
 
-def check_exact_tile(model: keras.Model, label: str, tile: int) -> None:
-    """ArgumentError unless ``tile`` exceeds twice the overlap that tiles ``model`` exactly (its stride grid kept)."""
+def check_exact_tile(model: keras.Model, label: str, tile: int, overlap_option: bool = True) -> None:
+    """ArgumentError unless ``tile`` exceeds twice the overlap that tiles ``model`` exactly (its stride grid kept);
+    without ``overlap_option`` (``benchmark`` has no --overlap) the advice names --tile only."""
     geometry = tiling_geometry(model)
     if geometry is None:
         raise ArgumentError(f"cannot read the receptive field of {label} from its layers, so no tile overlap can be "
-                            "derived: pass --overlap N (e.g. 64) or --tile 0")
+                            f"derived: pass {'--overlap N (e.g. 64) or ' if overlap_option else ''}--tile 0")
     overlap, stride = default_overlap(model), geometry[1]
     least = _round_up(2 * overlap + 1, stride)
     if tile < least:
+        more = ", or a smaller --overlap (seams then blended, not exact)" if overlap_option else ""
         raise ArgumentError(f"--tile {tile} is too small for {label}: its receptive field needs an overlap of "
-                            f"{overlap} pixels, so pass --tile {least} or more, --tile 0 (no tiles), or a smaller "
-                            "--overlap (seams then blended, not exact)")
+                            f"{overlap} pixels, so pass --tile {least} or more{',' if more else ' or'} --tile 0 "
+                            f"(no tiles){more}")
 
 
 def estimate_noise_sigma(image: np.ndarray) -> float:

@@ -631,10 +631,15 @@ def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> li
 
 
 def enhance_speed(model: Any, task: str, sizes: Sequence[int], *, scale: int = 1, channels: int = 1,
-                  tile: int | None = None, repeat: int = 3) -> list[tuple[int, float, float, float]]:
+                  tile: int | None = None, repeat: int = 3, label: str = "the model") -> list[tuple[int, float, float, float]]:
     """(side, output megapixels, median seconds, seconds per megapixel) of :func:`deconvlab.infer.enhance` on random
-    square images; a warm-up call first, since graph tracing is not speed."""
-    from .infer import enhance
+    square images; a warm-up call first, since graph tracing is not speed. ArgumentError (naming ``label``) where
+    ``tile`` is too small to tile the model exactly, as ``enhance`` would be asked to."""
+    from .infer import check_exact_tile, enhance
+
+    if tile and max(sizes) * scale > tile:
+        # tile_predict's own refusal named an overlap this command has no option for
+        check_exact_tile(model, label, tile, overlap_option=False)
 
     rng = np.random.default_rng(0)
 
