@@ -362,6 +362,14 @@ def test_train_refuses_an_sr_scale_in_arch_kwargs_that_the_options_contradict(ca
                            "--arch-kwargs", '{"scale": 3}'), match)
 
 
+def test_train_takes_arch_kwargs_that_agree_with_the_options():
+    # with --scales, channels 1 (as --channels) was refused as contradicting "--channels 1"
+    args = cli.build_parser().parse_args(["train", "--task", "sr", "--scales", "2,3", "--profile", "quick", "--out", "runs",
+                                          "--arch-kwargs", '{"channels": 1}'])
+    recipe = recipes.card_recipe(vars(args), "deconvlab train")
+    assert recipe.arch_kwargs["channels"] == 1
+
+
 @pytest.mark.parametrize(("out", "match"), [
     ("in.png", "is a file"),
     (UNWRITABLE / "runs", "cannot write to the folder"),

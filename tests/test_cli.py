@@ -673,6 +673,7 @@ def test_models_lists_every_card(capsys, tmp_path, wdir):
         assert "sigma in [0, 55]" in blind and re.search(r"bsd68 sigma=15: [\d.]+, sigma=25: [\d.]+, sigma=50", blind)
     # the shipped folder named is the same table, measured speeds included (they were all '-')
     assert run(capsys, "models", "--weights-dir", weights.weights_dir())[1] == out
+    assert re.search(r"\| [\d.]+ +\|$", blind)  # a measured CPU s/Mpx, not '-'
     empty = tmp_path / "empty"
     empty.mkdir()
     code, _, err = run(capsys, "models", "--weights-dir", empty)

@@ -291,6 +291,18 @@ def test_enhance_checks_the_task_and_the_scale():
         infer.enhance(pre, lr, "sr", scale=2.0)
 
 
+def test_a_post_upsampling_model_is_tiled_on_its_low_resolution_input():
+    from deconvlab import recipes
+
+    keras.utils.set_random_seed(0)
+    post = models.red_net_sr(4, upsample="post", depth=8, width=4)
+    pre = models.red_net_sr(4, depth=2, width=4)
+    assert infer.tiled_side(post, 24, "sr", 4) == 24 and infer.tiled_side(pre, 24, "sr", 4) == 96
+    # enhance runs a 24-pixel image untiled under --tile 32; the benchmark took its 96-pixel output for the side
+    # tiled, and refused a tile that the model's receptive field does not fit
+    assert len(recipes.enhance_speed(post, "sr", [24], scale=4, tile=32, repeat=1)) == 1
+
+
 def test_estimate_noise_sigma_reads_uint8_images_on_the_0_255_scale():
     from deconvlab import degrade
 

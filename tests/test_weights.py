@@ -117,6 +117,8 @@ def test_find_card_exact_range_channels_and_errors(tmp_path):
     (dict(task="denoise", sigma="25"), "sigma='25'"),  # a ValueError from formatting the message
     (dict(task="denoise", sigma=25, channels="x"), "channels='x'"),  # a ValueError from int()
     (dict(task="denoise", sigma=25, channels=2), "channels=2"),  # silently taken as no preference
+    (dict(task="denoise", sigma=25, channels=0), "channels=0: use 1 (gray) or 3"),  # said "an integer >= 1"
+    (dict(task="denoise", sigma=25, channels=3.0), "channels=3.0: use 1 (gray) or 3"),
 ])
 def test_find_card_refuses_bad_sigma_scale_and_channels(tmp_path, kwargs, message):
     for card in (_fake_card("blind", "denoise", sigma_range=[0, 55]), _fake_card("d25", "denoise", sigma=25),

@@ -63,7 +63,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
         )
     bit_depth = args.bit_depth or io.source_bit_depth(args.input)
     console.start_keras()
-    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour
+    from .infer import check_exact_tile, enhance, estimate_noise_sigma, has_colour, tiled_side
     from .recipes import denoise_colour, resolve_weights
 
     colour, sigma, note = denoise_colour(args.task, has_colour(image), args.colour, args.sigma, args.weights,
@@ -74,7 +74,7 @@ def cmd_enhance(args: argparse.Namespace) -> int:
     model, card, label = resolve_weights(args.weights, args.task, sigma=sigma, scale=args.scale,
                                          channels=1 if colour == "ycbcr" else 3 if has_colour(image) else 1,
                                          directory=args.weights_dir)
-    if args.overlap is None and args.tile and max(image.shape[:2]) * scale > args.tile:
+    if args.overlap is None and args.tile and tiled_side(model, max(image.shape[:2]), args.task, scale) > args.tile:
         check_exact_tile(model, label, args.tile)
     if args.task == "denoise" and args.sigma is None and not args.quiet:
         blind = card is not None and card.get("sigma_range") is not None
@@ -217,10 +217,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             args.arch, args.task, args.channels, args.scale, "pre", config.get_profile(args.profile), {}))
         label = f"{args.arch} (untrained; speed does not depend on the weights)"
     else:
-        model, _card, label = recipes.resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
-                                                      channels=args.channels, directory=args.weights_dir)
+        model, card, label = recipes.resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
+                                                     channels=args.channels, directory=args.weights_dir)
     rows = recipes.enhance_speed(model, args.task, sizes, scale=args.scale or 1, channels=args.channels,
-                                 tile=args.tile or None, repeat=args.repeat, label=label.split(" (")[0])
+                                 tile=args.tile or None, repeat=args.repeat, label=card["id"] if card else label)
     print(f"enhance speed, {args.task}, {label}; backend {keras.backend.backend()}, {config.device_name()}, "
           f"tile {args.tile or 'none'}, median of {args.repeat}")
     print("\n| input size | output Mpx | seconds | s / Mpx |\n|---|---:|---:|---:|")

@@ -280,6 +280,12 @@ def check_exact_tile(model: keras.Model, label: str, tile: int, overlap_option: 
                             f"(no tiles){more}")
 
 
+def tiled_side(model: keras.Model, side: int, task: str, scale: int = 1) -> int:
+    """The longest side :func:`enhance` tiles for an image of ``side`` pixels: a pre-upsampling SR model runs on the
+    bicubic-upscaled image, a post-upsampling one on the image itself."""
+    return side * scale if task == "sr" and scale > 1 and model_scale(model) == 1 else side
+
+
 def estimate_noise_sigma(image: np.ndarray) -> float:
     """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: the channels' mean).
 

@@ -500,8 +500,8 @@ def check_card_id(card_id: str) -> None:
                             "it names the files written into --out")
 
 
-#: The Keras model names every backend accepts (TensorFlow's root scope refused "é" and "a b" after the data loaded).
-MODEL_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9._-]{0,63})?")
+#: Model names every backend accepts (TensorFlow's root scope refused "é" and "a b" after the data loaded).
+MODEL_NAME = re.compile(r"(?:[A-Za-z0-9.][A-Za-z0-9._-]*)?")
 
 
 def json_object(option: str, text: str, example: str) -> dict[str, Any]:
@@ -567,7 +567,8 @@ def _check_set_by_options(extra: dict[str, Any], task: str, channels: int, scale
     if task == "sr":
         given.append(("scale", "--scales" if scales is not None else "--scale", scales or scale))
     for key, option, value in given:
-        if key in extra and (extra[key] != value or scales is not None):
+        # with --scales every scale is trained, so no one scale in --arch-kwargs can agree with them all
+        if key in extra and (extra[key] != value or (key == "scale" and scales is not None)):
             raise ArgumentError(f"--arch-kwargs {key}={extra[key]!r} contradicts {option} {value}: drop {key} from "
                                 f"--arch-kwargs ({option} sets it)")
 
@@ -631,13 +632,14 @@ def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> li
 
 
 def enhance_speed(model: Any, task: str, sizes: Sequence[int], *, scale: int = 1, channels: int = 1,
-                  tile: int | None = None, repeat: int = 3, label: str = "the model") -> list[tuple[int, float, float, float]]:
+                  tile: int | None = None, repeat: int = 3,
+                  label: str = "the model") -> list[tuple[int, float, float, float]]:
     """(side, output megapixels, median seconds, seconds per megapixel) of :func:`deconvlab.infer.enhance` on random
     square images; a warm-up call first, since graph tracing is not speed. ArgumentError (naming ``label``) where
     ``tile`` is too small to tile the model exactly, as ``enhance`` would be asked to."""
-    from .infer import check_exact_tile, enhance
+    from .infer import check_exact_tile, enhance, tiled_side
 
-    if tile and max(sizes) * scale > tile:
+    if tile and tiled_side(model, max(sizes), task, scale) > tile:
         # tile_predict's own refusal named an overlap this command has no option for
         check_exact_tile(model, label, tile, overlap_option=False)
 

@@ -285,7 +285,8 @@ def find_card(
     # _rank compares int(scale) and float(sigma): scale=2.5 would get the x2 card, sigma=True the blind one
     sigma = None if sigma is None else number("sigma", sigma)
     scale = None if scale is None else integer("scale", scale, 1)
-    if channels is not None and integer("channels", channels, 1) not in (1, 3):
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int | np.integer)
+                                 or channels not in (1, 3)):
         raise ArgumentError(f"channels={channels!r}: use 1 (gray) or 3 (colour), or None for no preference")
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
     listed = list_cards(directory)
