@@ -215,12 +215,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.arch is not None:
         model = models.build_model(args.arch, **recipes.builder_kwargs(
             args.arch, args.task, args.channels, args.scale, "pre", config.get_profile(args.profile), {}))
-        label = f"{args.arch} (untrained; speed does not depend on the weights)"
+        label, card = f"{args.arch} (untrained; speed does not depend on the weights)", None
     else:
         model, card, label = recipes.resolve_weights(args.weights, args.task, sigma=args.sigma, scale=args.scale,
                                                      channels=args.channels, directory=args.weights_dir)
     rows = recipes.enhance_speed(model, args.task, sizes, scale=args.scale or 1, channels=args.channels,
-                                 tile=args.tile or None, repeat=args.repeat, label=card["id"] if card else label)
+                                 tile=args.tile or None, repeat=args.repeat, label=card["id"] if card else args.arch or label)
     print(f"enhance speed, {args.task}, {label}; backend {keras.backend.backend()}, {config.device_name()}, "
           f"tile {args.tile or 'none'}, median of {args.repeat}")
     print("\n| input size | output Mpx | seconds | s / Mpx |\n|---|---:|---:|---:|")
