@@ -27,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from deconvlab import cli, console, io, recipes, weights
+from deconvlab.errors import OutputError
 
 UNWRITABLE = Path("/proc/self")  # a folder no process can create files in, root included
 CARD = "denoise-sigma25"
@@ -381,6 +382,26 @@ def test_train_bad_out_folders(capsys, work, out, match):
 
 def test_train_keeps_an_existing_card(capsys, work):
     refuses(capsys, work, train(out="weights"), "exists: pass --overwrite")
+
+
+@pytest.mark.parametrize("orphan", ["x.weights.npz", "x.history.json"])
+def test_train_keeps_weights_or_a_history_left_without_their_card(capsys, work, orphan):
+    # only x.json was checked: the run replaced these without --overwrite
+    (work / "runs").mkdir()
+    (work / "runs" / orphan).write_bytes(b"precious")
+    refuses(capsys, work, train("--id", "x"), f"{orphan} exists: pass --overwrite")
+
+
+def test_weights_that_appear_while_training_are_kept(tmp_path):
+    def write(folder):
+        (folder / "x.weights.npz").write_bytes(b"new")
+        (folder / "x.json").write_text("{}")
+        (tmp_path / "x.weights.npz").write_bytes(b"another job's")  # the folder was checked before training
+
+    with pytest.raises(OutputError, match="x.weights.npz appeared while training: pass --overwrite"):
+        recipes.write_card_into(tmp_path, "x", False, write)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.weights.npz"]
+    assert (tmp_path / "x.weights.npz").read_bytes() == b"another job's"
 
 
 def test_train_failing_after_start_leaves_out_as_it_was(capsys, work):

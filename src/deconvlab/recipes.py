@@ -276,8 +276,19 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
         raise OutputError(f"--out {out_dir} is a file: pass a folder for the weights and the card")
     if out_dir.is_dir():
         check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
+        # weights or a history left without their card (a run stopped by hand, a copy) are replaced just as silently
+        for name in _card_files(card_id)[1:]:
+            if os.path.lexists(out_dir / name) and not overwrite:
+                raise OutputError(f"{out_dir / name} exists: pass --overwrite or another --out")
     else:  # a new folder, in an existing one: "no/such/runs" is more often a typo than a wish
         check_output_path(out_dir, overwrite=False, suffix=None)
+
+
+def _card_files(card_id: str) -> tuple[str, str, str]:
+    """The files a card of ``card_id`` is saved as (:func:`deconvlab.weights.save_pretrained` and its history)."""
+    from .weights import HISTORY_SUFFIX
+
+    return f"{card_id}.json", f"{card_id}.weights.npz", f"{card_id}{HISTORY_SUFFIX}"
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
@@ -622,9 +633,10 @@ def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> li
         os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
         return sorted(out_dir.iterdir())
     card = f"{card_id}.json"
-    if (out_dir / card).exists() and not overwrite:
-        raise OutputError(f"{out_dir / card} appeared while training: pass --overwrite or another --out")
     names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == card)
+    there = [n for n in names if os.path.lexists(out_dir / n)]
+    if there and not overwrite:
+        raise OutputError(f"{out_dir / there[-1]} appeared while training: pass --overwrite or another --out")
     for name in names:
         os.replace(tmp / name, out_dir / name)
     tmp.rmdir()
