@@ -286,9 +286,9 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
 
 def _card_files(card_id: str) -> tuple[str, str, str]:
     """The files a card of ``card_id`` is saved as (:func:`deconvlab.weights.save_pretrained` and its history)."""
-    from .weights import HISTORY_SUFFIX
+    from .weights import HISTORY_SUFFIX, WEIGHTS_SUFFIX
 
-    return f"{card_id}.json", f"{card_id}.weights.npz", f"{card_id}{HISTORY_SUFFIX}"
+    return f"{card_id}.json", f"{card_id}{WEIGHTS_SUFFIX}", f"{card_id}{HISTORY_SUFFIX}"
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:

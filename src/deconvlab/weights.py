@@ -45,6 +45,7 @@ REQUIRED_FIELDS = ("id", "task", "architecture", "weights_file", "weights_sha256
 FP16_TOLERANCE = 1e-3  # max |w16 - w| / max|w| for an array to be stored in float16
 _PATHS_KEY = "__paths__"
 HISTORY_SUFFIX = ".history.json"  # training histories kept next to their cards (not cards themselves)
+WEIGHTS_SUFFIX = ".weights.npz"
 
 # Published numbers the book compares its own models against (PSNR in dB on the named test set).
 ANCHORS: list[dict[str, Any]] = [
@@ -824,7 +825,7 @@ def save_pretrained(model: Any, card_fields: Mapping[str, Any],
     except OSError as exc:
         raise WeightsError(f"cannot create the weights folder {folder} ({exc}); "
                            "pass a writable out_dir") from None
-    weights_file = f"{card_id}.weights.npz"
+    weights_file = f"{card_id}{WEIGHTS_SUFFIX}"
     dtype = save_weights_fp16(model, folder / weights_file)
     try:
         macs = card_macs_per_pixel(fields, model)
