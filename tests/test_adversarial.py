@@ -404,6 +404,22 @@ def test_weights_that_appear_while_training_are_kept(tmp_path):
     assert (tmp_path / "x.weights.npz").read_bytes() == b"another job's"
 
 
+def test_a_new_out_folder_another_job_creates_before_the_move_is_kept(tmp_path, monkeypatch):
+    # the run's folder was renamed onto the other job's: "Directory not empty", naming a temporary folder
+    out, replace = tmp_path / "runs", os.replace
+
+    def other_job_first(src, dst):
+        if Path(dst) == out and not out.exists():
+            out.mkdir()
+            (out / "x.json").write_text("another job's")
+        return replace(src, dst)
+
+    monkeypatch.setattr(recipes.os, "replace", other_job_first)
+    with pytest.raises(OutputError, match=r"x.json appeared while training: .* its trained files were discarded"):
+        recipes.write_card_into(out, "x", False, lambda folder: (folder / "x.json").write_text("{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"] and (out / "x.json").read_text() == "another job's"
+
+
 def test_train_failing_after_start_leaves_out_as_it_was(capsys, work):
     (work / "runs").mkdir()
     refuses(capsys, work, train("--patch-size", "100000", "--train-limit", "1", "--epochs", "1", "--steps", "1",

@@ -8,6 +8,7 @@ parsing and printing only. Taught in chapter 4 (notebooks/04_code_example).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import inspect
 import itertools
@@ -630,13 +631,18 @@ def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> li
     """Move a finished run into ``out_dir``, the card last, so a reader that lists the folder never sees a card
     whose weights are not there yet."""
     if not out_dir.exists():
-        os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
-        return sorted(out_dir.iterdir())
+        try:
+            os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
+            return sorted(out_dir.iterdir())
+        except OSError as exc:  # another job created out_dir since the check: move in file by file, as below
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     card = f"{card_id}.json"
     names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == card)
     there = [n for n in names if os.path.lexists(out_dir / n)]
     if there and not overwrite:
-        raise OutputError(f"{out_dir / there[-1]} appeared while training: pass --overwrite or another --out")
+        raise OutputError(f"{out_dir / there[-1]} appeared while training: pass --overwrite or another --out (another "
+                          "job wrote it; nothing of this run was moved in, and its trained files were discarded)")
     for name in names:
         os.replace(tmp / name, out_dir / name)
     tmp.rmdir()
