@@ -703,6 +703,16 @@ def test_evaluate_argument_errors(capsys, tmp_path, wdir):
     assert_one_line_error(code, err, None, "--limit 0")
 
 
+def test_evaluate_tile_too_small_for_a_strided_model_names_only_tile(capsys, tmp_path):
+    # tile_predict's refusal spoke of "overlap (4) must be smaller than tile (4, ...)": evaluate has no --overlap
+    weights.save_pretrained(models.unet(widths=(4, 8), depths=(1, 1)), {"id": "u", "task": "denoise", "sigma": 25},
+                            tmp_path)
+    code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset", "fallback-test",
+                       "--tile", "3")
+    line = assert_one_line_error(code, err, None, "--tile 3 is too small for u: its receptive field needs an overlap")
+    assert "overlap (" not in line and "--overlap" not in line and "--tile 0 (no tiles)" in line
+
+
 def test_train_argument_errors(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

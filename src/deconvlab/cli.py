@@ -121,8 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task = card["task"]
     dataset = args.dataset or next((m["dataset"] for m in card.get("metrics") or []), tasks.DEFAULT_DATASETS[task])
     model = weights.load_pretrained(card=card, directory=args.weights_dir)
-    result = recipes.run_evaluation(model, task, dataset, channels=weights.card_channels(card), sigma=sigma,
-                                    scale=scale, seed=args.seed, limit=args.limit, tile=args.tile or None)
+    result = recipes.run_evaluation(model, task, dataset, channels=weights.card_channels(card), sigma=sigma, scale=scale,
+                                    seed=args.seed, limit=args.limit, tile=args.tile or None, label=card["id"])
     psnr = result.mean_psnr
     print(result.to_markdown())
     print(f"{card['id']}: {result.summary()}")

@@ -33,10 +33,20 @@ from .tasks import BLIND_LEVELS
 
 
 def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, sigma: float | None,
-                   scale: int | None, seed: int = 0, limit: int | None = None, tile: int | None = None) -> Any:
-    """Load a test set (no offline fallback) and evaluate a model on it; returns the EvalResult."""
+                   scale: int | None, seed: int = 0, limit: int | None = None, tile: int | None = None,
+                   label: str = "the model") -> Any:
+    """Load a test set (no offline fallback) and evaluate a model on it; returns the EvalResult. ArgumentError
+    (naming ``label``) where ``tile`` cannot tile the model, before the set is loaded."""
     from . import data, evaluate
+    from .config import DEFAULT_OVERLAP
+    from .infer import _tile_plan, check_exact_tile
 
+    if tile:
+        try:
+            _tile_plan(model, tile, evaluate._tile_overlap(tile, DEFAULT_OVERLAP))
+        except ArgumentError:  # tile_predict's refusal named an overlap this command has no option for
+            check_exact_tile(model, label, tile, overlap_option=False)
+            raise
     dataset = data.load_dataset(dataset_name, mode=tasks.dataset_mode(task, channels), limit=limit, fallback=False)
     # a sigma would change deblur's noise level: each task gets only its own setting
     return evaluate.evaluate(model, dataset, task=task, seed=seed, tile=tile,
