@@ -713,6 +713,19 @@ def test_evaluate_tile_too_small_for_a_strided_model_names_only_tile(capsys, tmp
     assert "overlap (" not in line and "--overlap" not in line and "--tile 0 (no tiles)" in line
 
 
+def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir):
+    # --card denoise-sigma25 --sigma 50 measured at 50 without a word that the card was trained for 25
+    shutil.copytree(wdir, tmp_path, dirs_exist_ok=True)
+    weights.save_pretrained(models.red_net(depth=2, width=4), {"id": "b", "task": "denoise", "sigma_range": [0, 55]},
+                            tmp_path)
+    base = ("evaluate", "--weights-dir", tmp_path, "--dataset", "fallback-test", "--limit", "1", "--card")
+    code, _, err = run(capsys, *base, "denoise-sigma25", "--sigma", "50")
+    assert code == 0 and err.strip() == "deconvlab: warning: card denoise-sigma25 was trained for sigma=25, not 50"
+    for card, sigma in (("denoise-sigma25", "25"), ("b", "50")):
+        code, _, err = run(capsys, *base, card, "--sigma", sigma)
+        assert code == 0 and err == "", err
+
+
 def test_train_argument_errors(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

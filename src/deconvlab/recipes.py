@@ -160,6 +160,10 @@ def evaluation_card(spec: str | None, task: str | None, sigma: float | None, sca
     task, where = card["task"], weights.card_setting(card)
     if (sigma is not None and task != "denoise") or (scale is not None and task != "sr"):
         raise ArgumentError(f"card {card['id']} is for --task {task}: drop --sigma / --scale that do not apply")
+    if sigma is not None and card.get("sigma") is not None and not math.isclose(float(card["sigma"]), sigma):
+        # measuring off the trained level is legitimate (how a model degrades), but the numbers are not the card's
+        warnings.warn(f"card {card['id']} was trained for sigma={card['sigma']:g}, not {sigma:g}", UserWarning,
+                      stacklevel=2)
     sigma = sigma if sigma is not None else card.get("sigma")
     scales = weights.card_scales(card)
     scale = scale if scale is not None else (scales[0] if len(scales) == 1 else None)
