@@ -726,6 +726,17 @@ def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir)
         assert code == 0 and err == "", err
 
 
+def test_evaluate_refuses_a_missing_test_set_before_keras_starts(capsys, tmp_path, wdir, monkeypatch):
+    # the refusal came after Keras' start-up (about 13 s), which reading the card and the set does not need
+    def no_keras(*args, **kwargs):
+        raise AssertionError("Keras started")
+
+    monkeypatch.setattr(console, "start_keras", no_keras)
+    monkeypatch.setenv("DECONVLAB_DATA", str(tmp_path))
+    code, _, err = run(capsys, "evaluate", "--card", "denoise-sigma25", "--weights-dir", wdir)
+    assert_one_line_error(code, err, None, f"DECONVLAB_DATA={tmp_path} has no folder bsd68/")
+
+
 def test_train_argument_errors(capsys, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

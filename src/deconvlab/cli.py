@@ -114,12 +114,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ArgumentError(f"--tolerance {args.tolerance:g}: pass a finite number of dB >= 0, e.g. 0.02")
     if args.csv is not None:
         check_output_path(args.csv, overwrite=args.overwrite, suffix=".csv")
-    console.start_keras()
     from . import recipes, weights
 
     card, sigma, scale = recipes.evaluation_card(args.card, args.task, args.sigma, args.scale, args.weights_dir)
     task = card["task"]
-    dataset = args.dataset or next((m["dataset"] for m in card.get("metrics") or []), tasks.DEFAULT_DATASETS[task])
+    dataset = recipes.evaluation_set(card, args.dataset, args.limit)
+    console.start_keras()
     model = weights.load_pretrained(card=card, directory=args.weights_dir)
     result = recipes.run_evaluation(model, task, dataset, channels=weights.card_channels(card), sigma=sigma, scale=scale,
                                     seed=args.seed, limit=args.limit, tile=args.tile or None, label=card["id"])

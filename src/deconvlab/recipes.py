@@ -176,6 +176,15 @@ def evaluation_card(spec: str | None, task: str | None, sigma: float | None, sca
     return card, sigma, scale
 
 
+def evaluation_set(card: dict[str, Any], dataset: str | None, limit: int | None) -> str:
+    """The test set to evaluate ``card`` on: ``dataset``, else the first its metrics name, else the task's default.
+    Its files are fetched now (no offline fallback), so a set that is not there is refused before Keras starts."""
+    name = dataset or next((m["dataset"] for m in card.get("metrics") or []), tasks.DEFAULT_DATASETS[card["task"]])
+    if dataset_key(name) not in FALLBACK_NAMES:
+        fetch_dataset(name, limit=limit)
+    return name
+
+
 def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, upsample: str,
                    profile: Any, extra: dict[str, Any]) -> dict[str, Any]:
     """Builder arguments: the profile's depth/width where the builder takes them, then ``extra``."""
