@@ -482,6 +482,18 @@ def test_offline_fallback_colour_training_limit_and_opt_out(offline, monkeypatch
         data.load_dataset("bsd68")
 
 
+def test_offline_a_corrupt_cached_file_is_named(offline):
+    # the refusal said only "cannot reach ...": nothing told that the cached copy had failed its sha256 check
+    cached = data.cache_dir() / "bsd68" / "01.png"
+    cached.parent.mkdir(parents=True)
+    (data.cache_dir() / "bsd68" / "00.png").write_bytes(png_bytes(0))
+    cached.write_bytes(png_bytes(1) + b"x")
+    with pytest.raises(data.NoNetworkError) as err:
+        data.fetch_dataset("bsd68")
+    assert one_line(err).startswith(f"the cached {cached} does not match its sha256 in data/registry.tsv")
+    assert "cannot reach 127.0.0.1" in one_line(err) and "to download bsd68/01.png again" in one_line(err)
+
+
 def unwritable_cache(tmp_path, monkeypatch) -> None:
     (tmp_path / "a-file").write_bytes(b"")
     monkeypatch.setenv("DECONVLAB_CACHE", str(tmp_path / "a-file" / "cache"))  # no folder under a file, even for root

@@ -388,8 +388,12 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
 
 
 def _no_network(f: FileInfo, exc: BaseException, fix: str) -> NoNetworkError:
-    return NoNetworkError(f"cannot reach {urlparse(f.url).netloc} to download {f.dataset}/{f.file} ({_reason(exc)}): "
-                          f"connect to the internet or {fix}")
+    cached = cache_dir() / f.dataset / f.file
+    # pooch downloads a file it holds only where that copy fails its sha256 check: say so, not just "no network"
+    stale = (f"the cached {cached} does not match its sha256 in data/registry.tsv (corrupted or another version) "
+             "and ") if cached.is_file() else ""
+    return NoNetworkError(f"{stale}cannot reach {urlparse(f.url).netloc} to download {f.dataset}/{f.file}"
+                          f"{' again' if stale else ''} ({_reason(exc)}): connect to the internet or {fix}")
 
 
 def _reason(exc: BaseException) -> str:
