@@ -646,6 +646,15 @@ def test_benchmark_untrained_arch(capsys):
     assert "dncnn (untrained" in out and "| 16x16 |" in out
 
 
+def test_an_sr_only_arch_under_another_task_is_refused(capsys, tmp_path):
+    # fsrcnn needs a scale: "cannot build fsrcnn: fsrcnn() missing 1 required positional argument: 'scale'"
+    for argv in (("benchmark", "--sizes", "16", "--repeat", "1", "--arch", "fsrcnn", "--task", "denoise"),
+                 ("train", "--task", "deblur", "--arch", "fsrcnn", "--out", tmp_path / "runs", "--steps", "1")):
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, tmp_path / "runs", "--arch fsrcnn is a super-resolution architecture: "
+                                                            "use --task sr")
+
+
 # ------------------------------------------------------------------------------------- models
 
 

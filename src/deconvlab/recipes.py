@@ -193,6 +193,10 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
     if builder not in models.BUILDERS:
         raise ArgumentError(f"unknown --arch {builder!r}: use one of {', '.join(models.BUILDERS)}")
     params = inspect.signature(models.BUILDERS[builder]).parameters
+    if task != "sr" and "scale" in params and params["scale"].default is inspect.Parameter.empty:
+        # else build_model's "missing 1 required positional argument: 'scale'; pass the missing argument"
+        raise ArgumentError(f"--arch {builder} is a super-resolution architecture: use --task sr --scale S, or "
+                            f"another --arch for --task {task}")
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs: dict[str, Any] = {"channels": channels}
     for name in ("depth", "width"):
