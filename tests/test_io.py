@@ -613,6 +613,16 @@ def test_check_image_converts():
     assert out.dtype == np.float32 and out.shape == (2, 2, 1) and out.max() == 1.25
 
 
+def test_unit_float_is_the_public_reading_of_pixel_values():
+    # degrade, metrics, train and evaluate read 8- and 16-bit pixels with it; metrics asks for float64 (exact numbers)
+    u16 = np.array([[0, 1, 65535]], np.uint16)
+    assert "unit_float" in io.__all__ and io.unit_float(u16).dtype == np.float32
+    assert io.unit_float(u16, np.float64).tolist() == [[0.0, 1 / 65535, 1.0]]
+    assert io.unit_float(np.array([True, False]), np.float64).tolist() == [1.0, 0.0]
+    floats, signed = np.array([np.nan, 1.25], np.float32), np.array([-1, 300], np.int16)
+    assert io.unit_float(floats) is floats and np.isnan(io.unit_float(floats, np.float64)[0])
+    assert io.unit_float(signed) is signed  # left for the caller to refuse
+
 def test_as_batch_from_batch_round_trip():
     gray, rgb = RNG.random((5, 7), np.float32), RNG.random((5, 7, 3), np.float32)
     assert io.as_batch(gray).shape == (1, 5, 7, 1) and io.as_batch(rgb).shape == (1, 5, 7, 3)

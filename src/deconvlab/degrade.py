@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
-from .io import as_numpy
+from .io import as_numpy, unit_float
 from .metrics import modcrop
 from .tasks import Degradation
 
@@ -51,13 +51,10 @@ _Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> n noi
 
 def _as_image(image: object, name: str = "image", batch: bool = True) -> np.ndarray:
     """A finite, non-empty float32 array (H, W), (H, W, C) or, when ``batch``, (N, H, W, C)."""
-    arr = as_numpy(image, name)
-    if arr.dtype.kind == "u":
-        arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)  # uint8 -> [0, 1], as img_as_float
-    elif arr.dtype.kind in "bif":
-        arr = arr.astype(np.float32)
-    else:
+    arr = unit_float(as_numpy(image, name))
+    if arr.dtype.kind not in "if":
         raise ImageValueError(f"{name} has dtype {arr.dtype}: pass a float image in [0, 1]")
+    arr = arr.astype(np.float32)  # always a copy: e.g. noise_degradation(0) returns it as its output
     ranks = (2, 3, 4) if batch else (2, 3)
     if arr.ndim not in ranks:
         shapes = "(H, W), (H, W, C) or an NHWC batch" if batch else "(H, W) or (H, W, C)"

@@ -39,7 +39,7 @@ from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
-from .io import _unit_float, write_atomic
+from .io import unit_float, write_atomic
 from .report import grid_table
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
 
@@ -299,7 +299,7 @@ def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], 
         out = fn(x.copy())  # a copy: an in-place method must not alter the protocol's input
         seconds.append(time.perf_counter() - start)
         # unit scale as check_image reads images: an img_as_ubyte at the end gives 8-bit pixels, not 0-255 values
-        outputs.append(np.asarray(_unit_float(keras.ops.convert_to_numpy(out)), dtype=np.float32))
+        outputs.append(np.asarray(unit_float(keras.ops.convert_to_numpy(out)), dtype=np.float32))
     return outputs, seconds, []
 
 

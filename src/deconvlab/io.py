@@ -28,7 +28,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from .errors import ArgumentError, ImageFileError, ImageTooLargeError, ImageValueError, OutputError
 
 __all__ = [
-    "LUMA_BT601", "as_batch", "as_numpy", "check_image", "from_batch", "max_pixels", "read_image", "rgb_to_gray", "write_image",
+    "LUMA_BT601", "as_batch", "as_numpy", "check_image", "from_batch", "max_pixels", "read_image", "rgb_to_gray",
+    "unit_float", "write_image",
 ]
 
 #: Weights of R, G, B in the BT.601 luma, the gray conversion of MATLAB ``rgb2gray`` and of the DnCNN sets.
@@ -77,14 +78,14 @@ def as_numpy(array: object, name: str = "image") -> np.ndarray:
         ) from None
 
 
-def _unit_float(arr: np.ndarray) -> np.ndarray:
-    """bool as 0/1, unsigned integers over their dtype's maximum, floats as they are: float32 (as
-    ``skimage.img_as_float``); any other dtype is returned unchanged for the caller to refuse."""
+def unit_float(arr: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
+    """bool as 0/1, unsigned integers over their dtype's maximum (as ``skimage.img_as_float``), floats as they are,
+    all as ``dtype`` (an array already of it is not copied); any other dtype comes back unchanged for the caller to refuse."""
     if arr.dtype.kind == "b":
-        return arr.astype(np.float32)
+        return arr.astype(dtype)
     if arr.dtype.kind == "u":
-        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
-    return arr.astype(np.float32, copy=False) if arr.dtype.kind == "f" else arr
+        return arr.astype(dtype) / dtype(np.iinfo(arr.dtype).max)
+    return arr.astype(dtype, copy=False) if arr.dtype.kind == "f" else arr
 
 
 def check_image(array: object, name: str = "image") -> np.ndarray:
@@ -93,7 +94,7 @@ def check_image(array: object, name: str = "image") -> np.ndarray:
     Float arrays are taken as they are (degraded images may leave [0, 1]); unsigned integer arrays are scaled by
     their dtype's maximum (uint8 by 255, uint16 by 65535) and bool becomes 0/1, as in ``skimage.img_as_float``.
     """
-    arr = _unit_float(as_numpy(array, name))
+    arr = unit_float(as_numpy(array, name))
     if arr.dtype != np.float32:
         raise ImageValueError(
             f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first"
@@ -333,7 +334,7 @@ def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
     if mode in ("LA", "La", "RGBA", "RGBa"):
         notes.alpha = True
         arr = np.asarray(im.convert(mode[:-1] + "A"))  # undoes the premultiplied La and RGBa first
-        return _unit_float(arr[..., 0] if mode[0] == "L" else arr[..., :3])
+        return unit_float(arr[..., 0] if mode[0] == "L" else arr[..., :3])
     if mode not in ("1", "L", "I", "F", "RGB") and not mode.startswith("I;16"):
         try:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
             im = im.convert("RGB")
@@ -349,7 +350,7 @@ def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
             )
         return arr.astype(np.float32) / 65535.0
     notes.float_samples = mode == "F"
-    return _unit_float(arr)
+    return unit_float(arr)
 
 
 def _gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
@@ -409,7 +410,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         arr = np.moveaxis(arr, 0, -1)  # PLANARCONFIG_SEPARATE: samples come first
     arr = _orient(arr, orientation)
     if photometric == 5 and arr.ndim == 3 and arr.shape[-1] >= 4:  # SEPARATED: CMYK inks
-        ink = _unit_float(arr[..., :4])
+        ink = unit_float(arr[..., :4])
         if ink.dtype != np.float32:
             raise ImageValueError(f"{where} stores {arr.dtype} CMYK samples: save it as 8/16-bit RGB")
         notes.alpha = arr.shape[-1] > 4
@@ -426,7 +427,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         if channels not in (1, 3):
             notes.alpha = True  # gray + alpha, RGBA, or RGB + extra samples
         arr = arr[..., 0] if channels <= 2 else arr[..., :3]
-    out = _unit_float(arr)
+    out = unit_float(arr)
     if out.dtype != np.float32:
         raise ImageValueError(f"{where} stores {arr.dtype} samples: save it as 8/16-bit unsigned or float32 TIFF")
     if photometric == 0 and arr.dtype.kind != "f":  # MINISWHITE: 0 is white (fax and scanner 1-bit files)

@@ -22,7 +22,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from .checks import integer, number
 from .errors import ArgumentError, ImageValueError
-from .io import as_numpy
+from .io import as_numpy, unit_float
 
 __all__ = [
     "PSNR", "PSNR_MAX_DB", "crop_border", "modcrop", "psnr", "psnr_metric", "psnr_per_image", "rgb_to_y",
@@ -50,10 +50,8 @@ def _as_array(image: object, name: str) -> np.ndarray:
 
 
 def _unit_array(image: object, name: str) -> np.ndarray:
-    """:func:`_as_array` with unsigned integers divided by their dtype maximum (8- and 16-bit pixels on [0, 1])."""
-    arr = as_numpy(image, name)
-    values = _as_array(arr, name)
-    return values / np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else values
+    """:func:`_as_array` of :func:`deconvlab.io.unit_float` in float64 (8- and 16-bit pixels on [0, 1])."""
+    return _as_array(unit_float(as_numpy(image, name), np.float64), name)
 
 
 def _refuse_mixed(caller: str, first: tuple[str, np.ndarray], second: tuple[str, np.ndarray]) -> None:
@@ -171,8 +169,7 @@ def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
 
 def ycbcr_to_rgb(image: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` (scikit-image ``ycbcr2rgb``); unsigned integers are read over their maximum."""
-    raw = as_numpy(image, "image")
-    arr = raw / np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else np.asarray(raw, np.float64)
+    arr = np.asarray(unit_float(as_numpy(image, "image"), np.float64), np.float64)  # no _unit_array: model outputs' NaN pass
     return color.ycbcr2rgb(_three_channels(arr, "ycbcr_to_rgb") * 255.0).astype(np.float32)
 
 

@@ -48,7 +48,7 @@ import threadpoolctl
 from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
-from .io import _unit_float
+from .io import unit_float
 from .metrics import PSNR, PSNR_MAX_DB, psnr_metric, psnr_per_image  # noqa: F401  (chapter 3 names)
 from .models import count_params
 from .weights import load_history, save_history
@@ -294,7 +294,7 @@ def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) != 2:
         raise ArgumentError(f"{label} must be (x, y) with two arrays, got {len(data)} items")
     # 8- and 16-bit pixels over their maximum, as check_image reads images: 0-255 values would train off-scale
-    x, y = (np.asarray(_unit_float(np.asarray(a)), dtype="float32") for a in data)
+    x, y = (np.asarray(unit_float(np.asarray(a)), dtype="float32") for a in data)
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ArgumentError(f"{label} has x {x.shape} and y {y.shape}: "
                             "pass NHWC arrays with the same, non-zero number of images")
