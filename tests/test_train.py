@@ -312,6 +312,17 @@ def test_mixed_float16_model_gets_loss_scaling(train_images):
     assert np.isfinite(history.history["loss"][0]) and np.isfinite(history.history["psnr"][0])
 
 
+@pytest.mark.parametrize(("kwargs", "steps", "message"), [
+    ({"epochs": 10**20}, 10, "epochs=100000000000000000000: pass an integer >= 1 and <= 100,000"),
+    ({"steps_per_epoch": 10**12}, 10, "steps_per_epoch=1000000000000: pass an integer >= 1 and <= 1,000,000"),
+    ({}, 10**12, "steps_per_epoch=1000000000000: pass an integer >= 1 and <= 1,000,000"),  # the PatchDataset's own
+])
+def test_train_maxima_hold_outside_the_command_line(train_images, kwargs, steps, message):
+    # such runs died late: 10**20 epochs inside TensorFlow, 10**12 steps in a MemoryError
+    with pytest.raises(ArgumentError) as err:
+        tr.train(_tiny(), _patches(train_images, steps=steps), verbose=0, **{"epochs": 1, **kwargs})
+    assert str(err.value) == message
+
 def test_argument_errors(tmp_path, train_images):
     patches = _patches(train_images)
     with pytest.raises(ArgumentError, match=r"\.keras"):

@@ -20,10 +20,12 @@ _INTS = (int, np.integer)
 _NUMBERS = (int, float, np.integer, np.floating)
 
 
-def integer(name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an int (NumPy integers too) that is at least ``minimum``, else ArgumentError."""
-    if isinstance(value, bool) or not isinstance(value, _INTS) or (minimum is not None and value < minimum):
+def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as an int (NumPy integers too) that is at least ``minimum`` and at most ``maximum``, else ArgumentError."""
+    if (isinstance(value, bool) or not isinstance(value, _INTS) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
         bound = f" >= {minimum}" if minimum is not None else ""
+        bound += f"{' and' * bool(bound)} <= {maximum:,}" if maximum is not None else ""
         raise ArgumentError(f"{name}={value!r}: pass an integer{bound}")
     return int(value)
 

@@ -32,8 +32,8 @@ from .errors import ArgumentError
 #: (measured: U-Net card 1.1 GB at 256, 1.6 GB at 512; RED-Net 1.6 GB and 3.5 GB), see benchmarks/results/speed_cpu.md.
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
-#: The most ``train --epochs`` and ``--steps`` take: Keras shuffles a list of every batch index each epoch (3e9 steps
-#: held 19 GB before the kernel killed the run), and a total past int64 failed in TensorFlow as a bug.
+#: The most ``train --epochs``/``--steps`` and :func:`deconvlab.train.train` take: Keras shuffles a list of every
+#: batch index each epoch (3e9 steps held 19 GB before the kernel killed the run); a total past int64 failed in TF.
 TRAIN_MAXIMA = {"epochs": 100_000, "steps": 1_000_000}
 
 

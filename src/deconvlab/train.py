@@ -341,7 +341,7 @@ def train(
     :func:`deconvlab.config.set_seed`. Returns Keras' ``History``, with the metadata as ``history.meta``.
     """
     prof = _profile(profile)
-    epochs = integer("epochs", prof.epochs if epochs is None else epochs, 1)
+    epochs = integer("epochs", prof.epochs if epochs is None else epochs, 1, config.TRAIN_MAXIMA["epochs"])
     learning_rate = number("learning_rate", prof.learning_rate if learning_rate is None else learning_rate, 0.0, strict=True)
     if not isinstance(model, keras.Model):
         raise ArgumentError(f"model must be a keras.Model, got {type(model).__name__}: build one with deconvlab.models")
@@ -415,7 +415,7 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
     if isinstance(train_data, keras.utils.PyDataset):
         if steps_per_epoch is None:
             steps_per_epoch = len(train_data)
-        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1)
+        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, config.TRAIN_MAXIMA["steps"])
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
         elif steps_per_epoch > len(train_data):
