@@ -109,7 +109,7 @@ def test_blending_window_is_a_partition_of_unity():
 def test_argument_and_image_errors(small_net):
     image = _rand((10, 10))
     with pytest.raises(ArgumentError, match="overlap"):
-        infer.tile_predict(small_net, image, tile=16, overlap=16)
+        infer.tile_predict(small_net, _rand((40, 40)), tile=16, overlap=16)
     with pytest.raises(ArgumentError, match="batch_size"):
         infer.tile_predict(small_net, image, batch_size=0)
     with pytest.raises(ArgumentError, match="channel"):
@@ -223,6 +223,16 @@ def test_unaligned_origins_break_a_strided_network():
     assert np.abs(shifted[4:-4, 4:-4] - whole[5:-4, 5:-4]).max() > 1e-3
     np.testing.assert_allclose(infer.tile_predict(model, image, tile=27), whole, atol=2e-5)
 
+
+def test_an_image_in_one_tile_needs_no_overlap_on_a_strided_model():
+    # tile=overlap+1 falls to the overlap on the stride grid; that was refused even for an image in one tile
+    model = models.unet(widths=(4, 8), depths=(1, 1))
+    overlap, image = infer.default_overlap(model), _rand((12, 12), seed=11)
+    assert infer.tiling_geometry(model)[1] == 2 and overlap % 2 == 0 and image.shape[0] <= overlap
+    whole = infer.tile_predict(model, image, tile=overlap + 1)
+    np.testing.assert_allclose(whole, infer.predict_image(model, image), atol=2e-5)
+    with pytest.raises(ArgumentError, match="stride grid of 2"):  # split into tiles, it still needs the room
+        infer.tile_predict(model, _rand((40, 40)), tile=overlap + 1)
 
 def test_window_margins_and_untraceable_models():
     ramp = infer._ramp(12, margin=5)

@@ -187,10 +187,6 @@ def _tile_plan(model: keras.Model, tile: int | None, overlap: int | None) -> tup
     # origins on the stride grid: tile side rounded down, overlap up, to multiples of the stride
     tile = max(tile // stride * stride, stride)
     overlap = _round_up(overlap, stride)
-    if overlap >= tile:
-        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
-                            + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
-                            + "): e.g. tile=256, overlap=32")
     return tile, overlap, margin, stride
 
 
@@ -219,6 +215,10 @@ def tile_predict(model: keras.Model, image, tile: int | None = None, overlap: in
     # every tile as long as the image modulo the stride: a strided 'same' conv pads an input according to its
     # length modulo the stride, so only then does it pad (and sample) each tile as it does the whole image
     th, tw = min(tile + h % stride, h), min(tile + w % stride, w)
+    if overlap >= tile and (th < h or tw < w):  # an image in one tile has no overlap to keep
+        raise ArgumentError(f"overlap ({overlap}) must be smaller than tile ({tile}"
+                            + (f", both on the model's stride grid of {stride}" if stride > 1 else "")
+                            + "): e.g. tile=256, overlap=32")
     # the last origin is then h - th, a multiple of the stride: every tile is th x tw and ends in the image
     ys = _starts(h, th, tile - overlap, stride)
     xs = _starts(w, tw, tile - overlap, stride)
