@@ -75,6 +75,10 @@ def test_gaussian_noise_rejects_bad_images_and_seeds():
         degrade.add_gaussian_noise(np.array([0.0, np.inf]).reshape(1, 2), 10)
     with pytest.raises(ImageValueError):
         degrade.add_gaussian_noise(np.zeros(5), 10)
+    for signed in ("int16", "int64"):  # were read as [0, 1] values: 300s came back as 300s plus noise of 10/255
+        with pytest.raises(ImageValueError) as err:
+            degrade.add_gaussian_noise(np.full((4, 4), 300, signed), 10)
+        assert one_line(err).startswith(f"image has dtype {signed}, not float or unsigned int: convert it to float32")
     with pytest.raises(ArgumentError) as err:
         degrade.add_gaussian_noise(np.zeros((4, 4)), 10, seed=-1)
     assert "seed" in one_line(err)
