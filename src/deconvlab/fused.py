@@ -364,9 +364,10 @@ def _save_card(model, fields: dict[str, Any], record: dict[str, Any], args: argp
                datasets: tuple[str, ...] = ("train400",)) -> dict[str, Any]:
     """Save ``model`` with ``fields``, the validation curve (one "epoch" per validation interval) and the training
     sets' digest; the curve also goes to the history file that :func:`deconvlab.train.train` would write
-    (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card. As ``deconvlab train``, the files are written into a temporary
-    folder and moved into ``args.out`` together (:func:`deconvlab.recipes.write_card_into`): a failure or a Ctrl-C
-    leaves ``args.out`` as it was, and a card of that id there is an OutputError unless ``args.overwrite``."""
+    (``<id>.history.json``, read by ``weights.load_history``; a non-finite value is null). Returns the card. As
+    ``deconvlab train``, the files are written into a temporary folder and moved into ``args.out`` together
+    (:func:`deconvlab.recipes.write_card_into`): a failure or a Ctrl-C leaves ``args.out`` as it was, and a card
+    of that id there is an OutputError unless ``args.overwrite``."""
     from . import console
     from .recipes import dataset_digest, write_card_into
     from .train import HISTORY_FORMAT
