@@ -720,6 +720,10 @@ def test_evaluate_tile_too_small_for_a_strided_model_names_only_tile(capsys, tmp
                        "--tile", "3")
     line = assert_one_line_error(code, err, None, "--tile 3 is too small for u: its receptive field needs an overlap")
     assert "overlap (" not in line and "--overlap" not in line and "--tile 0 (no tiles)" in line
+    # 33 passes the receptive-field bound (30) but, on the stride grid, evaluate's overlap of 32 fills the tile
+    code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset", "fallback-test",
+                       "--tile", "33")
+    assert_one_line_error(code, err, None, "--tile 33 is too small for u: pass a larger --tile, or --tile 0")
 
 
 def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir):

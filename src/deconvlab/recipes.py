@@ -42,11 +42,10 @@ def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, s
     from .infer import _tile_plan, check_exact_tile
 
     if tile:
-        try:
-            _tile_plan(model, tile, evaluate._tile_overlap(tile, DEFAULT_OVERLAP))
-        except ArgumentError:  # tile_predict's refusal named an overlap this command has no option for
+        planned, overlap, _, _ = _tile_plan(model, tile, evaluate._tile_overlap(tile, DEFAULT_OVERLAP))
+        if overlap >= planned:  # tile_predict would refuse it, naming an overlap this command has no option for
             check_exact_tile(model, label, tile, overlap_option=False)
-            raise
+            raise ArgumentError(f"--tile {tile} is too small for {label}: pass a larger --tile, or --tile 0 (no tiles)")
     dataset = data.load_dataset(dataset_name, mode=tasks.dataset_mode(task, channels), limit=limit, fallback=False)
     # a sigma would change deblur's noise level: each task gets only its own setting
     return evaluate.evaluate(model, dataset, task=task, seed=seed, tile=tile,
