@@ -500,7 +500,7 @@ def validate_card(card: Mapping[str, Any], npz_path: str | os.PathLike | None = 
     if total > MAX_CARD_PARAMS:
         raise WeightsError(f"model card {source} describes a model of {total:,} parameters, more than "
                            f"{MAX_CARD_PARAMS:,}; refusing to build it")
-    trainable = sum(math.prod(int(d) for d in v.shape) for v in model.trainable_weights)
+    trainable = models.count_params(model)
     if card.get("params") is not None and card["params"] != trainable:
         raise WeightsError(f"model card {source} says params={card['params']!r}, its architecture has "
                            f"{trainable:,}; the card does not match its architecture")
@@ -677,10 +677,7 @@ def model_rows(directory: str | os.PathLike | None = None,
         default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
             "yes" if flag is True else "no")
         macs = card.get("macs_per_pixel")
-        if isinstance(macs, Mapping):
-            values = list(macs.values())
-        else:
-            values = [] if macs is None else [macs]
+        values = list(macs.values()) if isinstance(macs, Mapping) else [] if macs is None else [macs]
         if len({float(v) for v in values}) > 1:  # an SR card whose cost differs by scale
             macs_text = ", ".join(f"x{k}: {float(v) / 1e6:.3f} M" for k, v in macs.items())
         else:
@@ -840,7 +837,7 @@ def save_pretrained(model: Any, card_fields: Mapping[str, Any],
         "weights_file": weights_file,
         "weights_sha256": sha256_file(folder / weights_file),
         "weights_dtype": dtype,
-        "macs_per_pixel": macs,
+        **({} if macs is None else {"macs_per_pixel": macs}),
         "backend": keras_backend(),
         "keras": keras.__version__,
         "hardware": device_name(),
@@ -848,8 +845,6 @@ def save_pretrained(model: Any, card_fields: Mapping[str, Any],
         "commit": git_commit(),
         "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
     }
-    if macs is None:
-        del card["macs_per_pixel"]
     # Caller's fields win except for the ones computed from the file itself.
     computed = {"weights_file", "weights_sha256", "weights_dtype", "params", "id", "architecture"}
     card.update((key, value) for key, value in fields.items() if key not in computed)
