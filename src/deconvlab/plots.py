@@ -68,11 +68,15 @@ def style() -> contextlib.AbstractContextManager[None]:
     return mpl.rc_context(STYLE)
 
 
+def _planes(img: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """``img`` as an array without a trailing channel of 1."""
+    arr = np.asarray(img, dtype=dtype)
+    return arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
+
+
 def _display_array(img: np.ndarray, name: str = "image") -> np.ndarray:
     """(H, W), (H, W, 1) or (H, W, 3) as a float array clipped to [0, 1] for display; metrics use the original."""
-    arr = np.asarray(img)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
+    arr = _planes(img)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] != 3) or arr.size == 0:
         raise ImageValueError(
             f"{name} has shape {np.shape(img)}; pass a non-empty (H, W), (H, W, 1) or (H, W, 3) array"
@@ -106,11 +110,7 @@ def _metrics_label(img: np.ndarray, reference: np.ndarray) -> str | None:
     """'PSNR xx.xx dB / SSIM 0.xxx' of ``img`` against ``reference``, None when they cannot be compared."""
     from . import metrics
 
-    a, b = np.asarray(img), np.asarray(reference)
-    if a.ndim == 3 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if b.ndim == 3 and b.shape[-1] == 1:
-        b = b[..., 0]
+    a, b = _planes(img), _planes(reference)
     if a.shape != b.shape:
         return None  # e.g. the low-resolution input of a super-resolution figure
     a32, b32 = a.astype(np.float32), b.astype(np.float32)
@@ -256,8 +256,7 @@ def plot_history(
     # Group 'x' with 'val_x' so each panel compares training and validation.
     groups: dict[str, list[str]] = {}
     for name in names:
-        base = name.removeprefix("val_")
-        groups.setdefault(base, []).append(name)
+        groups.setdefault(name.removeprefix("val_"), []).append(name)
 
     fig = ax.figure if ax is not None else _new_figure((min(4.2 * len(groups), 12.8), 3.2))
     with style():
@@ -265,10 +264,8 @@ def plot_history(
         for panel, (base, members) in zip(panels, groups.items(), strict=True):
             for name in members:
                 values = curves[name]
-                if ax is not None:
-                    label = name  # several quantities may share the caller's axes
-                else:
-                    label = "validation" if name.startswith("val_") else "training"
+                # on the caller's axes several quantities may share one panel: each is labelled by its name
+                label = name if ax is not None else "validation" if name.startswith("val_") else "training"
                 panel.plot(np.arange(first, first + len(values)), values, marker="o" if len(values) < 30 else None,
                            markersize=3, label=label)
             panel.set_xlabel("epoch")
@@ -309,9 +306,7 @@ def spectrum(img: np.ndarray) -> np.ndarray:
 
     Taught in chapter 2 (notebooks/02_core_concepts).
     """
-    arr = np.asarray(img, dtype=np.float64)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
+    arr = _planes(img, np.float64)
     if arr.ndim == 3 and arr.shape[-1] == 3:
         arr = arr @ np.array([0.299, 0.587, 0.114])
     if arr.ndim != 2 or arr.size == 0 or not np.all(np.isfinite(arr)):
