@@ -167,7 +167,7 @@ def richardson_lucy_deconv(image: np.ndarray, psf: np.ndarray, iterations: int =
 
 
 def _tune(clean_images: Sequence[np.ndarray], psf: np.ndarray, noise_sigma: float, candidates: Sequence,
-          seed: int, restore) -> tuple[object, dict]:
+          seed: int, restore, return_scores: bool) -> object:
     if len(candidates) == 0:
         raise ArgumentError("candidates is empty: pass at least one value to try")
     images = [check_image(im, f"clean_images[{i}]") for i, im in enumerate(clean_images)]
@@ -181,7 +181,7 @@ def _tune(clean_images: Sequence[np.ndarray], psf: np.ndarray, noise_sigma: floa
         restored = [np.clip(restore(d, k, value), 0.0, 1.0) for d in degraded]
         scores[value] = float(np.mean([psnr(c, r) for c, r in zip(images, restored, strict=True)]))
     best = max(scores, key=scores.get)
-    return best, scores
+    return (best, scores) if return_scores else best
 
 
 def tune_wiener_balance(
@@ -196,8 +196,7 @@ def tune_wiener_balance(
 
     With ``return_scores`` it also returns ``{candidate: mean PSNR}``, e.g. to plot the trade-off.
     """
-    best, scores = _tune(clean_images, psf, noise_sigma, candidates, seed, wiener_deconv)
-    return (best, scores) if return_scores else best
+    return _tune(clean_images, psf, noise_sigma, candidates, seed, wiener_deconv, return_scores)
 
 
 def tune_rl_iterations(
@@ -212,8 +211,7 @@ def tune_rl_iterations(
 
     With ``return_scores`` it also returns ``{candidate: mean PSNR}``.
     """
-    best, scores = _tune(clean_images, psf, noise_sigma, candidates, seed, richardson_lucy_deconv)
-    return (best, scores) if return_scores else best
+    return _tune(clean_images, psf, noise_sigma, candidates, seed, richardson_lucy_deconv, return_scores)
 
 
 # ---------------------------------------------------------------------------------------------- enhancement
