@@ -200,9 +200,7 @@ def full_float32() -> str:
     and PyTorch do so by default, TensorFlow too on those GPUs. Checks that compare two computations to 1e-5 need
     real float32, so the chapters with such checks call this first. On a CPU nothing changes. Taught in chapter 2.
     """
-    import keras
-
-    backend = keras.backend.backend()
+    backend = keras_backend()
     if backend == "jax":
         import jax
 
