@@ -150,9 +150,8 @@ def model_psnr(model: Any, clean_images: Iterable[np.ndarray], degraded_images: 
     """:func:`mean_psnr` of a model's outputs, each clipped to [0, 1], against the clean images. Taught in chapter 1."""
     from .infer import predict_image
 
-    clean = list(clean_images)
     outputs = [np.clip(predict_image(model, x), 0, 1) for x in degraded_images]
-    return mean_psnr(clean, outputs)
+    return mean_psnr(clean_images, outputs)
 
 
 def peak_to_peak_gray_levels(model: Any, flat: np.ndarray, border: int) -> float:
