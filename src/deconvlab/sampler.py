@@ -162,11 +162,9 @@ class PatchSampler(_DeviceSampler):
 
     def sample(self, images: Any, sizes: Any, grids: Any, key: Any, step: Any) -> tuple[Any, Any]:
         """Pure function: NHWC float32 ``(noisy, clean)`` of batch ``step`` (jit- and scan-friendly)."""
-        jax = self._jax
-        jnp = jax.numpy
         choice = self.draw(key, step, sizes)
         clean = _gather(images, grids, choice, choice["rows"], choice["cols"])
-        noise = jax.random.normal(choice["noise_key"], clean.shape, dtype=jnp.float32)
+        noise = self._jax.random.normal(choice["noise_key"], clean.shape, dtype=self._jax.numpy.float32)
         noisy = clean + noise * (choice["sigmas"] / 255.0)[:, None, None, None]
         return noisy, clean
 
