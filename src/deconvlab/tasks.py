@@ -136,9 +136,7 @@ def check_sigma_range(lo: float, hi: float) -> tuple[float, float]:
 
 def dataset_mode(task: str, channels: int) -> str | None:
     """How ``load_dataset`` should read a set for this task: the SR protocol keeps files as stored (it takes Y)."""
-    if task == "sr":
-        return None
-    return "rgb" if channels == 3 else "gray"
+    return None if task == "sr" else "rgb" if channels == 3 else "gray"
 
 
 def protocol_psf() -> np.ndarray:
