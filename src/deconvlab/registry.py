@@ -326,7 +326,6 @@ def _fetch(info: DatasetInfo, f: FileInfo) -> Path:
 
 
 def _local_file(root: Path, f: FileInfo) -> Path:
-    pooch = pooch_module()
     path = root / f.dataset / f.file
     if not path.is_file():
         if not (root / f.dataset).is_dir():
@@ -338,7 +337,7 @@ def _local_file(root: Path, f: FileInfo) -> Path:
             f"{path} is missing from the local copy in DECONVLAB_DATA: copy {f.file} there from {f.url} "
             "or unset DECONVLAB_DATA to download the set"
         )
-    if pooch.file_hash(str(path)) != f.sha256:
+    if pooch_module().file_hash(str(path)) != f.sha256:
         raise HashMismatchError(
             f"{path} does not match its sha256 in data/registry.tsv (corrupted or another version): "
             f"replace it with {f.url} or unset DECONVLAB_DATA to download the set"
@@ -350,11 +349,9 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
     """pooch's fetch (hash check, retries, atomic move); its failures become DataError subclasses."""
     import requests
 
-    pooch = pooch_module()
-
     what, folder = f"{f.dataset}/{f.file}", cache_dir() / f.dataset
     fix = "set DECONVLAB_DATA to a local copy of the sets (see data/DATASETS.md)"
-    downloader = pooch.HTTPDownloader(timeout=_TIMEOUT_S, progressbar=False)
+    downloader = pooch_module().HTTPDownloader(timeout=_TIMEOUT_S, progressbar=False)
     try:
         return Path(_pooch(info).fetch(f.file, downloader=downloader))
     except requests.HTTPError as exc:
