@@ -296,6 +296,7 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     ``overwrite``), ``out_dir`` is a file, a broken link or not writable, or, for a new folder, its parent is
     missing or not writable. ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
     from .io import check_output_path
+    from .weights import HISTORY_SUFFIX, WEIGHTS_SUFFIX
 
     if out_dir.is_symlink() and not out_dir.exists():
         raise OutputError(f"--out {out_dir} is a broken symbolic link: remove it or point it at a folder")
@@ -304,18 +305,11 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     if out_dir.is_dir():
         check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
         # weights or a history left without their card (a run stopped by hand, a copy) are replaced just as silently
-        for name in _card_files(card_id)[1:]:
+        for name in (f"{card_id}{WEIGHTS_SUFFIX}", f"{card_id}{HISTORY_SUFFIX}"):
             if os.path.lexists(out_dir / name) and not overwrite:
                 raise OutputError(f"{out_dir / name} exists: pass --overwrite or another --out")
     else:  # a new folder, in an existing one: "no/such/runs" is more often a typo than a wish
         check_output_path(out_dir, overwrite=False, suffix=None)
-
-
-def _card_files(card_id: str) -> tuple[str, str, str]:
-    """The files a card of ``card_id`` is saved as (:func:`deconvlab.weights.save_pretrained` and its history)."""
-    from .weights import HISTORY_SUFFIX, WEIGHTS_SUFFIX
-
-    return f"{card_id}.json", f"{card_id}{WEIGHTS_SUFFIX}", f"{card_id}{HISTORY_SUFFIX}"
 
 
 def held_aside(train_set: Any) -> tuple[Any, Any]:
