@@ -66,8 +66,7 @@ class PadToMultiple(keras.layers.Layer):
         shape = ops.shape(x)
         for axis in (1, 2):
             n = shape[axis]
-            n_out = _round_up(n, self.multiple)
-            x = ops.take(x, _padded_indices(n, n_out), axis=axis)
+            x = ops.take(x, _padded_indices(n, _round_up(n, self.multiple)), axis=axis)
         return x
 
     def get_config(self):
