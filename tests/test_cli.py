@@ -24,7 +24,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from deconvlab import cli, console, errors, infer, io, metrics, models, plots, tasks, weights
+from deconvlab import cli, console, errors, evaluate, infer, io, metrics, models, plots, tasks, weights
 
 
 @pytest.fixture(scope="module")
@@ -712,18 +712,16 @@ def test_evaluate_argument_errors(capsys, tmp_path, wdir):
     assert_one_line_error(code, err, None, "--limit 0")
 
 
-def test_evaluate_tile_too_small_for_a_strided_model_names_only_tile(capsys, tmp_path):
-    # tile_predict's refusal spoke of "overlap (4) must be smaller than tile (4, ...)": evaluate has no --overlap
-    weights.save_pretrained(models.unet(widths=(4, 8), depths=(1, 1)), {"id": "u", "task": "denoise", "sigma": 25},
-                            tmp_path)
-    code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset", "fallback-test",
-                       "--tile", "3")
-    line = assert_one_line_error(code, err, None, "--tile 3 is too small for u: its receptive field needs an overlap")
-    assert "overlap (" not in line and "--overlap" not in line and "--tile 0 (no tiles)" in line
-    # 33 passes the receptive-field bound (30) but, on the stride grid, evaluate's overlap of 32 fills the tile
-    code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset", "fallback-test",
-                       "--tile", "33")
-    assert_one_line_error(code, err, None, "--tile 33 is too small for u: pass a larger --tile, or --tile 0")
+def test_evaluate_small_tiles_on_a_strided_model_keep_the_overlap_below_the_tile(capsys, tmp_path):
+    # evaluate's own overlap (32, or half a smaller tile) put on the U-Net's stride grid filled the tile: --tile 3
+    # (and 33) failed with "overlap (2) must be smaller than tile (2, ...)", an overlap this command has no option for
+    unet = models.unet(widths=(4, 8), depths=(1, 1))
+    weights.save_pretrained(unet, {"id": "u", "task": "denoise", "sigma": 25}, tmp_path)
+    for tile, overlap in (("3", 0), ("33", 16), ("34", 32)):  # stride 2: tiles of 2, 32 and 34 pixels
+        code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset",
+                           "fallback-test", "--limit", "1", "--tile", tile)
+        assert code == 0 and "error" not in err, err
+        assert evaluate._tile_overlap(unet, int(tile), 32) == overlap
 
 
 def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir):

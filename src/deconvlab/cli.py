@@ -121,8 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dataset = recipes.evaluation_set(card, args.dataset, args.limit)
     console.start_keras()
     model = weights.load_pretrained(card=card, directory=args.weights_dir)
-    result = recipes.run_evaluation(model, task, dataset, channels=weights.card_channels(card), sigma=sigma, scale=scale,
-                                    seed=args.seed, limit=args.limit, tile=args.tile or None, label=card["id"])
+    result = recipes.run_evaluation(model, task, dataset, channels=weights.card_channels(card), sigma=sigma,
+                                    scale=scale, seed=args.seed, limit=args.limit, tile=args.tile or None)
     psnr = result.mean_psnr
     print(result.to_markdown())
     print(f"{card['id']}: {result.summary()}")

@@ -38,8 +38,10 @@ import numpy as np
 from . import config
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
-from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
+from .infer import (from_model_batch, model_channels, model_scale, predict_image, tile_predict, tiling_geometry,
+                    to_model_batch)
 from .io import unit_float, write_atomic
+from .layers import _round_up
 from .report import grid_table
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
 
@@ -159,12 +161,16 @@ def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
 def _forward(model, batch: np.ndarray, tile: int | None, overlap: int) -> np.ndarray:
     if tile is None:
         return predict_image(model, batch)  # one image at a time: large images stay within memory
-    return tile_predict(model, batch, tile=tile, overlap=_tile_overlap(tile, overlap), scale=None)
+    return tile_predict(model, batch, tile=tile, overlap=_tile_overlap(model, tile, overlap), scale=None)
 
 
-def _tile_overlap(tile: int, overlap: int) -> int:
-    # the default overlap (32) may not fit a small tile: then overlap half of it
-    return overlap if overlap < tile else tile // 2
+def _tile_overlap(model: Any, tile: int, overlap: int) -> int:
+    # the default overlap (32) may not fit a small tile: then overlap half of it, on the grid of a strided model's
+    # stride as tile_predict puts both, so the overlap stays smaller than the tile (--tile 3 on the U-Net: 4 and 0)
+    geometry = tiling_geometry(model)
+    stride = 1 if geometry is None else geometry[1]
+    planned = max(tile // stride * stride, stride)
+    return overlap if _round_up(overlap, stride) < planned else planned // 2 // stride * stride
 
 
 def _clip(image: np.ndarray, clip: bool) -> np.ndarray:
@@ -366,7 +372,7 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
         p["channels"] = "colour" if any(img.ndim == 3 and img.shape[-1] == 3 for img in images) else "gray"
     if is_model:
         p["tile"] = tile
-        p["overlap"] = _tile_overlap(tile, overlap) if tile else None
+        p["overlap"] = _tile_overlap(method, tile, overlap) if tile else None
         p["batch"] = 1
         p["backend"] = config.keras_backend()
         p["device"] = config.device_name()

@@ -33,19 +33,10 @@ from .tasks import BLIND_LEVELS
 
 
 def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, sigma: float | None,
-                   scale: int | None, seed: int = 0, limit: int | None = None, tile: int | None = None,
-                   label: str = "the model") -> Any:
-    """Load a test set (no offline fallback) and evaluate a model on it; returns the EvalResult. ArgumentError
-    (naming ``label``) where ``tile`` cannot tile the model, before the set is loaded."""
+                   scale: int | None, seed: int = 0, limit: int | None = None, tile: int | None = None) -> Any:
+    """Load a test set (no offline fallback) and evaluate a model on it; returns the EvalResult."""
     from . import data, evaluate
-    from .config import DEFAULT_OVERLAP
-    from .infer import _tile_plan, check_exact_tile
 
-    if tile:
-        planned, overlap, _, _ = _tile_plan(model, tile, evaluate._tile_overlap(tile, DEFAULT_OVERLAP))
-        if overlap >= planned:  # tile_predict would refuse it, naming an overlap this command has no option for
-            check_exact_tile(model, label, tile, overlap_option=False)
-            raise ArgumentError(f"--tile {tile} is too small for {label}: pass a larger --tile, or --tile 0 (no tiles)")
     dataset = data.load_dataset(dataset_name, mode=tasks.dataset_mode(task, channels), limit=limit, fallback=False)
     # a sigma would change deblur's noise level: each task gets only its own setting
     return evaluate.evaluate(model, dataset, task=task, seed=seed, tile=tile,
