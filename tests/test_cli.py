@@ -653,6 +653,11 @@ def test_an_sr_only_arch_under_another_task_is_refused(capsys, tmp_path):
         code, _, err = run(capsys, *argv)
         assert_one_line_error(code, err, tmp_path / "runs", "--arch fsrcnn is a super-resolution architecture: "
                                                             "use --task sr")
+    # with a scale of its own it builds: an fsrcnn of scale 1 is a denoiser
+    from deconvlab import config, recipes
+
+    kwargs = recipes.builder_kwargs("fsrcnn", "denoise", 1, None, "post", config.get_profile("quick"), {"scale": 1})
+    assert kwargs["scale"] == 1 and models.build_model("fsrcnn", **kwargs).output_shape == (None, None, None, 1)
 
 
 # ------------------------------------------------------------------------------------- models

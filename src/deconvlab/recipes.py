@@ -183,7 +183,8 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
     if builder not in models.BUILDERS:
         raise ArgumentError(f"unknown --arch {builder!r}: use one of {', '.join(models.BUILDERS)}")
     params = inspect.signature(models.BUILDERS[builder]).parameters
-    if task != "sr" and "scale" in params and params["scale"].default is inspect.Parameter.empty:
+    if task != "sr" and "scale" in params and params["scale"].default is inspect.Parameter.empty \
+            and "scale" not in extra:  # an fsrcnn of scale 1 (--arch-kwargs) is a denoiser
         # else build_model's "missing 1 required positional argument: 'scale'; pass the missing argument"
         raise ArgumentError(f"--arch {builder} is a super-resolution architecture: use --task sr --scale S, or "
                             f"another --arch for --task {task}")
