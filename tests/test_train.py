@@ -323,6 +323,19 @@ def test_train_maxima_hold_outside_the_command_line(train_images, kwargs, steps,
         tr.train(_tiny(), _patches(train_images, steps=steps), verbose=0, **{"epochs": 1, **kwargs})
     assert str(err.value) == message
 
+
+def test_a_dataset_of_many_real_batches_is_not_held_to_the_maximum():
+    class Batches(keras.utils.PyDataset):  # 2,000,000 batches it really has, not an epoch of drawn ones
+        def __len__(self):
+            return 2_000_000
+
+        def __getitem__(self, index):
+            return np.zeros((1, 8, 8, 1), "float32"), np.zeros((1, 8, 8, 1), "float32")
+
+    fit_args, _ = tr._fit_data(Batches(), None, None, config.get_profile("quick"))
+    assert fit_args["steps_per_epoch"] == 2_000_000
+
+
 def test_argument_errors(tmp_path, train_images):
     patches = _patches(train_images)
     with pytest.raises(ArgumentError, match=r"\.keras"):

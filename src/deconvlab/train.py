@@ -413,9 +413,11 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
     """``model.fit`` arguments for the data (steps per epoch included) and the batch size."""
     fit_args: dict[str, Any] = {}
     if isinstance(train_data, keras.utils.PyDataset):
+        # the maximum is for epochs of drawn batches (Keras lists every index): not for a dataset's real batches
+        bounded = steps_per_epoch is not None or hasattr(train_data, "steps_per_epoch")
         if steps_per_epoch is None:
             steps_per_epoch = len(train_data)
-        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, config.TRAIN_MAXIMA["steps"])
+        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, config.TRAIN_MAXIMA["steps"] if bounded else None)
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
         elif steps_per_epoch > len(train_data):
