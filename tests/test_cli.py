@@ -415,6 +415,12 @@ def test_gray_model_runs_per_channel_on_rgb(capsys, tmp_path, wdir):
         assert np.abs(result[..., c] - _expected_gray(wdir, rgb[..., c] / 255.0)).max() <= 1
 
 
+def test_enhance_warns_when_sigma_is_not_the_weights_level(capsys, tmp_path, gray_png, wdir):
+    code, _, err = run(capsys, "enhance", gray_png, tmp_path / "o.png", "--task", "denoise", "--sigma", "50",
+                       "--weights-dir", wdir, "--weights", "denoise-sigma25")
+    assert code == 0 and "warning: card denoise-sigma25 was trained for sigma=25, not 50" in err, err
+
+
 def test_gray_stored_as_rgb_stays_rgb_with_equal_channels(capsys, tmp_path, wdir):
     plane = (np.random.default_rng(4).random((10, 12)) * 255).astype(np.uint8)
     src, out = tmp_path / "grayrgb.png", tmp_path / "out.png"
@@ -740,6 +746,8 @@ def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir)
     for card, sigma in (("denoise-sigma25", "25"), ("b", "50")):
         code, _, err = run(capsys, *base, card, "--sigma", sigma)
         assert code == 0 and err == "", err
+    code, _, err = run(capsys, *base, "b", "--sigma", "70")  # outside a blind card's range
+    assert code == 0 and err.strip() == "deconvlab: warning: card b was trained for sigma in [0, 55], not 70"
 
 
 def test_evaluate_refuses_a_missing_test_set_before_keras_starts(capsys, tmp_path, wdir, monkeypatch):

@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from . import config
+from . import config, infer
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
-from .infer import (from_model_batch, model_channels, model_scale, predict_image, tile_predict, tiling_geometry,
-                    to_model_batch)
+from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
 from .io import unit_float, write_atomic
 from .layers import _round_up
 from .report import grid_table
@@ -167,7 +166,7 @@ def _forward(model, batch: np.ndarray, tile: int | None, overlap: int) -> np.nda
 def _tile_overlap(model: Any, tile: int, overlap: int) -> int:
     # the default overlap (32) may not fit a small tile: then overlap half of it, on the grid of a strided model's
     # stride as tile_predict puts both, so the overlap stays smaller than the tile (--tile 3 on the U-Net: 4 and 0)
-    geometry = tiling_geometry(model)
+    geometry = infer.tiling_geometry(model)
     stride = 1 if geometry is None else geometry[1]
     planned = max(tile // stride * stride, stride)
     return overlap if _round_up(overlap, stride) < planned else planned // 2 // stride * stride

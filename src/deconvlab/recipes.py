@@ -59,11 +59,20 @@ def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: 
                                 f"pass --task {card['task']} or other weights")
         if task == "sr" and scale not in weights.card_scales(card):
             raise ArgumentError(f"card {card['id']} serves {weights.card_setting(card)}, not x{scale}")
-        if task == "denoise" and sigma is not None and card.get("sigma") is not None \
-                and not math.isclose(float(card["sigma"]), sigma):
-            warnings.warn(f"card {card['id']} was trained for sigma={card['sigma']:g}, not {sigma:g}",
-                          UserWarning, stacklevel=3)
+        _warn_untrained_sigma(card, sigma, stacklevel=3)
     return weights.load_pretrained(card=card, directory=directory), card, str(card["id"])
+
+
+def _warn_untrained_sigma(card: dict[str, Any], sigma: float | None, stacklevel: int) -> None:
+    """Warn (``stacklevel`` above the caller) when ``sigma`` is not the level, or outside the range, that a denoising
+    card was trained for: using it there is legitimate (how a model degrades), but the numbers are not the card's."""
+    from . import weights
+
+    lo, hi = card.get("sigma_range") or (card.get("sigma"),) * 2
+    if sigma is not None and lo is not None and not (lo <= sigma <= hi or math.isclose(lo, sigma)
+                                                     or math.isclose(hi, sigma)):
+        warnings.warn(f"card {card['id']} was trained for {weights.card_setting(card)}, not {sigma:g}", UserWarning,
+                      stacklevel=stacklevel + 1)
 
 
 def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | None, spec: str | None,
@@ -150,10 +159,7 @@ def evaluation_card(spec: str | None, task: str | None, sigma: float | None, sca
     task, where = card["task"], weights.card_setting(card)
     if (sigma is not None and task != "denoise") or (scale is not None and task != "sr"):
         raise ArgumentError(f"card {card['id']} is for --task {task}: drop --sigma / --scale that do not apply")
-    if sigma is not None and card.get("sigma") is not None and not math.isclose(float(card["sigma"]), sigma):
-        # measuring off the trained level is legitimate (how a model degrades), but the numbers are not the card's
-        warnings.warn(f"card {card['id']} was trained for sigma={card['sigma']:g}, not {sigma:g}", UserWarning,
-                      stacklevel=2)
+    _warn_untrained_sigma(card, sigma, stacklevel=2)
     sigma = sigma if sigma is not None else card.get("sigma")
     scales = weights.card_scales(card)
     scale = scale if scale is not None else (scales[0] if len(scales) == 1 else None)
