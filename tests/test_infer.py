@@ -234,6 +234,7 @@ def test_an_image_in_one_tile_needs_no_overlap_on_a_strided_model():
     with pytest.raises(ArgumentError, match="stride grid of 2"):  # split into tiles, it still needs the room
         infer.tile_predict(model, _rand((40, 40)), tile=overlap + 1)
 
+
 def test_window_margins_and_untraceable_models():
     ramp = infer._ramp(12, margin=5)
     assert ramp[:5].max() == 0.0 and ramp[-5:].min() == 1.0 and ramp.shape == (12,)

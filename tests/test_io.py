@@ -622,6 +622,8 @@ def test_unit_float_is_the_public_reading_of_pixel_values():
     floats, signed = np.array([np.nan, 1.25], np.float32), np.array([-1, 300], np.int16)
     assert io.unit_float(floats) is floats and np.isnan(io.unit_float(floats, np.float64)[0])
     assert io.unit_float(signed) is signed  # left for the caller to refuse
+    assert io.unit_float([True, False], "float64").tolist() == [1.0, 0.0]  # a list, a dtype by name
+
 
 def test_as_batch_from_batch_round_trip():
     gray, rgb = RNG.random((5, 7), np.float32), RNG.random((5, 7, 3), np.float32)

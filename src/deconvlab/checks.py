@@ -21,7 +21,7 @@ _NUMBERS = (int, float, np.integer, np.floating)
 
 
 def integer(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """``value`` as an int (NumPy integers too) that is at least ``minimum`` and at most ``maximum``, else ArgumentError."""
+    """``value`` as an int (NumPy integers too) of at least ``minimum`` and at most ``maximum``, else ArgumentError."""
     if (isinstance(value, bool) or not isinstance(value, _INTS) or (minimum is not None and value < minimum)
             or (maximum is not None and value > maximum)):
         bound = f" >= {minimum}" if minimum is not None else ""

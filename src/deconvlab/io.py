@@ -78,13 +78,15 @@ def as_numpy(array: object, name: str = "image") -> np.ndarray:
         ) from None
 
 
-def unit_float(arr: np.ndarray, dtype: type[np.floating] = np.float32) -> np.ndarray:
+def unit_float(arr: Any, dtype: Any = np.float32) -> np.ndarray:
     """bool as 0/1, unsigned integers over their dtype's maximum (as ``skimage.img_as_float``), floats as they are,
-    all as ``dtype`` (an array already of it is not copied); any other dtype comes back unchanged for the caller to refuse."""
+    all as ``dtype`` (an array already of it is not copied); any other dtype comes back unchanged for the caller
+    to refuse."""
+    arr, dtype = np.asarray(arr), np.dtype(dtype)
     if arr.dtype.kind == "b":
         return arr.astype(dtype)
     if arr.dtype.kind == "u":
-        return arr.astype(dtype) / dtype(np.iinfo(arr.dtype).max)
+        return arr.astype(dtype) / dtype.type(np.iinfo(arr.dtype).max)
     return arr.astype(dtype, copy=False) if arr.dtype.kind == "f" else arr
 
 

@@ -169,7 +169,8 @@ def rgb_to_ycbcr(image: np.ndarray) -> np.ndarray:
 
 def ycbcr_to_rgb(image: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr` (scikit-image ``ycbcr2rgb``); unsigned integers are read over their maximum."""
-    arr = np.asarray(unit_float(as_numpy(image, "image"), np.float64), np.float64)  # no _unit_array: model outputs' NaN pass
+    # not _unit_array, which refuses NaN: enhance converts model outputs, whose NaN must come through
+    arr = np.asarray(unit_float(as_numpy(image, "image"), np.float64), np.float64)
     return color.ycbcr2rgb(_three_channels(arr, "ycbcr_to_rgb") * 255.0).astype(np.float32)
 
 

@@ -651,10 +651,11 @@ def _move_results(tmp: Path, out_dir: Path, card_id: str, overwrite: bool) -> li
     if not out_dir.exists():
         try:
             os.replace(tmp, out_dir)  # one rename: the whole folder appears at once
-            return sorted(out_dir.iterdir())
         except OSError as exc:  # another job created out_dir since the check: move in file by file, as below
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
+        else:
+            return sorted(out_dir.iterdir())
     card = f"{card_id}.json"
     names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == card)
     there = [n for n in names if os.path.lexists(out_dir / n)]

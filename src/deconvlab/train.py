@@ -417,7 +417,8 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
         bounded = steps_per_epoch is not None or hasattr(train_data, "steps_per_epoch")
         if steps_per_epoch is None:
             steps_per_epoch = len(train_data)
-        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, config.TRAIN_MAXIMA["steps"] if bounded else None)
+        maximum = config.TRAIN_MAXIMA["steps"] if bounded else None
+        steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, maximum)
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
         elif steps_per_epoch > len(train_data):
