@@ -920,7 +920,11 @@ def collect_resolution(paths: Sequence[Path], results: Path = RESULTS) -> dict[s
     weights. The claim is that higher resolution brings overfitting (a larger gap) and vanishing gradients (a
     lower middle ratio, :func:`middle_ratio`); each is judged smallest patch -> largest by the 2x pooled-std rule.
     """
-    runs = [r for r in _read_runs(paths, "res")[0] if r.get("gap_db") is not None]
+    found, skipped = _read_runs(paths, "res")
+    runs = [r for r in found if r.get("gap_db") is not None]
+    # runs left out are named, as collect names its rungs': a mean over fewer seeds says why
+    left_out = [f"{r['rung']} seed {r['seed']}" + (f" patch {r['patch']}" if "patch" in r else "")
+                for r in skipped + [r for r in found if r not in runs]]
     if not runs:
         return None
     table = []
@@ -952,7 +956,7 @@ def collect_resolution(paths: Sequence[Path], results: Path = RESULTS) -> dict[s
         "table": table, "gap_verdict": {"from_patch": lo["patch"], "to_patch": hi["patch"], **gap},
         "gradient_verdict": {"from_patch": lo["patch"], "to_patch": hi["patch"], **grad},
         "steps": sorted({r["steps"] for r in runs}), "hardware": sorted({r["hardware"] for r in runs}),
-        "commit": sorted({r["commit"] for r in runs}), "runs": runs,
+        "commit": sorted({r["commit"] for r in runs}), "runs": runs, **({"left_out": left_out} if left_out else {}),
     }
     _write_json(Path(results) / "resolution.json", summary)
     lines = ["# High-resolution training: overfitting and vanishing gradients? (rung e, sigma 25)", "",
@@ -970,6 +974,7 @@ def collect_resolution(paths: Sequence[Path], results: Path = RESULTS) -> dict[s
               f"- Middle gradient ratio, patch {lo['patch']} -> {hi['patch']}: " + (
                   f"{-grad['difference_log10']:+.2f} log10 (2 x pooled std {grad['twice_pooled_std']:.2f}): "
                   if grad["difference_log10"] is not None else f"{grad['reason']}: ") + f"**{grad['verdict']}**"]
+    lines += ["", "Left out (skipped, failed or without a gap): " + ", ".join(left_out)] if left_out else []
     (Path(results) / "resolution.md").write_text("\n".join(lines) + "\n")
     return summary
 

@@ -303,3 +303,20 @@ def test_unet_recipe_reads_a_curve_with_a_diverged_point():
     card = {"id": "s25-ema", "params": 1, "macs_per_pixel": 1, "training": training}
     row = unet_recipe.row(card)
     assert row["best_step"] == 3000 and row["curve"][1] == [2000, None]
+
+
+def test_resolution_runs_left_out_are_named(tmp_path):
+    # collect_resolution dropped skipped runs and runs without a gap silently: the table's seeds simply shrank
+    runs = Path(ladder.__file__).parent / "results" / "ladder_runs"
+    for f in sorted(runs.glob("res-p*-e-seed*.json")):
+        (tmp_path / f.name).write_text(f.read_text())
+    assert ladder.collect_resolution([tmp_path], tmp_path / "a") and "left_out" not in json.loads(
+        (tmp_path / "a" / "resolution.json").read_text())  # the committed runs: nothing left out
+    (tmp_path / "res-p100-e-seed3.skipped.json").write_text(json.dumps(
+        {"rung": "e", "seed": 3, "skipped": True, "train_images": 392, "reason": "deadline"}))
+    record = json.loads((tmp_path / "res-p100-e-seed2.json").read_text())
+    (tmp_path / "res-p100-e-seed2.json").write_text(json.dumps(dict(record, gap_db=None)))
+    summary = ladder.collect_resolution([tmp_path], tmp_path / "b")
+    assert summary["left_out"] == ["e seed 3", "e seed 2 patch 100"]
+    md = (tmp_path / "b" / "resolution.md").read_text()
+    assert md.rstrip().endswith("Left out (skipped, failed or without a gap): e seed 3, e seed 2 patch 100")
