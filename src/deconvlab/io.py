@@ -492,8 +492,7 @@ def _read_png16(p: Path, where: str, notes: _Notes) -> np.ndarray:
         raise _corrupt(where, EOFError("image data shorter than the header says"))
     # asDirect shifts samples down to an sBIT chunk's significant bits (a 12-bit scan) and reports that depth
     img = pixels.reshape(height, width, planes).astype(np.float32) / np.float32((1 << int(info["bitdepth"])) - 1)
-    if info.get("alpha"):
-        notes.alpha = True
+    notes.alpha = bool(info.get("alpha"))
     return img[..., 0] if planes <= 2 else img[..., :3]
 
 
@@ -636,16 +635,12 @@ def write_image(
         if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
             import png
 
-            png_mode = "L;16" if pixels.ndim == 2 else "RGB;16"
-            if icc_profile is None:
-                png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(fh)
-                return
             encoded = BytesIO()
-            png.from_array(pixels.reshape(len(pixels), -1), png_mode).write(encoded)
+            png.from_array(pixels.reshape(len(pixels), -1), "L;16" if pixels.ndim == 2 else "RGB;16").write(encoded)
             chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-            # pypng writes no iCCP; the chunk goes right after IHDR (PNG spec: before PLTE and IDAT)
-            iccp = (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile)))
-            png.write_chunks(fh, [chunks[0], iccp, *chunks[1:]])
+            if icc_profile is not None:  # pypng writes no iCCP; it goes right after IHDR (before PLTE and IDAT)
+                chunks.insert(1, (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile))))
+            png.write_chunks(fh, chunks)
         else:
             Image.fromarray(pixels).save(fh, format="PNG", **({} if icc_profile is None else
                                                               {"icc_profile": bytes(icc_profile)}))
