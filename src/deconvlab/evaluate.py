@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from . import config, infer
+from . import config, degrade, infer, metrics
 from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
-from .io import unit_float, write_atomic
+from .io import check_image, unit_float, write_atomic
 from .layers import _round_up
 from .report import grid_table
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
@@ -138,7 +138,6 @@ class EvalResult:
 
 def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
     from .data import Dataset
-    from .io import check_image
 
     if isinstance(dataset, Dataset):
         name, names, images, fallback = dataset.name, list(dataset.names), list(dataset.images), dataset.is_fallback
@@ -232,8 +231,6 @@ def evaluate(
 def _checked_args(method: Any, is_model: bool, task: str, sigma: Any, scale: Any, seed: Any, tile: Any,
                   overlap: Any, upsample: Any) -> tuple:
     """(sigma, scale, seed, tile, overlap) checked against the task's protocol."""
-    from .degrade import DEBLUR_NOISE_SIGMA
-
     check_task(task)
     seed = integer("seed", seed, 0)
     if not is_model and not callable(method):
@@ -243,7 +240,7 @@ def _checked_args(method: Any, is_model: bool, task: str, sigma: Any, scale: Any
             raise ArgumentError("task='denoise' needs sigma (255 scale), e.g. evaluate(model, data, 'denoise', sigma=25)")
         sigma = number("sigma", sigma)
     elif task == "deblur":
-        sigma = DEBLUR_NOISE_SIGMA if sigma is None else number("sigma", sigma)
+        sigma = degrade.DEBLUR_NOISE_SIGMA if sigma is None else number("sigma", sigma)
     elif sigma is not None:
         raise ArgumentError("sigma applies to 'denoise' and 'deblur'; the SR protocol adds no noise: drop sigma")
     if task == "sr":
@@ -279,13 +276,11 @@ def _sr_upsample(model: Any, channels: int | None, scale: int, upsample: str | N
 def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile: int | None,
                overlap: int) -> tuple[list[np.ndarray], list[float], list[str]]:
     """Outputs, seconds per image and layouts."""
-    from .infer import _input_size
-
     batches, layouts = zip(*(to_model_batch(x, channels, per_channel=True) for x in inputs), strict=True)
     # first-call costs (graph building) are not speed; a crop keeps them small, but a model built for one
     # input size (keras.Input((48, 48, 1))) runs on nothing else
     first = batches[0][:1]
-    _forward(model, first if any(_input_size(model)) else first[:, :32, :32], None, overlap)
+    _forward(model, first if any(infer._input_size(model)) else first[:, :32, :32], None, overlap)
     outputs, seconds = [], []
     for batch, layout in zip(batches, layouts, strict=True):
         start = time.perf_counter()
@@ -311,8 +306,6 @@ def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], 
 def _measure(task: str, name: str, out: np.ndarray, ref: np.ndarray, base: np.ndarray, scale: int | None,
              clip: bool, seconds: float, is_model: bool) -> dict[str, Any]:
     """One result row: PSNR/SSIM of the output and of the degraded input against the reference."""
-    from . import metrics as mt
-
     if out.shape != ref.shape:
         hint = "pass upsample='post' if it takes the low-resolution image" if task == "sr" else "return the input's shape"
         raise ArgumentError(
@@ -320,9 +313,9 @@ def _measure(task: str, name: str, out: np.ndarray, ref: np.ndarray, base: np.nd
         )
     out = _clip(out, clip)
     if task == "sr":
-        (p, s), (ip, iss) = mt.sr_metrics(ref, out, scale), mt.sr_metrics(ref, _clip(base, clip), scale)
+        (p, s), (ip, iss) = metrics.sr_metrics(ref, out, scale), metrics.sr_metrics(ref, _clip(base, clip), scale)
     else:
-        p, s, ip, iss = mt.psnr(ref, out), mt.ssim(ref, out), mt.psnr(ref, base), mt.ssim(ref, base)
+        p, s, ip, iss = metrics.psnr(ref, out), metrics.ssim(ref, out), metrics.psnr(ref, base), metrics.ssim(ref, base)
     return {"name": name, "psnr": p, "ssim": s, "input_psnr": ip, "input_ssim": iss, "seconds": seconds}
 
 
@@ -335,8 +328,6 @@ def _method_name(method: Any, is_model: bool) -> str:
 
 def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, fallback: bool, sigma, scale,
               seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images) -> dict:
-    from . import degrade as dg
-
     p: dict[str, Any] = {
         "task": task,
         "dataset": dataset,
@@ -355,7 +346,7 @@ def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, f
                       "i.e. np.random.default_rng(seed + i); not clipped")
         p["metrics"] = "PSNR and SSIM (Gaussian window, sigma 1.5) on the full image, data_range=1"
     if task == "deblur":
-        p["psf"] = {"kind": "gaussian", "sigma": dg.DEBLUR_PSF_SIGMA, "size": dg.DEBLUR_PSF_SIZE,
+        p["psf"] = {"kind": "gaussian", "sigma": degrade.DEBLUR_PSF_SIGMA, "size": degrade.DEBLUR_PSF_SIZE,
                     "boundary": "symmetric"}
     if task == "sr":
         p["upsample"] = upsample
