@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArgumentError, TrainingError
-from .tasks import HELD_ASIDE_IMAGES, y_range
+from .errors import ArgumentError, DataError, TrainingError, UnknownDatasetError
+from .tasks import HELD_ASIDE_IMAGES, held_aside_split, y_range
 
 __all__ = ["FusedTrainer", "LOSSES", "SR_VAL_IMAGES", "VAL_IMAGES", "VAL_NOISE_SEED", "cosine_lr", "held_aside",
            "held_aside_sr", "sr_training_images", "train_denoiser", "train_sr"]
@@ -167,7 +167,6 @@ def held_aside(images: list, sigmas: tuple[float, ...] = (25.0,), count: int = V
     ``+ 1000`` per further level), so a blind model is chosen on every level it is meant for.
     """
     from .degrade import add_gaussian_noise
-    from .tasks import held_aside_split
 
     kept, held_ids = held_aside_split(images, count)
     train, held = [images[i] for i in kept], _centre_crops([images[i] for i in held_ids])
@@ -230,7 +229,6 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
                 steps_per_call: int = 50, eval_every: int = 1000, reserve_s: float = 10.0,
                 ema: float | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     import jax
-    import jax.numpy as jnp
 
     if (steps is None) == (budget_s is None):
         raise ValueError("give steps or budget_s")
@@ -255,7 +253,7 @@ def _train_loop(model, sampler, validation: tuple, *, start: float, batch: int, 
                 total = step + max(0, int(left * (step - mark[1]) / (now - mark[0]) / k)) * k
             mark = (now, step)
         if psnr > best:
-            best, best_state = psnr, jax.tree.map(jnp.copy, trainer.weights(state))
+            best, best_state = psnr, jax.tree.map(jax.numpy.copy, trainer.weights(state))
         curve.append({"step": step, "seconds": round(now - begin, 2), "train_loss": _finite(float(loss_value)),
                       "val_psnr": _finite(round(psnr, 4)), "planned_steps": int(min(total, 10**9))})
         log(f"step {step:6d}  {now - begin:6.1f} s  loss {float(loss_value):.6f}  val {psnr:.3f} dB"
@@ -325,7 +323,6 @@ def held_aside_sr(images: list, scale: int, count: int = SR_VAL_IMAGES):
     downscale of its crop.
     """
     from .degrade import downscale
-    from .tasks import held_aside_split
 
     kept, held_ids = held_aside_split(images, count)
     train, crops = [images[i] for i in kept], _centre_crops([images[i] for i in held_ids], scale)
@@ -337,11 +334,9 @@ def _centre_crops(images: list, multiple: int = 1) -> list[np.ndarray]:
     """Each image cropped about its centre to the largest size all of them share, a multiple of ``multiple``."""
     h = min(x.shape[0] for x in images) // multiple * multiple
     w = min(x.shape[1] for x in images) // multiple * multiple
-    crops = []
-    for x in images:
-        top, left = (x.shape[0] - h) // 2, (x.shape[1] - w) // 2
-        crops.append(np.asarray(x[top : top + h, left : left + w], np.float32))
-    return crops
+    corners = [((x.shape[0] - h) // 2, (x.shape[1] - w) // 2) for x in images]
+    return [np.asarray(x[top : top + h, left : left + w], np.float32)
+            for x, (top, left) in zip(images, corners, strict=True)]
 
 
 def train_sr(model, train_images: list, validation: tuple, *, scale: int, patch: int = 32, batch: int = 32,
@@ -454,7 +449,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _arguments(argv) -> argparse.Namespace:
     """The parsed command line, each option in its range: a refusal is one line (UsageError), before any work."""
-    from .recipes import check_card_id, json_object
+    from .recipes import check_card_id, check_set_name, json_object
     from .registry import dataset_key
     from .tasks import check_sigma, check_sigma_range
 
@@ -502,9 +497,6 @@ def _arguments(argv) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     # refused here, before any data is read: sr would note a misspelt set as "not measured" after training
-    from .errors import UnknownDatasetError
-    from .recipes import check_set_name
-
     names = [n.strip() for n in args.eval.split(",") if n.strip()]
     for name in names:
         try:
@@ -612,7 +604,6 @@ def _finish(card: dict[str, Any], record: dict[str, Any], gpu: dict[str, float],
 
 def _main_sr(args, command: str) -> int:
     from . import evaluate, packed, tasks
-    from .errors import DataError
 
     wall = time.perf_counter()
     sets = args.train_sets
