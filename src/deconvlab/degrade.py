@@ -88,8 +88,7 @@ def add_gaussian_noise(image: np.ndarray, sigma: float, seed: Seed = None) -> np
     rng = _rng(seed)
     if sigma == 0:
         return img.copy()
-    noise = rng.standard_normal(img.shape, dtype=np.float32)
-    return img + noise * np.float32(sigma / 255.0)
+    return img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma / 255.0)
 
 
 # ---------------------------------------------------------------------------------------------- blur
@@ -244,8 +243,7 @@ def downscale(hr: np.ndarray, scale: int) -> np.ndarray:
     baselines of the data README.
     """
     scale = integer("scale", scale, 1)
-    img = _as_image(hr, "hr", batch=False)
-    img = modcrop(img, scale)
+    img = modcrop(_as_image(hr, "hr", batch=False), scale)
     h, w = img.shape[:2]
     return bicubic_resize(img, 1.0 / scale, output_shape=(h // scale, w // scale))
 
