@@ -24,7 +24,7 @@ import numpy as np
 from .checks import integer
 from .config import DEFAULT_OVERLAP, DEFAULT_TILE
 from .errors import ArgumentError
-from .io import as_batch, check_image
+from .io import as_batch, check_image, rgb_to_gray
 from .layers import _round_up
 from .tasks import check_task
 
@@ -326,7 +326,6 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     result is clipped to [0, 1].
     """
     from .degrade import upscale
-    from .io import rgb_to_gray
     from .metrics import rgb_to_ycbcr, ycbcr_to_rgb
 
     check_task(task)
