@@ -645,6 +645,16 @@ def test_benchmark_prints_a_table(capsys, wdir):
     assert_one_line_error(code, err, None, "--sizes")
 
 
+def test_benchmark_of_a_card_warns_only_about_a_sigma_the_user_gave(capsys, tmp_path):
+    # benchmark's own default (25) warned "card s50 was trained for sigma=50, not 25": speed has no sigma
+    weights.save_pretrained(models.red_net(depth=2, width=4), {"id": "s50", "task": "denoise", "sigma": 50}, tmp_path)
+    base = ("benchmark", "--sizes", "16", "--repeat", "1", "--weights-dir", tmp_path, "--weights", "s50")
+    code, _, err = run(capsys, *base)
+    assert code == 0 and err == "", err
+    code, _, err = run(capsys, *base, "--sigma", "25")
+    assert code == 0 and "was trained for sigma=50, not 25" in err
+
+
 def test_benchmark_untrained_arch(capsys):
     code, out, err = run(capsys, "benchmark", "--sizes", "16", "--repeat", "1", "--arch", "dncnn",
                          "--profile", "quick")
@@ -664,6 +674,8 @@ def test_an_sr_only_arch_under_another_task_is_refused(capsys, tmp_path):
 
     kwargs = recipes.builder_kwargs("fsrcnn", "denoise", 1, None, "post", config.get_profile("quick"), {"scale": 1})
     assert kwargs["scale"] == 1 and models.build_model("fsrcnn", **kwargs).output_shape == (None, None, None, 1)
+    with pytest.raises(errors.ArgumentError, match="super-resolution architecture"):  # scale 2 is still SR
+        recipes.builder_kwargs("fsrcnn", "denoise", 1, None, "post", config.get_profile("quick"), {"scale": 2})
 
 
 # ------------------------------------------------------------------------------------- models
@@ -728,11 +740,12 @@ def test_evaluate_small_tiles_on_a_strided_model_keep_the_overlap_below_the_tile
     # (and 33) failed with "overlap (2) must be smaller than tile (2, ...)", an overlap this command has no option for
     unet = models.unet(widths=(4, 8), depths=(1, 1))
     weights.save_pretrained(unet, {"id": "u", "task": "denoise", "sigma": 25}, tmp_path)
-    for tile, overlap in (("3", 0), ("33", 16), ("34", 32)):  # stride 2: tiles of 2, 32 and 34 pixels
+    for tile, overlap in (("3", 0), ("30", 16), ("33", 16), ("34", 32)):  # stride 2: tiles of 2, 30, 32 and 34
         code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset",
                            "fallback-test", "--limit", "1", "--tile", tile)
         assert code == 0 and "error" not in err, err
         assert evaluate._tile_overlap(unet, int(tile), 32) == overlap
+    assert evaluate._tile_overlap(unet, 64, 31) == 32  # what tile_predict uses, as the protocol records it
 
 
 def test_evaluate_warns_once_when_sigma_is_not_the_cards(capsys, tmp_path, wdir):

@@ -163,12 +163,14 @@ def _forward(model, batch: np.ndarray, tile: int | None, overlap: int) -> np.nda
 
 
 def _tile_overlap(model: Any, tile: int, overlap: int) -> int:
-    # the default overlap (32) may not fit a small tile: then overlap half of it, on the grid of a strided model's
-    # stride as tile_predict puts both, so the overlap stays smaller than the tile (--tile 3 on the U-Net: 4 and 0)
+    # the overlap tile_predict will use: the default (32), else half the tile, each rounded up to a strided model's
+    # stride as tile_predict rounds it; where both fill the tile, half of it rounded down (--tile 3 on the U-Net:
+    # a tile of 4, overlap 0)
     geometry = infer.tiling_geometry(model)
     stride = 1 if geometry is None else geometry[1]
     planned = max(tile // stride * stride, stride)
-    return overlap if _round_up(overlap, stride) < planned else planned // 2 // stride * stride
+    return next((_round_up(o, stride) for o in (overlap, tile // 2) if _round_up(o, stride) < planned),
+                planned // 2 // stride * stride)
 
 
 def _clip(image: np.ndarray, clip: bool) -> np.ndarray:

@@ -190,10 +190,10 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
         raise ArgumentError(f"unknown --arch {builder!r}: use one of {', '.join(models.BUILDERS)}")
     params = inspect.signature(models.BUILDERS[builder]).parameters
     if task != "sr" and "scale" in params and params["scale"].default is inspect.Parameter.empty \
-            and "scale" not in extra:  # an fsrcnn of scale 1 (--arch-kwargs) is a denoiser
+            and extra.get("scale") != 1:  # an fsrcnn of scale 1 (--arch-kwargs) is a denoiser
         # else build_model's "missing 1 required positional argument: 'scale'; pass the missing argument"
-        raise ArgumentError(f"--arch {builder} is a super-resolution architecture: use --task sr --scale S, or "
-                            f"another --arch for --task {task}")
+        raise ArgumentError(f"--arch {builder} is a super-resolution architecture: use --task sr --scale S, "
+                            f"--arch-kwargs '{{\"scale\": 1}}', or another --arch for --task {task}")
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     kwargs: dict[str, Any] = {"channels": channels}
     for name in ("depth", "width"):
