@@ -643,7 +643,7 @@ def train_runs(args, specs: dict[str, dict[str, Any]], data: dict[str, Any], log
         if args.deadline_s is not None and last is not None and elapsed + last > args.deadline_s:
             log(f"skip {rung} seed {seed}: {elapsed:.0f} s + {last:.0f} s (last run) > deadline {args.deadline_s:.0f} s")
             _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
-                        "train_images": n, "reason": f"deadline {args.deadline_s} s: {elapsed:.0f} s elapsed, last run {last:.0f} s"})
+                        "train_images": n, "patch": args.patch, "reason": f"deadline {args.deadline_s} s: {elapsed:.0f} s elapsed, last run {last:.0f} s"})
             continue
         t0 = time.perf_counter()
         try:
@@ -653,7 +653,7 @@ def train_runs(args, specs: dict[str, dict[str, Any]], data: dict[str, Any], log
             print(f"ladder: {rung} seed {seed}{'' if n is None else f' n {n}'} diverged: {err}", file=sys.stderr,
                   flush=True)
             _write_json(path.with_suffix(".diverged.json"), {
-                "rung": rung, "seed": seed, "skipped": True, "diverged": True, "train_images": n,
+                "rung": rung, "seed": seed, "skipped": True, "diverged": True, "train_images": n, "patch": args.patch,
                 "reason": f"diverged: {err}", "planned_steps": args.steps, "batch": args.batch, "lr": args.lr,
                 "command": "python benchmarks/ladder.py " + " ".join(args.argv)})
             continue
@@ -663,7 +663,7 @@ def train_runs(args, specs: dict[str, dict[str, Any]], data: dict[str, Any], log
             failed += 1
             log(f"FAILED {rung} seed {seed}: {traceback.format_exc()}")
             _write_json(path.with_suffix(".skipped.json"), {"rung": rung, "seed": seed, "skipped": True,
-                        "train_images": n, "reason": f"failed: {type(err).__name__}: {err}"})
+                        "train_images": n, "patch": args.patch, "reason": f"failed: {type(err).__name__}: {err}"})
             continue
         # the next seed's time: this one's, less half its compilation (cached now) and the noise-spread passes
         last = (time.perf_counter() - t0 - 0.5 * result["first_interval_overhead_s"]
@@ -721,9 +721,10 @@ def _read_runs(paths: Sequence[Path], prefix: str = "ladder") -> tuple[list[dict
     for f in files:
         data = json.loads(f.read_text())
         (skipped if data.get("skipped") else runs).append(data)
-    done = {(r["rung"], r["seed"], r.get("train_images")) for r in runs}
-    # a run skipped in one GPU call and completed in a later one counts as completed
-    skipped = [s for s in skipped if (s["rung"], s["seed"], s.get("train_images")) not in done]
+    done = {(r["rung"], r["seed"], r.get("train_images"), r.get("patch")) for r in runs}
+    # a run skipped in one GPU call and completed in a later one counts as completed (at the same patch size:
+    # resolution runs differ by nothing else)
+    skipped = [s for s in skipped if (s["rung"], s["seed"], s.get("train_images"), s.get("patch")) not in done]
     runs.sort(key=lambda r: (r.get("train_images") or 0, r["rung"], r["seed"]))
     return runs, skipped
 
@@ -970,9 +971,9 @@ def collect_resolution(paths: Sequence[Path], results: Path = RESULTS) -> dict[s
                      f" | {_pm(r['train_psnr_mean'], r['train_psnr_std'])} | {_pm(r['gap_db_mean'], r['gap_db_std'])} |"
                      f" {_pm(_mean(r['middle_ratio_log10']), _std(r['middle_ratio_log10']))} |")
     lines += ["", f"- Gap, patch {lo['patch']} -> {hi['patch']}: {gap['difference_db']:+.3f} dB "
-                  f"(2 x pooled std {gap['twice_pooled_std']:.3f}): **{gap['verdict']}**",
+                  f"(2 x pooled std {_std_text(gap['twice_pooled_std'], 3)}): **{gap['verdict']}**",
               f"- Middle gradient ratio, patch {lo['patch']} -> {hi['patch']}: " + (
-                  f"{-grad['difference_log10']:+.2f} log10 (2 x pooled std {grad['twice_pooled_std']:.2f}): "
+                  f"{-grad['difference_log10']:+.2f} log10 (2 x pooled std {_std_text(grad['twice_pooled_std'], 2)}): "
                   if grad["difference_log10"] is not None else f"{grad['reason']}: ") + f"**{grad['verdict']}**"]
     lines += ["", "Left out (skipped, failed or without a gap): " + ", ".join(left_out)] if left_out else []
     (Path(results) / "resolution.md").write_text("\n".join(lines) + "\n")
@@ -1015,6 +1016,10 @@ def _why_left_out(entry: dict[str, Any]) -> str:
     if entry.get("diverged"):
         return "diverged"
     return "failed" if str(entry.get("reason", "")).startswith("failed") else "deadline"
+
+
+def _std_text(std: float | None, digits: int) -> str:
+    return "none: one seed" if std is None else f"{std:.{digits}f}"
 
 
 def _pm(mean: float | None, std: float | None) -> str:

@@ -312,11 +312,15 @@ def test_resolution_runs_left_out_are_named(tmp_path):
         (tmp_path / f.name).write_text(f.read_text())
     assert ladder.collect_resolution([tmp_path], tmp_path / "a") and "left_out" not in json.loads(
         (tmp_path / "a" / "resolution.json").read_text())  # the committed runs: nothing left out
-    (tmp_path / "res-p100-e-seed3.skipped.json").write_text(json.dumps(
-        {"rung": "e", "seed": 3, "skipped": True, "train_images": 392, "reason": "deadline"}))
+    # seed 0 finished at patch 25 and 50: its skip at 100 is still a run left out
+    (tmp_path / "res-p100-e-seed0.skipped.json").write_text(json.dumps(
+        {"rung": "e", "seed": 0, "skipped": True, "train_images": 392, "patch": 100, "reason": "deadline"}))
+    (tmp_path / "res-p100-e-seed0.json").unlink()
     record = json.loads((tmp_path / "res-p100-e-seed2.json").read_text())
     (tmp_path / "res-p100-e-seed2.json").write_text(json.dumps(dict(record, gap_db=None)))
     summary = ladder.collect_resolution([tmp_path], tmp_path / "b")
-    assert summary["left_out"] == ["e seed 3", "e seed 2 patch 100"]
+    assert summary["left_out"] == ["e seed 0 patch 100", "e seed 2 patch 100"]
+    assert [row["seeds"] for row in summary["table"]][-1] == [1]
     md = (tmp_path / "b" / "resolution.md").read_text()
-    assert md.rstrip().endswith("Left out (skipped, failed or without a gap): e seed 3, e seed 2 patch 100")
+    assert md.rstrip().endswith("Left out (skipped, failed or without a gap): e seed 0 patch 100, e seed 2 patch 100")
+    assert "(2 x pooled std none: one seed): **not distinguishable**" in md  # it raised a TypeError on one seed
