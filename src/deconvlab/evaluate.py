@@ -40,7 +40,6 @@ from .checks import integer, number
 from .errors import ArgumentError, OutputError
 from .infer import from_model_batch, model_channels, model_scale, predict_image, tile_predict, to_model_batch
 from .io import check_image, unit_float, write_atomic
-from .layers import _round_up
 from .report import grid_table
 from .tasks import INPUT_LABEL, TASKS, check_task, evaluation_pair, protocol_psf
 
@@ -163,14 +162,14 @@ def _forward(model, batch: np.ndarray, tile: int | None, overlap: int) -> np.nda
 
 
 def _tile_overlap(model: Any, tile: int, overlap: int) -> int:
-    # the overlap tile_predict will use: the default (32), else half the tile, each rounded up to a strided model's
-    # stride as tile_predict rounds it; where both fill the tile, half of it rounded down (--tile 3 on the U-Net:
-    # a tile of 4, overlap 0)
-    geometry = infer.tiling_geometry(model)
-    stride = 1 if geometry is None else geometry[1]
-    planned = max(tile // stride * stride, stride)
-    return next((_round_up(o, stride) for o in (overlap, tile // 2) if _round_up(o, stride) < planned),
-                planned // 2 // stride * stride)
+    # the overlap tile_predict will use: the default (32), else half the tile, each put on a strided model's grid by
+    # tile_predict's own plan; where both fill the tile, half of it rounded down (--tile 3 on the U-Net: a tile of 4,
+    # overlap 0)
+    for candidate in (overlap, tile // 2):
+        planned, rounded, _, stride = infer._tile_plan(model, tile, candidate)
+        if rounded < planned:
+            return rounded
+    return planned // 2 // stride * stride
 
 
 def _clip(image: np.ndarray, clip: bool) -> np.ndarray:

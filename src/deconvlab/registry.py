@@ -349,16 +349,17 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
     """pooch's fetch (hash check, retries, atomic move); its failures become DataError subclasses."""
     import requests
 
-    what, folder = f"{f.dataset}/{f.file}", cache_dir() / f.dataset
+    store = _pooch(info)
+    what, folder = f"{f.dataset}/{f.file}", Path(store.abspath)
     fix = "set DECONVLAB_DATA to a local copy of the sets (see data/DATASETS.md)"
     downloader = pooch_module().HTTPDownloader(timeout=_TIMEOUT_S, progressbar=False)
     try:
-        return Path(_pooch(info).fetch(f.file, downloader=downloader))
+        return Path(store.fetch(f.file, downloader=downloader))
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
         raise DownloadError(f"download of {what} failed with HTTP {status} from {f.url}: try again later or {fix}") from None
     except requests.ConnectionError as exc:
-        raise _no_network(f, exc, fix) from None
+        raise _no_network(f, exc, fix, folder / f.file) from None
     except requests.RequestException as exc:
         raise DownloadError(f"download of {what} was cut off or failed {_RETRIES + 1} times ({_reason(exc)}): "
                             f"try again later or {fix}") from None
@@ -378,14 +379,13 @@ def _download(info: DatasetInfo, f: FileInfo) -> Path:
         try:
             requests.head(f.url, timeout=_TIMEOUT_S).close()
         except requests.ConnectionError as offline:  # TLS and proxy failures too, as for the download above
-            raise _no_network(f, offline, f"{fix}; also, {unwritable}") from None
+            raise _no_network(f, offline, f"{fix}; also, {unwritable}", folder / f.file) from None
         except requests.RequestException:
             pass  # failed after reaching the host (a slow answer, a redirect loop): the folder is what to fix
         raise DataError(unwritable) from None
 
 
-def _no_network(f: FileInfo, exc: BaseException, fix: str) -> NoNetworkError:
-    cached = cache_dir() / f.dataset / f.file
+def _no_network(f: FileInfo, exc: BaseException, fix: str, cached: Path) -> NoNetworkError:
     # pooch downloads a file it holds only where that copy fails its sha256 check: say so, not just "no network"
     stale = (f"the cached {cached} does not match its sha256 in data/registry.tsv (corrupted or another version) "
              "and ") if cached.is_file() else ""
