@@ -68,9 +68,8 @@ def _warn_untrained_sigma(card: dict[str, Any], sigma: float | None, stacklevel:
     card was trained for: using it there is legitimate (how a model degrades), but the numbers are not the card's."""
     from . import weights
 
-    lo, hi = card.get("sigma_range") or (card.get("sigma"),) * 2
-    if sigma is not None and lo is not None and not (lo <= sigma <= hi or math.isclose(lo, sigma)
-                                                     or math.isclose(hi, sigma)):
+    # find_card's own match (its exact sigma, or inside a blind card's range): a card it would pick gets no warning
+    if sigma is not None and card["task"] == "denoise" and weights._rank(card, "denoise", sigma, None) is None:
         warnings.warn(f"card {card['id']} was trained for {weights.card_setting(card)}, not {sigma:g}", UserWarning,
                       stacklevel=stacklevel + 1)
 
