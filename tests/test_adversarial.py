@@ -280,6 +280,7 @@ def evaluate(*extra):
     (("--limit", "0"), "--limit 0"),
     (("--limit", "-3"), "--limit -3"),
     (("--tile", "-5"), "--tile -5"),
+    (("--tile", "1"), "--tile 1: pass 0 (whole images) or a tile side >= 2"),  # was tile_predict's, after the set loaded
     (("--sigma", "nan"), "outside (0, 100]"),
     (("--scale", "2"), "drop --sigma / --scale"),
 ])
@@ -543,6 +544,7 @@ def test_weights_options(capsys, work, argv, match):
     (("--sizes", "100000"), "more pixels than the limit"),
     (("--repeat", "0"), "--repeat 0"),
     (("--tile", "-1"), "--tile -1"),
+    (("--tile", "1"), "--tile 1: pass 0 (whole images) or a tile side >= 2"),
 ])
 def test_benchmark_numbers(capsys, work, argv, match):
     refuses(capsys, work, ("benchmark", "--weights-dir", "weights", *argv), match)

@@ -678,6 +678,15 @@ def test_an_sr_only_arch_under_another_task_is_refused(capsys, tmp_path):
         recipes.builder_kwargs("fsrcnn", "denoise", 1, None, "post", config.get_profile("quick"), {"scale": 2})
 
 
+def test_an_arch_that_keeps_the_size_is_refused_for_sr(capsys, tmp_path):
+    # was "red_net does not take scale: use channels, depth, ...", in the builder's terms rather than the task's
+    for argv in (("benchmark", "--sizes", "16", "--repeat", "1", "--arch", "red_net", "--task", "sr", "--scale", "2"),
+                 ("train", "--task", "sr", "--scale", "3", "--arch", "unet", "--out", tmp_path / "runs", "--steps", "1")):
+        code, _, err = run(capsys, *argv)
+        assert_one_line_error(code, err, tmp_path / "runs", "returns images of its input's size (it takes no scale): "
+                                                            "use --task denoise or deblur, or one of fsrcnn, red_net_sr")
+
+
 # ------------------------------------------------------------------------------------- models
 
 

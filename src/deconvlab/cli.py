@@ -108,7 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.sigma, args.scale = tasks.check_sigma(args.sigma), tasks.check_scale(args.scale)
     count("--limit", args.limit)
     seed(args.seed)
-    count("--tile", args.tile, minimum=0)
+    console.tile_side(args.tile)
     if not math.isfinite(args.tolerance) or args.tolerance < 0:
         # NaN compares False with everything: "abs(diff) > nan" would report a match for any weights.
         raise ArgumentError(f"--tolerance {args.tolerance:g}: pass a finite number of dB >= 0, e.g. 0.02")
@@ -202,7 +202,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if not sizes or min(sizes) < 1:
         raise ArgumentError(f"--sizes {args.sizes!r}: give positive side lengths, e.g. 256,512,1024")
     count("--repeat", args.repeat)
-    count("--tile", args.tile, minimum=0)
+    console.tile_side(args.tile)
     from .io import max_pixels
 
     largest = max(sizes) * (args.scale or 1)

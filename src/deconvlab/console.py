@@ -179,6 +179,13 @@ def count(option: str, value: int | None, minimum: int = 1, maximum: int | None 
     return value
 
 
+def tile_side(value: int) -> int:
+    """``--tile`` of evaluate and benchmark: 0 (whole images) or a side of at least 2, as ``tile_predict`` takes."""
+    if value < 0 or value == 1:
+        raise ArgumentError(f"--tile {value}: pass 0 (whole images) or a tile side >= 2")
+    return value
+
+
 def positive(option: str, value: float | None) -> float | None:
     """A float option that, when given, is finite and > 0."""
     if value is not None and not (math.isfinite(value) and value > 0):

@@ -194,6 +194,10 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
         raise ArgumentError(f"--arch {builder} is a super-resolution architecture: use --task sr --scale S, "
                             f"--arch-kwargs '{{\"scale\": 1}}', or another --arch for --task {task}")
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if task == "sr" and "scale" not in params and not takes_any:
+        upscalers = [n for n, fn in models.BUILDERS.items() if "scale" in inspect.signature(fn).parameters]
+        raise ArgumentError(f"--arch {builder} returns images of its input's size (it takes no scale): use --task denoise "
+                            f"or deblur, or one of {', '.join(upscalers)} for --task sr")
     kwargs: dict[str, Any] = {"channels": channels}
     for name in ("depth", "width"):
         if name in params or takes_any:
