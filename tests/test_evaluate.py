@@ -86,6 +86,12 @@ def test_a_function_returning_8_or_16_bit_pixels_is_read_on_the_unit_scale(image
         assert result.mean_psnr == pytest.approx(exact.mean_psnr, abs=0.5)
 
 
+def test_a_function_returning_signed_integers_is_refused(images):
+    # its 0-255 int64 values were cast as is and scored about 5 dB, as uint8 once was
+    with pytest.raises(ArgumentError, match="the method returned dtype int64: return float in"):
+        evaluate(lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.int64), images, "denoise", sigma=5)
+
+
 def test_colour_with_gray_model_is_per_channel_and_colour_model_is_colour(images):
     names, imgs = images
     colour = ([names[2]], [imgs[2]])

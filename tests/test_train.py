@@ -243,6 +243,14 @@ def test_train_reads_8_bit_array_pairs_on_the_unit_scale(train_images):
     assert losses[1] == pytest.approx(losses[0], rel=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.int64, np.complex64])
+def test_train_refuses_pairs_of_unknown_scale(train_images, dtype):
+    # signed integers were cast as is: 0-255 values trained off-scale, as uint8 pairs once did
+    x, y = tr.make_validation_pairs(train_images, None, patch_size=16, n=4, seed=0)
+    with pytest.raises(ArgumentError, match=f"train_data x has dtype {np.dtype(dtype)}: pass float32 in"):
+        tr.train(_tiny(), ((x * 255).astype(dtype), y), profile="quick", epochs=1, verbose=0)
+
+
 def _optimizer_state(model) -> list[tuple[str, np.ndarray]]:
     """(variable path without the optimizer's unique name, value) of the Adam moments, in order."""
     return [(v.path.split("/", 1)[-1], keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables

@@ -294,7 +294,10 @@ def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) != 2:
         raise ArgumentError(f"{label} must be (x, y) with two arrays, got {len(data)} items")
     # 8- and 16-bit pixels over their maximum, as check_image reads images: 0-255 values would train off-scale
-    x, y = (np.asarray(unit_float(np.asarray(a)), dtype="float32") for a in data)
+    x, y = (unit_float(np.asarray(a)) for a in data)
+    for name, a in (("x", x), ("y", y)):
+        if a.dtype != np.float32:  # signed integers: 0-255 or 0-65535 values? check_image refuses them too
+            raise ArgumentError(f"{label} {name} has dtype {a.dtype}: pass float32 in [0, 1] or unsigned integers")
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ArgumentError(f"{label} has x {x.shape} and y {y.shape}: "
                             "pass NHWC arrays with the same, non-zero number of images")
