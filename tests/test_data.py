@@ -554,6 +554,9 @@ def test_patches_shapes_and_channels():
     assert y.shape == (4, 16, 16, 3) and np.array_equal(x, y)
     with pytest.raises(IndexError):
         ds[3]
+    # its own maximum, the one train.train holds drawn epochs to: not only refused once it reaches training
+    with pytest.raises(ArgumentError, match=r"steps_per_epoch=1000000000000: pass an integer >= 1 and <= 1,000,000"):
+        data.PatchDataset(IMAGES, None, patch_size=16, batch_size=4, steps_per_epoch=10**12)
 
 
 def test_patches_are_reproducible_and_fresh():

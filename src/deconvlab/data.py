@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from .checks import integer
+from .config import TRAIN_MAXIMA
 from .errors import ArgumentError
 from .io import check_image, rgb_to_gray
 from .registry import (  # noqa: F401  (the chapters' spelling: dl.data.load_dataset, dl.data.registry)
@@ -70,7 +71,7 @@ class PatchDataset(keras.utils.PyDataset):
         super().__init__(**pydataset_kwargs)
         patch_size = integer("patch_size", patch_size, 1)
         self.batch_size = integer("batch_size", batch_size, 1)
-        self.steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1)
+        self.steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, TRAIN_MAXIMA["steps"])
         self.scale = scale = integer("scale", scale, 1)
         self.seed = integer("seed", seed, 0)
         if channels not in (1, 3):
