@@ -669,6 +669,18 @@ def test_16bit_rgb_png_round_trip_of_a_non_contiguous_array(tmp_path):
     assert io.source_bit_depth(path) == 16
 
 
+def test_16bit_png_without_a_profile_is_encoded_straight_into_the_file(tmp_path, monkeypatch):
+    # it was encoded into memory and re-chunked: about twice the encoded file's size at the peak, same bytes
+    class NoBuffer:
+        def __init__(self, *args):
+            raise AssertionError("the 16-bit PNG went through an in-memory copy")
+
+    monkeypatch.setattr(io, "BytesIO", NoBuffer)
+    img = RNG.random((9, 6, 3)).astype(np.float32)
+    path = io.write_image(tmp_path / "rgb16.png", img, bit_depth=16)
+    np.testing.assert_array_equal(read_quietly(path), np.rint(img * 65535) / np.float32(65535))
+
+
 def test_write_clips_and_rounds(tmp_path):
     path = io.write_image(tmp_path / "clip.png", np.array([[-0.5, 0.5 / 255, 1.6 / 255, 7.0]]))
     with Image.open(path) as im:

@@ -635,12 +635,16 @@ def write_image(
         if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
             import png
 
+            png16 = png.from_array(pixels.reshape(len(pixels), -1), "L;16" if pixels.ndim == 2 else "RGB;16")
+            if icc_profile is None:  # straight to the file: no second copy of the encoded image in memory
+                png16.write(fh)
+                return
             encoded = BytesIO()
-            png.from_array(pixels.reshape(len(pixels), -1), "L;16" if pixels.ndim == 2 else "RGB;16").write(encoded)
+            png16.write(encoded)
             chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-            if icc_profile is not None:  # pypng writes no iCCP; it goes right after IHDR (before PLTE and IDAT)
-                chunks.insert(1, (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile))))
-            png.write_chunks(fh, chunks)
+            # pypng writes no iCCP; it goes right after IHDR (before PLTE and IDAT)
+            png.write_chunks(fh, [chunks[0], (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile))),
+                                  *chunks[1:]])
         else:
             Image.fromarray(pixels).save(fh, format="PNG", **({} if icc_profile is None else
                                                               {"icc_profile": bytes(icc_profile)}))
