@@ -749,11 +749,15 @@ def test_evaluate_small_tiles_on_a_strided_model_keep_the_overlap_below_the_tile
     # (and 33) failed with "overlap (2) must be smaller than tile (2, ...)", an overlap this command has no option for
     unet = models.unet(widths=(4, 8), depths=(1, 1))
     weights.save_pretrained(unet, {"id": "u", "task": "denoise", "sigma": 25}, tmp_path)
-    for tile, overlap in (("3", 0), ("30", 16), ("33", 16), ("34", 32)):  # stride 2: tiles of 2, 30, 32 and 34
-        code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset",
-                           "fallback-test", "--limit", "1", "--tile", tile)
-        assert code == 0 and "error" not in err, err
-        assert evaluate._tile_overlap(unet, int(tile), 32) == overlap
+    code, _, err = run(capsys, "evaluate", "--card", "u", "--weights-dir", tmp_path, "--dataset", "fallback-test",
+                       "--limit", "1", "--tile", "33")
+    assert code == 0 and "error" not in err, err
+    # the other tiles on a small image: at --tile 3 a whole test photo is tens of thousands of tiles
+    image = np.random.default_rng(0).random((40, 36), dtype=np.float32)
+    for tile, overlap in ((3, 0), (30, 16), (33, 16), (34, 32)):  # stride 2: tiles of 2, 30, 32 and 34
+        assert evaluate._tile_overlap(unet, tile, 32) == overlap
+        result = evaluate.evaluate(unet, (["crop"], [image]), "denoise", sigma=25, tile=tile)
+        assert result.protocol["overlap"] == overlap and np.isfinite(result.mean_psnr)
     assert evaluate._tile_overlap(unet, 64, 31) == 32  # what tile_predict uses, as the protocol records it
 
 
