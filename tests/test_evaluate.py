@@ -11,7 +11,7 @@ import pytest
 
 from deconvlab import degrade, metrics, models
 from deconvlab.data import load_dataset
-from deconvlab.errors import ArgumentError, OutputError
+from deconvlab.errors import ArgumentError, ImageValueError, OutputError
 from deconvlab.evaluate import COLUMNS, evaluate, protocol_psf
 
 # Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
@@ -88,7 +88,7 @@ def test_a_function_returning_8_or_16_bit_pixels_is_read_on_the_unit_scale(image
 
 def test_a_function_returning_signed_integers_is_refused(images):
     # its 0-255 int64 values were cast as is and scored about 5 dB, as uint8 once was
-    with pytest.raises(ArgumentError, match="the method returned dtype int64: return float in"):
+    with pytest.raises(ImageValueError, match="the method's output has dtype int64, not float or unsigned int"):
         evaluate(lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.int64), images, "denoise", sigma=5)
 
 

@@ -19,7 +19,7 @@ from deconvlab import config, metrics, models
 from deconvlab import train as tr
 from deconvlab.data import PatchDataset, load_dataset
 from deconvlab.degrade import noise_degradation
-from deconvlab.errors import ArgumentError, OutputError
+from deconvlab.errors import ArgumentError, ImageValueError, OutputError
 from deconvlab.evaluate import evaluate
 
 # Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
@@ -247,7 +247,7 @@ def test_train_reads_8_bit_array_pairs_on_the_unit_scale(train_images):
 def test_train_refuses_pairs_of_unknown_scale(train_images, dtype):
     # signed integers were cast as is: 0-255 values trained off-scale, as uint8 pairs once did
     x, y = tr.make_validation_pairs(train_images, None, patch_size=16, n=4, seed=0)
-    with pytest.raises(ArgumentError, match=f"train_data x has dtype {np.dtype(dtype)}: pass float32 in"):
+    with pytest.raises(ImageValueError, match=f"train_data x has dtype {np.dtype(dtype)}, not float or unsigned int"):
         tr.train(_tiny(), ((x * 255).astype(dtype), y), profile="quick", epochs=1, verbose=0)
 
 

@@ -51,11 +51,8 @@ _Sampler = Callable[[np.random.Generator, int], np.ndarray]  # (rng, n) -> n noi
 
 def _as_image(image: object, name: str = "image", batch: bool = True) -> np.ndarray:
     """A finite, non-empty float32 array (H, W), (H, W, C) or, when ``batch``, (N, H, W, C)."""
-    arr = unit_float(as_numpy(image, name))
-    if arr.dtype.kind != "f":  # a signed integer's scale is unknown: io.check_image and infer refuse it too
-        raise ImageValueError(
-            f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first")
-    arr = arr.astype(np.float32)  # always a copy: e.g. noise_degradation(0) returns it as its output
+    # always a copy: e.g. noise_degradation(0) returns it as its output
+    arr = unit_float(as_numpy(image, name), name=name).astype(np.float32)
     ranks = (2, 3, 4) if batch else (2, 3)
     if arr.ndim not in ranks:
         shapes = "(H, W), (H, W, C) or an NHWC batch" if batch else "(H, W) or (H, W, C)"

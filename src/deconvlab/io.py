@@ -78,16 +78,22 @@ def as_numpy(array: object, name: str = "image") -> np.ndarray:
         ) from None
 
 
-def unit_float(arr: Any, dtype: Any = np.float32) -> np.ndarray:
+def unit_float(arr: Any, dtype: Any = np.float32, name: str | None = None) -> np.ndarray:
     """bool as 0/1, unsigned integers over their dtype's maximum (as ``skimage.img_as_float``), floats as they are,
-    all as ``dtype`` (an array already of it is not copied); any other dtype comes back unchanged for the caller
-    to refuse."""
+    all as ``dtype`` (an array already of it is not copied). Any other dtype (signed integers: 0-255 or 0-65535
+    values? their scale is unknown) is refused with ImageValueError naming ``name``, or without ``name`` comes back
+    unchanged for the caller (``metrics`` keeps signed values, as scikit-image does)."""
     arr, dtype = np.asarray(arr), np.dtype(dtype)
     if arr.dtype.kind == "b":
         return arr.astype(dtype)
     if arr.dtype.kind == "u":
         return arr.astype(dtype) / dtype.type(np.iinfo(arr.dtype).max)
-    return arr.astype(dtype, copy=False) if arr.dtype.kind == "f" else arr
+    if arr.dtype.kind == "f":
+        return arr.astype(dtype, copy=False)
+    if name is not None:
+        raise ImageValueError(
+            f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first")
+    return arr
 
 
 def check_image(array: object, name: str = "image") -> np.ndarray:
@@ -96,11 +102,7 @@ def check_image(array: object, name: str = "image") -> np.ndarray:
     Float arrays are taken as they are (degraded images may leave [0, 1]); unsigned integer arrays are scaled by
     their dtype's maximum (uint8 by 255, uint16 by 65535) and bool becomes 0/1, as in ``skimage.img_as_float``.
     """
-    arr = unit_float(as_numpy(array, name))
-    if arr.dtype != np.float32:
-        raise ImageValueError(
-            f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first"
-        )
+    arr = unit_float(as_numpy(array, name), name=name)
     if arr.ndim == 4:
         raise ImageValueError(
             f"{name} has shape {arr.shape}, a batch: pass one image (H, W) or (H, W, C), e.g. deconvlab.io.from_batch(batch)"

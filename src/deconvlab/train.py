@@ -294,10 +294,7 @@ def _check_pairs(data: Any, label: str) -> tuple[np.ndarray, np.ndarray]:
     if len(data) != 2:
         raise ArgumentError(f"{label} must be (x, y) with two arrays, got {len(data)} items")
     # 8- and 16-bit pixels over their maximum, as check_image reads images: 0-255 values would train off-scale
-    x, y = (unit_float(np.asarray(a)) for a in data)
-    for name, a in (("x", x), ("y", y)):
-        if a.dtype != np.float32:  # signed integers: 0-255 or 0-65535 values? check_image refuses them too
-            raise ArgumentError(f"{label} {name} has dtype {a.dtype}: pass float32 in [0, 1] or unsigned integers")
+    x, y = (unit_float(np.asarray(a), name=f"{label} {part}") for part, a in zip("xy", data, strict=True))
     if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ArgumentError(f"{label} has x {x.shape} and y {y.shape}: "
                             "pass NHWC arrays with the same, non-zero number of images")
@@ -416,11 +413,11 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
     """``model.fit`` arguments for the data (steps per epoch included) and the batch size."""
     fit_args: dict[str, Any] = {}
     if isinstance(train_data, keras.utils.PyDataset):
-        # the maximum is for epochs of drawn batches (Keras lists every index): not for a dataset's real batches
-        bounded = steps_per_epoch is not None or hasattr(train_data, "steps_per_epoch")
+        # the maximum is for a passed epoch of drawn batches (Keras lists every index; a PatchDataset holds its own
+        # length to it), not for a dataset's real batches
+        maximum = None if steps_per_epoch is None else config.TRAIN_MAXIMA["steps"]
         if steps_per_epoch is None:
             steps_per_epoch = len(train_data)
-        maximum = config.TRAIN_MAXIMA["steps"] if bounded else None
         steps_per_epoch = integer("steps_per_epoch", steps_per_epoch, 1, maximum)
         if hasattr(train_data, "steps_per_epoch") and train_data.steps_per_epoch != steps_per_epoch:
             train_data.steps_per_epoch = steps_per_epoch  # PatchDataset draws any batch index: just make the epoch longer
