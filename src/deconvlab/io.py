@@ -68,6 +68,9 @@ def max_pixels() -> int:
     return value
 
 
+_pixel_limit = max_pixels  # read_image's ``max_pixels`` argument shadows the function there
+
+
 def as_numpy(array: object, name: str = "image") -> np.ndarray:
     """``np.asarray(array)``, or an ImageValueError that says how to convert (e.g. a GPU tensor needs it first)."""
     try:
@@ -84,12 +87,10 @@ def unit_float(arr: Any, dtype: Any = np.float32, name: str | None = None) -> np
     values? their scale is unknown) is refused with ImageValueError naming ``name``, or without ``name`` comes back
     unchanged for the caller (``metrics`` keeps signed values, as scikit-image does)."""
     arr, dtype = np.asarray(arr), np.dtype(dtype)
-    if arr.dtype.kind == "b":
-        return arr.astype(dtype)
+    if arr.dtype.kind in "bf":
+        return arr.astype(dtype, copy=False)
     if arr.dtype.kind == "u":
         return arr.astype(dtype) / dtype.type(np.iinfo(arr.dtype).max)
-    if arr.dtype.kind == "f":
-        return arr.astype(dtype, copy=False)
     if name is not None:
         raise ImageValueError(
             f"{name} has dtype {arr.dtype}, not float or unsigned int: convert it to float32 in [0, 1] first")
@@ -226,10 +227,6 @@ def rgb_to_gray(img: np.ndarray) -> np.ndarray:
     return np.tensordot(np.asarray(img, dtype=np.float32), weights, axes=([-1], [0])).astype(np.float32)
 
 
-def _pixel_limit() -> int:
-    return max_pixels()  # read_image's ``max_pixels`` argument shadows the function there
-
-
 def _check_size(width: int, height: int, limit: int, where: str) -> None:
     if width * height > limit:
         raise ImageTooLargeError(
@@ -328,15 +325,13 @@ def _load_fully(im: Image.Image, where: str) -> None:
 def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
     mode = im.mode
     # A tRNS colour key (one gray level or RGB colour made transparent) is an alpha channel by another name.
-    notes.alpha = "transparency" in im.info
+    notes.alpha = "transparency" in im.info or mode in ("PA", "LA", "La", "RGBA", "RGBa")
     if mode in ("P", "PA"):
-        notes.alpha = notes.alpha or mode == "PA"
         with warnings.catch_warnings():
             # Pillow nags about palette transparency on convert; the alpha warning already tells the reader.
             warnings.simplefilter("ignore", UserWarning)
             return _gray_if_neutral(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
     if mode in ("LA", "La", "RGBA", "RGBa"):
-        notes.alpha = True
         arr = np.asarray(im.convert(mode[:-1] + "A"))  # undoes the premultiplied La and RGBa first
         return unit_float(arr[..., 0] if mode[0] == "L" else arr[..., :3])
     if mode not in ("1", "L", "I", "F", "RGB") and not mode.startswith("I;16"):
@@ -359,8 +354,7 @@ def _pil_to_array(im: Image.Image, where: str, notes: _Notes) -> np.ndarray:
 
 def _gray_if_neutral(rgb: np.ndarray) -> np.ndarray:
     """An all-gray palette (R = G = B everywhere) is a gray image stored with a palette: return (H, W)."""
-    neutral = np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])
-    return rgb[..., 0] if neutral else rgb
+    return rgb[..., 0] if (rgb == rgb[..., :1]).all() else rgb
 
 
 def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
@@ -379,7 +373,7 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             photometric, planar, colormap = int(page.photometric), int(page.planarconfig), page.colormap
             samples = int(page.samplesperpixel)
             orientation = int(page.tags.valueof(274, 1))
-            frames = _tiff_frames(tif, notes)
+            notes.frames = _tiff_frames(tif, notes)
     except ImageTooLargeError:
         raise
     except Exception as exc:
@@ -408,7 +402,6 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
             f"{where} has PlanarConfiguration {planar}, which TIFF does not define (1: interleaved samples, "
             "2: separate planes): re-save it with the program that wrote it, or set the tag to the right value"
         )
-    notes.frames = frames
     notes.float_samples = arr.dtype.kind == "f"
     if planar == 2 and arr.ndim == 3:
         arr = np.moveaxis(arr, 0, -1)  # PLANARCONFIG_SEPARATE: samples come first
@@ -427,10 +420,8 @@ def _read_tiff(p: Path, where: str, limit: int, notes: _Notes) -> np.ndarray:
         cmap = cmap.astype(np.float32) / 65535.0 if np.any(cmap & 0xFF) else (cmap >> 8).astype(np.float32) / 255.0
         return _gray_if_neutral(np.moveaxis(cmap[:, arr], 0, -1))
     if arr.ndim == 3:
-        channels = arr.shape[-1]
-        if channels not in (1, 3):
-            notes.alpha = True  # gray + alpha, RGBA, or RGB + extra samples
-        arr = arr[..., 0] if channels <= 2 else arr[..., :3]
+        notes.alpha = arr.shape[-1] not in (1, 3)  # gray + alpha, RGBA, or RGB + extra samples
+        arr = arr[..., 0] if arr.shape[-1] <= 2 else arr[..., :3]
     out = unit_float(arr)
     if out.dtype != np.float32:
         raise ImageValueError(f"{where} stores {arr.dtype} samples: save it as 8/16-bit unsigned or float32 TIFF")
@@ -634,22 +625,21 @@ def write_image(
         raise OutputError(f"cannot create folder {out.parent} ({exc.strerror or exc}): choose a writable folder") from None
 
     def encode(fh: BinaryIO) -> None:
-        if bit_depth == 16:  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
-            import png
+        profile = None if icc_profile is None else bytes(icc_profile)
+        if bit_depth == 8:  # Pillow writes no iCCP chunk for icc_profile=None
+            Image.fromarray(pixels).save(fh, format="PNG", icc_profile=profile)
+            return
+        import png  # Pillow cannot write 16-bit colour PNG; pypng writes both kinds
 
-            png16 = png.from_array(pixels.reshape(len(pixels), -1), "L;16" if pixels.ndim == 2 else "RGB;16")
-            if icc_profile is None:  # straight to the file: no second copy of the encoded image in memory
-                png16.write(fh)
-                return
-            encoded = BytesIO()
-            png16.write(encoded)
-            chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
-            # pypng writes no iCCP; it goes right after IHDR (before PLTE and IDAT)
-            png.write_chunks(fh, [chunks[0], (b"iCCP", b"ICC profile\0\0" + zlib.compress(bytes(icc_profile))),
-                                  *chunks[1:]])
-        else:
-            Image.fromarray(pixels).save(fh, format="PNG", **({} if icc_profile is None else
-                                                              {"icc_profile": bytes(icc_profile)}))
+        png16 = png.from_array(pixels.reshape(len(pixels), -1), "L;16" if pixels.ndim == 2 else "RGB;16")
+        if profile is None:  # straight to the file: no second copy of the encoded image in memory
+            png16.write(fh)
+            return
+        encoded = BytesIO()
+        png16.write(encoded)
+        chunks = list(png.Reader(bytes=encoded.getvalue()).chunks())
+        # pypng writes no iCCP; it goes right after IHDR (before PLTE and IDAT)
+        png.write_chunks(fh, [chunks[0], (b"iCCP", b"ICC profile\0\0" + zlib.compress(profile)), *chunks[1:]])
 
     try:
         write_atomic(out, encode)

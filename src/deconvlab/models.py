@@ -131,14 +131,17 @@ def _image_input(channels: int, name: str = "image") -> keras.KerasTensor:
     return keras.Input(shape=(None, None, channels), name=name)
 
 
-def _float32_output(x):
-    """Under a mixed-precision policy, hand the output back in float32 (Keras' advice for the last layer).
+def _model(inputs, x, name: str, residual=None) -> keras.Model:
+    """The model `inputs` -> `x`, plus `residual` (the global skip) by a float32 Add named "residual".
 
+    Under a mixed-precision policy the output is handed back in float32 (Keras' advice for the last layer).
     Residual models already end in a float32 Add/Subtract, which also keeps the input's full precision.
     """
-    if keras.backend.standardize_dtype(x.dtype) == "float32":
-        return x
-    return keras.layers.Activation("linear", dtype="float32", name="output")(x)
+    if residual is not None:
+        x = keras.layers.Add(dtype="float32", name="residual")([residual, x])
+    if keras.backend.standardize_dtype(x.dtype) != "float32":
+        x = keras.layers.Activation("linear", dtype="float32", name="output")(x)
+    return keras.Model(inputs, x, name=name)
 
 
 def _check_up_init(up_init: str, up: str) -> None:
@@ -256,9 +259,7 @@ def red_net(channels: int = 1, depth: int = 15, width: int = 64, kernel_size: in
     )
     if down == "strided":
         x = CropToReference(name="crop")([x, inputs])
-    if global_residual:
-        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
-    return keras.Model(inputs, _float32_output(x), name=name)
+    return _model(inputs, x, name, inputs if global_residual else None)
 
 
 @_records_spec
@@ -281,9 +282,7 @@ def plain_cnn(channels: int = 1, depth: int = 30, width: int = 64, kernel_size: 
         x = keras.layers.Conv2D(width, activation="relu", name=f"conv{i}", **_conv_args(kernel_size))(x)
     init = _small_init() if output_init == "small" else "he_normal"
     x = keras.layers.Conv2D(channels, name=f"conv{depth}", **_conv_args(kernel_size, init))(x)
-    if residual:
-        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
-    return keras.Model(inputs, _float32_output(x), name=name)
+    return _model(inputs, x, name, inputs if residual else None)
 
 
 @_records_spec
@@ -307,7 +306,7 @@ def dncnn(channels: int = 1, depth: int = 17, width: int = 64, name: str = "dncn
         x = keras.layers.ReLU(name=f"relu{i}")(x)
     noise = keras.layers.Conv2D(channels, use_bias=False, name=f"conv{depth}", **conv_args)(x)
     outputs = keras.layers.Subtract(dtype="float32", name="residual")([inputs, noise])
-    return keras.Model(inputs, _float32_output(outputs), name=name)
+    return _model(inputs, outputs, name)
 
 
 @_records_spec
@@ -337,7 +336,7 @@ def fsrcnn(scale: int, channels: int = 1, d: int = 56, s: int = 12, m: int = 4,
     outputs = keras.layers.Conv2DTranspose(
         channels, strides=scale, name="deconv", **_conv_args(9, keras.initializers.RandomNormal(stddev=0.001))
     )(x)
-    return keras.Model(inputs, _float32_output(outputs), name=name)
+    return _model(inputs, outputs, name)
 
 
 @_records_spec(inherits=red_net)
@@ -395,11 +394,9 @@ def red_net_sr(scale: int | None = None, channels: int = 1, upsample: str = "pre
     x = _upsample(x, channels, scale, args["up"], args["kernel_size"], None, "upsample", args["up_init"], gain)
     if args["down"] == "strided":
         x = CropToReference(scale, name="crop")([x, inputs])
-    if args["global_residual"]:
-        enlarge = BicubicUpsample if skip == "bicubic" else BilinearUpsample
-        base = enlarge(scale, dtype="float32", name="input_upsample")(inputs)
-        x = keras.layers.Add(dtype="float32", name="residual")([base, x])
-    return keras.Model(inputs, _float32_output(x), name=name)
+    enlarge = BicubicUpsample if skip == "bicubic" else BilinearUpsample
+    base = enlarge(scale, dtype="float32", name="input_upsample")(inputs) if args["global_residual"] else None
+    return _model(inputs, x, name, base)
 
 
 def _residual_blocks(x, *, depth: int, width: int, kernel_size: int):
@@ -469,9 +466,7 @@ def unet(channels: int = 1, widths: tuple[int, ...] = (48, 96, 192), depths: tup
                                     **_conv_args(kernel_size))(x)
     x = keras.layers.Conv2D(channels, name="tail", **_conv_args(kernel_size, _small_init()))(x)
     x = CropToReference(name="crop")([x, inputs])
-    if global_residual:
-        x = keras.layers.Add(dtype="float32", name="residual")([inputs, x])
-    return keras.Model(inputs, _float32_output(x), name=name)
+    return _model(inputs, x, name, inputs if global_residual else None)
 
 
 def _as_sequence(name: str, value: Any) -> tuple:
@@ -482,12 +477,7 @@ def _as_sequence(name: str, value: Any) -> tuple:
 
 
 BUILDERS: dict[str, Callable[..., keras.Model]] = {
-    "red_net": red_net,
-    "plain_cnn": plain_cnn,
-    "dncnn": dncnn,
-    "fsrcnn": fsrcnn,
-    "red_net_sr": red_net_sr,
-    "unet": unet,
+    builder.__name__: builder for builder in (red_net, plain_cnn, dncnn, fsrcnn, red_net_sr, unet)
 }
 
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from . import tasks
+from . import tasks, weights
 from .errors import ArgumentError, DeconvlabError, OutputError, UnknownDatasetError
-from .registry import FALLBACK_NAMES, dataset_key, fetch_dataset
+from .registry import FALLBACK_NAMES, _info, dataset_key, fetch_dataset, registry
 from .tasks import BLIND_LEVELS
 
 
@@ -46,8 +46,6 @@ def run_evaluation(model: Any, task: str, dataset_name: str, *, channels: int, s
 def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: int | None, channels: int,
                     directory: Path | None = None) -> tuple[Any, dict[str, Any] | None, str]:
     """(model, card or None, label) from a card id, a card JSON or a ``.keras`` file, else the task's shipped card."""
-    from . import weights
-
     if spec is not None and Path(spec).suffix == ".keras":
         return weights.load_keras_file(spec), None, Path(spec).name
     if spec is None:
@@ -66,8 +64,6 @@ def resolve_weights(spec: str | None, task: str, *, sigma: float | None, scale: 
 def _warn_untrained_sigma(card: dict[str, Any], sigma: float | None, stacklevel: int) -> None:
     """Warn (``stacklevel`` above the caller) when ``sigma`` is not the level, or outside the range, that a denoising
     card was trained for: using it there is legitimate (how a model degrades), but the numbers are not the card's."""
-    from . import weights
-
     # find_card's own match (its exact sigma, or inside a blind card's range): a card it would pick gets no warning
     if sigma is not None and card["task"] == "denoise" and weights._rank(card, "denoise", sigma, None) is None:
         warnings.warn(f"card {card['id']} was trained for {weights.card_setting(card)}, not {sigma:g}", UserWarning,
@@ -97,10 +93,9 @@ def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | No
 
 def _found_channels(sigma: float | None, channels: int, directory: Path | None) -> int | None:
     """The channels of the card :func:`deconvlab.weights.find_card` gives (None: no card)."""
-    from .weights import card_channels, find_card
-
     try:
-        return card_channels(find_card("denoise", sigma=sigma, channels=channels, directory=directory))
+        return weights.card_channels(weights.find_card("denoise", sigma=sigma, channels=channels,
+                                                       directory=directory))
     except ArgumentError:
         return None
 
@@ -108,7 +103,7 @@ def _found_channels(sigma: float | None, channels: int, directory: Path | None) 
 def card_limit(dataset: str, limit: Any) -> Any:
     """``limit`` as a card entry records it: None (the whole set) when it is at least the set's image count, since
     ``--limit 12`` on Set12 measures the same 12 images as no limit; any other value as it is."""
-    from .registry import FALLBACK_TEST, FALLBACK_TRAIN, registry
+    from .registry import FALLBACK_TEST, FALLBACK_TRAIN
 
     if not isinstance(limit, int) or isinstance(limit, bool):
         return limit
@@ -129,17 +124,12 @@ def card_metric(card: dict[str, Any], dataset: str, sigma: float | None, scale: 
     limit = card_limit(dataset, limit)
     for entry in card.get("metrics") or []:
         protocol = entry.get("protocol") if isinstance(entry.get("protocol"), dict) else {}
-        if protocol.get("seed") is not None and int(protocol["seed"]) != seed:
-            continue
-        if str(entry.get("dataset", "")).lower() != dataset.lower():
-            continue
-        if entry.get("sigma") is not None and sigma is not None and not math.isclose(entry["sigma"], sigma):
-            continue
-        if entry.get("scale") is not None and scale is not None and int(entry["scale"]) != scale:
-            continue
-        if card_limit(dataset, entry.get("limit")) != limit:
-            continue
-        return entry
+        if ((protocol.get("seed") is None or int(protocol["seed"]) == seed)
+                and str(entry.get("dataset", "")).lower() == dataset.lower()
+                and (entry.get("sigma") is None or sigma is None or math.isclose(entry["sigma"], sigma))
+                and (entry.get("scale") is None or scale is None or int(entry["scale"]) == scale)
+                and card_limit(dataset, entry.get("limit")) == limit):
+            return entry
     return None
 
 
@@ -147,8 +137,6 @@ def evaluation_card(spec: str | None, task: str | None, sigma: float | None, sca
                     directory: Path | None = None) -> tuple[dict[str, Any], float | None, int | None]:
     """(card, sigma, scale) to evaluate: the card named (or the task's shipped one) at the setting given, else at
     the card's own; ArgumentError if that is ambiguous."""
-    from . import weights
-
     if spec is not None:
         card = weights.read_card(spec, directory)
         if task is not None and card["task"] != task:
@@ -199,9 +187,7 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
         raise ArgumentError(f"--arch {builder} returns images of its input's size (it takes no scale): use --task denoise "
                             f"or deblur, or one of {', '.join(upscalers)} for --task sr")
     kwargs: dict[str, Any] = {"channels": channels}
-    for name in ("depth", "width"):
-        if name in params or takes_any:
-            kwargs[name] = getattr(profile, name)
+    kwargs.update({n: getattr(profile, n) for n in ("depth", "width") if n in params or takes_any})
     if task == "sr":
         kwargs["scale"] = scale
         if "upsample" in params:
@@ -212,15 +198,12 @@ def builder_kwargs(builder: str, task: str, channels: int, scale: int | None, up
 
 def dataset_digest(names: Sequence[str]) -> dict[str, str]:
     """sha256 over each data set's registry hashes, so a card names exactly the files it was trained on."""
-    from .registry import registry
-
     try:
         reg = registry()
     except DeconvlabError:
         return {}
-    keys = [dataset_key(name) for name in names]
     return {key: hashlib.sha256("".join(sorted(f.sha256 for f in reg[key].files)).encode()).hexdigest()
-            for key in keys if key in reg}
+            for key in map(dataset_key, names) if key in reg}
 
 
 def deadline_callback(seconds: float) -> Any:
@@ -297,7 +280,6 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     ``overwrite``), ``out_dir`` is a file, a broken link or not writable, or, for a new folder, its parent is
     missing or not writable. ``deconvlab train`` and ``python -m deconvlab.fused`` call it before any work."""
     from .io import check_output_path
-    from .weights import HISTORY_SUFFIX, WEIGHTS_SUFFIX
 
     if out_dir.is_symlink() and not out_dir.exists():
         raise OutputError(f"--out {out_dir} is a broken symbolic link: remove it or point it at a folder")
@@ -306,7 +288,7 @@ def check_out_dir(out_dir: Path, card_id: str, overwrite: bool = False) -> None:
     if out_dir.is_dir():
         check_output_path(out_dir / f"{card_id}.json", overwrite=overwrite, suffix=".json")
         # weights or a history left without their card (a run stopped by hand, a copy) are replaced just as silently
-        for name in (f"{card_id}{WEIGHTS_SUFFIX}", f"{card_id}{HISTORY_SUFFIX}"):
+        for name in (f"{card_id}{weights.WEIGHTS_SUFFIX}", f"{card_id}{weights.HISTORY_SUFFIX}"):
             if os.path.lexists(out_dir / name) and not overwrite:
                 raise OutputError(f"{out_dir / name} exists: pass --overwrite or another --out")
     else:  # a new folder, in an existing one: "no/such/runs" is more often a typo than a wish
@@ -383,17 +365,9 @@ def _validation_pairs(recipe: CardRecipe, images: list, n: int, post: bool,
     return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
 
 
-def _history_lists(history: Any) -> dict[str, list[float | None]]:
-    """Per-epoch lists of a keras History, NaN as None (JSON has no NaN)."""
-    return {str(k): [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
-            for k, values in history.history.items()}
-
-
 def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], None] = print) -> None:
     """Put into the card its ``metrics``, measured on the weights as stored (float16), not on the in-memory
     float32 model, and its ``anchors``: the published numbers for every (sigma, scale) it was measured at."""
-    from . import weights
-
     shipped = weights.load_pretrained(card=card)
     metrics = []
     for name, (sigma, scale) in itertools.product(recipe.eval_sets, recipe.settings):
@@ -419,8 +393,6 @@ def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str],
 
     Denoisers are measured at their sigma (blind ones at each of :data:`BLIND_LEVELS`), super-resolvers at every
     scale they serve (``scale`` or ``scales``) under the SR protocol; ``eval_datasets`` are full test sets."""
-    from . import weights
-
     path = Path(path)
     card = weights.read_card(path)
     rng = card.get("sigma_range")
@@ -439,7 +411,7 @@ def finish_card(path: str | os.PathLike, eval_datasets: Sequence[str],
 
 def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build, train and save a model with its card (weights, card and history in ``recipe.out_dir``)."""
-    from . import config, models, train, weights
+    from . import config, models, train
 
     profile = config.get_profile(recipe.profile)
     config.set_seed(recipe.seed)
@@ -471,7 +443,13 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
                           checkpoint=checkpoint, history_path=history_path,
                           verbose=recipe.verbose, callbacks=[deadline] if deadline else ())
     wall = time.perf_counter() - start
-    kept = _keep_best(model, checkpoint, history)
+    # load the checkpoint (best val_psnr) and delete its file, whose weights the card's file replaces; without
+    # one (val_psnr never finite) the last epoch's weights stay
+    kept = len(history.history.get("loss", []))
+    if checkpoint.exists() and (best := history.meta.get("best")):
+        model.load_weights(checkpoint)
+        kept = int(best["epoch"])
+    checkpoint.unlink(missing_ok=True)
     fields: dict[str, Any] = {
         "id": recipe.id, "task": recipe.task,
         # Every argument, defaults included: the card must rebuild this model even if a default changes later.
@@ -479,7 +457,9 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
         "command": recipe.command, "profile": profile.name, "seed": recipe.seed, "precision": precision,
         "wall_time_s": round(wall, 1), "epochs_run": len(history.history.get("loss", [])),
         "stopped_by_time_limit": bool(deadline and deadline.fired), "kept_epoch": kept,
-        "history": _history_lists(history),
+        # per-epoch lists, NaN as None (JSON has no NaN)
+        "history": {str(k): [float(v) if v is not None and math.isfinite(float(v)) else None for v in values]
+                    for k, values in history.history.items()},
         "data": {"train": train_set.name, "validation": val_set.name,
                  "fallback": bool(train_set.is_fallback or val_set.is_fallback),
                  # by the registry names asked for: a held-aside part carries a longer name
@@ -493,33 +473,15 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
         fields.update({"scales": recipe.scales, "upsample": "pre"} if recipe.scales else
                       {"scale": recipe.scale, "upsample": "post" if post else "pre"})
     card = weights.save_pretrained(model, fields, recipe.out_dir)
-    _name_kept_weights(history_path, card["weights_file"])
+    # the history's checkpoint names the card's weights file: the temporary one it named is gone
+    saved = weights.load_history(history_path)
+    saved["meta"]["checkpoint"] = card["weights_file"]
+    weights.save_history(history_path, saved)
     measure_card(card, recipe, log)
     weights.write_card(card, card["_path"])
     log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
         f"({card['params']:,} parameters, epoch {kept} of {fields['epochs_run']} kept, {wall:.0f} s)")
     return card
-
-
-def _keep_best(model: Any, checkpoint: Path, history: Any) -> int:
-    """Load the checkpoint (best val_psnr) into ``model`` and delete its file, whose weights the card's file
-    replaces; returns the epoch kept. Without one (val_psnr never finite) the last epoch's weights stay."""
-    best = history.meta.get("best")
-    kept = len(history.history.get("loss", []))
-    if checkpoint.exists() and best:
-        model.load_weights(checkpoint)
-        kept = int(best["epoch"])
-    checkpoint.unlink(missing_ok=True)
-    return kept
-
-
-def _name_kept_weights(history_path: Path, weights_file: str) -> None:
-    """Point the history's ``checkpoint`` at the card's weights file: the temporary one it named is gone."""
-    from .weights import load_history, save_history
-
-    saved = load_history(history_path)
-    saved["meta"]["checkpoint"] = weights_file
-    save_history(history_path, saved)
 
 
 #: A card id becomes file names inside the output folder: one path component, no hidden files, no "..".
@@ -576,10 +538,9 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
                             "held aside) or pass a training set")
     evals = [n.strip() for n in o["eval_datasets"].split(",") if n.strip()] if o["eval_datasets"] else None
     # a misspelt set would otherwise surface when it is loaded: the test sets only after the whole training run
-    for option, names in (("--train-dataset", [o["train_dataset"]]), ("--val-dataset", [o["val_dataset"]]),
-                          ("--eval-datasets", evals or [])):
-        for name in names:
-            check_set_name(option, name)
+    for option, name in [("--train-dataset", o["train_dataset"]), ("--val-dataset", o["val_dataset"]),
+                         *(("--eval-datasets", n) for n in evals or [])]:
+        check_set_name(option, name)
     return CardRecipe(
         task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,
         scale=o["scale"], scales=scales, channels=o["channels"], arch=o["arch"], arch_kwargs=extra,
@@ -608,8 +569,6 @@ def _check_set_by_options(extra: dict[str, Any], task: str, channels: int, scale
 
 def check_set_name(option: str, name: str | None) -> None:
     """UnknownDatasetError unless ``name`` is a registered set or a fallback one (reads the registry only)."""
-    from .registry import _info
-
     if name is None or dataset_key(name) in FALLBACK_NAMES:
         return
     try:

@@ -48,35 +48,27 @@ HISTORY_SUFFIX = ".history.json"  # training histories kept next to their cards 
 WEIGHTS_SUFFIX = ".weights.npz"
 
 # Published numbers the book compares its own models against (PSNR in dB on the named test set).
+_SIGMAS, _SCALES = ("denoise", "sigma", (15, 25, 50)), ("sr", "scale", (2, 3, 4))
+_DNCNN = "Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table "
+_VDSR, _FSRCNN = "Kim et al., VDSR, CVPR 2016, Table 3", "Dong et al., FSRCNN, ECCV 2016, Table 3"
 ANCHORS: list[dict[str, Any]] = [
-    *[
-        {"method": method, "task": "denoise", "sigma": sigma, "dataset": dataset, "psnr": psnr,
-         "citation": f"Zhang et al., Beyond a Gaussian Denoiser (DnCNN), IEEE TIP 2017, Table {table}"}
-        for method, dataset, table, values in (
-            ("BM3D", "bsd68", "II", (31.07, 28.57, 25.62)),
-            ("DnCNN-S", "bsd68", "II", (31.73, 29.23, 26.23)),
-            ("DnCNN-B", "bsd68", "II", (31.61, 29.16, 26.23)),
-            ("BM3D", "set12", "III", (32.37, 29.97, 26.72)),
-            ("DnCNN-S", "set12", "III", (32.86, 30.44, 27.18)),
-        )
-        for sigma, psnr in zip((15, 25, 50), values, strict=True)
-    ],
-    *[
-        {"method": method, "task": "sr", "scale": scale, "dataset": dataset, "psnr": psnr, "citation": cite}
-        for method, dataset, values, cite in (
-            ("VDSR", "set5", (37.53, 33.66, 31.35), "Kim et al., VDSR, CVPR 2016, Table 3"),
-            ("VDSR", "set14", (33.03, 29.77, 28.01), "Kim et al., VDSR, CVPR 2016, Table 3"),
-            ("FSRCNN", "set5", (37.00, 33.16, 30.71), "Dong et al., FSRCNN, ECCV 2016, Table 3"),
-            ("FSRCNN", "set14", (32.63, 29.43, 27.59), "Dong et al., FSRCNN, ECCV 2016, Table 3"),
-        )
-        for scale, psnr in zip((2, 3, 4), values, strict=True)
-    ],
-    # LapSRN upsamples inside the network with transposed convolutions, x2 per pyramid level: x4 is its setting
-    *[
-        {"method": "LapSRN", "task": "sr", "scale": 4, "dataset": dataset, "psnr": psnr,
-         "citation": "Lai et al., LapSRN, CVPR 2017"}
-        for dataset, psnr in (("set5", 31.54), ("set14", 28.19))
-    ],
+    {"method": method, "task": task, key: setting, "dataset": dataset, "psnr": psnr, "citation": citation}
+    for method, dataset, citation, (task, key, settings), values in (
+        ("BM3D", "bsd68", _DNCNN + "II", _SIGMAS, (31.07, 28.57, 25.62)),
+        ("DnCNN-S", "bsd68", _DNCNN + "II", _SIGMAS, (31.73, 29.23, 26.23)),
+        ("DnCNN-B", "bsd68", _DNCNN + "II", _SIGMAS, (31.61, 29.16, 26.23)),
+        ("BM3D", "set12", _DNCNN + "III", _SIGMAS, (32.37, 29.97, 26.72)),
+        ("DnCNN-S", "set12", _DNCNN + "III", _SIGMAS, (32.86, 30.44, 27.18)),
+        ("VDSR", "set5", _VDSR, _SCALES, (37.53, 33.66, 31.35)),
+        ("VDSR", "set14", _VDSR, _SCALES, (33.03, 29.77, 28.01)),
+        ("FSRCNN", "set5", _FSRCNN, _SCALES, (37.00, 33.16, 30.71)),
+        ("FSRCNN", "set14", _FSRCNN, _SCALES, (32.63, 29.43, 27.59)),
+        # LapSRN upsamples inside the network with transposed convolutions, x2 per pyramid level:
+        # x4 is its setting
+        ("LapSRN", "set5", "Lai et al., LapSRN, CVPR 2017", ("sr", "scale", (4,)), (31.54,)),
+        ("LapSRN", "set14", "Lai et al., LapSRN, CVPR 2017", ("sr", "scale", (4,)), (28.19,)),
+    )
+    for setting, psnr in zip(settings, values, strict=True)
 ]
 
 
@@ -143,11 +135,9 @@ def _validate_card(card: Any, source: str) -> dict[str, Any]:
     if card["task"] not in TASKS:
         raise WeightsError(f"model card {source} has unknown task {card['task']!r}; expected one of {TASKS}")
     for field, (valid, expected) in FIELD_TYPES.items():
-        *parents, name = field.split(".")
-        holder = card
-        for parent in parents:
-            holder = holder.get(parent) if isinstance(holder, dict) else None
-        value = holder.get(name) if isinstance(holder, dict) else None
+        value = card
+        for key in field.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
         if (value is not None or field in REQUIRED_FIELDS) and not valid(value):
             raise WeightsError(f"model card {source}: {field} is {reprlib.repr(value)}, not {expected}; "
                                "git checkout data/weights or re-run training")
@@ -215,9 +205,7 @@ def list_cards(directory: str | os.PathLike | None = None) -> list[dict[str, Any
     if not folder.is_dir():
         return []
     cards = []
-    for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(HISTORY_SUFFIX):
-            continue
+    for path in sorted(p for p in folder.glob("*.json") if not p.name.endswith(HISTORY_SUFFIX)):
         try:
             cards.append(read_card(path))
         except WeightsError as exc:
@@ -240,11 +228,10 @@ def card_setting(card: Mapping[str, Any]) -> str:
 
 def card_scales(card: Mapping[str, Any]) -> list[int]:
     """The scale factors a card serves (``scale`` or ``scales``)."""
-    if card.get("scales") is not None:
-        return [int(s) for s in card["scales"]]
-    if card.get("scale") is not None:
-        return [int(card["scale"])]
-    return []
+    scales = card.get("scales")
+    if scales is None:
+        scales = [] if card.get("scale") is None else [card["scale"]]
+    return [int(s) for s in scales]
 
 
 def card_channels(card: Mapping[str, Any]) -> int:
@@ -330,15 +317,15 @@ def _rank(card: Mapping[str, Any], task: str, sigma: float | None, scale: int | 
         return 0 if scale is not None and int(scale) in card_scales(card) else None
     if task != "denoise":
         return 0
+    blind = card.get("sigma_range") is not None
     if sigma is None:
-        return 2 if card.get("sigma_range") is not None else None
+        return 2 if blind else None
     if card.get("sigma") is not None and math.isclose(float(card["sigma"]), float(sigma), abs_tol=1e-6):
         return 0
-    if card.get("sigma_range") is not None:
-        lo, hi = (float(v) for v in card["sigma_range"])
-        if lo <= float(sigma) <= hi:
-            return 1
-    return None
+    if not blind:
+        return None
+    lo, hi = (float(v) for v in card["sigma_range"])
+    return 1 if lo <= float(sigma) <= hi else None
 
 
 def weights_path(card: Mapping[str, Any], directory: str | os.PathLike | None = None) -> Path:
@@ -377,28 +364,26 @@ def _builder_parameters(builder: str) -> dict[str, Any]:
 
 def _check_argument(source: str, name: str, value: Any, default: Any,
                     advice: str = "git checkout data/weights or re-run training") -> None:
-    def refuse(what: str) -> WeightsError:
-        return WeightsError(f"model card {source}: architecture argument {name}={value!r} {what}; {advice}")
-
     lo, hi = ARG_LIMITS.get(name, (0, 10_000))
     if value is None and default is None:  # an optional argument left out, e.g. red_net_sr's scale for "pre"
         return
     if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise refuse("is not true/false")
+        ok, what = isinstance(value, bool), "is not true/false"
     elif isinstance(default, (tuple, list)):
-        if not isinstance(value, (tuple, list)) or not value or len(value) > 16 or not all(
-                isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value):
-            raise refuse(f"is not a list of 1 to 16 integers in [{lo}, {hi}]")
+        ok = isinstance(value, (tuple, list)) and 0 < len(value) <= 16 and all(
+            _int(v) and lo <= v <= hi for v in value)
+        what = f"is not a list of 1 to 16 integers in [{lo}, {hi}]"
     elif isinstance(default, str):
-        if not isinstance(value, str) or len(value) > 64:
-            raise refuse("is not a short string")
+        ok, what = isinstance(value, str) and len(value) <= 64, "is not a short string"
     elif isinstance(default, int) or default is None:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise refuse(f"is not an integer in [{lo}, {hi}]")
-    elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                         or not math.isfinite(value)):
-        raise refuse("is not a finite number")
+        ok, what = _int(value) and lo <= value <= hi, f"is not an integer in [{lo}, {hi}]"
+    elif isinstance(default, float):
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+        what = "is not a finite number"
+    else:
+        return
+    if not ok:
+        raise WeightsError(f"model card {source}: architecture argument {name}={value!r} {what}; {advice}")
 
 
 def check_builder_arguments(source: str, builder: str, kwargs: Mapping[str, Any], advice: str) -> None:
@@ -457,8 +442,7 @@ def _npz_shapes(path: Path) -> list[tuple[int, ...]]:
                                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
                     if read_header is None:
                         raise ValueError(f"array {key} has .npy format {version}, not 1.0 or 2.0")
-                    shape, _, _ = read_header(fh)
-                shapes[key] = tuple(int(d) for d in shape)
+                    shapes[key] = tuple(int(d) for d in read_header(fh)[0])
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise _corrupt(path, exc) from None
     return [shapes[k] for k in sorted(shapes)]
@@ -642,9 +626,8 @@ def card_macs(card: Mapping[str, Any], scale: int | None = None) -> float | None
     """The ``macs_per_pixel`` a card records (for SR at ``scale``, else its first scale), or None if none."""
     value = card.get("macs_per_pixel")
     if isinstance(value, Mapping):
-        scales = card_scales(card)
-        key = str(scale if scale is not None else (scales[0] if scales else ""))
-        value = value.get(key)
+        first = next(iter(card_scales(card)), "")
+        value = value.get(str(scale if scale is not None else first))
     return None if value is None else float(value)
 
 
@@ -726,11 +709,9 @@ def _row_psnr(card: Mapping[str, Any]) -> str:
     full = [m for m in card.get("metrics") or [] if not m.get("limit") and m.get("psnr") is not None]
     wanted = MODEL_ROW_DATASETS.get(str(card.get("task")))
     dataset = wanted if any(m["dataset"] == wanted for m in full) else (full[0]["dataset"] if full else None)
-    parts = []
-    for m in (m for m in full if m["dataset"] == dataset):
-        setting = (f"sigma={m['sigma']:g}: " if m.get("sigma") is not None
-                   else f"x{int(m['scale'])}: " if m.get("scale") is not None else "")
-        parts.append(f"{setting}{m['psnr']:.2f}")
+    parts = [(f"sigma={m['sigma']:g}: " if m.get("sigma") is not None
+              else f"x{int(m['scale'])}: " if m.get("scale") is not None else "") + f"{m['psnr']:.2f}"
+             for m in full if m["dataset"] == dataset]
     if not parts:
         return ""
     return f"{dataset} {', '.join(parts)}" if ":" in parts[0] else f"{dataset}: {', '.join(parts)}"
