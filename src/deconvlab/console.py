@@ -171,9 +171,7 @@ def start_keras(cpu_only: bool = False) -> Any:
 
 def count(option: str, value: int | None, minimum: int = 1, maximum: int | None = None) -> int | None:
     """An integer option that, when given, is in [minimum, maximum]; 0 never silently means "the default"."""
-    if value is None:
-        return None
-    if value < minimum or (maximum is not None and value > maximum):
+    if value is not None and (value < minimum or (maximum is not None and value > maximum)):
         upper = f" and <= {maximum:,}" if maximum is not None else ""
         raise ArgumentError(f"{option} {value}: pass an integer >= {minimum}{upper}")
     return value

@@ -122,8 +122,8 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
         raise ArgumentError(f"size={size} cannot hold a line of length {length:g}: use size >= {needed} or None")
     c = (size - 1) / 2.0
     psf = np.zeros((size, size), dtype=np.float64)
-    count = max(1, int(math.ceil(length * 16)))
-    t = (np.arange(count) + 0.5) / count - 0.5 if length > 0 else np.zeros(1)
+    count = max(1, math.ceil(length * 16))  # length 0: the one sample t = 0, the centre pixel
+    t = (np.arange(count) + 0.5) / count - 0.5
     ys, xs = c + t * length * dy, c + t * length * dx
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
     fy, fx = ys - y0, xs - x0
@@ -155,8 +155,7 @@ def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     ndmode = "reflect"  # scipy's name for MATLAB's 'symmetric'
     row_axis = 1 if img.ndim == 4 else 0
     out = img.astype(np.float64)
-    separable = _separable_factors(k)
-    if separable is not None:
+    if (separable := _separable_factors(k)) is not None:
         # A rank-1 PSF (Gaussian, box) as two 1-D passes: 2n instead of n^2 products per pixel, same result.
         column, row = separable
         out = ndimage.convolve1d(out, column, axis=row_axis, mode=ndmode)

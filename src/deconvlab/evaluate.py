@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from . import config, degrade, infer, metrics
@@ -203,8 +204,6 @@ def evaluate(
     "pre" for functions. A function's unsigned-integer output (8- or 16-bit pixels) is read over its dtype
     maximum, as :func:`deconvlab.io.check_image` reads images. Returns an :class:`EvalResult`.
     """
-    import keras
-
     is_model = isinstance(model_or_fn, keras.Model)
     sigma, scale, seed, tile, overlap = _checked_args(
         model_or_fn, is_model, task, sigma, scale, seed, tile, overlap, upsample)
@@ -223,7 +222,7 @@ def evaluate(
     rows = [_measure(task, name, out, ref, base, scale, clip, sec, is_model)
             for name, out, ref, base, sec in zip(names, outputs, references, baselines, seconds, strict=True)]
     return EvalResult(rows=rows, protocol=_protocol(
-        task=task, method=model_or_fn, is_model=is_model, dataset=set_name, n=len(images), fallback=fallback,
+        task=task, method=model_or_fn, is_model=is_model, dataset=set_name, fallback=fallback,
         sigma=sigma, scale=scale, seed=seed, clip=clip, tile=tile, overlap=overlap, upsample=upsample,
         layouts=layouts, images=images,
     ))
@@ -281,7 +280,7 @@ def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile:
     # first-call costs (graph building) are not speed; a crop keeps them small, but a model built for one
     # input size (keras.Input((48, 48, 1))) runs on nothing else
     first = batches[0][:1]
-    _forward(model, first if any(infer._input_size(model)) else first[:, :32, :32], None, overlap)
+    predict_image(model, first if any(infer._input_size(model)) else first[:, :32, :32])
     outputs, seconds = [], []
     for batch, layout in zip(batches, layouts, strict=True):
         start = time.perf_counter()
@@ -292,8 +291,6 @@ def _run_model(model: Any, inputs: list[np.ndarray], channels: int | None, tile:
 
 
 def _run_function(fn: Any, inputs: list[np.ndarray]) -> tuple[list[np.ndarray], list[float], list[str]]:
-    import keras
-
     outputs, seconds = [], []
     for x in inputs:
         start = time.perf_counter()
@@ -327,12 +324,12 @@ def _method_name(method: Any, is_model: bool) -> str:
     return getattr(inner, "__name__", type(inner).__name__)
 
 
-def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, n: int, fallback: bool, sigma, scale,
+def _protocol(*, task: str, method: Any, is_model: bool, dataset: str, fallback: bool, sigma, scale,
               seed: int, clip: bool, tile, overlap: int, upsample, layouts: list[str], images) -> dict:
     p: dict[str, Any] = {
         "task": task,
         "dataset": dataset,
-        "images": n,
+        "images": len(images),
         "fallback": fallback,
         "method": _method_name(method, is_model),
         "method_kind": "keras model" if is_model else "function",

@@ -610,10 +610,10 @@ def _main_sr(args, command: str) -> int:
     images, names = sr_training_images(sets, limit=args.train_limit)
     count, scale = args.val_images, args.scale
     # held images past T91's would be Train400's, which the card still called held-aside T91 images
-    if count > len(names["t91"]) - ("train400" not in names):
+    most = len(names["t91"]) - ("train400" not in names)
+    if count > most:
         raise ArgumentError(f"--val-images {count}: the checkpoint is chosen on held-aside T91 images; "
-                            f"{len(names['t91'])} were loaded, so hold aside at most "
-                            f"{len(names['t91']) - ('train400' not in names)}")
+                            f"{len(names['t91'])} were loaded, so hold aside at most {most}")
     train_images, validation = held_aside_sr(images, scale, count=count)
     kept, _ = tasks.held_aside_split(images, count)
     factors = args.scale_augment
@@ -623,7 +623,6 @@ def _main_sr(args, command: str) -> int:
     small = f" ({made - len(train_images)} under {side} pixels on a side left out)" if len(train_images) < made else ""
     model = _build(args, {"scale": scale, "upsample": "post", **args.arch})
     record = train_sr(model, train_images, validation, scale=scale, **_options(args))
-    held = names["t91"][-count:]
     all_names = [n for part in names.values() for n in part]  # the order of `images`: t91 last
     copies = [all_names[i] for i in sorted(set(range(len(images) - count)) - set(kept))]
     t91 = _loaded("t91", names["t91"], args)
@@ -640,7 +639,7 @@ def _main_sr(args, command: str) -> int:
         "wall_time_s": round(time.perf_counter() - wall, 1), "training": dict(record),
         "gpu_shared_by": args.shared,
         "data": {"train": " + ".join(parts) + small + f", pairs by MATLAB bicubic x1/{scale} of modcrop(hr, {scale})",
-                 "validation": f"held-aside T91 {', '.join(held)} (Y, centre crops "
+                 "validation": f"held-aside T91 {', '.join(names['t91'][-count:])} (Y, centre crops "
                                f"{validation[1].shape[1]}x{validation[1].shape[2]}, x{scale}, {scale} pixels shaved)",
                  "fallback": False},
     }

@@ -53,8 +53,7 @@ def to_model_batch(image, channels: int | None, per_channel: bool = False) -> tu
         batch, layout = as_batch(arr), "nhwc"  # each image checked and read as check_image reads one
     else:
         img = check_image(arr)
-        layout = "gray" if img.ndim == 2 else "hwc"
-        batch = img[None, :, :, None] if img.ndim == 2 else img[None]
+        batch, layout = (img[None, :, :, None], "gray") if img.ndim == 2 else (img[None], "hwc")
         if per_channel and channels == 1 and img.ndim == 3:
             return np.moveaxis(img, -1, 0)[..., None], "per-channel"
     if channels is not None and batch.shape[-1] != channels:

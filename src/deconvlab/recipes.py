@@ -443,13 +443,7 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
                           checkpoint=checkpoint, history_path=history_path,
                           verbose=recipe.verbose, callbacks=[deadline] if deadline else ())
     wall = time.perf_counter() - start
-    # load the checkpoint (best val_psnr) and delete its file, whose weights the card's file replaces; without
-    # one (val_psnr never finite) the last epoch's weights stay
-    kept = len(history.history.get("loss", []))
-    if checkpoint.exists() and (best := history.meta.get("best")):
-        model.load_weights(checkpoint)
-        kept = int(best["epoch"])
-    checkpoint.unlink(missing_ok=True)
+    kept = _keep_best(model, checkpoint, history)
     fields: dict[str, Any] = {
         "id": recipe.id, "task": recipe.task,
         # Every argument, defaults included: the card must rebuild this model even if a default changes later.
@@ -482,6 +476,17 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
     log(f"wrote {card['_path']} and {Path(card['_path']).parent / card['weights_file']} "
         f"({card['params']:,} parameters, epoch {kept} of {fields['epochs_run']} kept, {wall:.0f} s)")
     return card
+
+
+def _keep_best(model: Any, checkpoint: Path, history: Any) -> int:
+    """Load the checkpoint (best val_psnr) into ``model`` and delete its file, whose weights the card's file
+    replaces; returns the epoch kept. Without one (val_psnr never finite) the last epoch's weights stay."""
+    kept = len(history.history.get("loss", []))
+    if checkpoint.exists() and (best := history.meta.get("best")):
+        model.load_weights(checkpoint)
+        kept = int(best["epoch"])
+    checkpoint.unlink(missing_ok=True)
+    return kept
 
 
 #: A card id becomes file names inside the output folder: one path component, no hidden files, no "..".

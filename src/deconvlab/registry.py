@@ -206,9 +206,7 @@ def _info(name: str) -> DatasetInfo:
 def cache_dir() -> Path:
     """Where downloads are kept: ``$DECONVLAB_CACHE``, else the user cache (``pooch.os_cache``)."""
     env = os.environ.get("DECONVLAB_CACHE", "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path(pooch_module().os_cache("deconvlab"))
+    return Path(env).expanduser() if env else Path(pooch_module().os_cache("deconvlab"))
 
 
 @functools.cache

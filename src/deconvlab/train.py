@@ -411,7 +411,6 @@ def _run_meta(model: keras.Model, train_data: Any, prof: config.Profile, *, moni
 def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
               prof: config.Profile) -> tuple[dict[str, Any], int]:
     """``model.fit`` arguments for the data (steps per epoch included) and the batch size."""
-    fit_args: dict[str, Any] = {}
     if isinstance(train_data, keras.utils.PyDataset):
         # the maximum is for a passed epoch of drawn batches (Keras lists every index; a PatchDataset holds its own
         # length to it), not for a dataset's real batches
@@ -424,7 +423,7 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
         elif steps_per_epoch > len(train_data):
             raise ArgumentError(f"steps_per_epoch={steps_per_epoch} but train_data has only "
                                 f"{len(train_data)} batches: pass steps_per_epoch=None or a longer dataset")
-        fit_args["x"] = train_data
+        fit_args: dict[str, Any] = {"x": train_data}
         batch_size = getattr(train_data, "batch_size", None) or prof.batch_size
     elif isinstance(train_data, (tuple, list)):
         x, y = _check_pairs(train_data, "train_data")
@@ -435,7 +434,7 @@ def _fit_data(train_data: Any, val_data: Any, steps_per_epoch: int | None,
             raise ArgumentError(f"steps_per_epoch={steps_per_epoch} but {x.shape[0]} training pairs make "
                                 f"{per_epoch} batches of {batch_size}: "
                                 "pass steps_per_epoch=None or a PatchDataset")
-        fit_args.update(x=x, y=y, batch_size=batch_size, shuffle=True)
+        fit_args = {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
     else:
         raise ArgumentError(f"train_data of type {type(train_data).__name__}: "
                             "pass a deconvlab.data.PatchDataset or (x, y) NHWC arrays")
