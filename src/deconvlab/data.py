@@ -90,12 +90,10 @@ class PatchDataset(keras.utils.PyDataset):
     def _prepare(self, images: Sequence[np.ndarray] | Dataset | np.ndarray) -> list[np.ndarray]:
         if isinstance(images, Dataset):
             images = images.images
-        elif isinstance(images, np.ndarray):
-            if images.ndim != 4:
-                raise ArgumentError(
-                    f"images has shape {images.shape}: pass a list of (H, W) / (H, W, 3) images or an NHWC array"
-                )
-            images = list(images)
+        elif isinstance(images, np.ndarray) and images.ndim != 4:
+            raise ArgumentError(
+                f"images has shape {images.shape}: pass a list of (H, W) / (H, W, 3) images or an NHWC array"
+            )
         prepared, too_small = [], 0
         for i, img in enumerate(images):
             arr = check_image(img, f"images[{i}]")
@@ -130,8 +128,7 @@ class PatchDataset(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         size, count = self.patch_size, self.batch_size
         which = rng.integers(0, len(self.images), count)
-        heights = np.array([self.images[k].shape[0] for k in which])
-        widths = np.array([self.images[k].shape[1] for k in which])
+        heights, widths = np.array([self.images[k].shape[:2] for k in which]).T
         ys = rng.integers(0, heights - size + 1)
         xs = rng.integers(0, widths - size + 1)
         turns = rng.integers(0, 8, count) if self.augment else np.zeros(count, dtype=np.int64)

@@ -56,14 +56,13 @@ def encoder_decoder(levels: int = 3, strided: bool = True) -> plt.Figure:
     """
     levels = integer("levels", levels, minimum=1)
     fig, ax = plt.subplots(figsize=(7.2, 3.6), layout="constrained")
-    heights = [2.0 / 2**i if strided else 2.0 for i in range(levels)]
     xs_enc = [1.5 + 1.0 * i for i in range(levels)]
     xs_dec = [1.5 + 1.0 * (2 * levels - 1 - i) for i in range(levels)]
     top = 2.6
     _box(ax, 0.4, top - 1.0, 0.7, 0.6, "input", "data", fontsize=8)
     _arrow(ax, (0.75, top - 1.0), (xs_enc[0] - 0.35, top - 1.0))
     for i in range(levels):
-        h = max(heights[i], 0.35)
+        h = max(2.0 / 2**i if strided else 2.0, 0.35)
         down, up = (" /2", " x2") if strided and i else ("", "")
         _box(ax, xs_enc[i], top - h / 2, 0.7, h, f"conv{down}", "conv", fontsize=8)
         _box(ax, xs_dec[i], top - h / 2, 0.7, h, f"deconv{up}", "deconv", fontsize=8)
@@ -93,9 +92,8 @@ def overlap_counts(input_size: int = 2, kernel_size: int = 3, stride: int = 2) -
     k = integer("kernel_size", kernel_size, minimum=1)
     s = integer("stride", stride, minimum=1)
     counts = np.zeros(((n - 1) * s + k,) * 2, dtype=int)
-    for i in range(n):
-        for j in range(n):
-            counts[i * s:i * s + k, j * s:j * s + k] += 1
+    for i, j in np.ndindex(n, n):
+        counts[i * s:i * s + k, j * s:j * s + k] += 1
     return counts
 
 

@@ -88,9 +88,8 @@ def layer_gradient_norms(model: keras.Model, x, y) -> list[tuple[str, float]]:
     norms = []
     for layer in model.layers:
         kernel = getattr(layer, "kernel", None) if layer.built else None
-        if kernel is None or kernel.path not in grads:
-            continue
-        norms.append((layer.name, float(np.linalg.norm(grads[kernel.path]))))
+        if kernel is not None and kernel.path in grads:
+            norms.append((layer.name, float(np.linalg.norm(grads[kernel.path]))))
     return norms
 
 

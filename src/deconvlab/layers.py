@@ -118,7 +118,6 @@ class DepthToSpace(keras.layers.Layer):
             raise ArgumentError(
                 f"DepthToSpace({self.block_size}) needs channels divisible by {self.block_size**2}, got {channels}"
             )
-        self.built = True
 
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
@@ -136,8 +135,7 @@ class Blend(keras.layers.Layer):
 def _bilinear_axis(x, factor: int, axis: int):
     """Upsample one axis by an integer factor with half-pixel centres and clamped edges (as tf.image.resize)."""
     n = ops.shape(x)[axis]
-    o = ops.arange(n * factor, dtype="float32")
-    src = (o + 0.5) / factor - 0.5
+    src = (ops.arange(n * factor, dtype="float32") + 0.5) / factor - 0.5
     lo = ops.floor(src)
     frac = src - lo
     n_last = ops.cast(n, "float32") - 1.0
@@ -191,8 +189,7 @@ def _bicubic_axis(x, factor: int, axis: int):
     """Upsample one axis by an integer factor as MATLAB ``imresize(..., 'bicubic')`` does (no antialias when
     enlarging): four taps around the half-pixel-centred source, borders mirrored with the edge repeated."""
     n = ops.shape(x)[axis]
-    o = ops.arange(n * factor, dtype="float32")
-    src = (o + 0.5) / factor - 0.5
+    src = (ops.arange(n * factor, dtype="float32") + 0.5) / factor - 0.5
     lo = ops.floor(src)
     frac = src - lo
     lo = ops.cast(lo, "int32")

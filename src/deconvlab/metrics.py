@@ -73,11 +73,10 @@ def _pair(reference: object, test: object, data_range: float, caller: str) -> tu
     ref_in, out_in = as_numpy(reference, "reference"), as_numpy(test, "test")
     ref, out = _as_array(ref_in, "reference"), _as_array(out_in, "test")
     _refuse_mixed(caller, ("reference", ref_in), ("test", out_in))
-    if ref.shape != out.shape:
-        if ref.ndim == out.ndim + 1 and ref.shape[-1] == 1:
-            ref = ref[..., 0]
-        elif out.ndim == ref.ndim + 1 and out.shape[-1] == 1:
-            out = out[..., 0]
+    if ref.ndim == out.ndim + 1 and ref.shape[-1] == 1:
+        ref = ref[..., 0]
+    elif out.ndim == ref.ndim + 1 and out.shape[-1] == 1:
+        out = out[..., 0]
     if ref.shape != out.shape:
         raise ArgumentError(
             f"reference has shape {ref.shape} but test has {out.shape}: compare images of the same size "

@@ -65,9 +65,8 @@ def pack_set(name: str, folder: str | os.PathLike, view: str = "stored") -> Path
         raise DataError(f"view={view!r}: use one of {', '.join(VIEWS)}")
     info = _info(name)
     name = info.name
-    paths = fetch_dataset(name)
     blobs, hashes = [], []
-    for path in paths:
+    for path in fetch_dataset(name):
         pixels = _decode_file(path)
         if view == "y":
             pixels = y_uint8(pixels)
@@ -98,16 +97,15 @@ def _read_pack(path: Path, name: str, limit: int | None) -> tuple[list[str], lis
             raise DataError(f"{path} was packed from other files than data/registry.tsv lists for {name}: "
                             "re-pack it (benchmarks/pack_sr_data.py)")
         blob, offsets = pack["png"].tobytes(), pack["offsets"]
-        names, hashes = list(pack["names"]), list(pack["pixel_sha256"])
-    count = len(names) if limit is None else min(limit, len(names))
+        names, hashes = [str(n) for n in pack["names"][:limit]], list(pack["pixel_sha256"])
     images = []
-    for i in range(count):
+    for i in range(len(names)):
         with Image.open(io.BytesIO(blob[offsets[i] : offsets[i + 1]])) as im:
             pixels = np.asarray(im)
         if pixel_hash(pixels) != hashes[i]:
             raise DataError(f"{path}: image {names[i]} does not decode to the pixels it was packed from: re-pack it")
         images.append(pixels)
-    return [str(n) for n in names[:count]], images
+    return names, images
 
 
 def load_dataset(name: str, view: str = "stored", mode: str | None = None, limit: int | None = None):

@@ -328,10 +328,9 @@ def plot_spectrum(img: np.ndarray, ax: Axes, title: str | None = None) -> Figure
         (h - h // 2 - 0.5) / h, (-(h // 2) - 0.5) / h,
     )
     with style():
-        fig = ax.figure
         handle = ax.imshow(mag, cmap="magma", extent=extent, interpolation="nearest")
         ax.set(xlabel="horizontal frequency (cycles/pixel)", ylabel="vertical frequency (cycles/pixel)",
                title=title or "log magnitude spectrum")
         ax.grid(False)
-        fig.colorbar(handle, ax=ax, shrink=0.8, label="log(1 + |F|)")
-    return fig
+        ax.figure.colorbar(handle, ax=ax, shrink=0.8, label="log(1 + |F|)")
+    return ax.figure

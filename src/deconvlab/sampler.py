@@ -175,8 +175,7 @@ def sr_pairs(images: Any, scale: int) -> list[tuple[np.ndarray, np.ndarray]]:
     from .degrade import downscale
     from .metrics import modcrop
 
-    arrays = _gray_list(images)
-    return [(downscale(modcrop(a, scale), scale), modcrop(a, scale)) for a in arrays]
+    return [(downscale(modcrop(a, scale), scale), modcrop(a, scale)) for a in _gray_list(images)]
 
 
 def _gray_list(images: Any, hint: str = "SR trains on gray (Y) images") -> list[np.ndarray]:
