@@ -709,9 +709,11 @@ def _row_psnr(card: Mapping[str, Any]) -> str:
     full = [m for m in card.get("metrics") or [] if not m.get("limit") and m.get("psnr") is not None]
     wanted = MODEL_ROW_DATASETS.get(str(card.get("task")))
     dataset = wanted if any(m["dataset"] == wanted for m in full) else (full[0]["dataset"] if full else None)
-    parts = [(f"sigma={m['sigma']:g}: " if m.get("sigma") is not None
-              else f"x{int(m['scale'])}: " if m.get("scale") is not None else "") + f"{m['psnr']:.2f}"
-             for m in full if m["dataset"] == dataset]
+    parts = []
+    for m in (m for m in full if m["dataset"] == dataset):
+        setting = (f"sigma={m['sigma']:g}: " if m.get("sigma") is not None
+                   else f"x{int(m['scale'])}: " if m.get("scale") is not None else "")
+        parts.append(f"{setting}{m['psnr']:.2f}")
     if not parts:
         return ""
     return f"{dataset} {', '.join(parts)}" if ":" in parts[0] else f"{dataset}: {', '.join(parts)}"
