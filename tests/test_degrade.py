@@ -404,3 +404,31 @@ def test_batch_degradations_read_8_bit_batches_as_the_image_functions_do():
                                    atol=1e-6)
     with pytest.raises(ImageValueError, match="NaN"):
         degrade.noise_degradation(25)(np.full((1, 4, 4, 1), np.nan), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(("scale", "pad"), [(2, 3), (3, 3), (0.5, 4), (1 / 3, 6)])
+def test_bicubic_borders_are_matlab_symmetric_padding(scale, pad):
+    """imresize mirrors the border (edge pixel repeated): resizing the np.pad 'symmetric' image, then
+    cropping, gives the same pixels, also at the border (a periodic wrap keeps constants, ramps and flips)."""
+    img = np.random.default_rng(0).random((9, 11))
+    direct = degrade.bicubic_resize(img, scale)
+    padded = degrade.bicubic_resize(np.pad(img, pad, mode="symmetric"), scale)
+    q = round(pad * scale)
+    np.testing.assert_allclose(padded[q : q + direct.shape[0], q : q + direct.shape[1]], direct, atol=1e-6)
+
+
+
+def test_jpeg_rounds_to_the_nearest_8_bit_level():
+    """A flat image at quality 100 codes losslessly: the round trip shows the 8-bit level it rounds to."""
+    for level, expected in ((100.0, 100), (100.4, 100), (100.497, 100), (100.6, 101), (0.4, 0), (254.6, 255)):
+        for shape in ((16, 16), (16, 16, 3)):
+            out = degrade.jpeg(np.full(shape, level / 255, np.float32), 100)
+            np.testing.assert_array_equal(np.round(out * 255), expected)
+
+
+
+def test_low_light_read_noise_has_std_read_sigma_over_255():
+    """A black image collects no photons: the output is read noise alone, std read_sigma / 255 (to 0.3%)."""
+    out = degrade.low_light(np.zeros((1000, 1000), np.float32), read_sigma=3.0, seed=0).astype(np.float64)
+    assert out.std() == pytest.approx(3.0 / 255, rel=3e-3)
+    assert abs(out.mean()) < 1e-4

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deconvlab import degrade, metrics, models
 from deconvlab.data import load_dataset
@@ -275,3 +276,29 @@ def test_argument_errors(images):
         evaluate(identity, (names[:2], imgs), "denoise", sigma=25)
     with pytest.raises(ArgumentError, match="shape"):
         evaluate(lambda x: x[1:], data, "denoise", sigma=25)
+
+
+def test_denoise_rows_are_psnr_and_ssim_of_the_clipped_output():
+    """With clip=True the output columns score clip(output, 0, 1), the input columns the unclipped noisy
+    image; the reference is scikit-image (Wang et al. SSIM settings) on the protocol's noise written out."""
+    rng = np.random.default_rng(1)
+    clean = [0.6 + 0.4 * rng.random((32, 36)).astype(np.float32) for _ in range(2)]  # bright: noise passes 1
+
+    def shrink(x):  # a method whose output differs from its input and still passes 1 in places
+        return 0.9 * x + 0.15
+
+    result = evaluate(shrink, (["a", "b"], clean), "denoise", sigma=25, seed=2)
+    for i, (row, img) in enumerate(zip(result.rows, clean, strict=True)):
+        noise = np.random.default_rng(2 + i).standard_normal(img.shape, dtype=np.float32)
+        noisy = (img + noise * np.float32(25 / 255)).astype(np.float64)
+        out, ref = np.clip(shrink(noisy), 0, 1), img.astype(np.float64)
+        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(ref, out, data_range=1), abs=1e-6)
+        assert row["ssim"] == pytest.approx(_wang_ssim(ref, out), abs=1e-6)
+        assert row["input_psnr"] == pytest.approx(peak_signal_noise_ratio(ref, noisy, data_range=1), abs=1e-6)
+        assert row["input_ssim"] == pytest.approx(_wang_ssim(ref, noisy), abs=1e-6)
+
+
+
+def _wang_ssim(ref: np.ndarray, out: np.ndarray) -> float:
+    return structural_similarity(ref, out, data_range=1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from deconvlab import metrics
 from deconvlab.errors import ArgumentError, DeconvlabError, ImageValueError
@@ -154,8 +155,6 @@ def test_ssim_drops_with_noise_and_batches_average():
 
 def test_ssim_uses_the_wang_gaussian_window():
     # A uniform 7x7 window (skimage's default) would give another value: check we pass sigma=1.5, population cov.
-    from skimage.metrics import structural_similarity
-
     ref = RNG.random((40, 40))
     test = np.clip(ref + RNG.normal(0, 0.1, ref.shape), 0, 1)
     wang = structural_similarity(ref, test, data_range=1.0, gaussian_weights=True, sigma=1.5,
@@ -308,3 +307,24 @@ def test_sr_metrics_reject_a_wrong_size():
     assert "upscale" in one_line(err)
     with pytest.raises(ArgumentError):
         metrics.sr_metrics(hr, hr, 0)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_sr_metrics_shave_exactly_scale_pixels_and_use_data_range_one(scale):
+    """The SR protocol scores Y[scale:-scale, scale:-scale] with data_range 1 (not the image's own range): a
+    low-contrast gray pair, with an error in the first row kept, checked against scikit-image on that crop."""
+    rng = np.random.default_rng(scale)
+    hr = 0.4 + 0.3 * rng.random((26, 29))
+    sr = hr + 0.02 * rng.standard_normal(hr.shape)
+    sr[scale, 12] += 0.2  # inside the kept region, next to the shaved border
+    crop = (slice(scale, 26 - 26 % scale - scale), slice(scale, 29 - 29 % scale - scale))  # modcrop; shave
+    ref, out = (img.astype(np.float32)[crop].astype(np.float64) for img in (hr, sr))  # Y: float32
+    psnr, ssim = metrics.sr_metrics(hr, sr, scale)
+    assert psnr == pytest.approx(peak_signal_noise_ratio(ref, out, data_range=1), abs=1e-9)
+    assert ssim == pytest.approx(_wang_ssim(ref, out), abs=1e-9)
+
+
+
+def _wang_ssim(ref: np.ndarray, out: np.ndarray) -> float:
+    return structural_similarity(ref, out, data_range=1, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)

@@ -117,3 +117,40 @@ def test_held_aside_split_leaves_copies_of_held_images_out_of_training():
     # equal values in another shape are another image
     images[1] = np.full((5, 4), 0.2, np.float32)
     assert tasks.held_aside_split(images, 2) == ([0, 1, 2], [3, 4])
+
+
+def test_y_range_maps_gray_onto_the_matlab_luma_range():
+    """Gray SR training images go to (16 + 219 x) / 255: 0 -> 16/255, 1 -> 235/255, linearly in between."""
+    gray = np.array([[0.0, 0.25, 0.5, 1.0]], np.float32)
+    np.testing.assert_allclose(tasks.y_range(gray), (16 + 219 * gray) / 255, atol=1e-7)
+    np.testing.assert_allclose(tasks.y_range(gray)[0, [0, 3]], [16 / 255, 235 / 255], atol=1e-7)
+
+
+
+def test_sr_training_y_takes_matlab_y_of_colour_and_the_luma_range_of_gray():
+    """Colour images become rgb2ycbcr luma (pure red: (16 + 65.481) / 255), gray ones (H, W) or (H, W, 1) the
+    [16, 235] / 255 range, and the returned text names the mapping used."""
+    red = np.zeros((4, 5, 3), np.float32)
+    red[..., 0] = 1.0
+    gray = np.full((4, 5), 0.5, np.float32)
+    mapped, how = tasks.sr_training_y([red, gray, gray[..., None]])
+    np.testing.assert_allclose(mapped[0], (16 + 65.481) / 255, atol=1e-6)
+    for out in mapped[1:]:
+        assert out.shape == (4, 5)
+        np.testing.assert_allclose(out, (16 + 219 * 0.5) / 255, atol=1e-6)
+    assert how == "Y (MATLAB rgb2ycbcr), gray images mapped to [16, 235]/255"
+    assert tasks.sr_training_y([red])[1] == "Y (MATLAB rgb2ycbcr)"
+    assert tasks.sr_training_y([gray])[1] == "mapped to [16, 235]/255"
+
+
+
+def test_sr_evaluation_input_is_the_unclipped_bicubic_upscale():
+    """The SR protocol feeds a pre-upsampling model upscale(downscale(hr)) as is: bicubic overshoots a sharp
+    gray edge past [0, 1], and those values must reach the model (evaluate clips only what it measures)."""
+    edge = np.zeros((24, 24), np.float32)
+    edge[:, 12:] = 1.0
+    edge[5:9, 5:9] = 1.0
+    hr, bicubic, low = tasks.evaluation_pair("sr", edge, 0, scale=3)
+    np.testing.assert_array_equal(bicubic, degrade.upscale(degrade.downscale(edge, 3), 3))
+    assert bicubic.min() < 0 and bicubic.max() > 1
+    np.testing.assert_array_equal(hr, metrics.rgb_to_y(edge))
