@@ -700,7 +700,8 @@ def test_models_lists_every_card(capsys, tmp_path, wdir):
                                           for line in lines[2:] if line.startswith("| "))}
     assert set(rows) == {c["id"] for c in weights.list_cards(wdir)}
     card = weights.read_card("denoise-sigma25", wdir)
-    assert rows["denoise-sigma25"][1:6] == ["denoise", "sigma=25", "no", "red_net", f"{card['params']:,}"]
+    # the only gray sigma-25 card there: enhance --sigma 25 --weights-dir picks it, so it is that setting's default
+    assert rows["denoise-sigma25"][1:6] == ["denoise", "sigma=25", "yes", "red_net", f"{card['params']:,}"]
     assert rows["denoise-sigma25"][-1] == "-"  # no speed recorded: nothing is measured
     assert rows["sr-x2"][2] == "x2"
     # the shipped cards: every one listed, the blind U-Net at the three levels of its card
@@ -924,15 +925,20 @@ def test_train_then_evaluate_against_the_card(capsys, tmp_path):
     code, out, err = run(capsys, *check)
     assert code == 0, err
     assert "matches the card" in out
+    # the card holds the PSNR to 4 decimals: unrounded, --tolerance 0 failed "by -0.000 dB" on the same weights
+    code, out, err = run(capsys, *check, "--tolerance", "0")
+    assert code == 0 and "matches the card" in out, err
     code, out, err = run(capsys, *check, "--seed", "7")  # other noise: the card has no number to compare
     assert code == 0 and "nothing to compare" in out
     code, _, err = run(capsys, *check, "--scale", "2")
     assert_one_line_error(code, err, None, "drop --sigma / --scale")
     card["metrics"][0]["psnr"] += 1.0
     weights.write_card(card, out_dir / "denoise-sigma25.json")
-    code, out, err = run(capsys, *check)
-    assert code == 1
-    assert len(err.strip().splitlines()) == 1 and "differs from the card" in err
+    code, out, err = run(capsys, *check, "--csv", tmp_path / "measured.csv")
+    assert code == 1 and (tmp_path / "measured.csv").is_file()  # the measurement is written, then the verdict
+    assert len(err.strip().splitlines()) == 1 and "differs from the card" in err and "--tile" not in err
+    code, out, err = run(capsys, *check, "--tile", "16")  # a mismatch under --tile was blamed on the weights alone
+    assert code == 1 and "compare without --tile" in err, err
 
 
 @needs_training_stack

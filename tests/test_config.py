@@ -1,12 +1,17 @@
-"""full_float32: the chapters' exactness checks must not run in TF32 on GPUs."""
+"""full_float32: the chapters' exactness checks must not run in TF32 on GPUs; seeds and profiles."""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 
+import numpy as np
+import pytest
+
 from deconvlab import config
+from deconvlab.errors import ArgumentError
 
 
 def test_full_float32_switches_tensorflow_off_tf32():
@@ -35,3 +40,16 @@ def test_smoke_profile_is_quick_with_fewer_steps():
     assert not config.PROFILES["workshop"].for_cpu and not config.PROFILES["paper"].for_cpu
     assert (smoke.width, smoke.depth, smoke.patch_size) == (quick.width, quick.depth, quick.patch_size)
     assert smoke.train_steps * smoke.batch_size < quick.train_steps * quick.batch_size / 10
+
+
+def test_set_seed_and_get_profile_check_their_argument_in_one_line():
+    # Keras refused np.int64 and -1 with its own ValueErrors; get_profile(3) raised AttributeError
+    config.set_seed(np.int64(5))
+    first = random.random()
+    config.set_seed(5)
+    assert random.random() == first
+    for call, message in ((lambda: config.set_seed(-1), "seed=-1: pass an integer >= 0 and <= 4,294,967,295"),
+                          (lambda: config.get_profile(3), "unknown profile 3: set DECONVLAB_PROFILE to one")):
+        with pytest.raises(ArgumentError) as excinfo:
+            call()
+        assert str(excinfo.value).startswith(message) and "\n" not in str(excinfo.value)

@@ -302,6 +302,20 @@ def test_enhance_checks_the_task_and_the_scale():
         infer.enhance(pre, lr, "sr", scale=2.0)
 
 
+def test_enhance_refuses_an_upscaling_or_channel_changing_model_for_restoration():
+    # an SR model under task="denoise" wrote an upscaled image; a 2-channel output became its channel 0
+    keras.utils.set_random_seed(0)
+    post = models.red_net_sr(2, upsample="post", depth=2, width=4)
+    two = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 1)])
+    lr = _rand((20, 24))
+    for tile in (None, 16):  # whole image and tiles
+        with pytest.raises(ArgumentError, match=r"upscales by 2 \(\d+x\d+ to \d+x\d+\): it is for --task sr"):
+            infer.enhance(post, lr, "denoise", tile=tile, overlap=4)
+        with pytest.raises(ArgumentError, match="output has 2 channel\\(s\\) where its input has 1"):
+            infer.enhance(two, lr, "deblur", tile=tile, overlap=4)
+    assert infer.enhance(post, lr, "sr", scale=2, tile=16, overlap=4).shape == (40, 48)
+
+
 def test_a_post_upsampling_model_is_tiled_on_its_low_resolution_input():
     from deconvlab import recipes
 
@@ -338,6 +352,23 @@ def test_estimate_noise_sigma_of_a_narrow_image_does_not_warn():
             assert np.isfinite(infer.estimate_noise_sigma(image))
 
 
+def test_estimate_noise_sigma_of_flat_channels_is_finite_and_quiet():
+    """skimage drops zero wavelet coefficients, so a flat channel gave NaN with two RuntimeWarnings."""
+    from deconvlab import degrade
+
+    red = np.zeros((40, 40, 3), np.float32)
+    red[..., 0] = 1
+    noisy = degrade.add_gaussian_noise(np.full((64, 64), 0.5, np.float32), 25, seed=3)
+    no_blue = np.stack([noisy, noisy[::-1], np.zeros_like(noisy)], axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert infer.estimate_noise_sigma(np.zeros((16, 16), np.float32)) == 0
+        assert infer.estimate_noise_sigma(red) == pytest.approx(0, abs=1e-6)
+        # the flat blue channel does not dilute the noise of the other two
+        sigma = infer.estimate_noise_sigma(noisy)
+        assert infer.estimate_noise_sigma(no_blue) == pytest.approx(sigma, rel=0.05)
+
+
 def test_an_integer_batch_is_read_as_one_image_is(small_net):
     pixels = (np.random.default_rng(4).random((2, 12, 11, 1)) * 255).astype(np.uint8)
     as_float = infer.predict_image(small_net, pixels / np.float32(255))
@@ -356,3 +387,19 @@ def test_a_model_of_fixed_input_size_has_its_scale_measured_at_that_size():
     assert infer.model_scale(model) == 3
     image = _rand((24, 20), seed=6)
     assert infer.enhance(model, image, task="sr", scale=3).shape == (72, 60)
+
+
+def test_a_model_of_fixed_input_size_is_refused_on_other_sizes_in_one_line():
+    # Keras' shape ValueError reached the CLI as "unexpected ValueError ... please report it", status 70
+    inputs = keras.Input((24, 20, 1))  # functional, as .keras files load (a Sequential one runs on any size)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, padding="same")(inputs))
+    calls = {"20x24": lambda: infer.enhance(model, _rand((20, 24)), "denoise"),
+             "16x24": lambda: infer.predict_image(model, _rand((16, 24))),
+             "20x20": lambda: infer.enhance(model, _rand((24, 40)), "denoise", tile=20, overlap=4)}  # tiles
+    for size, call in calls.items():
+        with pytest.raises(ArgumentError) as excinfo:
+            call()
+        assert str(excinfo.value) == (f"{model.name} takes 24x20 inputs only, not {size}: enhancing needs a "
+                                      "model that takes any input size, e.g. built on "
+                                      "keras.Input((None, None, 1))")
+    assert infer.enhance(model, _rand((24, 20)), "denoise").shape == (24, 20)

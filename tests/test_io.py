@@ -79,6 +79,14 @@ def test_16bit_gray_png_and_tiff(tmp_path):
         np.testing.assert_array_equal(img, GRAY16.astype(np.float32) / 65535)
 
 
+def test_16bit_pgm_reads_and_counts_as_16_bits(tmp_path):
+    # read at 16 bits (Pillow mode "I"), but source_bit_depth read PNG and TIFF headers only: enhance wrote 8
+    (tmp_path / "g16.pgm").write_bytes(b"P5\n13 9\n65535\n" + GRAY16.astype(">u2").tobytes())
+    Image.fromarray(GRAY8).save(tmp_path / "g8.pgm")
+    np.testing.assert_array_equal(read_quietly(tmp_path / "g16.pgm"), GRAY16.astype(np.float32) / 65535)
+    assert (io.source_bit_depth(tmp_path / "g16.pgm"), io.source_bit_depth(tmp_path / "g8.pgm")) == (16, 8)
+
+
 def test_16bit_rgb_tiff_is_lossless(tmp_path):
     tifffile.imwrite(tmp_path / "c16.tif", RGB16, photometric="rgb")
     np.testing.assert_array_equal(read_quietly(tmp_path / "c16.tif"), RGB16.astype(np.float32) / 65535)

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import threadpoolctl
 
-from deconvlab import config, metrics, models
+from deconvlab import cli, config, metrics, models, recipes
 from deconvlab import train as tr
 from deconvlab.data import PatchDataset, load_dataset
 from deconvlab.degrade import noise_degradation
-from deconvlab.errors import ArgumentError, ImageValueError, OutputError
+from deconvlab.errors import ArgumentError, ImageValueError, OutputError, TrainingError
 from deconvlab.evaluate import evaluate
 
 # Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
@@ -373,6 +373,28 @@ def test_argument_errors(tmp_path, train_images):
     (tmp_path / "other.json").write_text(json.dumps({"loss": [1.0]}))
     with pytest.raises(ArgumentError, match="not a deconvlab training history"):
         tr.load_history(tmp_path / "other.json")
+
+
+def test_a_diverged_card_run_is_refused_before_its_test_sets_are_measured(tmp_path):
+    # the last (NaN) weights were kept and measured: "test has NaN/inf values ... use np.nan_to_num"
+    recipe = recipes.CardRecipe(task="denoise", out_dir=tmp_path / "runs", sigma=25, profile="quick",
+                                epochs=1, steps=1, patch_size=16, learning_rate=1e9,
+                                arch_kwargs={"depth": 2, "width": 4}, train_dataset="fallback-train",
+                                train_limit=3, eval_datasets=["fallback-test"], eval_limit=1, verbose=0)
+    with pytest.raises(TrainingError, match=r"^validation PSNR was never finite up to epoch 1 "
+                                            r"\(training diverged\): lower --learning-rate$"):
+        recipes.train_card_into(recipe, overwrite=False, log=lambda message: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [("--task", "sr", "--scale", "2", "--train-dataset", "set5"),
+                                  ("--task", "denoise", "--sigma", "25", "--train-dataset", " BSD68")])
+def test_card_recipe_refuses_to_train_on_a_test_set(argv):
+    # the card then reported PSNR on the very images it was trained on
+    options = vars(cli.build_parser().parse_args(["train", *argv, "--out", "runs"]))
+    with pytest.raises(ArgumentError, match=r"^--train-dataset .* is a test set: the card would report PSNR "
+                                            r"on the images it was trained on; leave --train-dataset out"):
+        recipes.card_recipe(options, "deconvlab train")
 
 
 # ------------------------------------------------------------------------------------------------ integration

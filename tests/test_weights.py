@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from deconvlab import models, weights
+from deconvlab import models, recipes, weights
 from deconvlab.errors import ArgumentError, WeightsError
 
 # Runs on every Keras backend: `make unit-jax` (part of `make test`) repeats these tests on JAX.
@@ -165,6 +165,20 @@ def test_malformed_cards(tmp_path):
         weights.read_card("broken", tmp_path)
     with pytest.raises(ArgumentError, match="no model card 'absent'"):
         weights.read_card("absent", tmp_path)
+
+
+def test_a_file_that_is_not_a_card_is_told_what_to_pass(tmp_path, monkeypatch):
+    # weights, an image or one's own .json passed as a card were told "git checkout data/weights"
+    shipped = tmp_path / "repo" / "data" / "weights"
+    shipped.mkdir(parents=True)
+    monkeypatch.setenv("DECONVLAB_ROOT", str(tmp_path / "repo"))
+    for path in (shipped / "d.weights.npz", tmp_path / "a.png", tmp_path / "mine.json", shipped / "d.json"):
+        path.write_bytes(b"\x97 not JSON")
+        advice = ("git checkout data/weights" if path.name == "d.json"  # a shipped card: git restores it
+                  else "pass a card id or a card .json (--weights also takes a .keras file)")
+        with pytest.raises(WeightsError, match=rf"^model card {re.escape(str(path))} is not valid JSON "
+                                               rf"\(.*\); {re.escape(advice)}$"):
+            recipes.resolve_weights(str(path), "denoise", sigma=25, scale=None, channels=1)
 
 
 def test_fp16_falls_back_to_float32_for_out_of_range_arrays(tmp_path):
@@ -408,7 +422,8 @@ def test_model_rows_for_the_models_command(tmp_path_factory):
     # the task's test set (bsd68 / set5 / bsd68), a blind card at each level; another set only if that one is absent
     assert rows["blind"]["test_psnr"] == "bsd68 sigma=15: 31.54, sigma=25: 29.11, sigma=50: 26.18"
     assert rows["blind"]["setting"] == "sigma in [0, 55]" and rows["blind"]["cpu_s_per_mpx"] == 3.5
-    assert rows["blur"]["test_psnr"] == "bsd68: 29.16" and rows["blur"]["default"] == "no"
+    assert rows["blur"]["test_psnr"] == "bsd68: 29.16"
+    assert rows["blur"]["default"] == "yes"  # the only deblur card: enhance picks it
     assert rows["sr3"]["test_psnr"] == "set14 x3: 29.75" and rows["sr3"]["macs_per_pixel"] == "1.033 M"
     # a benchmarks/speed_cpu.py result fills in the cards its rows name; enhance's default tile (256) on the
     # largest image wins; a card of the same architecture shares the measurement (speed does not depend on weights)
@@ -428,6 +443,28 @@ def test_model_rows_for_the_models_command(tmp_path_factory):
     assert rows["other"]["cpu_s_per_mpx"] is None
     speed.write_text("{not json")
     assert {r["id"]: r["cpu_s_per_mpx"] for r in weights.model_rows(tmp_path, speed_file=speed)}["d25"] is None
+
+
+def test_models_default_column_is_the_card_find_card_picks(tmp_path):
+    # d50 and sr-all read "no", yet enhance picks them at sigma=50 and x3: unflagged, but alone there
+    for card in (_fake_card("d25", "denoise", sigma=25), _fake_card("d50", "denoise", sigma=50),
+                 _fake_card("d25-unet", "denoise", sigma=25, default=True),
+                 _fake_card("sr-all", "sr", scales=[2, 3]), _fake_card("sr-2", "sr", scale=2, default=True),
+                 _fake_card("blur-a", "deblur"), _fake_card("blur-b", "deblur")):
+        _write(card, tmp_path)
+    rows = {r["id"]: r["default"] for r in weights.model_rows(tmp_path)}
+    assert rows == {"d25": "no", "d25-unet": "yes", "d50": "yes", "sr-all": "x3", "sr-2": "yes",
+                    "blur-a": "no", "blur-b": "no"}  # two unflagged deblur cards: enhance refuses to choose
+
+
+@pytest.mark.parametrize("colour", ["auto", "ycbcr"])
+def test_a_colour_image_refuses_a_sigma_outside_the_blind_cards_range(tmp_path, colour):
+    # the blind card was used at sigma 75 without a word, where a gray image and --colour rgb are refused
+    _write(_fake_card("blind", "denoise", sigma_range=[0, 55]), tmp_path)
+    with pytest.raises(ArgumentError, match=r"^no shipped weights for denoise sigma=75 on a colour image: "
+                                            r"the blind model blind serves sigma in \[0, 55\]$"):
+        recipes.denoise_colour("denoise", True, colour, 75, None, tmp_path)
+    assert recipes.denoise_colour("denoise", True, colour, 55, None, tmp_path)[:2] == ("ycbcr", None)
 
 
 def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):

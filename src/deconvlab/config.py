@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import SEED_MAX, integer
 from .errors import ArgumentError
 
 #: Tile side and overlap of ``enhance``: a 4K UHD image stays under 2 GB peak RSS on CPU with 256-pixel tiles
@@ -117,7 +118,7 @@ def get_profile(name: str | None = None) -> Profile:
     name = name or os.environ.get("DECONVLAB_PROFILE") or ("workshop" if gpu_available() else "quick")
     try:
         return PROFILES[name.strip().lower()]
-    except KeyError:
+    except (AttributeError, KeyError):  # AttributeError: not a string, e.g. get_profile(3)
         raise ArgumentError(
             f"unknown profile {name!r}: set DECONVLAB_PROFILE to one of {', '.join(PROFILES)}"
         ) from None
@@ -190,7 +191,7 @@ def set_seed(seed: int = 0) -> None:
     """
     import keras
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(integer("seed", seed, 0, SEED_MAX))  # Keras takes no NumPy integer
 
 
 def full_float32() -> str:

@@ -76,7 +76,17 @@ def from_model_batch(batch: np.ndarray, layout: str) -> np.ndarray:
 
 def _forward(model, batch: np.ndarray, compiled: bool = False) -> np.ndarray:
     # tiles share one shape, so a compiled predict step pays off; whole images of new sizes would retrace it
-    pred = model.predict_on_batch(batch) if compiled else model(batch, training=False)
+    try:
+        pred = model.predict_on_batch(batch) if compiled else model(batch, training=False)
+    except ValueError:
+        # a functional model refuses other input sizes than its own (a Sequential one runs): that is no bug
+        fixed = _input_size(model)
+        if all(side in (None, got) for side, got in zip(fixed, batch.shape[1:3], strict=True)):
+            raise
+        size = "x".join(str(side or "any") for side in fixed)
+        raise ArgumentError(f"{model.name} takes {size} inputs only, not {batch.shape[1]}x{batch.shape[2]}: "
+                            "enhancing needs a model that takes any input size, e.g. built on "
+                            f"keras.Input((None, None, {batch.shape[-1]}))") from None
     return np.asarray(keras.ops.convert_to_numpy(pred), dtype="float32")
 
 
@@ -289,6 +299,8 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
     """The noise standard deviation on the 0-255 scale (skimage's wavelet estimate; RGB: the channels' mean).
 
     Unsigned integer images are scaled to [0, 1] first (:func:`deconvlab.io.check_image`), as enhance does.
+    A channel without detail (flat, e.g. the blue of a pure red image) has no noise to measure and is left out
+    of the mean, so that it does not dilute the noise of the others; an image without any detail gives 0.
     """
     from skimage.restoration import estimate_sigma
 
@@ -299,7 +311,11 @@ def estimate_noise_sigma(image: np.ndarray) -> float:
         # skimage takes a last axis of <= 4 pixels for possible colour channels and warns to pass channel_axis;
         # here it is known, so a 3-pixel-wide gray strip (or each channel of a narrow RGB image) is not colour
         warnings.filterwarnings("ignore", message="image is size .* on the last axis", category=UserWarning)
-        return 255.0 * float(estimate_sigma(img, channel_axis=-1 if colour else None, average_sigmas=colour))
+        # skimage drops zero wavelet coefficients: a flat channel has none left, and their median is NaN
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        sigmas = np.atleast_1d(estimate_sigma(img, channel_axis=-1 if colour else None))
+    sigmas = sigmas[np.isfinite(sigmas)]
+    return 255.0 * float(np.mean(sigmas)) if sigmas.size else 0.0
 
 
 def has_colour(image: np.ndarray) -> bool:
@@ -352,9 +368,22 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
         """NHWC in (LR for SR), NHWC out, at the output resolution."""
         if task == "sr" and factor == 1:
             batch = np.stack([upscale(b, scale) for b in batch]).astype(np.float32)
-        if tile and max(batch.shape[1:3]) > tile:
-            return tile_predict(model, batch, tile=tile, overlap=overlap, progress=progress, scale=factor)
-        return predict_image(model, batch)
+        tiled = tile and max(batch.shape[1:3]) > tile
+        # sr alone probes the scale up front (a small image's run); the output shows scale and channels, and
+        # before tiling a corner's does (tile_predict's refusal advises its scale=), at a fixed model's size
+        ph, pw = (side or _PROBE for side in _input_size(model))
+        sample = batch[:1, :ph, :pw] if tiled else batch
+        out = predict_image(model, sample)
+        (h, w, c), (oh, ow, oc) = sample.shape[1:], out.shape[1:]
+        if task != "sr" and oh >= 2 * h:
+            raise ArgumentError(f"the model upscales by {oh // h} ({h}x{w} to {oh}x{ow}): it is for "
+                                f"--task sr (task='sr'), not {task}")
+        if oc != c:
+            raise ArgumentError(f"the model's output has {oc} channel(s) where its input has {c}: "
+                                "enhance needs one that returns as many channels as it takes")
+        if tiled:
+            out = tile_predict(model, batch, tile=tile, overlap=overlap, progress=progress, scale=factor)
+        return out
 
     if not has_colour(img):
         plane = (img if img.ndim == 2 else img[..., 0])[None, :, :, None]

@@ -490,7 +490,8 @@ def _read_png16(p: Path, where: str, notes: _Notes) -> np.ndarray:
 
 
 def source_bit_depth(path: str | os.PathLike) -> int:
-    """16 for 16-bit (or float) PNG/TIFF files, else 8: enhance keeps 16-bit inputs 16-bit."""
+    """16 for files read_image reads at more than 8 bits (16-bit or float PNG, TIFF, PGM, ...), else 8:
+    enhance keeps 16-bit inputs 16-bit."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(32)
@@ -502,6 +503,10 @@ def source_bit_depth(path: str | os.PathLike) -> int:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 return 16 if page.bitspersample > 8 or page.dtype.kind == "f" else 8
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # read_image has warned about this file already
+            with Image.open(path) as im:  # the header only: the modes _pil_to_array keeps at more than 8 bits
+                return 16 if im.mode in ("I", "F") or im.mode.startswith("I;16") else 8
     except Exception:  # an unreadable file failed read_image already; this is only a hint
         pass
     return 8

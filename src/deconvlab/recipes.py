@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks, weights
-from .errors import ArgumentError, DeconvlabError, OutputError, UnknownDatasetError
+from .errors import ArgumentError, DeconvlabError, OutputError, TrainingError, UnknownDatasetError
 from .registry import FALLBACK_NAMES, _info, dataset_key, fetch_dataset, registry
 from .tasks import BLIND_LEVELS
 
@@ -85,6 +85,11 @@ def denoise_colour(task: str, colour_image: bool, colour: str, sigma: float | No
     # with no sigma, find_card prefers a gray blind card: a colour one comes back only where there is none
     if colour == "auto" and _found_channels(sigma, 1 if sigma is None else 3, directory) == 3:
         return "rgb", sigma, None
+    if sigma is not None:  # refused, as for gray and --colour rgb, where the blind card was not trained
+        blind = weights.find_card("denoise", channels=1, directory=directory)  # what resolve_weights picks
+        if weights._rank(blind, "denoise", sigma, None) is None:
+            raise ArgumentError(f"no shipped weights for denoise sigma={sigma:g} on a colour image: the "
+                                f"blind model {blind['id']} serves {weights.card_setting(blind)}")
     note = None if sigma is None else (
         f"--sigma {sigma:g} on a colour image: using the blind model on Y, Cb and Cr, which measures higher on "
         "colour test images than the per-sigma model on R, G and B (--colour rgb picks that one)")
@@ -480,9 +485,12 @@ def train_card(recipe: CardRecipe, log: Callable[[str], None] = print) -> dict[s
 
 def _keep_best(model: Any, checkpoint: Path, history: Any) -> int:
     """Load the checkpoint (best val_psnr) into ``model`` and delete its file, whose weights the card's file
-    replaces; returns the epoch kept. Without one (val_psnr never finite) the last epoch's weights stay."""
-    kept = len(history.history.get("loss", []))
-    if checkpoint.exists() and (best := history.meta.get("best")):
+    replaces; returns the epoch kept. TrainingError where val_psnr was never finite (it diverged)."""
+    kept, best = len(history.history.get("loss", [])), history.meta.get("best")
+    if not best:  # NaN weights: measuring them would fail on a test set, naming the NaN
+        raise TrainingError(f"validation PSNR was never finite up to epoch {kept} (training diverged): "
+                            "lower --learning-rate")
+    if checkpoint.exists():
         model.load_weights(checkpoint)
         kept = int(best["epoch"])
     checkpoint.unlink(missing_ok=True)
@@ -541,6 +549,10 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
                             "held aside) or pass a training set")
+    if dataset_key(o["train_dataset"]) in tasks.TEST_SETS:
+        raise ArgumentError(f"--train-dataset {o['train_dataset']} is a test set: the card would report PSNR "
+                            "on the images it was trained on; leave --train-dataset out (train400) or pass a "
+                            "training set")
     evals = [n.strip() for n in o["eval_datasets"].split(",") if n.strip()] if o["eval_datasets"] else None
     # a misspelt set would otherwise surface when it is loaded: the test sets only after the whole training run
     for option, name in [("--train-dataset", o["train_dataset"]), ("--val-dataset", o["val_dataset"]),

@@ -162,8 +162,10 @@ def read_card(card_id: str | os.PathLike, directory: str | os.PathLike | None = 
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(f"model card {path} is not valid JSON ({exc}); "
-                           "git checkout data/weights") from None
+        # git restores a shipped card; any other file (weights, an image, a stray .json) was never a card
+        advice = ("git checkout data/weights" if path.suffix == ".json" and _is_shipped_folder(path.parent)
+                  else "pass a card id or a card .json (--weights also takes a .keras file)")
+        raise WeightsError(f"model card {path} is not valid JSON ({exc}); {advice}") from None
     card = _validate_card(card, str(path))
     card["_path"] = str(path)
     return card
@@ -278,23 +280,30 @@ def find_card(
         raise ArgumentError(f"channels={channels!r}: use 1 (gray) or 3 (colour), or None for no preference")
     want = 1 if channels is None else int(channels)  # with no preference, the gray (per-channel) model
     listed = list_cards(directory)
-    candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in listed
-                  if (rank := _rank(card, task, sigma, scale)) is not None]
+    tied, defaults = _best_cards(listed, task, sigma, scale, want)
     asked = {"denoise": f" sigma={sigma:g}" if sigma is not None else " (no --sigma)",
              "sr": f" scale={scale}" if scale is not None else " (no --scale)", "deblur": ""}[task]
-    if not candidates:
+    if not tied:
         raise ArgumentError(f"no shipped weights for {task}{asked}; {_available_text(directory, listed)}")
-    best = min(key for key, _ in candidates)
-    tied = [card for key, card in candidates if key == best]
     if len(tied) == 1:
         return tied[0]
-    defaults = [card for card in tied if is_default(card, scale)]
     if len(defaults) == 1:
         return defaults[0]
     ids = ", ".join(str(c["id"]) for c in (defaults or tied))
     problem = "several are marked" if defaults else "none is marked"
     raise ArgumentError(f"{len(tied)} cards serve {task}{asked} ({ids}) and {problem} \"default\": true; "
                         "pass one by id (--weights ID) or mark exactly one default in its card")
+
+
+def _best_cards(cards: list[dict[str, Any]], task: str, sigma: float | None, scale: int | None,
+                want: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the cards that serve the request equally best, those of them marked default): :func:`find_card` picks
+    the only one of the first, else the only one of the second."""
+    candidates = [((rank, 0 if card_channels(card) == want else 1), card) for card in cards
+                  if (rank := _rank(card, task, sigma, scale)) is not None]
+    best = min((key for key, _ in candidates), default=None)
+    tied = [card for key, card in candidates if key == best]
+    return tied, [card for card in tied if is_default(card, scale)]
 
 
 def is_default(card: Mapping[str, Any], scale: int | None = None) -> bool:
@@ -656,9 +665,11 @@ def model_rows(directory: str | os.PathLike | None = None,
                for c in cards if str(c["id"]) in speeds}
     rows = []
     for card in cards:
-        flag = card.get("default", False)
-        default = ("x" + ",".join(str(k) for k in flag)) if isinstance(flag, list) and flag else (
-            "yes" if flag is True else "no")
+        scales = card_scales(card) if card["task"] == "sr" else [None]
+        # find_card's pick at the card's own setting and channels: marked default, or alone there
+        picked = [k for k in scales if any(len(group) == 1 and group[0] is card for group in _best_cards(
+            cards, card["task"], card.get("sigma"), k, card_channels(card)))]
+        default = "no" if not picked else "yes" if picked == scales else "x" + ",".join(map(str, picked))
         macs = card.get("macs_per_pixel")
         values = list(macs.values()) if isinstance(macs, Mapping) else [] if macs is None else [macs]
         if len({float(v) for v in values}) > 1:  # an SR card whose cost differs by scale
