@@ -137,6 +137,14 @@ def test_motion_psf_length_and_symmetry():
         degrade.motion_psf(-1, 0)
 
 
+def test_motion_psf_refuses_a_side_beyond_the_bound():
+    # length 1e6 tried to allocate a 7 TiB PSF and died with a raw MemoryError
+    for kwargs in (dict(length=1e6, angle_deg=0), dict(length=5, angle_deg=0, size=10**6 + 1)):
+        with pytest.raises(ArgumentError) as err:
+            degrade.motion_psf(**kwargs)
+        assert "at most 4095" in one_line(err)
+
+
 def test_motion_psf_rejects_even_sizes_that_would_shift_the_blur():
     # An 8x8 line was centred at 3.5 while blur() centres an even kernel at 4: the blurred image moved half a pixel.
     with pytest.raises(ArgumentError) as err:
@@ -191,6 +199,10 @@ def test_blur_errors():
         degrade.blur(img, np.zeros((3, 3)))
     with pytest.raises(ArgumentError):
         degrade.blur(img, np.ones(3))
+    # a negative sum inverted the image instead of being refused
+    with pytest.raises(ArgumentError) as err:
+        degrade.blur(img, -degrade.gaussian_psf(1.6, 9))
+    assert "psf sums to -1: pass a blur kernel with a positive sum" in one_line(err)
 
 
 # ---------------------------------------------------------------------------------------------- bicubic

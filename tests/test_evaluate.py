@@ -93,6 +93,13 @@ def test_a_function_returning_signed_integers_is_refused(images):
         evaluate(lambda x: np.round(np.clip(x, 0, 1) * 255).astype(np.int64), images, "denoise", sigma=5)
 
 
+def test_a_function_returning_0_255_floats_is_refused(images):
+    # its 0-255 float values were clipped to [0, 1] and scored about 5 dB without a word
+    with pytest.raises(ArgumentError, match="return floats in \\[0, 1\\] or an 8/16-bit integer array"):
+        evaluate(lambda x: np.clip(x, 0, 1) * 255, images, "denoise", sigma=25)
+    evaluate(lambda x: x * 4, images, "denoise", sigma=100)  # noisy values around +-2 are not a scale mistake
+
+
 def test_colour_with_gray_model_is_per_channel_and_colour_model_is_colour(images):
     names, imgs = images
     colour = ([names[2]], [imgs[2]])
@@ -274,6 +281,9 @@ def test_argument_errors(images):
         evaluate(identity, imgs, "denoise", sigma=25)
     with pytest.raises(ArgumentError, match="one name per image"):
         evaluate(identity, (names[:2], imgs), "denoise", sigma=25)
+    for one in (imgs, imgs[:1]):  # a str was iterated as names: "4 names", or one image named "x"
+        with pytest.raises(ArgumentError, match="pass a list of names"):
+            evaluate(identity, ("mine", one), "denoise", sigma=25)
     with pytest.raises(ArgumentError, match="shape"):
         evaluate(lambda x: x[1:], data, "denoise", sigma=25)
 

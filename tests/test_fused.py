@@ -443,6 +443,32 @@ def test_an_arch_that_is_not_a_json_object_is_refused_while_parsing(capsys):
     assert fused._arguments(base).arch == {}
 
 
+def test_an_arch_that_sets_what_the_trainer_sets_is_refused_while_parsing(capsys):
+    # each was an internal error: "got multiple values for keyword argument", or (sr) after the data was loaded
+    base = ["--id", "x", "--out", "o", "--steps", "1", "--arch"]
+    for task, arch, said in ((["--sigma", "25"], '{"channels": 3}', "--arch sets channels, which --task (1: gray"),
+                             (["--task", "sr", "--scale", "2"], '{"scale": 3, "depth": 2}',
+                              "--arch sets scale, which --scale sets: drop it"),
+                             (["--task", "sr", "--scale", "2"], '{"upsample": "pre"}',
+                              "--arch sets upsample, which --task sr (post) sets: drop it")):
+        assert said in _refused([*task, *base, arch])
+    assert fused._arguments(["--task", "sr", "--scale", "2", *base, '{"depth": 2}']).arch == {"depth": 2}
+
+
+def test_a_seed_outside_deconvlab_trains_range_is_refused_while_parsing(capsys):
+    base = ["--sigma", "25", "--id", "x", "--out", "o", "--steps", "1"]
+    for bad in ("-1", "99999999999"):  # Keras refused them, as an internal error
+        assert f"--seed {bad}: pass an integer from 0 to 4294967295" in _refused([*base, "--seed", bad])
+    assert fused._arguments([*base, "--seed", "4294967295"]).seed == 4294967295
+
+
+def test_an_empty_out_is_refused_while_parsing(capsys):
+    base = ["--sigma", "25", "--id", "x", "--steps", "1", "--out"]
+    for bad in ("", " "):  # Path("") is ".": the card was written into the folder the command ran from
+        assert "--out is empty: pass a folder" in _refused([*base, bad])
+    assert fused._arguments([*base, "."]).out == Path(".")
+
+
 def test_an_id_that_is_not_one_file_name_is_refused_while_parsing(capsys):
     base = ["--sigma", "25", "--out", "o", "--steps", "1"]
     for bad in ("a/b", "../x", ".hidden", ""):

@@ -64,6 +64,18 @@ def test_show_handles_layouts_and_clips_for_display_only(shape):
     assert ax.get_title() == "x" and not ax.axison
 
 
+def test_show_and_compare_scale_integer_images_by_their_dtype(clean):
+    # 8- and 16-bit images were clipped to [0, 1] unscaled and showed near white
+    for dtype in (np.uint8, np.uint16):
+        pixels = np.round(clean * np.iinfo(dtype).max).astype(dtype)
+        fig, ax = plt.subplots()
+        shown = np.asarray(plots.show(ax, pixels).get_array())
+        plt.close(fig)
+        np.testing.assert_allclose(shown, clean, atol=0.5 / np.iinfo(dtype).max + 1e-6)
+        panel = plots.compare({"a": pixels}).axes[0]
+        np.testing.assert_array_equal(panel.images[0].get_array(), shown)
+
+
 def test_show_rejects_four_channels():
     fig, ax = plt.subplots()
     with pytest.raises(ImageValueError, match="shape"):
@@ -120,6 +132,16 @@ def test_compare_tiny_images_get_psnr_only():
     test = ref + 0.1
     fig = plots.compare({"ref": ref, "test": test}, reference=ref)
     assert fig.axes[1].get_title() == "test\nPSNR 20.00 dB"  # 10 log10(1 / 0.01)
+
+
+def test_compare_metrics_read_integer_images_on_the_unit_scale(clean):
+    # a uint8 panel against a float reference was titled PSNR -43 dB; two uint8 images raised a data_range error
+    pixels = np.round(clean * 255).astype(np.uint8)
+    noisy = np.round(np.clip(_noisy(clean, 15, 1), 0, 1) * 255).astype(np.uint8)
+    titles = [plots.compare({"a": pixels}, reference=clean).axes[0].get_title(),
+              plots.compare({"a": noisy}, reference=pixels).axes[0].get_title()]
+    assert titles == ["a\n" + _expected_label(clean, pixels / np.float32(255)),
+                      "a\n" + _expected_label(pixels / np.float32(255), noisy / np.float32(255))]
 
 
 def test_compare_rejects_bad_arguments(clean):

@@ -397,6 +397,67 @@ def test_card_recipe_refuses_to_train_on_a_test_set(argv):
         recipes.card_recipe(options, "deconvlab train")
 
 
+def _card_recipe(*argv):
+    options = vars(cli.build_parser().parse_args(["train", *argv]))
+    return recipes.card_recipe(options, "deconvlab train")
+
+
+@pytest.mark.parametrize("argv", [("--task", "denoise", "--sigma", "25", "--val-dataset", "TRAIN400"),
+                                  ("--task", "sr", "--scale", "2", "--train-dataset", "t91",
+                                   "--val-dataset", "t91")])
+def test_card_recipe_refuses_to_validate_on_the_training_set(argv):
+    # the checkpoint was chosen on images it was trained on
+    with pytest.raises(ArgumentError, match=r"^--val-dataset \S+ is the training set: a checkpoint chosen on "
+                                            r"it is chosen on images it was trained on; leave --val-dataset"):
+        _card_recipe(*argv, "--out", "runs")
+
+
+def test_card_recipe_refuses_colour_sr_before_training():
+    # evaluate refused it only when measuring the card, after the whole run
+    with pytest.raises(ArgumentError, match=r"^--channels 3 with --task sr: the SR protocol works on the Y "):
+        _card_recipe("--task", "sr", "--scale", "2", "--channels", "3", "--out", "runs")
+
+
+@pytest.mark.parametrize("card_id", ["a.history", "a.HISTORY"])
+def test_card_ids_that_name_a_history_file_are_refused(card_id):
+    # a.history.json is skipped by list_cards as a history, and --overwrite replaced card a's history
+    with pytest.raises(ArgumentError, match=r"^--id '.*' ends in .history, which names training histories"):
+        recipes.check_card_id(card_id)
+    recipes.check_card_id("a.history1")
+
+
+def test_card_recipe_refuses_an_empty_out():
+    # Path("") is ".": the card went into the current folder
+    with pytest.raises(OutputError, match=r"^--out is empty: pass a folder"):
+        _card_recipe("--task", "denoise", "--sigma", "25", "--out", "")
+
+
+def test_card_recipe_measures_a_test_set_named_twice_once_by_its_registry_name():
+    recipe = _card_recipe("--task", "denoise", "--sigma", "25", "--out", "runs",
+                          "--eval-datasets", "bsd68, BSD68,Set12")
+    assert recipe.eval_sets == ["bsd68", "set12"]
+
+
+def test_a_validation_set_is_named_by_the_images_loaded():
+    # the card said "fallback-test" though only the quick profile's first test_images were loaded
+    recipe = recipes.CardRecipe(task="denoise", out_dir=Path("runs"), sigma=25, steps=1, patch_size=16,
+                                train_dataset="fallback-train", train_limit=3, val_dataset="fallback-test")
+    profile = config.get_profile("quick")
+    *_, val_set = recipes._patch_data(recipe, profile, post=False)
+    assert val_set.name == f"fallback-test (first {profile.test_images})"
+
+
+def test_a_blind_card_logs_each_sigma_it_is_measured_at(monkeypatch):
+    # three lines "bsd68: PSNR ..." that named no sigma
+    monkeypatch.setattr(recipes.weights, "load_pretrained", lambda card: None)
+    monkeypatch.setattr(recipes, "run_evaluation", lambda *a, **k: types.SimpleNamespace(
+        protocol={}, mean_psnr=30.0, mean_ssim=0.9))
+    recipe = recipes.CardRecipe(task="denoise", out_dir=Path("runs"), sigma_range=(5, 55))
+    lines = []
+    recipes.measure_card({}, recipe, lines.append)
+    assert [line.split(":")[0] for line in lines] == [f"bsd68 sigma {s:g}" for s in recipes.BLIND_LEVELS]
+
+
 # ------------------------------------------------------------------------------------------------ integration
 
 

@@ -104,8 +104,14 @@ def test_find_card_exact_range_channels_and_errors(tmp_path):
         find("sr", scale=8, directory=tmp_path)
     with pytest.raises(ArgumentError, match="unknown task"):
         find("inpaint", directory=tmp_path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ArgumentError, match="no model cards in"):
         find("deblur", directory=tmp_path / "empty")
+    # a missing folder or a file was "no model cards in ...: git checkout data/weights", which cannot help
+    with pytest.raises(ArgumentError, match="missing: pass a folder of model cards"):
+        find("deblur", directory=tmp_path / "missing")
+    with pytest.raises(ArgumentError, match="d25.json is a file: pass a folder of model cards"):
+        find("deblur", directory=tmp_path / "d25.json")
     (tmp_path / "d25.history.json").write_text(json.dumps({"history": {"loss": [1.0]}}))  # not a card
     assert [c["id"] for c in weights.list_cards(tmp_path)] == sorted(
         ["d15", "d25", "d25rgb", "blind", "x2", "x34", "blur"])

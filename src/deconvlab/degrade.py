@@ -116,6 +116,8 @@ def motion_psf(length: float, angle_deg: float, size: int | None = None) -> np.n
     dx, dy = math.cos(theta), -math.sin(theta)  # image rows grow downwards: counter-clockwise means up-right
     needed = 2 * math.ceil(length / 2 * max(abs(dx), abs(dy))) + 1
     size = integer("size", needed if size is None else size, 1)
+    if size > 4095:  # real motion blur spans tens of pixels; a side of 10**6 would allocate terabytes first
+        raise ArgumentError(f"a motion PSF of side {size} (length={length:g}): use a side of at most 4095 pixels")
     if size % 2 == 0:  # blur() centres an even kernel at size // 2, half a pixel off this line's centre
         raise ArgumentError(f"size={size} is even: use an odd size so the PSF has a centre pixel, e.g. {size + 1}")
     if size < needed:
@@ -141,8 +143,10 @@ def _check_psf(psf: object) -> np.ndarray:
         raise ArgumentError("psf must be a 2-D array of numbers, e.g. gaussian_psf(1.6, 25)") from None
     if k.ndim != 2 or k.size == 0 or not np.isfinite(k).all():
         raise ArgumentError(f"psf has shape {k.shape}: pass a finite 2-D array, e.g. gaussian_psf(1.6, 25)")
-    if abs(k.sum()) < 1e-12:
-        raise ArgumentError("psf sums to 0: pass a blur kernel with a positive sum, e.g. gaussian_psf(1.6, 25)")
+    total = k.sum()
+    if total < 1e-12:  # a negative sum inverts the image, as a zero one blacks it out
+        shown = f"{total:g}" if total <= -1e-12 else "0"
+        raise ArgumentError(f"psf sums to {shown}: pass a blur kernel with a positive sum, e.g. gaussian_psf(1.6, 25)")
     return k
 
 

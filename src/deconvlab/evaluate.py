@@ -139,6 +139,8 @@ class EvalResult:
 def _images_of(dataset: Any) -> tuple[str, list[str], list[np.ndarray], bool]:
     from .data import Dataset
 
+    if isinstance(dataset, (tuple, list)) and len(dataset) == 2 and isinstance(dataset[0], str):
+        raise ArgumentError(f"names={dataset[0]!r} is one str, read as one name per letter: pass a list of names")
     if isinstance(dataset, Dataset):
         name, names, images, fallback = dataset.name, list(dataset.names), list(dataset.images), dataset.is_fallback
     elif (isinstance(dataset, (tuple, list)) and len(dataset) == 2 and not isinstance(dataset[0], np.ndarray)
@@ -309,6 +311,11 @@ def _measure(task: str, name: str, out: np.ndarray, ref: np.ndarray, base: np.nd
         raise ArgumentError(
             f"{'model' if is_model else 'function'} returned shape {out.shape} for {name}, expected {ref.shape}: {hint}"
         )
+    # noisy outputs leave [0, 1] by about 2 at most (AWGN at sigma 100); past 10 they are 0-255 (or wider) values,
+    # which the clip below would score as ~5 dB without a word
+    if not is_model and np.abs(out).max() > 10:
+        raise ArgumentError(f"function returned values up to {np.abs(out).max():g} for {name}: return floats in [0, 1] "
+                            "or an 8/16-bit integer array")
     out = _clip(out, clip)
     if task == "sr":
         (p, s), (ip, iss) = metrics.sr_metrics(ref, out, scale), metrics.sr_metrics(ref, _clip(base, clip), scale)

@@ -420,7 +420,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="SR: also train on bicubic copies of every training image at these factors "
                         "(FSRCNN: 0.9,0.8,0.7,0.6)")
     parser.add_argument("--id", required=True, help="card id")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", required=True)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing card with the same id")
     length = parser.add_mutually_exclusive_group(required=True)
     length.add_argument("--budget-s", type=float, default=None)
@@ -449,12 +449,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _arguments(argv) -> argparse.Namespace:
     """The parsed command line, each option in its range: a refusal is one line (UsageError), before any work."""
+    from .console import seed
     from .recipes import check_card_id, check_set_name, json_object
     from .registry import dataset_key
     from .tasks import check_sigma, check_sigma_range
 
     parser = _parser()
     args = parser.parse_args(argv)
+    if not args.out.strip():  # Path("") is ".": the card would land in whatever folder the command ran from
+        parser.error("--out is empty: pass a folder for the weights and the card (--out . for this one)")
+    args.out = Path(args.out)
     if args.task == "denoise":
         if args.sigma is None and args.sigma_range is None:
             parser.error("--task denoise needs --sigma or --sigma-range")
@@ -480,10 +484,16 @@ def _arguments(argv) -> argparse.Namespace:
             args.sigma_range = check_sigma_range(*args.sigma_range)
         args.sigma = check_sigma(args.sigma)
         check_card_id(args.id)  # it names the files: 'a/b' trained the whole run and then could not save it
+        seed(args.seed)  # deconvlab train's range: Keras refused others as an internal error
         args.arch = json_object("--arch", args.arch, '{"widths": [4, 8]}')  # was an internal error after loading
     except ArgumentError as exc:
         parser.error(str(exc))
     sr = args.task == "sr"
+    # the trainer passes these to the builder itself: given again, they failed after the data was loaded
+    owned = {"channels": "--task (1: gray, or Y for sr)"}
+    owned.update({"scale": "--scale", "upsample": "--task sr (post)"} if sr else {})
+    for key in sorted(owned.keys() & args.arch.keys()):
+        parser.error(f"--arch sets {key}, which {owned[key]} sets: drop it")
     if not sr and (args.train_sets is not None or args.scale_augment):  # they were ignored without a word
         parser.error("--train-sets and --scale-augment apply to --task sr")
     sets = (args.train_sets or "t91,train400").split(",")

@@ -26,6 +26,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .errors import ArgumentError, ImageValueError
+from .io import unit_float
 
 PANEL_INCHES = 3.2  # width of one image panel: four panels fit the book's text column at dpi 100
 
@@ -81,7 +82,7 @@ def _display_array(img: np.ndarray, name: str = "image") -> np.ndarray:
         raise ImageValueError(
             f"{name} has shape {np.shape(img)}; pass a non-empty (H, W), (H, W, 1) or (H, W, 3) array"
         )
-    arr = arr.astype(np.float32, copy=False)
+    arr = np.asarray(unit_float(arr), dtype=np.float32)  # 8- and 16-bit pixels over their maximum, as io reads them
     # NaN shows as black rather than breaking imshow's normalisation.
     return np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
@@ -113,7 +114,8 @@ def _metrics_label(img: np.ndarray, reference: np.ndarray) -> str | None:
     a, b = _planes(img), _planes(reference)
     if a.shape != b.shape:
         return None  # e.g. the low-resolution input of a super-resolution figure
-    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    # read as the package reads images (8/16-bit over their maximum): metrics then compare both on [0, 1]
+    a32, b32 = (np.asarray(unit_float(x), dtype=np.float32) for x in (a, b))
     label = f"PSNR {metrics.psnr(b32, a32):.2f} dB"
     if min(a.shape[:2]) < 11:
         return label  # smaller than SSIM's 11x11 Gaussian window: PSNR only

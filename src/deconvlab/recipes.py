@@ -330,6 +330,8 @@ def _patch_data(recipe: CardRecipe, profile: Any, post: bool) -> tuple[Any, Any,
     train_set = _sr_y(train_set) if sr_y else train_set
     if recipe.val_dataset:
         val_set = data.load_dataset(recipe.val_dataset, mode=mode, limit=profile.test_images)
+        if profile.test_images is not None:  # as the training set's name says, of the images loaded
+            val_set = dataclasses.replace(val_set, name=f"{val_set.name} (first {len(val_set)})")
         val_set = _sr_y(val_set) if sr_y else val_set
     else:  # the checkpoint is chosen on training images held aside, never on a test set
         train_set, val_set = held_aside(train_set)
@@ -384,7 +386,8 @@ def measure_card(card: dict[str, Any], recipe: CardRecipe, log: Callable[[str], 
         entry.update({"sigma": sigma} if recipe.task == "denoise" else {})
         entry.update({"scale": scale} if recipe.task == "sr" else {})
         metrics.append(entry)
-        log(f"{name}{f' x{scale}' if scale else ''}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
+        setting = f" x{scale}" if scale else f" sigma {sigma:g}" if recipe.sigma_range is not None else ""
+        log(f"{name}{setting}: PSNR {entry['psnr']:.2f} dB, SSIM {entry['ssim']:.4f}")
     card["metrics"] = metrics
     datasets = sorted({m["dataset"] for m in metrics})
     card["anchors"] = [dict(a, scale=k) if k else dict(a, sigma=s) if recipe.sigma_range is not None else a
@@ -506,6 +509,9 @@ def check_card_id(card_id: str) -> None:
     if not CARD_ID.fullmatch(card_id) or ".." in card_id:
         raise ArgumentError(f"--id {card_id!r}: use letters, digits and . _ + - (up to 100, no '/' or '..'); "
                             "it names the files written into --out")
+    if card_id.lower().endswith(".history"):  # "{id}.history.json" is a history file's name, not a card's
+        raise ArgumentError(f"--id {card_id!r} ends in .history, which names training histories: "
+                            "pick another id")
 
 
 #: Model names every backend accepts (TensorFlow's root scope refused "é" and "a b" after the data loaded).
@@ -538,8 +544,13 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     sigma_range = None if o["sigma_range"] is None else tasks.check_sigma_range(*o["sigma_range"])
     if o["task"] == "denoise" and o["sigma"] is None and sigma_range is None:
         raise ArgumentError("--task denoise needs --sigma S (or --sigma-range LO HI for a blind model)")
+    if o["task"] == "sr" and o["channels"] == 3:  # else evaluate refused it after the whole run
+        raise ArgumentError("--channels 3 with --task sr: the SR protocol works on the Y channel (colour "
+                            "images are upscaled through it); leave --channels out (1)")
     if o["id"] is not None:
         check_card_id(o["id"])
+    if not o["out"]:  # Path("") is ".": the files went into the current folder
+        raise OutputError("--out is empty: pass a folder for the weights and the card (--out . for this one)")
     extra = json_object("--arch-kwargs", o["arch_kwargs"], '{"fusion": "concat"}') if o["arch_kwargs"] else {}
     _check_set_by_options(extra, o["task"], o["channels"], o["scale"], o["scales"])
     if "name" in extra and not (isinstance(extra["name"], str) and MODEL_NAME.fullmatch(extra["name"])):
@@ -549,6 +560,10 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
         raise ArgumentError(f"--val-dataset {o['val_dataset']} is a test set: a checkpoint chosen on it is tuned to "
                             "the numbers the card reports; leave --val-dataset out (the last training images are "
                             "held aside) or pass a training set")
+    if o["val_dataset"] is not None and dataset_key(o["val_dataset"]) == dataset_key(o["train_dataset"]):
+        raise ArgumentError(f"--val-dataset {o['val_dataset']} is the training set: a checkpoint chosen on "
+                            "it is chosen on images it was trained on; leave --val-dataset out (the last "
+                            "training images are held aside) or pass another training set")
     if dataset_key(o["train_dataset"]) in tasks.TEST_SETS:
         raise ArgumentError(f"--train-dataset {o['train_dataset']} is a test set: the card would report PSNR "
                             "on the images it was trained on; leave --train-dataset out (train400) or pass a "
@@ -558,6 +573,8 @@ def card_recipe(options: dict[str, Any], command: str) -> CardRecipe:
     for option, name in [("--train-dataset", o["train_dataset"]), ("--val-dataset", o["val_dataset"]),
                          *(("--eval-datasets", n) for n in evals or [])]:
         check_set_name(option, name)
+    # a set named twice ("bsd68,BSD68") was measured twice: once, by its registry name, as fused does
+    evals = list(dict.fromkeys(map(dataset_key, evals))) if evals else None
     return CardRecipe(
         task=o["task"], out_dir=Path(o["out"]).expanduser(), sigma=o["sigma"], sigma_range=sigma_range,
         scale=o["scale"], scales=scales, channels=o["channels"], arch=o["arch"], arch_kwargs=extra,

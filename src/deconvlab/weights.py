@@ -249,9 +249,11 @@ def _available_text(directory: str | os.PathLike | None, cards: list[dict[str, A
         cards = list_cards(directory) if cards is None else cards
     except DeconvlabError:
         cards = []
+    folder = _directory(directory)
+    if not cards and not folder.is_dir():  # list_cards finds no cards there; "git checkout" would not help
+        return f"{folder} is {'a file' if folder.exists() else 'missing'}: pass a folder of model cards"
     if not cards:
-        return (f"no model cards in {_directory(directory)}: git checkout data/weights, "
-                "or train one with `python -m deconvlab train`")
+        return f"no model cards in {folder}: git checkout data/weights, or train one with `python -m deconvlab train`"
     items = [f"{c['id']} ({c['task']} {card_setting(c)}, {card_channels(c)} ch)".replace(" ,", ",")
              for c in cards]
     return "available: " + "; ".join(items)
