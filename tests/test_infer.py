@@ -404,3 +404,53 @@ def test_a_model_of_fixed_input_size_is_refused_on_other_sizes_in_one_line():
                                       "model that takes any input size, e.g. built on "
                                       "keras.Input((None, None, 1))")
     assert infer.enhance(model, _rand((24, 20)), "denoise").shape == (24, 20)
+
+
+def _gain(kernel: float, bias: float = 0.0) -> keras.Model:
+    # a 1x1 gray "model" whose output is known by hand: kernel * x + bias
+    return keras.Sequential([keras.Input((None, None, 1)),
+                             keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.Constant(kernel),
+                                                 bias_initializer=keras.initializers.Constant(bias))])
+
+
+def test_enhance_sr_of_a_colour_image_with_an_identity_model_is_bicubic_rgb_upscaling():
+    """Y through the model, Cb/Cr bicubic: an identity model gives bicubic RGB (linear, weights sum to 1)."""
+    from deconvlab import degrade
+
+    image = np.random.default_rng(3).random((10, 12, 3)).astype(np.float32) * 0.8 + 0.1
+    out = infer.enhance(_gain(1.0), image, "sr", scale=2)
+    assert out.shape == (20, 24, 3)
+    np.testing.assert_allclose(out, np.clip(degrade.upscale(image, 2), 0, 1), atol=1e-5)
+
+
+def test_enhance_clips_the_model_output_to_the_unit_range():
+    """3x - 1 reaches -1 and 2 on [0, 1]: enhance returns exactly np.clip(3x - 1, 0, 1)."""
+    image = _rand((9, 13), seed=12)
+    out = infer.enhance(_gain(3.0, -1.0), image, "denoise", tile=None)
+    assert out.min() == 0.0 and out.max() == 1.0
+    np.testing.assert_allclose(out, np.clip(3 * image - 1, 0, 1), atol=1e-6)
+
+
+def test_enhance_reads_a_one_channel_image_as_gray():
+    """An (H, W, 1) image is gray: enhance returns (H, W), the model's output on its one plane."""
+    image = _rand((9, 13, 1), seed=13)
+    np.testing.assert_allclose(infer.enhance(_gain(0.5), image, "denoise"), 0.5 * image[..., 0], atol=1e-6)
+
+
+def test_has_colour_compares_every_channel_with_the_first():
+    """Gray only when R = G = B: an image with R = G but another B (or R = B, another G) has colour."""
+    plane = _rand((6, 7), seed=14)
+    assert not infer.has_colour(plane) and not infer.has_colour(np.stack([plane] * 3, axis=-1))
+    other = 1 - plane
+    assert infer.has_colour(np.stack([plane, plane, other], axis=-1))
+    assert infer.has_colour(np.stack([plane, other, plane], axis=-1))
+
+
+def test_a_colour_model_restores_gray_stored_as_rgb_to_the_bt601_luma_of_its_output():
+    """R = G = B through a 3-channel model: the gray result is the BT.601 luma of the model's RGB output."""
+    mix = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 1, use_bias=False)])
+    mix.layers[-1].set_weights([np.diag([1.0, 0.5, 0.25]).astype(np.float32)[None, None]])  # x, x/2, x/4
+    plane = _rand((8, 9), seed=15)
+    out = infer.enhance(mix, np.stack([plane] * 3, axis=-1), "denoise", tile=None)
+    luma = (0.299 * 1.0 + 0.587 * 0.5 + 0.114 * 0.25) * plane
+    np.testing.assert_allclose(out, np.stack([luma] * 3, axis=-1), atol=1e-5)

@@ -783,3 +783,21 @@ def test_as_batch_reads_a_pixel_batch_as_it_reads_one_image():
     batch = np.stack([RGB8, RGB8[::-1]])
     np.testing.assert_array_equal(io.as_batch(batch), np.stack([io.as_batch(RGB8)[0], io.as_batch(RGB8[::-1])[0]]))
     assert io.as_batch(batch).max() <= 1.0 and io.as_batch(batch).dtype == np.float32
+
+
+def test_16bit_gray_alpha_png_reads_as_gray_losslessly(tmp_path):
+    """Colour type 4 (gray + alpha, 2 samples) at 16 bits: the gray plane over 65535, alpha dropped."""
+    la = np.dstack([GRAY16, np.full((9, 13), 1000, np.uint16)])
+    (tmp_path / "la16.png").write_bytes(_png16(la))
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        img = io.read_image(tmp_path / "la16.png")
+    np.testing.assert_array_equal(img, GRAY16.astype(np.float32) / 65535)
+
+
+def test_gray_alpha_tiff_reads_as_gray(tmp_path):
+    """A 2-sample TIFF (gray + extra alpha sample) reads as its gray plane, alpha dropped."""
+    la = np.dstack([GRAY8, GRAY8 // 2])
+    tifffile.imwrite(tmp_path / "la.tif", la, photometric="minisblack", extrasamples=[2])
+    with pytest.warns(UserWarning, match="alpha channel dropped"):
+        img = io.read_image(tmp_path / "la.tif")
+    np.testing.assert_array_equal(img, GRAY8 / np.float32(255))

@@ -533,3 +533,39 @@ def test_history_columns_stay_aligned_when_validation_skips_a_resumed_run():
         history = writer.data
     assert history["history"]["val_psnr"] == [20.0, 21.0, None, 25.0]
     assert history["meta"]["best"] == {"epoch": 4, "val_psnr": 25.0}
+
+
+def test_history_times_each_epoch_from_its_begin_to_its_end(monkeypatch):
+    """epoch_seconds is end - begin of each epoch (a clock stepped by hand); wall_time_s is their sum."""
+    writer = tr.HistoryWriter(None, {"monitor": "loss"})
+    clock = iter([100.0, 103.25, 200.0, 201.5])
+    monkeypatch.setattr(tr.time, "perf_counter", lambda: next(clock))
+    for epoch, loss in enumerate((1.0, 0.5)):
+        writer.on_epoch_begin(epoch)
+        writer.on_epoch_end(epoch, {"loss": loss, "learning_rate": 1e-3})
+    assert writer.data["meta"]["epoch_seconds"] == [3.25, 1.5]
+    assert writer.data["meta"]["wall_time_s"] == 4.75
+
+
+def test_compute_capability_8_0_as_jax_reports_it_has_bfloat16():
+    """The boundary in JAX's string form: "8.0" (A100) and "8.6" (RTX 30) are Ampere, "7.5" is not."""
+    parse = tr._capability_at_least_8
+    assert parse("8.0") is True and parse("8.6") is True and parse("7.5") is False
+
+
+def test_an_epoch_of_array_pairs_covers_every_pair_with_a_last_partial_batch():
+    """n pairs in batches of b make ceil(n / b) steps per epoch: one more than a full batch takes two."""
+    prof = config.get_profile("quick")
+    n = prof.batch_size + 1
+    pairs = (_rand((n, 8, 8, 1)), _rand((n, 8, 8, 1), seed=1))
+    fit_args, batch_size = tr._fit_data(pairs, None, None, prof)
+    assert batch_size == prof.batch_size and fit_args["steps_per_epoch"] == 2
+    # reshuffled every epoch: else a shorter steps_per_epoch would only ever train on the first pairs
+    assert fit_args["shuffle"] is True
+
+
+def test_gradients_are_clipped_to_the_global_norm_of_1_that_chapter_4_states():
+    """Chapter 4 and the shipped histories say "clipped to a global norm of 1": the compiled Adam does."""
+    model = _tiny()
+    tr._compile(model, 1e-3, "float32", False)
+    assert model.optimizer.global_clipnorm == 1.0 and model.optimizer.clipnorm is None

@@ -488,3 +488,30 @@ def test_unet_and_post_sr_cards_round_trip_with_their_costs(tmp_path):
     # conv 1->4 and transposed 4->4 at low resolution (/9), then a 6x6/3 transposed 4->1 (36 * 4 / 9)
     assert sr_card["macs_per_pixel"] == {"3": (36 + 144) / 9 + 36 * 4 / 9} == {"3": 36}
     assert weights.load_pretrained("sr", scale=3, directory=tmp_path).count_params() == sr_card["params"]
+
+
+def test_fp16_storage_keeps_every_array_within_1e_3_of_its_peak():
+    """The module's promise on the round trip: max|w16 - w| <= 1e-3 max|w|, float32 where fp16 cannot."""
+    rng = np.random.default_rng(2)
+    for peak, dtype in ((1e-7, np.float32), (1e-5, np.float32), (1e-3, np.float16), (1.0, np.float16)):
+        w = (rng.uniform(-1, 1, (64,)) * peak).astype(np.float32)
+        stored = weights._to_fp16_if_faithful(w)
+        assert stored.dtype == dtype, peak  # below ~6e-5 float16 is subnormal: 6e-8 steps
+        assert np.abs(stored.astype(np.float64) - w).max() <= 1e-3 * np.abs(w).max()
+
+
+def test_card_macs_per_pixel_keeps_whole_counts_integer_and_rounds_fractions_to_one_decimal():
+    """A 3x3 1->2 conv costs 18 MACs (an int); a 1x1 conv before x3 upsampling 1/9 = 0.111 -> 0.1."""
+    whole = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(2, 3, padding="same")])
+    macs = weights.card_macs_per_pixel({"task": "denoise"}, whole)
+    assert macs == 18 and isinstance(macs, int)
+    upsampler = keras.Sequential([keras.Input((None, None, 1)), keras.layers.Conv2D(1, 1),
+                                  keras.layers.UpSampling2D(3)])
+    assert weights.card_macs_per_pixel({"task": "sr", "scale": 3}, upsampler) == {"3": 0.1}
+
+
+def test_card_macs_reads_the_asked_scale_else_the_first():
+    """An SR card's cost per scale: the asked one, the first scale the card serves when none is asked."""
+    card = {"task": "sr", "scales": [2, 3], "macs_per_pixel": {"2": 10, "3": 20}}
+    assert weights.card_macs(card, scale=3) == 20.0 and weights.card_macs(card) == 10.0
+    assert weights.card_macs({"task": "denoise", "macs_per_pixel": 7}) == 7.0
