@@ -492,8 +492,9 @@ def _arguments(argv) -> argparse.Namespace:
     # the trainer passes these to the builder itself: given again, they failed after the data was loaded
     owned = {"channels": "--task (1: gray, or Y for sr)"}
     owned.update({"scale": "--scale", "upsample": "--task sr (post)"} if sr else {})
-    for key in sorted(owned.keys() & args.arch.keys()):
-        parser.error(f"--arch sets {key}, which {owned[key]} sets: drop it")
+    clash = sorted(owned.keys() & args.arch.keys())
+    if clash:
+        parser.error(f"--arch sets {clash[0]}, which {owned[clash[0]]} sets: drop it")
     if not sr and (args.train_sets is not None or args.scale_augment):  # they were ignored without a word
         parser.error("--train-sets and --scale-augment apply to --task sr")
     sets = (args.train_sets or "t91,train400").split(",")

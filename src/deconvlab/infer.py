@@ -113,6 +113,9 @@ def model_scale(model: keras.Model, channels: int | None = None) -> int:
     # a model built for one input size runs on nothing else: probe it at that size
     h, w = (side or _PROBE for side in _input_size(model))
     out_shape = _forward(model, np.zeros((1, h, w, channels), "float32")).shape
+    if out_shape[-1] != channels:  # a 2-channel output of a gray model became its channel 0 without a word
+        raise ArgumentError(f"the model's output has {out_shape[-1]} channel(s) where its input has {channels}: "
+                            "use one that returns as many channels as it takes")
     scale = out_shape[1] // h
     if scale < 1 or out_shape[1] != scale * h or out_shape[2] != scale * w:
         raise ArgumentError(
@@ -359,7 +362,11 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
     if colour == "ycbcr" and channels == 3:  # it would run on R, G and B as if colour="rgb", without a word
         raise ArgumentError("colour='ycbcr' runs a gray model on Y, Cb and Cr, but this model takes 3 channels "
                             "(R, G and B together): pass colour='rgb' (--colour rgb), or gray weights")
-    factor = model_scale(model, channels) if task == "sr" else 1
+    factor = model_scale(model, channels)
+    if task != "sr" and factor != 1:  # an SR model under task="denoise" wrote an upscaled image
+        h, w = img.shape[:2]
+        raise ArgumentError(f"the model upscales by {factor} ({h}x{w} to {h * factor}x{w * factor}): it is for "
+                            f"--task sr (task='sr'), not {task}")
     if factor not in (1, scale):
         raise ArgumentError(f"the model upsamples by {factor}, but the scale asked for is {scale}: "
                             f"pass --scale {factor} or weights trained for x{scale}")
@@ -368,22 +375,9 @@ def enhance(model: keras.Model, image: np.ndarray, task: str, *, scale: int = 1,
         """NHWC in (LR for SR), NHWC out, at the output resolution."""
         if task == "sr" and factor == 1:
             batch = np.stack([upscale(b, scale) for b in batch]).astype(np.float32)
-        tiled = tile and max(batch.shape[1:3]) > tile
-        # sr alone probes the scale up front (a small image's run); the output shows scale and channels, and
-        # before tiling a corner's does (tile_predict's refusal advises its scale=), at a fixed model's size
-        ph, pw = (side or _PROBE for side in _input_size(model))
-        sample = batch[:1, :ph, :pw] if tiled else batch
-        out = predict_image(model, sample)
-        (h, w, c), (oh, ow, oc) = sample.shape[1:], out.shape[1:]
-        if task != "sr" and oh >= 2 * h:
-            raise ArgumentError(f"the model upscales by {oh // h} ({h}x{w} to {oh}x{ow}): it is for "
-                                f"--task sr (task='sr'), not {task}")
-        if oc != c:
-            raise ArgumentError(f"the model's output has {oc} channel(s) where its input has {c}: "
-                                "enhance needs one that returns as many channels as it takes")
-        if tiled:
-            out = tile_predict(model, batch, tile=tile, overlap=overlap, progress=progress, scale=factor)
-        return out
+        if tile and max(batch.shape[1:3]) > tile:
+            return tile_predict(model, batch, tile=tile, overlap=overlap, progress=progress, scale=factor)
+        return predict_image(model, batch)
 
     if not has_colour(img):
         plane = (img if img.ndim == 2 else img[..., 0])[None, :, :, None]

@@ -253,7 +253,8 @@ def _available_text(directory: str | os.PathLike | None, cards: list[dict[str, A
     if not cards and not folder.is_dir():  # list_cards finds no cards there; "git checkout" would not help
         return f"{folder} is {'a file' if folder.exists() else 'missing'}: pass a folder of model cards"
     if not cards:
-        return f"no model cards in {folder}: git checkout data/weights, or train one with `python -m deconvlab train`"
+        return (f"no model cards in {folder}: git checkout data/weights, or train one with "
+                "`python -m deconvlab train`")
     items = [f"{c['id']} ({c['task']} {card_setting(c)}, {card_channels(c)} ch)".replace(" ,", ",")
              for c in cards]
     return "available: " + "; ".join(items)
@@ -668,9 +669,12 @@ def model_rows(directory: str | os.PathLike | None = None,
     rows = []
     for card in cards:
         scales = card_scales(card) if card["task"] == "sr" else [None]
-        # find_card's pick at the card's own setting and channels: marked default, or alone there
-        picked = [k for k in scales if any(len(group) == 1 and group[0] is card for group in _best_cards(
-            cards, card["task"], card.get("sigma"), k, card_channels(card)))]
+        picked = []  # the scales where find_card picks this card at its own setting and channels
+        for k in scales:
+            tied, defaults = _best_cards(cards, card["task"], card.get("sigma"), k, card_channels(card))
+            choice = tied if len(tied) == 1 else defaults if len(defaults) == 1 else []
+            if choice and choice[0] is card:
+                picked.append(k)
         default = "no" if not picked else "yes" if picked == scales else "x" + ",".join(map(str, picked))
         macs = card.get("macs_per_pixel")
         values = list(macs.values()) if isinstance(macs, Mapping) else [] if macs is None else [macs]
